@@ -1,0 +1,506 @@
+"""The bit-exact behavioural reference of the spikeline hardware (numpy + numba).
+
+This module *is* the contract of DESIGN.md in executable form. The Amaranth
+components, the generated Verilog and the integer inference of trained models
+are all tested against it; nothing else restates these rules.
+
+Arithmetic (all integers)
+-------------------------
+* leak:       ``v <- trunc0(v * a / 4096)``, truncation toward zero
+* saturation: membrane to signed ``membrane_bits``, readout sum to signed
+  ``readout_bits``; synaptic sums never wrap (the model loader forbids it)
+* fire:       spiking layer and ``v >= threshold``; reset ``zero`` (v <- 0) or
+  ``subtract`` (v <- v - threshold)
+* readout:    ``R[j] += v[j]`` once per step; prediction = argmax R, lowest
+  index on ties
+
+Layered execution: per step, ``v = sat(leak(v) + I)``, with
+``I[j] = sum_k sum_i W[k,i,j] * S_prev[t - d_k, i]``; every spiking neuron is
+checked every step; emission order within a step is ascending ``j``.
+
+Asynchronous execution: at the start of each step every layer leaks and clears
+its refractory flags. A layer then handles (1) delayed events due at ``t``,
+(2) the ``d=0`` taps of spikes the previous layer emits during ``t``, in
+emission order (the input layer emits in ascending channel order). Each update
+``v[j] = sat(v[j] + w)`` is followed by a threshold check; a neuron fires at
+most once per step and keeps integrating while refractory.
+
+* SCDQ: delayed events ``(i, k)`` (``d_k > 0``) emitted at ``t - d_k`` go by
+  ascending ``k``, and within one ``k`` in the previous layer's emission order.
+* Ring buffer: each neuron ``j`` in ascending order drains its pre-summed slot
+  for ``t`` as one update; a slot holding 0 is no update.
+
+Readings chosen where the contract is silent (real-hardware readings):
+* Ring buffer in async mode: ``d = 0`` taps do not pass through the ring; they
+  are applied to the membrane at once as same-step events (phase 2), exactly
+  like the SCDQ, since a slot for the current step has already been drained.
+* A layer whose largest delay is 0 needs no delay queue: its SCDQ stores
+  nothing and costs 0 bits (:func:`scdq_bits`); its occupancy is 0.
+* The readout layer leaks and sums ``R += v`` at every step, including steps
+  in which it receives no event.
+* SOP counts: a tap whose arrival ``t_emit + d_k >= T`` is neither applied nor
+  counted; counts are therefore the same for both delay units and both modes
+  given the same input spikes.
+* SCDQ occupancy counts events by emission step only; events whose every tap
+  arrives at or after ``T`` are still held (the queue does not know T).
+
+Because each layer's state depends only on its own ordered input sequence, the
+reference runs one layer over all ``T`` steps, then the next layer on the
+emission list it produced. The HDL interleaves the layers in time and must
+still match exactly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hw.model_file import DECAY_ONE, Layer, Model, validate
+
+try:  # numba makes the event-by-event async path fast; the semantics do not depend on it
+    from numba import njit
+except ImportError:  # pragma: no cover - numba is a pinned dependency
+    def njit(*a, **k):
+        return (lambda f: f) if not a or not callable(a[0]) else a[0]
+
+MODES = ("layered", "async")
+DELAY_UNITS = ("ring", "scdq")
+
+
+# ---------------------------------------------------------------- arithmetic
+def trunc0_leak(v: np.ndarray, decay: int) -> np.ndarray:
+    """``trunc0(v * a / 4096)`` for an int64 array (rounds toward zero)."""
+    q = (np.abs(v) * decay) >> 12
+    return np.where(v < 0, -q, q)
+
+
+def sat(v: np.ndarray | int, bits: int):
+    """Saturate to the signed range of ``bits``."""
+    hi = (1 << (bits - 1)) - 1
+    return np.clip(v, -hi - 1, hi)
+
+
+def argmax_lowest(R: np.ndarray) -> np.ndarray:
+    """argmax over the last axis; numpy already returns the lowest index on ties."""
+    return np.argmax(R, axis=-1)
+
+
+def time_to_decision(R: np.ndarray) -> np.ndarray:
+    """Smallest step ``t`` at which the running argmax equals the final
+    prediction at ``t`` and at every later step. ``R``: ``[..., T, n]``."""
+    am = argmax_lowest(R)  # [..., T]
+    final = am[..., -1:]
+    wrong = am != final
+    T = am.shape[-1]
+    # last wrong step + 1; 0 if never wrong
+    idx = np.where(wrong, np.arange(T), -1).max(axis=-1)
+    return idx + 1
+
+
+# ---------------------------------------------------------------- results
+@dataclass
+class LayerTrace:
+    """What one layer did over one sample."""
+
+    spikes: np.ndarray  # bool [T, n_out]; all False for the readout
+    emit_t: np.ndarray  # int32 [n_spikes], step of each emission, in emission order
+    emit_j: np.ndarray  # int32 [n_spikes], neuron of each emission
+    sops: int  # synaptic operations applied in this layer
+    occupancy: np.ndarray  # int64 [T], SCDQ occupancy after each step
+
+
+@dataclass
+class SampleResult:
+    """Everything the reference says about one sample."""
+
+    layers: list[LayerTrace]
+    readout: np.ndarray  # int64 [T, n_classes], R after each step
+    prediction: int
+    time_to_decision: int
+
+    @property
+    def sops(self) -> np.ndarray:
+        return np.array([L.sops for L in self.layers], dtype=np.int64)
+
+
+@dataclass
+class BatchResult:
+    """Per-sample results of a batch, with a few convenient stacked views."""
+
+    samples: list[SampleResult]
+
+    @property
+    def predictions(self) -> np.ndarray:
+        return np.array([s.prediction for s in self.samples], dtype=np.int64)
+
+    @property
+    def sops(self) -> np.ndarray:  # [B, L]
+        return np.stack([s.sops for s in self.samples])
+
+    @property
+    def occupancy(self) -> np.ndarray:  # [B, L, T]
+        return np.stack([np.stack([L.occupancy for L in s.layers]) for s in self.samples])
+
+    @property
+    def readout(self) -> np.ndarray:  # [B, T, n_classes]
+        return np.stack([s.readout for s in self.samples])
+
+    @property
+    def time_to_decision(self) -> np.ndarray:
+        return np.array([s.time_to_decision for s in self.samples], dtype=np.int64)
+
+    def spikes(self, layer: int) -> np.ndarray:  # [B, T, n_out]
+        return np.stack([s.layers[layer].spikes for s in self.samples])
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, b: int) -> SampleResult:
+        return self.samples[b]
+
+
+# ---------------------------------------------------------------- helpers shared by both modes
+def _check_input(model: Model, X: np.ndarray) -> np.ndarray:
+    X = np.asarray(X)
+    if X.ndim == 2:
+        X = X[None]
+    if X.ndim != 3:
+        raise ValueError(f"input raster must be [T, C] or [B, T, C], got shape {X.shape}")
+    if X.shape[1] != model.T:
+        raise ValueError(f"input raster has T={X.shape[1]} steps but the model has T={model.T}")
+    if X.shape[2] != model.n_inputs:
+        raise ValueError(f"input raster has {X.shape[2]} channels but the model has n_inputs={model.n_inputs}")
+    if X.dtype != np.bool_:
+        if not np.isin(X, (0, 1)).all():
+            raise ValueError("input raster must be binary (at most one event per (t, c))")
+        X = X.astype(bool)
+    return X
+
+
+def raster_from_events(t: np.ndarray, c: np.ndarray, T: int, n_channels: int) -> np.ndarray:
+    """Binary raster ``[T, C]`` from event arrays; rejects out-of-range events."""
+    t = np.asarray(t, dtype=np.int64)
+    c = np.asarray(c, dtype=np.int64)
+    if t.size and (t.min() < 0 or t.max() >= T):
+        raise ValueError(f"event step outside [0, {T})")
+    if c.size and (c.min() < 0 or c.max() >= n_channels):
+        raise ValueError(f"event channel outside [0, {n_channels})")
+    X = np.zeros((T, n_channels), dtype=bool)
+    X[t, c] = True
+    return X
+
+
+def events_from_raster(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Events ``(t, c)`` of a ``[T, C]`` raster, sorted by t then c."""
+    t, c = np.nonzero(X)
+    return t.astype(np.int32), c.astype(np.int32)
+
+
+def scdq_occupancy(counts: np.ndarray, max_delay: int) -> np.ndarray:
+    """Occupancy after each step from the previous layer's per-step spike
+    counts ``[..., T]``: events emitted in ``[t - D, t]``; 0 when ``D == 0``."""
+    counts = np.asarray(counts, dtype=np.int64)
+    if max_delay == 0:
+        return np.zeros_like(counts)
+    c = np.cumsum(counts, axis=-1)
+    shifted = np.zeros_like(c)
+    shifted[..., max_delay + 1:] = c[..., : c.shape[-1] - max_delay - 1]
+    return c - shifted
+
+
+def _sop_count(S_prev: np.ndarray, layer: Layer) -> np.ndarray:
+    """SOPs per sample: every spike's non-zero taps that arrive before T. ``S_prev``: [B, T, n_in]."""
+    T = S_prev.shape[1]
+    nnz = (layer.weights != 0).sum(axis=2)  # [K, n_in]
+    total = np.zeros(S_prev.shape[0], dtype=np.int64)
+    for k, d in enumerate(layer.delays):
+        if d < T:
+            total += S_prev[:, : T - d, :].sum(axis=1, dtype=np.int64) @ nnz[k].astype(np.int64)
+    return total
+
+
+# ---------------------------------------------------------------- layered (vectorized over the batch)
+def _layer_input_layered(S_prev: np.ndarray, layer: Layer, acc_bits: int) -> np.ndarray:
+    """``I[b, t, j]`` for all steps at once. Floating-point matmul is exact here:
+    every partial sum is bounded by sum|W| < 2^(acc_bits-1) (loader rule)."""
+    B, T, n_in = S_prev.shape
+    dtype = np.float32 if acc_bits <= 25 else np.float64
+    K = len(layer.delays)
+    Wcat = layer.weights.astype(dtype).transpose(1, 0, 2).reshape(n_in, K * layer.n_out)
+    P = (S_prev.reshape(B * T, n_in).astype(dtype) @ Wcat).reshape(B, T, K, layer.n_out)
+    I = np.zeros((B, T, layer.n_out), dtype=np.int64)
+    for k, d in enumerate(layer.delays):
+        if d < T:
+            I[:, d:, :] += np.rint(P[:, : T - d, k, :]).astype(np.int64)
+    return I
+
+
+def _run_layered_chunk(model: Model, X: np.ndarray) -> list[SampleResult]:
+    w = model.widths
+    B, T, _ = X.shape
+    S_prev = X
+    traces: list[list[LayerTrace]] = [[] for _ in range(B)]
+    R_hist = None
+    for layer in model.layers:
+        I = _layer_input_layered(S_prev, layer, w.acc_bits)
+        v = np.zeros((B, layer.n_out), dtype=np.int64)
+        S = np.zeros((B, T, layer.n_out), dtype=bool)
+        if not layer.spiking:
+            R = np.zeros((B, layer.n_out), dtype=np.int64)
+            R_hist = np.zeros((B, T, layer.n_out), dtype=np.int64)
+        for t in range(T):
+            v = sat(trunc0_leak(v, layer.decay) + I[:, t], w.membrane_bits)
+            if layer.spiking:
+                fire = v >= layer.threshold
+                S[:, t] = fire
+                if layer.reset == "zero":
+                    v = np.where(fire, 0, v)
+                else:
+                    v = np.where(fire, v - layer.threshold, v)
+            else:
+                R = sat(R + v, w.readout_bits)
+                R_hist[:, t] = R
+        sops = _sop_count(S_prev, layer)
+        occ = scdq_occupancy(S_prev.sum(axis=2), layer.max_delay)
+        for b in range(B):
+            et, ej = events_from_raster(S[b])
+            traces[b].append(LayerTrace(S[b], et, ej, int(sops[b]), occ[b]))
+        S_prev = S
+    preds = argmax_lowest(R_hist[:, -1])
+    ttd = time_to_decision(R_hist)
+    return [SampleResult(traces[b], R_hist[b], int(preds[b]), int(ttd[b])) for b in range(B)]
+
+
+# ---------------------------------------------------------------- async (event by event, one layer at a time)
+@njit(cache=True)
+def _async_layer(pre_t, pre_i, T, delays, row_ptr, cols, vals, n_out, threshold, decay,
+                 subtract, spiking, vbits, rbits, ring):  # pragma: no cover - compiled
+    """One layer over all steps. Inputs: the previous layer's emissions in
+    order, and the synapses in CSR per row ``k * n_in + i``. Returns the
+    layer's emissions, the readout history and the SOP count."""
+    vmax = (1 << (vbits - 1)) - 1
+    vmin = -vmax - 1
+    rmax = (1 << (rbits - 1)) - 1
+    rmin = -rmax - 1
+    K = delays.shape[0]
+    n_in = (row_ptr.shape[0] - 1) // K
+    D = delays[K - 1]
+    # first emission index of every step
+    step_start = np.zeros(T + 1, dtype=np.int64)
+    for e in range(pre_t.shape[0]):
+        step_start[pre_t[e] + 1] += 1
+    for t in range(T):
+        step_start[t + 1] += step_start[t]
+    v = np.zeros(n_out, dtype=np.int64)
+    refr = np.zeros(n_out, dtype=np.bool_)
+    R = np.zeros(n_out, dtype=np.int64)
+    R_hist = np.zeros((T, n_out), dtype=np.int64)
+    slots = np.zeros((D + 1, n_out), dtype=np.int64)
+    out_t = np.empty(T * n_out, dtype=np.int32)
+    out_j = np.empty(T * n_out, dtype=np.int32)
+    n_out_ev = 0
+    sops = 0
+    for t in range(T):
+        for j in range(n_out):
+            q = (abs(v[j]) * decay) >> 12
+            v[j] = -q if v[j] < 0 else q
+            refr[j] = False
+        # phase 1: delayed input due now
+        if ring:
+            s = t % (D + 1)
+            for j in range(n_out):
+                x = slots[s, j]
+                if x != 0:
+                    slots[s, j] = 0
+                    v[j] = min(max(v[j] + x, vmin), vmax)
+                    if spiking and not refr[j] and v[j] >= threshold:
+                        v[j] = v[j] - threshold if subtract else 0
+                        refr[j] = True
+                        out_t[n_out_ev] = t
+                        out_j[n_out_ev] = j
+                        n_out_ev += 1
+        else:
+            for k in range(K):
+                d = delays[k]
+                if d == 0 or t - d < 0:
+                    continue
+                for e in range(step_start[t - d], step_start[t - d + 1]):
+                    r = k * n_in + pre_i[e]
+                    for p in range(row_ptr[r], row_ptr[r + 1]):
+                        j = cols[p]
+                        sops += 1
+                        v[j] = min(max(v[j] + vals[p], vmin), vmax)
+                        if spiking and not refr[j] and v[j] >= threshold:
+                            v[j] = v[j] - threshold if subtract else 0
+                            refr[j] = True
+                            out_t[n_out_ev] = t
+                            out_j[n_out_ev] = j
+                            n_out_ev += 1
+        # phase 2: this step's emissions of the previous layer, in order
+        for e in range(step_start[t], step_start[t + 1]):
+            i = pre_i[e]
+            if ring:  # delayed taps go into the ring at emission
+                for k in range(K):
+                    d = delays[k]
+                    if d == 0 or t + d >= T:
+                        continue
+                    r = k * n_in + i
+                    s = (t + d) % (D + 1)
+                    for p in range(row_ptr[r], row_ptr[r + 1]):
+                        slots[s, cols[p]] += vals[p]
+                        sops += 1
+            if delays[0] == 0:
+                r = i  # k = 0
+                for p in range(row_ptr[r], row_ptr[r + 1]):
+                    j = cols[p]
+                    sops += 1
+                    v[j] = min(max(v[j] + vals[p], vmin), vmax)
+                    if spiking and not refr[j] and v[j] >= threshold:
+                        v[j] = v[j] - threshold if subtract else 0
+                        refr[j] = True
+                        out_t[n_out_ev] = t
+                        out_j[n_out_ev] = j
+                        n_out_ev += 1
+        if not spiking:
+            for j in range(n_out):
+                R[j] = min(max(R[j] + v[j], rmin), rmax)
+                R_hist[t, j] = R[j]
+    return out_t[:n_out_ev].copy(), out_j[:n_out_ev].copy(), R_hist, sops
+
+
+def csr_rows(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Compress ``weights[K, n_in, n_out]`` per row ``r = k * n_in + i``:
+    ``row_ptr[K*n_in + 1]``, ``cols`` (ascending within a row) and ``vals``."""
+    K, n_in, n_out = weights.shape
+    flat = weights.reshape(K * n_in, n_out)
+    rows, cols = np.nonzero(flat)
+    row_ptr = np.zeros(K * n_in + 1, dtype=np.int64)
+    np.add.at(row_ptr, rows + 1, 1)
+    return np.cumsum(row_ptr), cols.astype(np.int64), flat[rows, cols].astype(np.int64)
+
+
+def _async_sample(model: Model, X: np.ndarray, csr, ring: bool) -> SampleResult:
+    w = model.widths
+    T = model.T
+    pre_t, pre_i = events_from_raster(X)
+    traces = []
+    R_hist = None
+    for layer, (row_ptr, cols, vals) in zip(model.layers, csr):
+        et, ej, Rh, sops = _async_layer(
+            pre_t, pre_i, T, layer.delays.astype(np.int64), row_ptr, cols, vals, layer.n_out,
+            int(layer.threshold), int(layer.decay), layer.reset == "subtract", bool(layer.spiking),
+            w.membrane_bits, w.readout_bits, ring,
+        )
+        S = np.zeros((T, layer.n_out), dtype=bool)
+        S[et, ej] = True
+        counts = np.bincount(pre_t, minlength=T)
+        traces.append(LayerTrace(S, et, ej, int(sops), scdq_occupancy(counts, layer.max_delay)))
+        if not layer.spiking:
+            R_hist = Rh
+        pre_t, pre_i = et, ej
+    return SampleResult(traces, R_hist, int(argmax_lowest(R_hist[-1])), int(time_to_decision(R_hist)))
+
+
+# ---------------------------------------------------------------- public entry point
+def simulate(model: Model, X: np.ndarray, mode: str = "layered", delay_unit: str = "scdq",
+             chunk: int = 256, progress=None) -> BatchResult:
+    """Run the reference on binary input rasters ``X`` (``[T, C]`` or ``[B, T, C]``).
+
+    ``mode``: ``layered`` or ``async``. ``delay_unit``: ``ring`` or ``scdq``
+    (changes only the async event order). ``progress``: optional callable
+    ``progress(n_done)`` called as samples finish.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if delay_unit not in DELAY_UNITS:
+        raise ValueError(f"delay_unit must be one of {DELAY_UNITS}, got {delay_unit!r}")
+    validate(model)
+    X = _check_input(model, X)
+    out: list[SampleResult] = []
+    if mode == "layered":
+        for s in range(0, X.shape[0], chunk):
+            out.extend(_run_layered_chunk(model, X[s:s + chunk]))
+            if progress:
+                progress(len(out))
+    else:
+        csr = [csr_rows(L.weights) for L in model.layers]
+        for b in range(X.shape[0]):
+            out.append(_async_sample(model, X[b], csr, delay_unit == "ring"))
+            if progress:
+                progress(len(out))
+    return BatchResult(out)
+
+
+# ---------------------------------------------------------------- memory accounting (DESIGN.md)
+def clog2(n: int) -> int:
+    """``ceil(log2 n)`` for ``n >= 1`` (``clog2(1) == 0``)."""
+    if n < 1:
+        raise ValueError(f"clog2 needs n >= 1, got {n}")
+    return (int(n) - 1).bit_length()
+
+
+def ring_buffer_bits(n_out: int, max_delay: int, acc_bits: int) -> int:
+    """Ring buffer of one layer: ``n_out * (D + 1) * acc_bits``."""
+    return n_out * (max_delay + 1) * acc_bits
+
+
+def scdq_bits(n_in: int, max_delay: int, capacity: int) -> int:
+    """SCDQ of one layer: ``C * max(1, clog2 n_in) + (D + 1) * (clog2 C + 1)``;
+    0 for a layer whose only delay is 0 (it needs no queue)."""
+    if max_delay == 0:
+        return 0
+    if capacity < 1:
+        raise ValueError(f"SCDQ capacity must be >= 1, got {capacity}")
+    return capacity * max(1, clog2(n_in)) + (max_delay + 1) * (clog2(capacity) + 1)
+
+
+def scdq_layered_accumulator_bits(n_out: int, acc_bits: int) -> int:
+    """Extra input accumulator an SCDQ core needs in layered mode."""
+    return n_out * acc_bits
+
+
+def synapse_bits(weights: np.ndarray, weight_bits: int) -> int:
+    """CSR synapse memory per ``(i, k)`` row:
+    ``nnz * (wb + max(1, clog2 n_out)) + (K * n_in + 1) * clog2(nnz + 1)``."""
+    K, n_in, n_out = weights.shape
+    nnz = int(np.count_nonzero(weights))
+    return nnz * (weight_bits + max(1, clog2(n_out))) + (K * n_in + 1) * clog2(nnz + 1)
+
+
+def dense_synapse_bits(weights: np.ndarray, weight_bits: int) -> int:
+    K, n_in, n_out = weights.shape
+    return K * n_in * n_out * weight_bits
+
+
+def state_bits(n_out: int, membrane_bits: int) -> int:
+    return n_out * membrane_bits
+
+
+def memory_report(model: Model, scdq_capacity: list[int] | None = None) -> list[dict]:
+    """Per-layer memory bits. ``scdq_capacity``: measured ``C`` per layer
+    (e.g. peak occupancy); ``None`` leaves the SCDQ figures out."""
+    w = model.widths
+    rows = []
+    for l, L in enumerate(model.layers):
+        row = {
+            "layer": l,
+            "ring_bits": ring_buffer_bits(L.n_out, L.max_delay, w.acc_bits),
+            "synapse_bits": synapse_bits(L.weights, w.weight_bits),
+            "dense_synapse_bits": dense_synapse_bits(L.weights, w.weight_bits),
+            "state_bits": state_bits(L.n_out, w.membrane_bits),
+            "layered_accumulator_bits": scdq_layered_accumulator_bits(L.n_out, w.acc_bits),
+        }
+        if scdq_capacity is not None:
+            C = max(1, int(scdq_capacity[l]))
+            row["scdq_capacity"] = C
+            row["scdq_bits"] = scdq_bits(L.n_in, L.max_delay, C)
+        rows.append(row)
+    return rows
+
+
+__all__ = [
+    "DECAY_ONE", "MODES", "DELAY_UNITS", "LayerTrace", "SampleResult", "BatchResult", "simulate",
+    "trunc0_leak", "sat", "argmax_lowest", "time_to_decision", "raster_from_events", "events_from_raster",
+    "scdq_occupancy", "csr_rows", "clog2", "ring_buffer_bits", "scdq_bits", "scdq_layered_accumulator_bits",
+    "synapse_bits", "dense_synapse_bits", "state_bits", "memory_report",
+]
