@@ -204,7 +204,9 @@ def scdq_occupancy(counts: np.ndarray, max_delay: int) -> np.ndarray:
         return np.zeros_like(counts)
     c = np.cumsum(counts, axis=-1)
     shifted = np.zeros_like(c)
-    shifted[..., max_delay + 1:] = c[..., : c.shape[-1] - max_delay - 1]
+    n = c.shape[-1] - max_delay - 1
+    if n > 0:
+        shifted[..., max_delay + 1:] = c[..., :n]
     return c - shifted
 
 
