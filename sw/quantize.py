@@ -1,0 +1,84 @@
+"""Fake quantization onto the integer contract of hw.reference (straight-through).
+
+The float model runs in *integer units*: a layer's weights are ``w / s`` rounded
+to ``weight_bits`` (per-layer scale ``s = max|w| / qmax``), its threshold is
+``round(theta / s)`` and its leak is ``trunc0(v * a / 4096)``. The forward pass
+therefore computes exactly the integers the hardware computes; gradients pass
+straight through every rounding.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+DECAY_ONE = 4096  # hw.model_file.DECAY_ONE; not imported to keep torch-side math self-contained
+
+
+class _RoundSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return torch.round(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+class _TruncSTE(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return torch.trunc(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        return g
+
+
+def round_ste(x: torch.Tensor) -> torch.Tensor:
+    """Round half to even (torch.round) forward, identity backward."""
+    return _RoundSTE.apply(x)
+
+
+def trunc0_ste(x: torch.Tensor) -> torch.Tensor:
+    """Truncation toward zero forward, identity backward."""
+    return _TruncSTE.apply(x)
+
+
+def qmax(bits: int) -> int:
+    return (1 << (bits - 1)) - 1
+
+
+def layer_scale(w: torch.Tensor, bits: int) -> torch.Tensor:
+    """Per-layer scale: the largest |w| maps to ``qmax``. Detached (a statistic, not a parameter)."""
+    m = w.detach().abs().max()
+    return torch.clamp(m, min=1e-8) / qmax(bits)
+
+
+def fake_quant(w: torch.Tensor, scale: torch.Tensor, bits: int) -> torch.Tensor:
+    """Integer-valued float tensor ``round(clamp(w / scale))`` with a straight-through gradient."""
+    q = qmax(bits)
+    return round_ste(torch.clamp(w / scale, -q - 1, q))
+
+
+def threshold_int(theta: float, scale: torch.Tensor | float, membrane_bits: int) -> int:
+    """Integer threshold for a float threshold ``theta`` at weight scale ``scale``; in [1, vmax]."""
+    t = int(round(float(theta) / float(scale)))
+    return max(1, min(t, qmax(membrane_bits)))
+
+
+def decay_int(tau: float, dt: float) -> int:
+    """Leak factor ``a`` (``v <- v * a / 4096``) of a membrane time constant ``tau`` at step ``dt``."""
+    if not tau > 0 or not dt > 0:
+        raise ValueError(f"tau and dt must be positive, got tau={tau!r}, dt={dt!r}")
+    return int(round(DECAY_ONE * math.exp(-dt / tau)))
+
+
+def int_dtype(bits: int):
+    """Smallest numpy signed dtype holding ``bits``-bit weights (the model file's storage)."""
+    import numpy as np
+
+    for dt in (np.int8, np.int16, np.int32, np.int64):
+        if bits <= np.iinfo(dt).bits:
+            return dt
+    raise ValueError(f"weight_bits={bits} too wide")
