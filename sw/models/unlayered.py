@@ -1,0 +1,381 @@
+"""Unlayered (asynchrony-aware) training, after Koopman et al. 2024.
+
+The forward pass reproduces, inside every time step, the asynchronous event
+order of the contract (``hw.reference`` async mode, SCDQ delay unit): each
+layer first handles delayed events due at ``t`` (ascending delay level, then
+the previous layer's emission order), then the same-step ``d = 0`` events in
+emission order. A neuron is checked after every update it receives, fires at
+once, at most once per step, and resets.
+
+Pending events are applied in *forward groups* of ``F`` events: the group's
+weights are summed into the membranes, then every neuron the group touched is
+checked. ``F = 1`` is fully event by event (with the ``fifo`` scheduler this is
+exactly the hardware order); ``F = None`` ("all") applies the whole step at
+once, which with zero reset equals layered execution.
+
+Why layer by layer: a layer's state depends only on its own ordered input
+sequence, so each layer runs over all ``T`` steps and hands the next layer its
+spikes plus the within-step emission rank (and pre-spike membrane for the
+momentum scheduler).
+
+Within one step and one layer, neurons do not interact (feed-forward), so each
+neuron's trajectory is a prefix sum over the ordered groups; the first group
+where it is touched and crosses threshold is its firing point. That makes the
+whole step a few vectorized tensor ops (batch-parallel), with BPTT through the
+prefix sums and a surrogate gradient at the firing (or closest) point.
+
+Schedulers (order of a step's pending events for one layer):
+
+* ``fifo``: the contract's hardware order (above).
+* ``random``: a fresh uniformly random order each forward pass (seeded
+  ``torch.Generator``: same seed, same sequence of orders).
+* ``momentum``: events by descending pre-spike membrane of the emitting neuron
+  (input events have none and keep fifo order behind any ranked ones; ties keep
+  fifo order).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from hw.model_file import DECAY_ONE, Model
+
+SCHEDULERS = ("fifo", "random", "momentum")
+_INF = float("inf")
+
+
+class _AsyncSpike(torch.autograd.Function):
+    """Forward: the exact fire flag. Backward: SuperSpike surrogate at ``u``."""
+
+    @staticmethod
+    def forward(ctx, u, fired, slope):
+        ctx.save_for_backward(u)
+        ctx.slope = slope
+        return fired.to(u.dtype)
+
+    @staticmethod
+    def backward(ctx, g):
+        (u,) = ctx.saved_tensors
+        return g / (ctx.slope * u.abs() + 1.0) ** 2, None, None
+
+
+def _shift(x: torch.Tensor, d: int, fill: float) -> torch.Tensor:
+    """``x[:, t - d]`` along dim 1, ``fill`` where ``t < d``."""
+    if d == 0:
+        return x
+    T = x.shape[1]
+    pad = torch.full_like(x[:, : min(d, T)], fill)
+    return torch.cat([pad, x[:, : max(T - d, 0)]], 1)
+
+
+def _phase(delays: list[int]) -> list[int]:
+    """Processing phase of each delay level: delayed levels ascending, then d = 0."""
+    K = len(delays)
+    if delays[0] > 0:
+        return list(range(K))
+    return [K - 1] + list(range(K - 1))
+
+
+def _check_forward_group(F) -> int | None:
+    if F is None or (isinstance(F, str) and F.lower() == "all"):
+        return None
+    if isinstance(F, bool) or not isinstance(F, (int, np.integer)) or F < 1:
+        raise ValueError(f"forward_group must be a positive int or 'all', got {F!r}")
+    return int(F)
+
+
+# ---------------------------------------------------------------- layer parameter views
+class LayerView(nn.Module):
+    """What the unlayered forward needs of one layer. Subclasses supply the
+    effective (e.g. fake-quantized) weights ``[K, n_in, n_out]``, threshold and
+    leak factor as tensors; ``delays``, ``reset`` and ``spiking`` are fixed."""
+
+    delays: list[int]
+    reset: str
+    spiking: bool
+
+    def weights(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def threshold(self) -> torch.Tensor:
+        raise NotImplementedError
+
+    def leak(self) -> torch.Tensor:
+        """Multiplicative leak factor in [0, 1] (``decay / 4096`` in the model file)."""
+        raise NotImplementedError
+
+
+class ParamLayer(LayerView):
+    """A layer given by explicit tensors (trainable or fixed)."""
+
+    def __init__(self, weights, delays, threshold, leak, reset="zero", spiking=True, trainable=True):
+        super().__init__()
+        W = torch.as_tensor(weights)
+        if not W.is_floating_point():
+            W = W.to(torch.get_default_dtype())
+        if W.ndim != 3:
+            raise ValueError(f"weights must be [K, n_in, n_out], got shape {tuple(W.shape)}")
+        delays = [int(d) for d in delays]
+        if len(delays) != W.shape[0] or sorted(set(delays)) != delays or delays[0] < 0:
+            raise ValueError(f"delays must be {W.shape[0]} sorted distinct non-negative ints, got {delays}")
+        if reset not in ("zero", "subtract"):
+            raise ValueError(f"reset must be 'zero' or 'subtract', got {reset!r}")
+        self.delays, self.reset, self.spiking = delays, reset, bool(spiking)
+        th = torch.as_tensor(threshold, dtype=W.dtype)
+        lk = torch.as_tensor(leak, dtype=W.dtype)
+        if trainable:
+            self.w = nn.Parameter(W.clone())
+        else:
+            self.register_buffer("w", W.clone())
+        self.register_buffer("th", th.clone())
+        self.register_buffer("lk", lk.clone())
+
+    def weights(self):
+        return self.w
+
+    def threshold(self):
+        return self.th
+
+    def leak(self):
+        return self.lk
+
+
+class _DelayLayerView(LayerView):
+    """A view of one ``sw.models.delay.DelayLayer`` (integer units, shared parameters)."""
+
+    def __init__(self, layer: nn.Module, decay: int, spiking: bool):
+        super().__init__()
+        self.src = [layer]  # a list keeps it out of this module's parameters (the net owns them)
+        self.delays = [int(d) for d in layer.synapse.delays.tolist()]
+        self.reset, self.spiking = "zero", spiking
+        self.register_buffer("lk", torch.tensor(decay / DECAY_ONE, dtype=torch.float64), persistent=False)
+
+    def weights(self):
+        return self.src[0].synapse.effective_weight().permute(2, 1, 0)  # [n_out,n_in,K] -> [K,n_in,n_out]
+
+    def threshold(self):
+        return torch.tensor(float(self.src[0].threshold_int()))
+
+    def leak(self):
+        return self.lk.float()
+
+
+def _delay_net_output(net):
+    """The delay net's output convention: ``(logits, record)`` with mem_sum logits."""
+
+    def out(outs: list["LayerOut"]):
+        v = outs[-1].v.to(torch.float64)
+        scale = net.layers[-1].synapse.scale().to(v.dtype)
+        logits = (v.sum(1) * (scale / v.shape[1])).to(torch.float32)
+        return logits, {"spikes": [o.spikes for o in outs[:-1]], "readout": v}
+
+    return out
+
+
+# ---------------------------------------------------------------- one layer, all steps
+@dataclass
+class LayerOut:
+    spikes: torch.Tensor  # [B, T, n] float 0/1 (surrogate grad); readout: zeros
+    rank: torch.Tensor  # [B, T, n] emission rank within the step (meaningful where spiking)
+    mem: torch.Tensor  # [B, T, n] pre-spike membrane of each emission (detached)
+    v: torch.Tensor  # [B, T, n] membrane at the end of each step
+
+
+def _leak(v, a, integer):
+    """``v * a``; integer mode: ``trunc0(v * a)`` computed in float64 (exact for
+    |v| < 2^40 since ``a = decay/4096``), straight-through gradient."""
+    if not integer:
+        return v * a
+    x = v.to(torch.float64) * a.to(torch.float64)
+    return v * a + (torch.trunc(x).to(v.dtype) - v * a).detach()
+
+
+def _order_keys(S, rank, mem, delays, scheduler, gen):
+    """Sort keys ``[B, T, K*n_in]`` of every candidate event (inf = no event)."""
+    B, T, n_in = S.shape
+    K = len(delays)
+    Sk = torch.stack([_shift(S, d, 0.0) for d in delays], 2)  # [B, T, K, n_in]
+    valid = Sk.detach() > 0
+    ph = torch.tensor(_phase(delays), dtype=torch.float64).view(1, 1, K, 1)
+    rk = torch.stack([_shift(rank, d, 0.0) for d in delays], 2).to(torch.float64)
+    fifo = torch.where(valid, ph * n_in + rk, _INF).view(B, T, K * n_in)
+    if scheduler == "fifo":
+        order = torch.argsort(fifo, dim=-1, stable=True)
+    elif scheduler == "random":
+        key = torch.rand(B, T, K * n_in, generator=gen, dtype=torch.float64)
+        order = torch.argsort(torch.where(valid.view(B, T, -1), key, _INF), dim=-1, stable=True)
+    elif scheduler == "momentum":
+        m = torch.stack([_shift(mem, d, 0.0) for d in delays], 2).to(torch.float64)
+        prim = torch.where(valid, -m, _INF).view(B, T, K * n_in)
+        o1 = torch.argsort(fifo, dim=-1, stable=True)  # secondary key first (stable sorts)
+        o2 = torch.argsort(prim.gather(-1, o1), dim=-1, stable=True)
+        order = o1.gather(-1, o2)
+    else:
+        raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
+    return Sk.reshape(B, T, K * n_in), valid.view(B, T, K * n_in), order
+
+
+def async_layer(S, rank, mem, layer: LayerView, scheduler="fifo", forward_group=1, gen=None,
+                integer=False, slope=5.0) -> LayerOut:
+    """Run one layer over all steps on the previous layer's spikes ``S`` [B, T, n_in]
+    (with their within-step emission ``rank`` and pre-spike ``mem``)."""
+    F = _check_forward_group(forward_group)
+    W = layer.weights()
+    K, n_in, n_out = W.shape
+    B, T, _ = S.shape
+    theta, a = layer.threshold(), layer.leak()
+    if not layer.spiking:  # readout: order does not matter without saturation
+        I = sum(_shift(S, d, 0.0) @ W[k] for k, d in enumerate(layer.delays))
+        v = S.new_zeros(B, n_out)
+        vs = []
+        for t in range(T):
+            v = _leak(v, a, integer) + I[:, t]
+            vs.append(v)
+        vt = torch.stack(vs, 1)
+        z = torch.zeros_like(vt)
+        return LayerOut(z, z, z, vt)
+
+    Sflat, valid, order = _order_keys(S, rank, mem, layer.delays, scheduler, gen)
+    E = max(int(valid.sum(-1).max()), 1)
+    order = order[..., :E]
+    ev_valid = valid.gather(-1, order)  # [B, T, E]
+    sv = Sflat.gather(-1, order) * ev_valid
+    Wg = W.reshape(K * n_in, n_out)[order]  # [B, T, E, n_out]
+    G = sv.unsqueeze(-1) * Wg
+    touched = ev_valid.unsqueeze(-1) & (Wg.detach() != 0)
+    Fe = E if F is None else min(F, E)
+    NG = -(-E // Fe)
+    if NG * Fe != E:
+        pad = NG * Fe - E
+        G = torch.cat([G, G.new_zeros(B, T, pad, n_out)], 2)
+        touched = torch.cat([touched, touched.new_zeros(B, T, pad, n_out)], 2)
+    G = G.view(B, T, NG, Fe, n_out).sum(3)
+    touched = touched.view(B, T, NG, Fe, n_out).any(3)
+    P = G.cumsum(2)  # membrane offset after each group
+
+    j = torch.arange(n_out, dtype=torch.float64)
+    v = S.new_zeros(B, n_out)
+    spikes, ranks, mems, vs = [], [], [], []
+    for t in range(T):
+        v0 = _leak(v, a, integer)
+        C = v0.unsqueeze(1) + P[:, t]  # [B, NG, n_out]
+        tg = touched[:, t]
+        Cd = C.detach()
+        cand = tg & (Cd >= theta)
+        fired = cand.any(1)
+        g_fire = cand.to(torch.int8).argmax(1)  # first crossing
+        # surrogate point: the firing group, else the touched group closest to threshold
+        g_near = torch.where(tg, Cd, -_INF).argmax(1)
+        g_u = torch.where(fired, g_fire, g_near)
+        C_last = C[:, -1]
+        Cu = torch.where(tg.any(1), C.gather(1, g_u.unsqueeze(1)).squeeze(1), C_last)
+        s = _AsyncSpike.apply((Cu - theta) / theta.abs().clamp_min(1e-12), fired, slope)
+        Cf = C.gather(1, g_fire.unsqueeze(1)).squeeze(1)
+        f = fired.to(C.dtype)
+        v = C_last - f * (Cf if layer.reset == "zero" else theta)
+        spikes.append(s)
+        ranks.append(torch.where(fired, g_fire.to(torch.float64) * n_out + j, _INF))
+        mems.append(torch.where(fired, Cf.detach(), 0.0))
+        vs.append(v)
+    key = torch.stack(ranks, 1)
+    rank_out = torch.argsort(torch.argsort(key, dim=-1, stable=True), dim=-1).to(S.dtype)
+    return LayerOut(torch.stack(spikes, 1), rank_out, torch.stack(mems, 1).to(S.dtype), torch.stack(vs, 1))
+
+
+# ---------------------------------------------------------------- the network
+class UnlayeredNet(nn.Module):
+    """A feed-forward delay network run in asynchronous order.
+
+    ``forward(x)`` takes spikes ``[B, T, n_in]`` and returns the readout
+    membrane trace ``[B, T, n_classes]`` (the contract's ``R`` is its cumulative
+    sum over ``t``). :attr:`last` keeps every layer's :class:`LayerOut` of the
+    last call, for inspection.
+    """
+
+    def __init__(self, layers: list[LayerView], scheduler="fifo", forward_group=1, seed=0,
+                 integer=False, slope=5.0, net: nn.Module | None = None, output=None):
+        super().__init__()
+        if scheduler not in SCHEDULERS:
+            raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
+        if not layers or layers[-1].spiking or any(not L.spiking for L in layers[:-1]):
+            raise ValueError("layers: hidden layers must be spiking and the last one a non-spiking readout")
+        self.layers = nn.ModuleList(layers)
+        self.scheduler = scheduler
+        self.forward_group = _check_forward_group(forward_group)
+        self.seed = int(seed)
+        self.gen = torch.Generator().manual_seed(self.seed)
+        self.integer = integer
+        self.slope = slope
+        self.net = net  # the wrapped delay network (shares parameters), if any
+        self._output = output
+        self.last: list[LayerOut] = []
+
+    # -- constructors
+    @classmethod
+    def from_model(cls, model: Model, scheduler="fifo", forward_group=1, seed=0,
+                   dtype=torch.float64) -> "UnlayeredNet":
+        """The integer model of a model file, run in integer arithmetic
+        (trunc0 leak); float64 keeps every sum exact."""
+        layers = [
+            ParamLayer(torch.as_tensor(L.weights.astype(np.float64), dtype=dtype), L.delays.tolist(),
+                       float(L.threshold), L.decay / DECAY_ONE, L.reset, bool(L.spiking), trainable=False)
+            for L in model.layers
+        ]
+        return cls(layers, scheduler, forward_group, seed, integer=True)
+
+    @classmethod
+    def from_delay_net(cls, net: nn.Module, scheduler="fifo", forward_group=1, seed=0) -> "UnlayeredNet":
+        """Wrap a :class:`sw.models.delay.DelayNet`: the same parameters (training
+        this trains ``net``; export ``net``), asynchronous forward with the
+        contract's LIF (hidden neurons of another kind, e.g. PSU, are not used),
+        and the same output ``(logits, record)``."""
+        if not hasattr(net, "layers") or not all(hasattr(L, "synapse") for L in net.layers):
+            raise TypeError(f"from_delay_net needs a sw.models.delay.DelayNet, got {type(net).__name__}")
+        views = [_DelayLayerView(L, d, l < len(net.layers) - 1) for l, (L, d) in enumerate(zip(net.layers, net.decays))]
+        integer = bool(getattr(net.cfg, "quantize", True))
+        return cls(views, scheduler, forward_group, seed, integer=integer, slope=float(net.cfg.slope), net=net,
+                   output=_delay_net_output(net))
+
+    # -- running
+    def reseed(self, seed: int | None = None) -> None:
+        self.gen.manual_seed(self.seed if seed is None else int(seed))
+
+    def run(self, x: torch.Tensor) -> list[LayerOut]:
+        if x.ndim != 3:
+            raise ValueError(f"input must be spikes [B, T, n_in], got shape {tuple(x.shape)}")
+        n_in = self.layers[0].weights().shape[1]
+        if x.shape[2] != n_in:
+            raise ValueError(f"input has {x.shape[2]} channels but the first layer has n_in={n_in}")
+        dt = self.layers[0].weights().dtype
+        S = x.to(dt)
+        B, T, C = S.shape
+        rank = torch.arange(C, dtype=dt).expand(B, T, C)  # input layer: ascending channel
+        mem = torch.zeros_like(S)
+        outs = []
+        for L in self.layers:
+            o = async_layer(S, rank, mem, L, self.scheduler, self.forward_group, self.gen, self.integer, self.slope)
+            outs.append(o)
+            S, rank, mem = o.spikes, o.rank, o.mem
+        self.last = outs
+        return outs
+
+    def forward(self, x: torch.Tensor):
+        outs = self.run(x)
+        if self._output is not None:
+            return self._output(outs)
+        return outs[-1].v
+
+    @staticmethod
+    def emissions(o: LayerOut, b: int) -> tuple[np.ndarray, np.ndarray]:
+        """Emission list ``(t, j)`` of sample ``b``, in emission order."""
+        S = o.spikes[b].detach().numpy() > 0
+        t, j = np.nonzero(S)
+        r = o.rank[b].detach().numpy()[t, j]
+        idx = np.lexsort((r, t))
+        return t[idx].astype(np.int32), j[idx].astype(np.int32)
+
+
+__all__ = ["SCHEDULERS", "UnlayeredNet", "LayerView", "ParamLayer", "LayerOut", "async_layer"]
