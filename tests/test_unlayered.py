@@ -1,0 +1,225 @@
+"""Unlayered (asynchronous-order) forward pass, tested against hw.reference."""
+import numpy as np
+import pytest
+import torch
+
+from hw.model_file import Layer, Model, validate
+from hw.reference import simulate
+from sw.models.unlayered import ParamLayer, UnlayeredNet
+
+
+def rand_model(rng, n_in=6, hidden=(5, 4), n_cls=3, T=12, reset="zero", max_d=5, no_delays=False):
+    layers, prev = [], n_in
+    sizes = list(hidden) + [n_cls]
+    for l, n in enumerate(sizes):
+        if no_delays:
+            delays = np.array([0], dtype=np.int64)
+        else:
+            K = int(rng.integers(1, 4))
+            delays = np.sort(rng.choice(np.arange(0, max_d + 1), K, replace=False)).astype(np.int64)
+        W = rng.integers(-6, 12, (len(delays), prev, n))
+        W[rng.random(W.shape) < 0.4] = 0
+        layers.append(Layer(delays, W.astype(np.int8), int(rng.integers(4, 15)), int(rng.integers(0, 4097)),
+                            reset, l < len(sizes) - 1))
+        prev = n
+    return validate(Model(layers, n_in, T))
+
+
+def assert_matches_reference(model, X, outs, ref):
+    np.testing.assert_array_equal(outs[-1].v.cumsum(1).numpy(), ref.readout)
+    for l in range(len(model.layers) - 1):
+        np.testing.assert_array_equal(outs[l].spikes.numpy() > 0, ref.spikes(l))
+        for b in range(X.shape[0]):
+            et, ej = UnlayeredNet.emissions(outs[l], b)
+            np.testing.assert_array_equal(et, ref[b].layers[l].emit_t, err_msg=f"layer {l} sample {b} times")
+            np.testing.assert_array_equal(ej, ref[b].layers[l].emit_j, err_msg=f"layer {l} sample {b} order")
+    np.testing.assert_array_equal(outs[-1].v.cumsum(1)[:, -1].argmax(-1).numpy(), ref.predictions)
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_fifo_f1_equals_reference_async_scdq(seed):
+    rng = np.random.default_rng(seed)
+    model = rand_model(rng, reset=("zero", "subtract")[seed % 2], no_delays=seed % 4 == 3)
+    X = rng.random((4, model.T, model.n_inputs)) < 0.4
+    ref = simulate(model, X, "async", "scdq")
+    assert sum(ref.spikes(l).sum() for l in range(2)) > 0  # the case exercises firing
+    outs = UnlayeredNet.from_model(model, "fifo", 1).run(torch.as_tensor(X))
+    assert_matches_reference(model, X, outs, ref)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_forward_group_all_equals_layered_with_zero_reset(seed):
+    rng = np.random.default_rng(100 + seed)
+    model = rand_model(rng, reset="zero")
+    X = rng.random((3, model.T, model.n_inputs)) < 0.4
+    ref = simulate(model, X, "layered")
+    outs = UnlayeredNet.from_model(model, "fifo", "all").run(torch.as_tensor(X))
+    np.testing.assert_array_equal(outs[-1].v.cumsum(1).numpy(), ref.readout)
+    for l in range(len(model.layers) - 1):
+        np.testing.assert_array_equal(outs[l].spikes.numpy() > 0, ref.spikes(l))
+
+
+def _hand_model(W1, d1, th1, W2=None, d2=(0,), th2=1, decay=4096, reset="zero", extra=None):
+    """Input -> hidden (W1) -> [extra hidden] -> readout (identity-ish)."""
+    layers = [Layer(np.array(d1, dtype=np.int64), np.array(W1, dtype=np.int8), th1, decay, reset, True)]
+    prev = layers[0].n_out
+    if extra is not None:
+        layers.append(Layer(np.array([0], dtype=np.int64), np.array(extra, dtype=np.int8), 5, decay, reset, True))
+        prev = layers[-1].n_out
+    if W2 is None:
+        W2 = np.ones((1, prev, 1), dtype=np.int8)
+    layers.append(Layer(np.array(d2, dtype=np.int64), np.array(W2, dtype=np.int8), th2, decay, "zero", False))
+    return validate(Model(layers, layers[0].n_in, 6))
+
+
+def _emits(model, X, scheduler="fifo", F=1, seed=0, layer=0):
+    outs = UnlayeredNet.from_model(model, scheduler, F, seed).run(torch.as_tensor(X[None]))
+    return [(int(t), int(j)) for t, j in zip(*UnlayeredNet.emissions(outs[layer], 0))]
+
+
+def test_same_step_events_follow_input_channel_order():
+    # neuron 0 listens to channel 1, neuron 1 to channel 0: channel 0 is handled first
+    W1 = [[[0, 5], [5, 0]]]
+    model = _hand_model(W1, [0], 5)
+    X = np.zeros((6, 2), bool)
+    X[0, :] = True
+    assert _emits(model, X) == [(0, 1), (0, 0)]
+
+
+def test_delayed_events_come_before_same_step_events():
+    # channel 0 reaches neuron 0 with delay 2; channel 1 reaches neuron 1 at once; both due at t = 2
+    W1 = np.zeros((2, 2, 2), np.int8)
+    W1[1, 0, 0] = 5  # d = 2
+    W1[0, 1, 1] = 5  # d = 0
+    model = _hand_model(W1, [0, 2], 5)
+    X = np.zeros((6, 2), bool)
+    X[0, 0] = True
+    X[2, 1] = True
+    assert _emits(model, X) == [(2, 0), (2, 1)]
+
+
+def test_refractory_once_per_step_and_checked_only_on_update():
+    # two +5 events in one step, threshold 5: one spike; zero reset then +5 leaves v = 5 (no leak)
+    W1 = [[[5], [5], [1]]]
+    model = _hand_model(W1, [0], 5)
+    X = np.zeros((6, 3), bool)
+    X[0, 0] = X[0, 1] = True  # fires once at t=0, ends with v = 5 >= threshold (refractory)
+    # t=1: no update -> no spike although v = 5 >= 5; t=2: +1 update -> fires
+    X[2, 2] = True
+    assert _emits(model, X) == [(0, 0), (2, 0)]
+    ref = simulate(model, X, "async", "scdq")
+    assert ref[0].layers[0].emit_t.tolist() == [0, 2]
+
+
+def test_forward_group_sums_before_checking():
+    # +5 then -5 in one step: event by event the neuron fires, a group of 2 nets to 0
+    W1 = [[[5], [-5]]]
+    model = _hand_model(W1, [0], 5)
+    X = np.zeros((6, 2), bool)
+    X[1, :] = True
+    assert _emits(model, X, F=1) == [(1, 0)]
+    assert _emits(model, X, F=2) == []
+    assert _emits(model, X, F="all") == []
+
+
+def test_random_scheduler_is_seeded_and_varies_the_order():
+    W1 = [[[0, 5], [5, 0]]]
+    model = _hand_model(W1, [0], 5)
+    X = np.zeros((6, 2), bool)
+    X[0, :] = True
+    orders = {tuple(_emits(model, X, "random", 1, seed)) for seed in range(16)}
+    assert orders == {((0, 1), (0, 0)), ((0, 0), (0, 1))}
+    assert _emits(model, X, "random", 1, 7) == _emits(model, X, "random", 1, 7)
+    # one network draws a fresh order per call, and reseeding replays the sequence
+    net = UnlayeredNet.from_model(model, "random", 1, seed=3)
+    x = torch.as_tensor(np.repeat(X[None], 8, 0))
+    a = [net.run(x)[0].rank.clone() for _ in range(3)]
+    net.reseed()
+    b = [net.run(x)[0].rank.clone() for _ in range(3)]
+    assert all(torch.equal(p, q) for p, q in zip(a, b))
+
+
+def test_momentum_orders_by_pre_spike_membrane():
+    # hidden: h0 fires first with membrane 6, h1 second with membrane 9 (fifo order h0, h1)
+    W1 = [[[6, 0], [0, 9]]]
+    # second hidden layer: g0 listens to h1, g1 to h0
+    extra = [[[0, 5], [5, 0]]]
+    model = _hand_model(W1, [0], 5, extra=extra)
+    X = np.zeros((6, 2), bool)
+    X[0, :] = True
+    assert _emits(model, X, "fifo", layer=0) == [(0, 0), (0, 1)]
+    assert _emits(model, X, "fifo", layer=1) == [(0, 1), (0, 0)]  # h0's event first
+    assert _emits(model, X, "momentum", layer=1) == [(0, 0), (0, 1)]  # h1 (membrane 9) first
+    outs = UnlayeredNet.from_model(model, "momentum").run(torch.as_tensor(X[None]))
+    assert outs[0].mem[0, 0].tolist() == [6.0, 9.0]
+
+
+def test_bad_arguments_are_named():
+    model = _hand_model([[[5]]], [0], 5)
+    with pytest.raises(ValueError, match="scheduler"):
+        UnlayeredNet.from_model(model, "lifo")
+    with pytest.raises(ValueError, match="forward_group"):
+        UnlayeredNet.from_model(model, "fifo", 0)
+    with pytest.raises(ValueError, match="channels"):
+        UnlayeredNet.from_model(model).run(torch.zeros(1, 6, 3))
+
+
+# ---------------------------------------------------------------- with the delay model
+def _small_delay_net(seed=0, **kw):
+    from sw.models.delay import DelayNet, NetConfig
+
+    torch.manual_seed(seed)
+    cfg = NetConfig(n_inputs=8, hidden=[10, 8], n_classes=3, T=24, max_delay=6, delay_stride=2, init_gain=3.0, **kw)
+    return DelayNet(cfg)
+
+
+def test_delay_net_wrapper_matches_reference_async_and_layered():
+    from sw.export import to_model_file
+
+    net = _small_delay_net()
+    model = to_model_file(net)
+    rng = np.random.default_rng(0)
+    X = rng.random((5, 24, 8)) < 0.3
+    x = torch.as_tensor(X).float()
+    ul = UnlayeredNet.from_delay_net(net, "fifo", 1)
+    with torch.no_grad():
+        logits, rec = ul(x)
+    ref = simulate(model, X, "async", "scdq")
+    assert sum(ref.spikes(l).sum() for l in range(2)) > 0
+    np.testing.assert_array_equal(rec["readout"].cumsum(1).numpy(), ref.readout)
+    assert_matches_reference(model, X, ul.last, ref)
+    # F = all is layered, so it equals the delay network's own forward
+    with torch.no_grad():
+        lo_l, rec_l = net(x)
+        lo_a, rec_a = UnlayeredNet.from_delay_net(net, "fifo", "all")(x)
+    assert torch.equal(rec_l["readout"], rec_a["readout"])
+    assert torch.allclose(lo_l, lo_a)
+
+
+@pytest.mark.parametrize("scheduler", ["fifo", "random", "momentum"])
+def test_unlayered_training_reduces_loss(scheduler):
+    from sw.data.synthetic import make_delay_task
+
+    X, y = make_delay_task(48, n_channels=4, n_classes=3, T=30, seed=1, gap=4)
+    from sw.models.delay import DelayNet, NetConfig
+
+    torch.manual_seed(0)
+    net = DelayNet(NetConfig(n_inputs=4, hidden=[12], n_classes=3, T=30, max_delay=12, delay_stride=2,
+                             init_gain=3.0, tau_ms=10.0))
+    ul = UnlayeredNet.from_delay_net(net, scheduler, 1, seed=0)
+    x, yt = torch.as_tensor(X).float(), torch.as_tensor(y)
+    opt = torch.optim.Adam(net.parameters(), lr=5e-3)
+
+    def loss_now():
+        ul.reseed()
+        with torch.no_grad():
+            return torch.nn.functional.cross_entropy(ul(x)[0], yt).item()
+
+    before = loss_now()
+    for _ in range(15):
+        opt.zero_grad()
+        loss = torch.nn.functional.cross_entropy(ul(x)[0], yt)
+        loss.backward()
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+        opt.step()
+    assert loss_now() < 0.9 * before
