@@ -1,0 +1,503 @@
+"""NeuronCore: one layer of the event-driven SNN accelerator (Amaranth 0.5).
+
+The core implements the contract of :mod:`hw.reference` for one layer, in
+``layered`` or ``async`` mode (a run-time register), with one delay unit chosen
+at build time: ``ring`` (post-synaptic :class:`~hw.delay.ring_buffer.RingBufferDelay`)
+or ``scdq`` (pre-synaptic :class:`~hw.delay.scdq.SCDQ`).
+
+Pipeline (one synaptic operation per cycle, no bubbles on back-to-back events)::
+
+    event (i, k) -> row fetch (CSR row_ptr) -> synapse read (col, w)
+                 -> state read (v, acc, R) -> update / threshold -> spike out
+
+The state memories are read in stage B and written in stage C through
+transparent read ports, so back-to-back updates of one neuron see each other
+without stalls. A stall happens only when the spike output or the ring
+buffer's add port is not ready.
+
+Per step the controller runs these phases (see hw/reference.py for the rules):
+
+* async:   LEAK all -> delayed events (SCDQ stream, or ring drain of slot t)
+           -> same-step input events until end-of-step -> readout sum (readout core)
+* layered: delayed events (SCDQ -> input accumulator) -> same-step input events
+           (into the accumulator, or every tap into the ring) -> FIRE pass
+           ``v = sat(leak(v) + x)``, threshold, reset, readout sum
+
+End of step is signalled downstream by an ``eos`` token on the output stream,
+so the next core can run concurrently (async) or hold the layer barrier
+(layered: it fires only after the ``eos`` of its input).
+
+Synapses are programmed at run time through the configuration port
+(``cfg_sel``: 0 row pointers, 1 synapses ``{col, weight}``, 2 registers:
+0 threshold, 1 decay, 2 reset-subtract, 3 mode-async, 4 T).
+"""
+from __future__ import annotations
+
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.reference import clog2
+
+
+def _bits(n: int) -> int:
+    """Bits to index ``n`` items (at least 1)."""
+    return max(1, clog2(n))
+
+
+def event_layout(n: int) -> data.StructLayout:
+    """An inter-core stream item: neuron index, or end-of-step when ``eos``."""
+    return data.StructLayout({"idx": unsigned(_bits(n)), "eos": unsigned(1)})
+
+
+# pipeline operation kinds
+OP_ADD, OP_ACC, OP_RING, OP_LEAK, OP_FIRE, OP_DRAIN, OP_RSUM, OP_CLEAR = range(8)
+
+# controller phases
+(P_IDLE, P_CLEAR, P_CLEARWAIT, P_LEAK, P_DELAYED, P_INPUT, P_SETTLE, P_FIRE, P_RSUM,
+ P_FLUSH, P_EOS, P_DONE) = range(12)
+
+CFG_ROWPTR, CFG_SYN, CFG_REG = 0, 1, 2
+REG_THRESHOLD, REG_DECAY, REG_SUBTRACT, REG_ASYNC, REG_T = range(5)
+
+
+class NeuronCore(wiring.Component):
+    """One layer: CSR synapse memory, neuron state, one delay unit, counters.
+
+    Parameters
+    ----------
+    n_in, n_out : layer shape (build time).
+    delays : sorted distinct delay levels of the layer (build time).
+    nnz_max : synapse memory depth (non-zero taps).
+    spiking : ``False`` builds the readout variant (wide ``R`` accumulators,
+        readout records instead of spikes).
+    delay_unit : ``"ring"`` or ``"scdq"``.
+    scdq_capacity : event capacity ``C`` of the SCDQ.
+    T_max : the largest number of steps a sample may have.
+    membrane_bits, acc_bits, readout_bits, weight_bits : widths (DESIGN.md).
+    """
+
+    def __init__(self, *, n_in, n_out, delays, nnz_max, spiking=True, delay_unit="scdq",
+                 scdq_capacity=256, T_max=256, membrane_bits=24, acc_bits=24, readout_bits=32,
+                 weight_bits=8):
+        delays = tuple(int(d) for d in delays)
+        for name, v, lo in (("n_in", n_in, 1), ("n_out", n_out, 1), ("nnz_max", nnz_max, 1),
+                            ("T_max", T_max, 1), ("scdq_capacity", scdq_capacity, 1)):
+            if not isinstance(v, int) or v < lo:
+                raise ValueError(f"NeuronCore: {name} must be an int >= {lo}, got {v!r}")
+        if not delays or list(delays) != sorted(set(delays)) or delays[0] < 0:
+            raise ValueError(f"NeuronCore: delays must be sorted, distinct and >= 0, got {delays}")
+        if delay_unit not in ("ring", "scdq"):
+            raise ValueError(f"NeuronCore: delay_unit must be 'ring' or 'scdq', got {delay_unit!r}")
+        self.n_in, self.n_out, self.delays, self.nnz_max = n_in, n_out, delays, nnz_max
+        self.K, self.D = len(delays), delays[-1]
+        self.spiking, self.delay_unit, self.scdq_capacity, self.T_max = spiking, delay_unit, scdq_capacity, T_max
+        self.membrane_bits, self.acc_bits, self.readout_bits, self.weight_bits = membrane_bits, acc_bits, readout_bits, weight_bits
+        self.n_rows = self.K * n_in
+        self.tw = clog2(T_max + 1) + 1
+        self.cfg_data_bits = max(32, _bits(n_out) + weight_bits, clog2(nnz_max + 1))
+        members = {
+            "inp": In(stream.Signature(event_layout(n_in))),
+            "step_start": In(1),
+            "t": In(self.tw),
+            "clear": In(1),
+            "done": Out(1),
+            "cfg_we": In(1),
+            "cfg_sel": In(2),
+            "cfg_addr": In(max(_bits(self.n_rows + 1), _bits(nnz_max), 3)),
+            "cfg_data": In(self.cfg_data_bits),
+            "cnt_busy": Out(32),
+            "cnt_sop": Out(32),
+            "cnt_stall": Out(32),
+            "cnt_spike": Out(32),
+            "occupancy": Out(32),
+            "peak": Out(32),
+            "overflow": Out(1),
+            "dropped": Out(32),
+        }
+        if spiking:
+            members["out"] = Out(stream.Signature(event_layout(n_out)))
+        else:
+            members["rec"] = Out(stream.Signature(data.StructLayout({"j": unsigned(_bits(n_out)), "value": signed(readout_bits)})))
+        super().__init__(members)
+
+    @property
+    def uses_scdq(self) -> bool:
+        return self.delay_unit == "scdq" and self.D > 0
+
+    def elaborate(self, platform):
+        m = Module()
+        n_out, K = self.n_out, self.K
+        OW, KW = _bits(n_out), _bits(K)
+        PW = clog2(self.nnz_max + 1)
+        SW = _bits(self.nnz_max)
+        vb, ab, rb = self.membrane_bits, self.acc_bits, self.readout_bits
+        vmax, vmin = (1 << (vb - 1)) - 1, -(1 << (vb - 1))
+        rmax, rmin = (1 << (rb - 1)) - 1, -(1 << (rb - 1))
+        delays = Array(Const(d, unsigned(max(1, self.D.bit_length()))) for d in self.delays)
+        has_d0 = self.delays[0] == 0
+
+        # ---------------- run-time registers
+        threshold = Signal(signed(vb))
+        decay = Signal(13)
+        subtract = Signal()
+        is_async = Signal()
+        T = Signal(self.tw)
+        t = Signal(self.tw)
+
+        # ---------------- memories
+        m.submodules.rowptr = rowptr = memory.Memory(shape=unsigned(PW), depth=self.n_rows + 1, init=[])
+        syn_layout = data.StructLayout({"col": unsigned(OW), "w": signed(self.weight_bits)})
+        m.submodules.syn = syn = memory.Memory(shape=syn_layout, depth=self.nnz_max, init=[])
+        m.submodules.vmem = vmem = memory.Memory(shape=signed(vb), depth=n_out, init=[])
+        rp_wr = rowptr.write_port()
+        rp_lo = rowptr.read_port()
+        rp_hi = rowptr.read_port()
+        syn_wr = syn.write_port()
+        syn_rd = syn.read_port()
+        v_wr = vmem.write_port()
+        v_rd = vmem.read_port(transparent_for=(v_wr,))
+        if self.delay_unit == "scdq":
+            m.submodules.accmem = accmem = memory.Memory(shape=signed(ab), depth=n_out, init=[])
+            a_wr = accmem.write_port()
+            a_rd = accmem.read_port(transparent_for=(a_wr,))
+        if not self.spiking:
+            m.submodules.rmem = rmem = memory.Memory(shape=signed(rb), depth=n_out, init=[])
+            r_wr = rmem.write_port()
+            r_rd = rmem.read_port(transparent_for=(r_wr,))
+
+        # ---------------- configuration port
+        with m.If(self.cfg_we):
+            with m.Switch(self.cfg_sel):
+                with m.Case(CFG_ROWPTR):
+                    m.d.comb += [rp_wr.addr.eq(self.cfg_addr), rp_wr.data.eq(self.cfg_data), rp_wr.en.eq(1)]
+                with m.Case(CFG_SYN):
+                    m.d.comb += [syn_wr.addr.eq(self.cfg_addr), syn_wr.data.eq(self.cfg_data), syn_wr.en.eq(1)]
+                with m.Case(CFG_REG):
+                    with m.Switch(self.cfg_addr):
+                        with m.Case(REG_THRESHOLD):
+                            m.d.sync += threshold.eq(self.cfg_data)
+                        with m.Case(REG_DECAY):
+                            m.d.sync += decay.eq(self.cfg_data)
+                        with m.Case(REG_SUBTRACT):
+                            m.d.sync += subtract.eq(self.cfg_data)
+                        with m.Case(REG_ASYNC):
+                            m.d.sync += is_async.eq(self.cfg_data)
+                        with m.Case(REG_T):
+                            m.d.sync += T.eq(self.cfg_data)
+
+        # ---------------- delay unit
+        if self.delay_unit == "ring":
+            from hw.delay.ring_buffer import RingBufferDelay
+            m.submodules.delay = dunit = RingBufferDelay(n_out, self.D, acc_bits=ab, weight_bits=self.weight_bits)
+        elif self.uses_scdq:
+            from hw.delay.scdq import SCDQ
+            m.submodules.delay = dunit = SCDQ(self.n_in, self.delays, self.scdq_capacity)
+            m.d.comb += [self.occupancy.eq(dunit.occupancy), self.peak.eq(dunit.peak),
+                         self.overflow.eq(dunit.overflow), self.dropped.eq(dunit.dropped)]
+
+        # ---------------- pipeline: issue (synapse address) -> B (synapse data, state address) -> C (update)
+        adv = Signal()  # the pipeline moves this cycle; low only on output backpressure
+        op_layout = data.StructLayout({"kind": unsigned(3), "syn": unsigned(1),
+                                       "col": unsigned(OW), "x": signed(ab), "k": unsigned(KW)})
+        b_valid = Signal()
+        b_op = Signal(op_layout)
+        c_valid = Signal()
+        c_op = Signal(op_layout)
+        b_col = Signal(OW)
+        b_x = Signal(signed(ab))
+        syn_data = syn_layout(syn_rd.data)
+        m.d.comb += [
+            syn_rd.en.eq(adv),
+            b_col.eq(Mux(b_op.syn, syn_data.col, b_op.col)),
+            b_x.eq(Mux(b_op.syn, syn_data.w, b_op.x)),
+            v_rd.addr.eq(b_col), v_rd.en.eq(adv),
+        ]
+        if self.delay_unit == "scdq":
+            m.d.comb += [a_rd.addr.eq(b_col), a_rd.en.eq(adv)]
+        if not self.spiking:
+            m.d.comb += [r_rd.addr.eq(b_col), r_rd.en.eq(adv)]
+        with m.If(adv):
+            m.d.sync += [c_valid.eq(b_valid), c_op.eq(b_op), c_op.col.eq(b_col), c_op.x.eq(b_x)]
+
+        # stage C: compute
+        v = v_rd.data
+        refr = Signal(n_out)
+        c_kind = c_op.kind
+        av = Signal(vb + 1)
+        m.d.comb += av.eq(Mux(v < 0, -v, v))
+        q = Signal(vb + 1)
+        m.d.comb += q.eq((av * decay) >> 12)
+        leaked = Signal(signed(vb + 1))
+        m.d.comb += leaked.eq(Mux(v < 0, -q, q))
+
+        def sat(x, lo, hi):
+            return Mux(x > hi, hi, Mux(x < lo, lo, x))
+
+        drive_x = Signal(signed(ab))
+        if self.delay_unit == "scdq":
+            m.d.comb += drive_x.eq(Mux(c_kind == OP_FIRE, a_rd.data, c_op.x))
+        else:
+            m.d.comb += drive_x.eq(c_op.x)
+        nv = Signal(signed(vb))
+        with m.Switch(c_kind):
+            with m.Case(OP_LEAK):
+                m.d.comb += nv.eq(leaked)
+            with m.Case(OP_FIRE):
+                m.d.comb += nv.eq(sat(leaked + drive_x, vmin, vmax))
+            with m.Case(OP_RSUM, OP_CLEAR):
+                m.d.comb += nv.eq(Mux(c_kind == OP_CLEAR, 0, v))
+            with m.Default():  # OP_ADD, OP_DRAIN
+                m.d.comb += nv.eq(sat(v + drive_x, vmin, vmax))
+        is_refr = refr.bit_select(c_op.col, 1)
+        checks = Signal()
+        m.d.comb += checks.eq(((c_kind == OP_ADD) | (c_kind == OP_DRAIN)) & ~is_refr | (c_kind == OP_FIRE))
+        fire = Signal()
+        if self.spiking:
+            m.d.comb += fire.eq(c_valid & checks & (nv >= threshold))
+        reset_v = Mux(subtract, nv - threshold, 0)
+        writes_v = (c_kind == OP_ADD) | (c_kind == OP_DRAIN) | (c_kind == OP_LEAK) | (c_kind == OP_FIRE) | (c_kind == OP_CLEAR)
+        m.d.comb += [v_wr.addr.eq(c_op.col), v_wr.data.eq(Mux(fire, reset_v, nv)),
+                     v_wr.en.eq(c_valid & adv & writes_v)]
+        if self.delay_unit == "scdq":
+            m.d.comb += [a_wr.addr.eq(c_op.col),
+                         a_wr.data.eq(Mux(c_kind == OP_ACC, a_rd.data + c_op.x, 0)),
+                         a_wr.en.eq(c_valid & adv & ((c_kind == OP_ACC) | (c_kind == OP_FIRE) | (c_kind == OP_CLEAR)))]
+        ring_stall = Signal()
+        if self.delay_unit == "ring":
+            m.d.comb += [dunit.add.payload.neuron.eq(c_op.col), dunit.add.payload.delay.eq(delays[c_op.k]),
+                         dunit.add.payload.weight.eq(c_op.x),
+                         dunit.add.valid.eq(c_valid & (c_kind == OP_RING)),
+                         ring_stall.eq(c_valid & (c_kind == OP_RING) & ~dunit.add.ready)]
+        out_stall = Signal()
+        ctrl_eos = Signal()
+        if self.spiking:
+            m.d.comb += [self.out.valid.eq(fire | ctrl_eos),
+                         self.out.payload.idx.eq(c_op.col),
+                         self.out.payload.eos.eq(ctrl_eos),
+                         out_stall.eq(fire & ~self.out.ready)]
+            with m.If(fire & adv):
+                m.d.sync += refr.eq(refr | (1 << c_op.col))
+        else:
+            rsum = (c_kind == OP_RSUM) | (c_kind == OP_FIRE)
+            newr = Signal(signed(rb))
+            m.d.comb += newr.eq(sat(r_rd.data + nv, rmin, rmax))
+            m.d.comb += [r_wr.addr.eq(c_op.col), r_wr.data.eq(Mux(c_kind == OP_CLEAR, 0, newr)),
+                         r_wr.en.eq(c_valid & adv & (rsum | (c_kind == OP_CLEAR))),
+                         self.rec.valid.eq(c_valid & adv & rsum),
+                         self.rec.payload.j.eq(c_op.col), self.rec.payload.value.eq(newr)]
+        m.d.comb += adv.eq(~out_stall & ~ring_stall)
+
+        # ---------------- row iterator: events (row r, op kind) -> synapse ops
+        ev_valid = Signal()
+        ev_ready = Signal()
+        ev_row = Signal(_bits(self.n_rows + 1))
+        ev_kind = Signal(3)
+        ev_k = Signal(KW)
+        rd_pend = Signal()  # row_ptr read issued last cycle
+        rd_kind = Signal(3)
+        rd_k = Signal(KW)
+        nx_valid = Signal()  # latched next range
+        nx_lo, nx_hi = Signal(PW), Signal(PW)
+        nx_kind, nx_k = Signal(3), Signal(KW)
+        cur_valid = Signal()
+        cur_p, cur_hi = Signal(PW), Signal(PW)
+        cur_kind, cur_k = Signal(3), Signal(KW)
+        m.d.comb += [rp_lo.addr.eq(ev_row), rp_hi.addr.eq(ev_row + 1), rp_lo.en.eq(ev_ready), rp_hi.en.eq(ev_ready)]
+        # candidate range for cur: latched next first, else the read just returned
+        cand_valid = nx_valid | rd_pend
+        cand_lo = Mux(nx_valid, nx_lo, rp_lo.data)
+        cand_hi = Mux(nx_valid, nx_hi, rp_hi.data)
+        cand_kind = Mux(nx_valid, nx_kind, rd_kind)
+        cand_k = Mux(nx_valid, nx_k, rd_k)
+        syn_issue = Signal()  # a synapse op enters stage A this cycle
+        cur_last = cur_valid & (cur_p + 1 == cur_hi)
+        cur_free = ~cur_valid | (cur_last & syn_issue)
+        load = Signal()
+        m.d.comb += load.eq(cur_free & cand_valid)
+        # accept a new event when the read result has a place to go
+        m.d.comb += ev_ready.eq(~nx_valid & (~rd_pend | load))
+        m.d.sync += rd_pend.eq(0)
+        with m.If(ev_valid & ev_ready):
+            m.d.sync += [rd_pend.eq(1), rd_kind.eq(ev_kind), rd_k.eq(ev_k)]
+        with m.If(rd_pend & ~load):
+            m.d.sync += [nx_valid.eq(1), nx_lo.eq(rp_lo.data), nx_hi.eq(rp_hi.data), nx_kind.eq(rd_kind), nx_k.eq(rd_k)]
+        with m.Elif(load & nx_valid):
+            m.d.sync += nx_valid.eq(rd_pend)
+            with m.If(rd_pend):
+                m.d.sync += [nx_lo.eq(rp_lo.data), nx_hi.eq(rp_hi.data), nx_kind.eq(rd_kind), nx_k.eq(rd_k)]
+        with m.If(syn_issue):
+            m.d.sync += cur_p.eq(cur_p + 1)
+            with m.If(cur_last):
+                m.d.sync += cur_valid.eq(0)
+        with m.If(load):
+            m.d.sync += [cur_valid.eq(cand_lo != cand_hi), cur_p.eq(cand_lo), cur_hi.eq(cand_hi),
+                         cur_kind.eq(cand_kind), cur_k.eq(cand_k)]
+        iter_idle = ~cur_valid & ~nx_valid & ~rd_pend & ~ev_valid
+
+        # ---------------- issue: the row iterator first, else the controller
+        ctl_valid = Signal()
+        ctl_kind = Signal(3)
+        ctl_col = Signal(OW)
+        ctl_x = Signal(signed(ab))
+        m.d.comb += syn_rd.addr.eq(cur_p)
+        with m.If(adv):
+            m.d.sync += b_valid.eq(0)
+            with m.If(cur_valid):
+                m.d.comb += syn_issue.eq(1)
+                m.d.sync += [b_valid.eq(1), b_op.kind.eq(cur_kind), b_op.syn.eq(1), b_op.k.eq(cur_k)]
+            with m.Elif(ctl_valid):
+                m.d.sync += [b_valid.eq(1), b_op.kind.eq(ctl_kind), b_op.syn.eq(0), b_op.col.eq(ctl_col),
+                             b_op.x.eq(ctl_x)]
+        ctl_taken = adv & ~cur_valid & ctl_valid
+        pipe_empty = ~b_valid & ~c_valid & iter_idle
+
+        # ---------------- counters
+        busy = Signal()
+        with m.If(busy):
+            m.d.sync += self.cnt_busy.eq(self.cnt_busy + 1)
+        with m.If(busy & ~adv):
+            m.d.sync += self.cnt_stall.eq(self.cnt_stall + 1)
+        with m.If(c_valid & adv & c_op.syn):
+            m.d.sync += self.cnt_sop.eq(self.cnt_sop + 1)
+        with m.If(fire & adv):
+            m.d.sync += self.cnt_spike.eq(self.cnt_spike + 1)
+
+        # ---------------- controller
+        phase = Signal(4)
+        scdq_started = Signal()  # due_done is only meaningful from the cycle after start
+        drain_j = Signal(OW)
+        fire_j = Signal(OW)
+        j = Signal(OW + 1)
+        sub = Signal(KW + 1)  # level counter for ring fan-out of one input event
+        m.d.comb += [self.done.eq(phase == P_DONE), busy.eq((phase != P_IDLE) & (phase != P_DONE))]
+        inp = self.inp
+        last_j = j == n_out - 1
+
+        with m.If(self.clear):
+            m.d.sync += [phase.eq(P_CLEAR), j.eq(0), refr.eq(0), self.cnt_busy.eq(0), self.cnt_sop.eq(0),
+                         self.cnt_stall.eq(0), self.cnt_spike.eq(0)]
+        with m.Elif(self.step_start):
+            m.d.sync += [t.eq(self.t), j.eq(0), sub.eq(0), refr.eq(0),
+                         phase.eq(Mux(is_async, P_LEAK, P_DELAYED))]
+        with m.Else():
+            with m.Switch(phase):
+                with m.Case(P_CLEAR):
+                    m.d.comb += [ctl_valid.eq(1), ctl_kind.eq(OP_CLEAR), ctl_col.eq(j)]
+                    with m.If(ctl_taken):
+                        m.d.sync += j.eq(j + 1)
+                        with m.If(last_j):
+                            m.d.sync += phase.eq(P_CLEARWAIT)
+                with m.Case(P_CLEARWAIT):
+                    if self.delay_unit == "ring":
+                        ready = pipe_empty & ~dunit.busy
+                    else:
+                        ready = pipe_empty
+                    with m.If(ready):
+                        m.d.sync += phase.eq(P_DONE)
+                with m.Case(P_LEAK):
+                    m.d.comb += [ctl_valid.eq(1), ctl_kind.eq(OP_LEAK), ctl_col.eq(j)]
+                    with m.If(ctl_taken):
+                        m.d.sync += j.eq(j + 1)
+                        with m.If(last_j):
+                            m.d.sync += [phase.eq(P_DELAYED), j.eq(0)]
+                with m.Case(P_DELAYED):
+                    if self.uses_scdq:
+                        m.d.comb += [ev_valid.eq(dunit.out.valid), dunit.out.ready.eq(ev_ready),
+                                     ev_row.eq(dunit.out.payload.level * self.n_in + dunit.out.payload.pre),
+                                     ev_kind.eq(Mux(is_async, OP_ADD, OP_ACC)), ev_k.eq(dunit.out.payload.level)]
+                        with m.If(scdq_started & dunit.due_done & ~dunit.out.valid):
+                            m.d.sync += phase.eq(P_INPUT)
+                    elif self.delay_unit == "ring":
+                        with m.If(is_async):
+                            # drain slot t of every neuron; a zero slot is no update
+                            m.d.comb += [dunit.drain_req.valid.eq(j < n_out), dunit.drain_req.payload.eq(j)]
+                            with m.If(dunit.drain_req.valid & dunit.drain_req.ready):
+                                m.d.sync += j.eq(j + 1)
+                            m.d.comb += [ctl_valid.eq(dunit.drain_resp.valid & (dunit.drain_resp.payload != 0)),
+                                         ctl_kind.eq(OP_DRAIN), ctl_x.eq(dunit.drain_resp.payload), ctl_col.eq(drain_j)]
+                            m.d.comb += dunit.drain_resp.ready.eq(ctl_taken | (dunit.drain_resp.payload == 0))
+                            with m.If(dunit.drain_resp.valid & dunit.drain_resp.ready):
+                                m.d.sync += drain_j.eq(drain_j + 1)
+                                with m.If(drain_j == n_out - 1):
+                                    m.d.sync += [phase.eq(P_INPUT), drain_j.eq(0), j.eq(0)]
+                        with m.Else():
+                            m.d.sync += phase.eq(P_INPUT)
+                    else:
+                        m.d.sync += phase.eq(P_INPUT)
+                with m.Case(P_INPUT):
+                    with m.If(inp.valid & inp.payload.eos):
+                        m.d.comb += inp.ready.eq(1)
+                        m.d.sync += phase.eq(P_SETTLE)
+                    with m.Elif(inp.valid):
+                        i = inp.payload.idx
+                        if self.delay_unit == "ring":
+                            # one row per level; rows whose arrival t + d >= T are skipped
+                            kk = sub[:KW] if K > 1 else Const(0, KW)
+                            d_k = delays[kk]
+                            in_time = (t + d_k) < T
+                            direct = is_async & (d_k == 0)
+                            m.d.comb += [ev_valid.eq(in_time), ev_row.eq(kk * self.n_in + i), ev_k.eq(kk),
+                                         ev_kind.eq(Mux(direct, OP_ADD, OP_RING))]
+                            with m.If(~in_time | ev_ready):
+                                with m.If(sub == K - 1):
+                                    m.d.comb += inp.ready.eq(1)
+                                    m.d.sync += sub.eq(0)
+                                with m.Else():
+                                    m.d.sync += sub.eq(sub + 1)
+                        else:
+                            push_ok = Const(1)
+                            if self.uses_scdq:
+                                push_ok = dunit.push.ready
+                            m.d.comb += [ev_valid.eq(Const(int(has_d0)) & push_ok), ev_row.eq(i), ev_k.eq(0),
+                                         ev_kind.eq(Mux(is_async, OP_ADD, OP_ACC))]
+                            go = push_ok & (ev_ready | Const(int(not has_d0)))
+                            if self.uses_scdq:
+                                m.d.comb += [dunit.push.valid.eq(ev_ready | Const(int(not has_d0))), dunit.push.payload.eq(i)]
+                            m.d.comb += inp.ready.eq(go)
+                with m.Case(P_SETTLE):
+                    with m.If(pipe_empty):
+                        m.d.sync += [j.eq(0), phase.eq(Mux(is_async, P_RSUM if not self.spiking else P_EOS, P_FIRE))]
+                with m.Case(P_FIRE):
+                    if self.delay_unit == "ring":
+                        m.d.comb += [dunit.drain_req.valid.eq(j < n_out), dunit.drain_req.payload.eq(j)]
+                        with m.If(dunit.drain_req.valid & dunit.drain_req.ready):
+                            m.d.sync += j.eq(j + 1)
+                        m.d.comb += [ctl_valid.eq(dunit.drain_resp.valid), ctl_kind.eq(OP_FIRE),
+                                     ctl_x.eq(dunit.drain_resp.payload), ctl_col.eq(fire_j),
+                                     dunit.drain_resp.ready.eq(ctl_taken)]
+                        with m.If(ctl_taken):
+                            m.d.sync += fire_j.eq(fire_j + 1)
+                            with m.If(fire_j == n_out - 1):
+                                m.d.sync += [phase.eq(P_FLUSH), fire_j.eq(0)]
+                    else:
+                        m.d.comb += [ctl_valid.eq(1), ctl_kind.eq(OP_FIRE), ctl_col.eq(j)]
+                        with m.If(ctl_taken):
+                            m.d.sync += j.eq(j + 1)
+                            with m.If(last_j):
+                                m.d.sync += phase.eq(P_FLUSH)
+                with m.Case(P_RSUM):
+                    m.d.comb += [ctl_valid.eq(1), ctl_kind.eq(OP_RSUM), ctl_col.eq(j)]
+                    with m.If(ctl_taken):
+                        m.d.sync += j.eq(j + 1)
+                        with m.If(last_j):
+                            m.d.sync += phase.eq(P_FLUSH)
+                with m.Case(P_FLUSH):
+                    with m.If(pipe_empty):
+                        m.d.sync += phase.eq(P_EOS)
+                with m.Case(P_EOS):
+                    if self.spiking:
+                        m.d.comb += ctrl_eos.eq(~c_valid)
+                        with m.If(self.out.ready & ~c_valid):
+                            m.d.sync += phase.eq(P_DONE)
+                    else:
+                        m.d.sync += phase.eq(P_DONE)
+        # delay-unit strobes: start of the delayed phase, advance at end of step, clear with the core
+        eos_sent = (phase == P_EOS) & ((self.out.ready & ~c_valid) if self.spiking else Const(1))
+        if self.delay_unit == "ring":
+            m.d.comb += [dunit.clear.eq(self.clear), dunit.advance.eq(eos_sent)]
+        elif self.uses_scdq:
+            m.d.comb += [dunit.clear.eq(self.clear), dunit.start.eq((phase == P_DELAYED) & ~scdq_started),
+                         dunit.advance.eq(eos_sent)]
+            m.d.sync += scdq_started.eq(phase == P_DELAYED)
+        return m

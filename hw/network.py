@@ -1,0 +1,358 @@
+"""Network: neuron cores chained by stream FIFOs, with stimulus and result memories.
+
+A test bench (pysim, cocotb or the Verilator C++ harness) only programs the
+configuration port, loads a sample's input events, pulses ``start`` and waits
+for ``done``; then it reads spike records, readout sums and counters through
+the result port. One build (a :class:`NetworkSpec`: the largest shape, the
+delay levels per layer and the delay unit) serves every model that fits it:
+weights, thresholds, decays, resets, mode and ``T`` are run-time configuration.
+
+Result port (``res_sel``, ``res_addr`` -> ``res_data`` one cycle later):
+
+* ``res_sel = l`` (``l < L``): spike record ``l`` in emission order,
+  word ``t << idx_bits | j``
+* ``res_sel = L``: readout sums, word ``t * n_classes + j``
+* ``res_sel = L + 1``: status, see :data:`STATUS_FIELDS`
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, fifo, memory, wiring
+from amaranth.lib.wiring import In, Out
+
+from hw.core import (CFG_REG, CFG_ROWPTR, CFG_SYN, REG_ASYNC, REG_DECAY, REG_SUBTRACT, REG_T,
+                     REG_THRESHOLD, NeuronCore, _bits, event_layout)
+from hw.model_file import Model, Widths
+from hw.reference import clog2, csr_rows, events_from_raster
+
+CORE_STATUS = ("busy", "sops", "stalls", "spikes", "records", "peak", "overflow", "dropped")
+STATUS_BASE = 8  # status word 0: cycles, 1: record overflow; core l: STATUS_BASE + 8 l + field
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    n_in: int
+    n_out: int
+    delays: tuple[int, ...]
+    nnz_max: int
+    scdq_capacity: int = 256
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    """The build-time shape of a :class:`Network`."""
+
+    layers: tuple[LayerSpec, ...]
+    delay_unit: str = "scdq"
+    widths: Widths = field(default_factory=Widths)
+    T_max: int = 128
+    max_events: int = 4096
+    max_spikes: int = 4096
+    fifo_depth: int = 16
+
+    @classmethod
+    def for_model(cls, model: Model, delay_unit: str = "scdq", scdq_capacity=None, **kw) -> "NetworkSpec":
+        """The exact spec of one model (its own delays, shape and synapse count)."""
+        caps = scdq_capacity if isinstance(scdq_capacity, (list, tuple)) else [scdq_capacity or 256] * len(model.layers)
+        layers = tuple(LayerSpec(L.n_in, L.n_out, tuple(int(d) for d in L.delays),
+                                 max(1, int(np.count_nonzero(L.weights))), max(1, int(c)))
+                       for L, c in zip(model.layers, caps))
+        kw.setdefault("T_max", model.T)
+        return cls(layers, delay_unit, model.widths, **kw)
+
+    @property
+    def n_classes(self) -> int:
+        return self.layers[-1].n_out
+
+    def sel_core(self, l: int, what: int) -> int:
+        return 4 * l + what
+
+    @property
+    def sel_stimulus(self) -> int:
+        return 4 * len(self.layers)
+
+    @property
+    def sel_net(self) -> int:
+        return 4 * len(self.layers) + 1
+
+    @property
+    def sel_readout(self) -> int:
+        return len(self.layers)
+
+    @property
+    def sel_status(self) -> int:
+        return len(self.layers) + 1
+
+    def idx_bits(self, l: int) -> int:
+        return _bits(self.layers[l].n_out)
+
+    def status_addr(self, l: int, name: str) -> int:
+        return STATUS_BASE + 8 * l + CORE_STATUS.index(name)
+
+
+class ConfigError(ValueError):
+    """A model or sample does not fit a network build; the message names the field."""
+
+
+def config_writes(spec: NetworkSpec, model: Model, mode: str) -> list[tuple[int, int, int]]:
+    """Configuration-port writes ``(sel, addr, data)`` that program ``model`` into a build."""
+    if mode not in ("layered", "async"):
+        raise ConfigError(f"mode must be 'layered' or 'async', got {mode!r}")
+    if len(model.layers) != len(spec.layers):
+        raise ConfigError(f"layers: the model has {len(model.layers)}, the build {len(spec.layers)}")
+    if model.T > spec.T_max:
+        raise ConfigError(f"T: the model has T={model.T}, the build at most {spec.T_max}")
+    if model.widths != spec.widths:
+        raise ConfigError(f"widths: the model has {model.widths}, the build {spec.widths}")
+    writes = []
+    for l, (L, S) in enumerate(zip(model.layers, spec.layers)):
+        f = f"layers[{l}]"
+        if L.n_in > S.n_in or L.n_out > S.n_out:
+            raise ConfigError(f"{f}: shape {L.n_in}x{L.n_out} exceeds the build's {S.n_in}x{S.n_out}")
+        missing = set(int(d) for d in L.delays) - set(S.delays)
+        if missing:
+            raise ConfigError(f"{f}.delays: {sorted(missing)} are not delay levels of the build {S.delays}")
+        # place the model's taps at the build's levels and shape; empty rows cost nothing
+        W = np.zeros((len(S.delays), S.n_in, S.n_out), dtype=np.int64)
+        for k, d in enumerate(L.delays):
+            W[S.delays.index(int(d)), :L.n_in, :L.n_out] = L.weights[k]
+        row_ptr, cols, vals = csr_rows(W)
+        if len(cols) > S.nnz_max:
+            raise ConfigError(f"{f}.weights: {len(cols)} non-zero taps exceed the build's nnz_max={S.nnz_max}")
+        writes += [(spec.sel_core(l, CFG_ROWPTR), r, int(p)) for r, p in enumerate(row_ptr)]
+        wb = spec.widths.weight_bits
+        ob = _bits(S.n_out)
+        writes += [(spec.sel_core(l, CFG_SYN), p, int(c) | ((int(w) & ((1 << wb) - 1)) << ob))
+                   for p, (c, w) in enumerate(zip(cols, vals))]
+        vb = spec.widths.membrane_bits
+        writes += [
+            (spec.sel_core(l, CFG_REG), REG_THRESHOLD, int(L.threshold) & ((1 << vb) - 1)),
+            (spec.sel_core(l, CFG_REG), REG_DECAY, int(L.decay)),
+            (spec.sel_core(l, CFG_REG), REG_SUBTRACT, int(L.reset == "subtract")),
+            (spec.sel_core(l, CFG_REG), REG_ASYNC, int(mode == "async")),
+            (spec.sel_core(l, CFG_REG), REG_T, int(model.T)),
+        ]
+    writes += [(spec.sel_net, 0, int(model.T))]
+    return writes
+
+
+def stimulus_writes(spec: NetworkSpec, X: np.ndarray) -> list[tuple[int, int, int]]:
+    """Writes that load one sample's binary raster ``X[T, C]`` as events sorted by (t, c)."""
+    t, c = events_from_raster(np.asarray(X, dtype=bool))
+    if len(t) > spec.max_events:
+        raise ConfigError(f"input: {len(t)} events exceed the build's max_events={spec.max_events}")
+    if X.shape[1] > spec.layers[0].n_in:
+        raise ConfigError(f"input: {X.shape[1]} channels exceed the build's n_in={spec.layers[0].n_in}")
+    ib = _bits(spec.layers[0].n_in)
+    return [(spec.sel_stimulus, e, int(cc) | (int(tt) << ib)) for e, (tt, cc) in enumerate(zip(t, c))] + \
+        [(spec.sel_net, 1, len(t))]
+
+
+@dataclass
+class HdlSample:
+    """What the hardware reported for one sample."""
+
+    emissions: list[tuple[np.ndarray, np.ndarray]]  # per spiking layer: (t, j) in emission order
+    readout: np.ndarray  # [T, n_classes]
+    cycles: int
+    counters: list[dict[str, int]]  # per core
+    record_overflow: bool
+
+
+def decode_results(spec: NetworkSpec, model: Model, read) -> HdlSample:
+    """Read a finished sample through ``read(sel, addr) -> int``."""
+    status = lambda a: read(spec.sel_status, a)
+    counters = [{n: status(spec.status_addr(l, n)) for n in CORE_STATUS} for l in range(len(spec.layers))]
+    emissions = []
+    for l in range(len(spec.layers) - 1):
+        n = counters[l]["records"]
+        ib = spec.idx_bits(l)
+        words = [read(l, a) for a in range(min(n, spec.max_spikes))]
+        emissions.append((np.array([w >> ib for w in words], dtype=np.int64),
+                          np.array([w & ((1 << ib) - 1) for w in words], dtype=np.int64)))
+    nc = spec.n_classes
+    rb = spec.widths.readout_bits
+    R = np.zeros((model.T, model.n_classes), dtype=np.int64)
+    for t in range(model.T):
+        for j in range(model.n_classes):
+            w = read(spec.sel_readout, t * nc + j)
+            R[t, j] = w - (1 << rb) if w >> (rb - 1) else w
+    return HdlSample(emissions, R, status(0), counters, bool(status(1)))
+
+
+class Network(wiring.Component):
+    """All cores of a model, FIFOs between them, stimulus and result memories."""
+
+    def __init__(self, spec: NetworkSpec):
+        if not spec.layers:
+            raise ValueError("Network: spec.layers is empty")
+        for l in range(1, len(spec.layers)):
+            if spec.layers[l].n_in != spec.layers[l - 1].n_out:
+                raise ValueError(f"Network: layers[{l}].n_in={spec.layers[l].n_in} != layers[{l-1}].n_out")
+        self.spec = spec
+        L = len(spec.layers)
+        w = spec.widths
+        self.cores = [
+            NeuronCore(n_in=S.n_in, n_out=S.n_out, delays=S.delays, nnz_max=S.nnz_max, spiking=l < L - 1,
+                       delay_unit=spec.delay_unit, scdq_capacity=S.scdq_capacity, T_max=spec.T_max,
+                       membrane_bits=w.membrane_bits, acc_bits=w.acc_bits, readout_bits=w.readout_bits,
+                       weight_bits=w.weight_bits)
+            for l, S in enumerate(spec.layers)
+        ]
+        self.tw = self.cores[0].tw
+        addr_bits = max(max(c.cfg_addr.shape().width for c in self.cores), _bits(spec.max_events), 2)
+        data_bits = max(max(c.cfg_data_bits for c in self.cores), 32)
+        res_addr_bits = max(_bits(spec.max_spikes), _bits(spec.T_max * spec.n_classes), 8 + 8 * L).bit_length() + 1
+        super().__init__({
+            "cfg_we": In(1), "cfg_sel": In(8), "cfg_addr": In(addr_bits), "cfg_data": In(data_bits),
+            "start": In(1), "done": Out(1), "busy": Out(1),
+            "res_sel": In(8), "res_addr": In(max(res_addr_bits, 16)), "res_data": Out(max(64, w.readout_bits)),
+        })
+
+    def elaborate(self, platform):
+        m = Module()
+        spec = self.spec
+        L = len(spec.layers)
+        cores = self.cores
+        tw = self.tw
+        for l, c in enumerate(cores):
+            m.submodules[f"core{l}"] = c
+            m.d.comb += [c.cfg_we.eq(self.cfg_we & (self.cfg_sel[2:] == l)), c.cfg_sel.eq(self.cfg_sel[:2]),
+                         c.cfg_addr.eq(self.cfg_addr), c.cfg_data.eq(self.cfg_data)]
+
+        # network registers
+        T = Signal(tw)
+        n_events = Signal(_bits(spec.max_events + 1) + 1)
+        with m.If(self.cfg_we & (self.cfg_sel == spec.sel_net)):
+            with m.Switch(self.cfg_addr):
+                with m.Case(0):
+                    m.d.sync += T.eq(self.cfg_data)
+                with m.Case(1):
+                    m.d.sync += n_events.eq(self.cfg_data)
+
+        # stimulus memory: {c, t}
+        ib = _bits(spec.layers[0].n_in)
+        stim_layout = data.StructLayout({"c": unsigned(ib), "t": unsigned(tw)})
+        m.submodules.stim = stim = memory.Memory(shape=stim_layout, depth=spec.max_events, init=[])
+        st_wr = stim.write_port()
+        st_rd = stim.read_port(domain="comb")
+        m.d.comb += [st_wr.addr.eq(self.cfg_addr), st_wr.data.eq(self.cfg_data),
+                     st_wr.en.eq(self.cfg_we & (self.cfg_sel == spec.sel_stimulus))]
+
+        # FIFOs: feeder -> core0 -> core1 -> ...
+        fifos = []
+        for l, c in enumerate(cores):
+            width = event_layout(spec.layers[l].n_in).size
+            f = fifo.SyncFIFOBuffered(width=width, depth=spec.fifo_depth)
+            m.submodules[f"fifo{l}"] = f
+            fifos.append(f)
+            m.d.comb += [c.inp.payload.eq(f.r_data), c.inp.valid.eq(f.r_rdy), f.r_en.eq(c.inp.ready)]
+        for l in range(L - 1):
+            c, f = cores[l], fifos[l + 1]
+            m.d.comb += [f.w_data.eq(c.out.payload), f.w_en.eq(c.out.valid), c.out.ready.eq(f.w_rdy)]
+
+        # result memories
+        t = Signal(tw)
+        rec_mems, rec_rds, rec_counts = [], [], []
+        rec_overflow = Signal()
+        for l in range(L - 1):
+            ob = _bits(spec.layers[l].n_out)
+            mem = memory.Memory(shape=unsigned(tw + ob), depth=spec.max_spikes, init=[])
+            m.submodules[f"rec{l}"] = mem
+            wr = mem.write_port()
+            rd = mem.read_port()
+            cnt = Signal(32)
+            c = cores[l]
+            spike = c.out.valid & c.out.ready & ~c.out.payload.eos
+            m.d.comb += [wr.addr.eq(cnt), wr.data.eq(Cat(c.out.payload.idx, t)), wr.en.eq(spike & (cnt < spec.max_spikes))]
+            with m.If(spike):
+                m.d.sync += cnt.eq(cnt + 1)
+                with m.If(cnt >= spec.max_spikes):
+                    m.d.sync += rec_overflow.eq(1)
+            rec_rds.append(rd)
+            rec_counts.append(cnt)
+        nc = spec.n_classes
+        m.submodules.readout = rmem = memory.Memory(shape=signed(spec.widths.readout_bits), depth=spec.T_max * nc, init=[])
+        r_wr = rmem.write_port()
+        r_rd = rmem.read_port()
+        last = cores[-1]
+        m.d.comb += [r_wr.addr.eq(t * nc + last.rec.payload.j), r_wr.data.eq(last.rec.payload.value),
+                     r_wr.en.eq(last.rec.valid), last.rec.ready.eq(1)]
+
+        # sequencer
+        cycles = Signal(32)
+        ev_ptr = Signal(n_events.shape())
+        all_done = Signal()
+        m.d.comb += all_done.eq(Cat(*[c.done for c in cores]).all())
+        feeding = Signal()
+        f0 = fifos[0]
+        stim_ev = stim_layout(st_rd.data)
+        m.d.comb += st_rd.addr.eq(ev_ptr)
+        has_ev = (ev_ptr < n_events) & (stim_ev.t == t)
+        ev_word = event_layout(spec.layers[0].n_in)
+        m.d.comb += [f0.w_en.eq(feeding),
+                     f0.w_data.eq(Mux(has_ev, stim_ev.c, 1 << ib))]  # eos bit sits above idx
+        with m.If(feeding & f0.w_rdy):
+            with m.If(has_ev):
+                m.d.sync += ev_ptr.eq(ev_ptr + 1)
+            with m.Else():
+                m.d.sync += feeding.eq(0)
+
+        with m.FSM():
+            with m.State("IDLE"):
+                with m.If(self.start):
+                    m.d.sync += [cycles.eq(0), t.eq(0), ev_ptr.eq(0), rec_overflow.eq(0)]
+                    m.d.sync += [cnt.eq(0) for cnt in rec_counts]
+                    m.d.comb += [c.clear.eq(1) for c in cores]
+                    m.next = "CLEAR"
+            with m.State("CLEAR"):
+                m.d.sync += cycles.eq(cycles + 1)
+                with m.If(all_done):
+                    m.next = "STEP"
+            with m.State("STEP"):
+                m.d.sync += [cycles.eq(cycles + 1), feeding.eq(1)]
+                m.d.comb += [c.step_start.eq(1) for c in cores]
+                m.d.comb += [c.t.eq(t) for c in cores]
+                m.next = "WAIT"
+            with m.State("WAIT"):
+                m.d.sync += cycles.eq(cycles + 1)
+                with m.If(all_done & ~feeding):
+                    m.d.sync += t.eq(t + 1)
+                    with m.If(t + 1 >= T):
+                        m.next = "DONE"
+                    with m.Else():
+                        m.next = "STEP"
+            with m.State("DONE"):
+                m.d.comb += self.done.eq(1)
+                with m.If(self.start):
+                    m.d.sync += [cycles.eq(0), t.eq(0), ev_ptr.eq(0), rec_overflow.eq(0)]
+                    m.d.sync += [cnt.eq(0) for cnt in rec_counts]
+                    m.d.comb += [c.clear.eq(1) for c in cores]
+                    m.next = "CLEAR"
+        m.d.comb += self.busy.eq(~self.done)
+
+        # result port
+        status = [cycles, rec_overflow] + [Const(0, 1)] * (8 - 2)
+        for l, c in enumerate(cores):
+            rc = rec_counts[l] if l < L - 1 else Const(0, 1)
+            status += [c.cnt_busy, c.cnt_sop, c.cnt_stall, c.cnt_spike, rc, c.peak, c.overflow, c.dropped]
+        status_arr = Array(status)
+        status_q = Signal(32)
+        sel_q = Signal(8)
+        m.d.sync += [sel_q.eq(self.res_sel),
+                     status_q.eq(Mux(self.res_addr < len(status), status_arr[self.res_addr[:clog2(len(status)) or 1]], 0))]
+        for rd in rec_rds:
+            m.d.comb += rd.addr.eq(self.res_addr)
+        m.d.comb += r_rd.addr.eq(self.res_addr)
+        with m.Switch(sel_q):
+            for l, rd in enumerate(rec_rds):
+                with m.Case(l):
+                    m.d.comb += self.res_data.eq(rd.data)
+            with m.Case(spec.sel_readout):
+                m.d.comb += self.res_data.eq(r_rd.data.as_unsigned())
+            with m.Case(spec.sel_status):
+                m.d.comb += self.res_data.eq(status_q)
+        return m

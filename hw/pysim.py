@@ -1,0 +1,95 @@
+"""Run a :class:`~hw.network.Network` in Amaranth's built-in simulator.
+
+The test bench does what a host does with the chip: program the configuration
+port, load a sample's events, pulse ``start``, wait for ``done`` and read the
+result port.
+"""
+from __future__ import annotations
+
+import os
+from contextlib import nullcontext
+
+import numpy as np
+from amaranth.sim import Simulator
+
+from hw.model_file import Model
+from hw.network import HdlSample, Network, NetworkSpec, config_writes, decode_results, stimulus_writes
+
+
+def run_network(spec: NetworkSpec, model: Model, X: np.ndarray, mode: str, vcd: str | None = None,
+                max_cycles: int = 10_000_000, progress=None, corrupt=None) -> list[HdlSample]:
+    """Simulate every sample of ``X`` (``[B, T, C]`` or ``[T, C]``); returns one
+    :class:`HdlSample` each. ``vcd``: path of a waveform file (or set
+    ``SPIKELINE_WAVES``). ``corrupt``: extra ``(sel, addr, data)`` writes applied
+    after programming (fault injection for tests). ``progress(n)`` is called per sample."""
+    X = np.asarray(X, dtype=bool)
+    if X.ndim == 2:
+        X = X[None]
+    dut = Network(spec)
+    cfg = config_writes(spec, model, mode) + list(corrupt or [])
+    results: list[HdlSample] = []
+
+    async def bench(ctx):
+        async def write(sel, addr, data):
+            ctx.set(dut.cfg_we, 1)
+            ctx.set(dut.cfg_sel, sel)
+            ctx.set(dut.cfg_addr, addr)
+            ctx.set(dut.cfg_data, data)
+            await ctx.tick()
+
+        for w in cfg:
+            await write(*w)
+        for b in range(X.shape[0]):
+            for w in stimulus_writes(spec, X[b]):
+                await write(*w)
+            ctx.set(dut.cfg_we, 0)
+            ctx.set(dut.start, 1)
+            await ctx.tick()
+            ctx.set(dut.start, 0)
+            n = 0
+            while not ctx.get(dut.done):
+                await ctx.tick()
+                n += 1
+                if n > max_cycles:
+                    raise TimeoutError(f"sample {b}: no done after {max_cycles} cycles")
+            cache = {}
+
+            # the result port answers one cycle after the address
+            def read(sel, addr):
+                return cache[(sel, addr)]
+
+            wanted = _result_addresses(spec, model, ctx, dut)
+            for key in await wanted:
+                ctx.set(dut.res_sel, key[0])
+                ctx.set(dut.res_addr, key[1])
+                await ctx.tick()
+                cache[key] = ctx.get(dut.res_data)
+            results.append(decode_results(spec, model, read))
+            if progress:
+                progress(len(results))
+
+    sim = Simulator(dut)
+    sim.add_clock(1e-8)
+    sim.add_testbench(bench)
+    vcd = vcd or (os.environ.get("SPIKELINE_WAVES") and "network.vcd")
+    with (sim.write_vcd(vcd, gtkw_file=vcd.rsplit(".", 1)[0] + ".gtkw") if vcd else nullcontext()):
+        sim.run()
+    return results
+
+
+async def _result_addresses(spec: NetworkSpec, model: Model, ctx, dut):
+    """Every (sel, addr) that :func:`decode_results` will read, reading the
+    record counts first so that only written records are fetched."""
+    from hw.network import CORE_STATUS
+    keys = [(spec.sel_status, 0), (spec.sel_status, 1)]
+    keys += [(spec.sel_status, spec.status_addr(l, n)) for l in range(len(spec.layers)) for n in CORE_STATUS]
+    counts = []
+    for l in range(len(spec.layers) - 1):
+        ctx.set(dut.res_sel, spec.sel_status)
+        ctx.set(dut.res_addr, spec.status_addr(l, "records"))
+        await ctx.tick()
+        counts.append(ctx.get(dut.res_data))
+    for l, n in enumerate(counts):
+        keys += [(l, a) for a in range(min(n, spec.max_spikes))]
+    keys += [(spec.sel_readout, t * spec.n_classes + j) for t in range(model.T) for j in range(model.n_classes)]
+    return keys
