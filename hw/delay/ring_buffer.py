@@ -1,0 +1,172 @@
+"""Ring-buffer delay unit: per-neuron circular accumulators, ``n * (D + 1)`` words.
+
+``add(j, d, w)`` accumulates ``w`` into slot ``(t + d) mod (D + 1)`` of neuron ``j``;
+``drain(j)`` returns slot ``t`` of ``j`` and clears it; ``advance`` moves ``t``.
+The semantics it serves are those of :mod:`hw.reference` (ring-buffer unit).
+
+Timing and ordering rules (what a controller may rely on)
+--------------------------------------------------------
+* ``add`` and ``drain_req`` are each accepted at up to one per cycle, both in
+  the same cycle. ``add.ready`` is high whenever ``busy`` and ``clear`` are low.
+  ``drain_req.ready`` also drops while the 3-entry response FIFO could fill up
+  (only under backpressure on ``drain_resp``).
+* Operations take effect in the order they are accepted (the cycle they
+  fire). Within one cycle an add is ordered *before* a drain: an add of slot
+  ``t`` (``delay == 0``) accepted in the same cycle as, or before, the drain of
+  that word is included in the drained value; an add of slot ``t`` accepted
+  after the drain stays in the slot (it would be read at ``t + D + 1``). Adds to
+  other slots never interact with a drain. Nothing is lost in any case.
+* Slots are computed from ``t`` in the acceptance cycle; ``advance`` in that
+  same cycle affects only later operations.
+* Responses come in request order, 2 cycles after acceptance at the earliest.
+  Responses still queued when ``clear`` is strobed are delivered (they answer
+  accepted requests).
+* ``clear`` zeroes all words and ``t``; it takes ``n * (D + 1)`` cycles with
+  ``busy`` high (from the cycle after the strobe). ``add``/``drain_req`` are
+  refused in the strobe cycle and while busy; ``advance`` is ignored then.
+* ``delay > max_delay`` must never be presented: it would alias another slot.
+  An :class:`~amaranth.hdl.Assert` flags it in simulation.
+
+Read-modify-write is a 2-stage pipeline per path (read at acceptance, write
+one cycle later). Read ports are transparent to both write ports, which is the
+forwarding that makes back-to-back hits on one word correct.
+"""
+from __future__ import annotations
+
+from amaranth.hdl import Assert, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+from amaranth.utils import bits_for, ceil_log2
+
+from hw.reference import ring_buffer_bits
+
+RESP_FIFO_DEPTH = 3  # 1 in flight + 2 queued keeps 1 drain/cycle with ready high
+
+
+def _check_int(name: str, value, lo: int, hi: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} must be an int, got {value!r}")
+    if value < lo or (hi is not None and value > hi):
+        rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
+        raise ValueError(f"{name} must be {rng}, got {value}")
+    return value
+
+
+def add_layout(n_neurons: int, max_delay: int, weight_bits: int) -> data.StructLayout:
+    return data.StructLayout({
+        "neuron": unsigned(ceil_log2(n_neurons)),
+        "delay": unsigned(bits_for(max_delay)),
+        "weight": signed(weight_bits),
+    })
+
+
+class RingBufferDelay(wiring.Component):
+    """Per-neuron ring buffer of ``max_delay + 1`` signed ``acc_bits`` slots."""
+
+    def __init__(self, n_neurons: int, max_delay: int, acc_bits: int = 24, weight_bits: int = 8):
+        self.n_neurons = _check_int("n_neurons", n_neurons, 1)
+        self.max_delay = _check_int("max_delay", max_delay, 0)
+        self.acc_bits = _check_int("acc_bits", acc_bits, 2)
+        self.weight_bits = _check_int("weight_bits", weight_bits, 2)
+        if weight_bits > acc_bits:
+            raise ValueError(f"weight_bits ({weight_bits}) must not exceed acc_bits ({acc_bits})")
+        self.slots = max_delay + 1
+        self.depth = n_neurons * self.slots
+        super().__init__({
+            "add": In(stream.Signature(add_layout(n_neurons, max_delay, weight_bits))),
+            "drain_req": In(stream.Signature(unsigned(ceil_log2(n_neurons)))),
+            "drain_resp": Out(stream.Signature(signed(acc_bits))),
+            "advance": In(1),
+            "clear": In(1),
+            "busy": Out(1),
+            "t": Out(range(self.slots)),  # current slot index, for observation
+        })
+        self.mem_shape = signed(acc_bits)  # the slot Memory is built from these in elaborate()
+
+    @property
+    def memory_bits(self) -> int:
+        """Bits of the slot memory (depth x word width of the Memory it builds)."""
+        return self.depth * self.mem_shape.width
+
+    @staticmethod
+    def reference_bits(n_neurons: int, max_delay: int, acc_bits: int = 24) -> int:
+        return ring_buffer_bits(n_neurons, max_delay, acc_bits)
+
+    def elaborate(self, platform):
+        m = Module()
+        S = self.slots
+        m.submodules.mem = mem = Memory(shape=self.mem_shape, depth=self.depth, init=[])
+        m.submodules.resp_fifo = fifo = SyncFIFO(width=self.acc_bits, depth=RESP_FIFO_DEPTH)
+
+        wp_add = mem.write_port()
+        wp_drain = mem.write_port()  # also writes zeros while clearing
+        rp_add = mem.read_port(transparent_for=(wp_add, wp_drain))
+        rp_drain = mem.read_port(transparent_for=(wp_add, wp_drain))
+
+        t = Signal(range(S))
+        busy = Signal()
+        clr_addr = Signal(range(self.depth))
+        m.d.comb += [self.busy.eq(busy), self.t.eq(t)]
+        idle = ~busy & ~self.clear
+
+        # ---- stage 0: accept and read
+        m.d.comb += self.add.ready.eq(idle)
+        add_fire = self.add.valid & self.add.ready
+        p = self.add.payload
+        # sampled at the clock edge, so comb glitches in event-driven simulators don't trip it
+        m.d.sync += Assert(~self.add.valid | (p.delay <= self.max_delay),
+                           "RingBufferDelay: add.delay > max_delay")
+        slot_sum = Signal(range(2 * S))
+        m.d.comb += slot_sum.eq(t + p.delay)
+        slot = Mux(slot_sum >= S, slot_sum - S, slot_sum)
+        a_addr = Signal(range(self.depth))
+        m.d.comb += [a_addr.eq(p.neuron * S + slot), rp_add.addr.eq(a_addr), rp_add.en.eq(1)]
+
+        # In-flight drain (stage 1) plus queued responses must fit the FIFO.
+        d1_valid = Signal()
+        room = (fifo.level + d1_valid) < RESP_FIFO_DEPTH
+        m.d.comb += self.drain_req.ready.eq(idle & room)
+        drain_fire = self.drain_req.valid & self.drain_req.ready
+        d_addr = Signal(range(self.depth))
+        m.d.comb += [d_addr.eq(self.drain_req.payload * S + t), rp_drain.addr.eq(d_addr),
+                     rp_drain.en.eq(1)]
+
+        # ---- stage 1: modify and write
+        a1_valid = Signal()
+        a1_addr = Signal.like(a_addr)
+        a1_w = Signal(signed(self.weight_bits))
+        d1_addr = Signal.like(d_addr)
+        m.d.sync += [a1_valid.eq(add_fire), a1_addr.eq(a_addr), a1_w.eq(p.weight),
+                     d1_valid.eq(drain_fire), d1_addr.eq(d_addr)]
+        same = a1_valid & d1_valid & (a1_addr == d1_addr)  # add ordered before the drain
+        m.d.comb += [
+            wp_add.addr.eq(a1_addr),
+            wp_add.data.eq(rp_add.data + a1_w),
+            wp_add.en.eq(a1_valid & ~same),
+            fifo.w_data.eq(rp_drain.data + Mux(same, a1_w, 0)),
+            fifo.w_en.eq(d1_valid),
+        ]
+        with m.If(busy):
+            m.d.comb += [wp_drain.addr.eq(clr_addr), wp_drain.data.eq(0), wp_drain.en.eq(1)]
+        with m.Else():
+            m.d.comb += [wp_drain.addr.eq(d1_addr), wp_drain.data.eq(0), wp_drain.en.eq(d1_valid)]
+
+        # ---- responses
+        m.d.comb += [
+            self.drain_resp.payload.eq(fifo.r_data),
+            self.drain_resp.valid.eq(fifo.r_rdy),
+            fifo.r_en.eq(self.drain_resp.ready),
+        ]
+
+        # ---- time and clearing
+        with m.If(busy):
+            m.d.sync += clr_addr.eq(clr_addr + 1)
+            with m.If(clr_addr == self.depth - 1):
+                m.d.sync += busy.eq(0)
+        with m.Elif(self.clear):
+            m.d.sync += [busy.eq(1), clr_addr.eq(0), t.eq(0)]
+        with m.Elif(self.advance):
+            m.d.sync += t.eq(Mux(t == S - 1, 0, t + 1))
+        return m

@@ -1,0 +1,139 @@
+# amaranth: UnusedElaboratable=no
+"""RingBufferDelay in Amaranth pysim against the ring-buffer contract (hw.reference).
+
+(The linter line above: some components are built only to read memory_bits or to fail.)
+"""
+from __future__ import annotations
+
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cocotb_ring_buffer import RingDriver, RingPlan, check_ring, make_ring_plan, ring_expected
+from hdl_util import run_pysim, run_pysim_driver, stream_recv, stream_send
+from hw.delay.ring_buffer import RingBufferDelay, add_layout
+from hw.reference import ring_buffer_bits
+
+
+def _run(plan: RingPlan, acc_bits: int, seed: int, name: str, **drv_kw) -> RingDriver:
+    dut = RingBufferDelay(plan.n, plan.max_delay, acc_bits=acc_bits, weight_bits=plan.weight_bits)
+    drv = RingDriver(plan, random.Random(seed), acc_bits, **drv_kw)
+    run_pysim_driver(dut, drv, name=name)
+    check_ring(plan, drv)
+    return drv
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(n=st.integers(1, 5), D=st.integers(0, 6), wb=st.integers(2, 8), extra_acc=st.integers(8, 12),
+       adds=st.integers(0, 6), segments=st.integers(1, 2), seed=st.integers(0, 2**32 - 1),
+       p_idle=st.sampled_from([0.0, 0.3]), p_stall=st.sampled_from([0.0, 0.4]))
+def test_random_traffic_matches_contract(n, D, wb, extra_acc, adds, segments, seed, p_idle, p_stall):
+    rng = random.Random(seed)
+    steps = 2 * (D + 1) + 2  # every slot is reused at least twice
+    plan = make_ring_plan(rng, n, D, wb, steps, adds, n_segments=segments)
+    _run(plan, wb + extra_acc, seed, "ring_random", p_idle=p_idle, p_stall=p_stall)
+
+
+def _one_step_plan(n, D, wb, ops_by_step):
+    return RingPlan(n, D, wb, [ops_by_step])
+
+
+def test_delay_zero_and_max_delay_land_in_the_right_step():
+    D, n = 5, 3
+    steps = [[("add", 2, 0, 7), ("add", 1, D, -3), ("add", 0, 1, 5)] + [("drain", j) for j in range(n)]]
+    steps += [[("drain", j) for j in range(n)] for _ in range(D + 1)]
+    plan = _one_step_plan(n, D, 8, steps)
+    exp = ring_expected(plan)
+    # step 0: only the d=0 add; step 1: the d=1 add; step D: the d=D add
+    assert exp[:n] == [0, 0, 7] and exp[n:2 * n] == [5, 0, 0] and exp[D * n:(D + 1) * n] == [0, -3, 0]
+    _run(plan, 16, 1, "ring_d0_dmax", p_idle=0.0, p_stall=0.0)
+
+
+def test_wraparound_many_laps():
+    rng = random.Random(7)
+    D, n = 3, 2
+    plan = make_ring_plan(rng, n, D, 6, steps=6 * (D + 1), adds_per_step=4)
+    _run(plan, 16, 7, "ring_wrap", p_idle=0.2, p_stall=0.2)
+
+
+def test_same_word_back_to_back_adds_one_per_cycle():
+    """50 adds to one word on consecutive cycles (forwarding), add+drain pairs in one cycle."""
+    rng = random.Random(3)
+    n, D = 4, 2
+    ops = [("add", 1, 0, rng.randint(-128, 127)) for _ in range(50)] + [("drain", j) for j in range(n)]
+    ops += [("add", 2, 0, 9), ("add", 2, 0, -2)]  # after drain 2 -> stays for t + D + 1
+    plan = _one_step_plan(n, D, 8, [ops] + [[("drain", j) for j in range(n)] for _ in range(D + 1)])
+    drv = RingDriver(plan, rng, 16, p_idle=0.0, p_stall=0.0, p_pair=1.0)
+    dut = RingBufferDelay(n, D, 16, 8)
+    cycles = run_pysim_driver(dut, drv, name="ring_same_word")
+    exp = ring_expected(plan)
+    assert exp[1] == sum(op[3] for op in ops[:50])
+    # documented rule: a slot-t add accepted after the drain of that word stays
+    # in the slot and comes out D + 1 steps later (the contract never does this)
+    exp[(D + 1) * n + 2] = 9 - 2
+    assert drv.responses == exp
+    assert drv._adds == 52
+    # 1 add/cycle sustained: clear (1 + n(D+1) + 1) + 52 adds (last drain pair shares a cycle)
+    # + per step n drains and an advance, + response latency
+    assert cycles <= (2 + n * (D + 1)) + 52 + n + (D + 2) * (n + 1) + 3, cycles
+
+
+def test_sample_boundary_clear_discards_pending_sums():
+    rng = random.Random(11)
+    plan = make_ring_plan(rng, 3, 4, 8, steps=5, adds_per_step=5, n_segments=3)
+    pending = sum(1 for op in plan.segments[0][-1] if op[0] == "add" and op[2] > 0)
+    assert pending > 0  # the first segment really leaves sums behind
+    _run(plan, 20, 11, "ring_clear", p_idle=0.3, p_stall=0.3)
+
+
+def test_stream_helpers_and_interleaved_drain():
+    """hdl_util.stream_send/stream_recv as separate testbenches: adds with idle
+    cycles and drains with backpressure of a single step (d >= 1 adds only)."""
+    n, D = 4, 3
+    dut = RingBufferDelay(n, D, 16, 8)
+    lay = add_layout(n, D, 8)
+    rng = random.Random(5)
+    adds = [{"neuron": rng.randrange(n), "delay": rng.randint(1, D), "weight": rng.randint(-128, 127)}
+            for _ in range(40)]
+    got = []
+
+    async def adder(ctx):
+        await stream_send(ctx, dut.add, adds, random.Random(1), p_idle=0.3)
+        for t in range(1, D + 1):  # advance to every step and drain it
+            ctx.set(dut.advance, 1)
+            await ctx.tick()
+            ctx.set(dut.advance, 0)
+            await stream_send(ctx, dut.drain_req, list(range(n)), random.Random(t), p_idle=0.3)
+        await stream_recv(ctx, dut.drain_resp, 0, random.Random(0))  # no-op call path
+        while len(got) < n * D:
+            await ctx.tick()
+
+    async def receiver(ctx):
+        await stream_recv(ctx, dut.drain_resp, n * D, random.Random(2), p_stall=0.4, sink=got)
+
+    run_pysim(dut, adder, background=[receiver], name="ring_helpers")
+    exp = [sum(a["weight"] for a in adds if a["delay"] == t and a["neuron"] == j)
+           for t in range(1, D + 1) for j in range(n)]
+    assert [int(g) for g in got] == exp
+    assert lay["weight"].shape.signed
+
+
+@pytest.mark.parametrize("n,D,acc", [(1, 0, 24), (48, 60, 24), (700, 63, 16), (5, 7, 10)])
+def test_memory_bits_equal_reference(n, D, acc):
+    assert RingBufferDelay(n, D, acc_bits=acc, weight_bits=8 if acc >= 8 else acc).memory_bits \
+        == ring_buffer_bits(n, D, acc)
+
+
+@pytest.mark.parametrize("kw,field", [
+    ({"n_neurons": 0, "max_delay": 3}, "n_neurons"),
+    ({"n_neurons": 2.0, "max_delay": 3}, "n_neurons"),
+    ({"n_neurons": 2, "max_delay": -1}, "max_delay"),
+    ({"n_neurons": 2, "max_delay": 3, "acc_bits": 1}, "acc_bits"),
+    ({"n_neurons": 2, "max_delay": 3, "weight_bits": True}, "weight_bits"),
+    ({"n_neurons": 2, "max_delay": 3, "acc_bits": 8, "weight_bits": 9}, "weight_bits"),
+])
+def test_bad_parameters_name_the_field(kw, field):
+    with pytest.raises(ValueError, match=field):
+        RingBufferDelay(**kw)
