@@ -1,0 +1,115 @@
+"""Network (Amaranth pysim) vs the reference: random networks, all four mode x unit combinations."""
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from hw import reference as ref
+from hw.model_file import Layer, Model, Widths
+from hw.network import ConfigError, NetworkSpec, config_writes, stimulus_writes
+from hw.pysim import run_network
+
+
+def random_model(rng, n_layers, T, max_width=5, max_delay=6, widths=Widths()):
+    sizes = [int(rng.integers(1, max_width + 1)) for _ in range(n_layers + 1)]
+    layers = []
+    for l in range(n_layers):
+        K = int(rng.integers(1, 4))
+        delays = np.sort(rng.choice(max_delay + 1, K, replace=False))
+        shape = (K, sizes[l], sizes[l + 1])
+        W = rng.integers(-40, 70, shape) * (rng.random(shape) < rng.uniform(0.3, 0.9))
+        layers.append(Layer(delays, W.astype(np.int8), threshold=int(rng.integers(1, 90)),
+                            decay=int(rng.integers(0, 4097)), reset=str(rng.choice(["zero", "subtract"])),
+                            spiking=l < n_layers - 1))
+    return Model(layers, sizes[0], T, widths=widths)
+
+
+def assert_matches(model, X, mode, unit, hdl):
+    exp = ref.simulate(model, X, mode, unit)
+    for b, (h, r) in enumerate(zip(hdl, exp)):
+        for l in range(len(model.layers) - 1):
+            ht, hj = h.emissions[l]
+            assert ht.tolist() == r.layers[l].emit_t.tolist(), f"sample {b} layer {l} emission steps"
+            assert hj.tolist() == r.layers[l].emit_j.tolist(), f"sample {b} layer {l} emission order"
+        assert np.array_equal(h.readout, r.readout), f"sample {b} readout"
+        assert [c["sops"] for c in h.counters] == r.sops.tolist()
+        assert [c["spikes"] for c in h.counters[:-1]] == [len(L.emit_t) for L in r.layers[:-1]]
+        assert not h.record_overflow
+
+
+COMBOS = [(m, u) for m in ("layered", "async") for u in ("ring", "scdq")]
+
+
+@pytest.mark.parametrize("mode,unit", COMBOS)
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32 - 1), n_layers=st.integers(1, 3), T=st.integers(1, 12))
+def test_random_networks_match_reference(mode, unit, seed, n_layers, T):
+    rng = np.random.default_rng(seed)
+    model = random_model(rng, n_layers, T)
+    X = rng.random((2, T, model.n_inputs)) < rng.uniform(0.1, 0.7)
+    spec = NetworkSpec.for_model(model, unit)
+    assert_matches(model, X, mode, unit, run_network(spec, model, X, mode))
+
+
+@pytest.mark.parametrize("unit", ["ring", "scdq"])
+def test_saturation_subtract_reset_and_narrow_widths(unit):
+    # narrow membrane: sums reach both bounds; subtract reset keeps firing in layered mode
+    w = Widths(weight_bits=8, membrane_bits=9, acc_bits=12, readout_bits=10)
+    rng = np.random.default_rng(5)
+    W0 = np.full((2, 3, 2), 120, dtype=np.int8)
+    W0[1, :, 1] = -128
+    W1 = np.array([[[127, -128], [-128, 127]]], dtype=np.int8)
+    model = Model([Layer(np.array([0, 2]), W0, threshold=100, decay=4000, reset="subtract"),
+                   Layer(np.array([1]), W1, threshold=1, decay=4096, spiking=False)], 3, 10, widths=w)
+    X = rng.random((2, 10, 3)) < 0.6
+    spec = NetworkSpec.for_model(model, unit)
+    for mode in ("layered", "async"):
+        assert_matches(model, X, mode, unit, run_network(spec, model, X, mode))
+    # the bounds were really exercised: the readout saturates (and the 9-bit membrane with it)
+    r = ref.simulate(model, X, "layered")
+    assert r.readout.max() == 511 and r.readout.min() == -512
+
+
+def test_one_build_serves_smaller_models_with_a_subset_of_levels():
+    from hw.network import LayerSpec
+    levels = (0, 1, 2, 3, 4, 5, 6)
+    spec = NetworkSpec((LayerSpec(5, 5, levels, 80), LayerSpec(5, 4, levels, 80)), "scdq", T_max=16)
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        model = random_model(rng, 2, int(rng.integers(1, 16)), max_width=4)
+        X = rng.random((1, model.T, model.n_inputs)) < 0.5
+        for mode in ("layered", "async"):
+            assert_matches(model, X, mode, "scdq", run_network(spec, model, X, mode))
+
+
+def test_config_refuses_models_that_do_not_fit():
+    rng = np.random.default_rng(3)
+    model = random_model(rng, 2, 6)
+    spec = NetworkSpec.for_model(model)
+    other = random_model(np.random.default_rng(4), 3, 6)
+    with pytest.raises(ConfigError, match="layers"):
+        config_writes(spec, other, "async")
+    with pytest.raises(ConfigError, match="mode"):
+        config_writes(spec, model, "sync")
+    import dataclasses
+    small = dataclasses.replace(spec, layers=(dataclasses.replace(spec.layers[0], delays=(7,)),) + spec.layers[1:])
+    with pytest.raises(ConfigError, match=r"layers\[0\].delays"):
+        config_writes(small, model, "layered")
+    tiny = dataclasses.replace(spec, max_events=1)
+    with pytest.raises(ConfigError, match="max_events"):
+        stimulus_writes(tiny, np.ones((6, model.n_inputs), bool))
+
+
+def test_corrupted_weight_in_hdl_memory_is_caught():
+    # fault injection: overwrite synapse 0 (row 0 -> neuron 0) with -128 after programming
+    from hw.core import CFG_SYN, _bits
+    model = Model([Layer(np.array([0]), np.full((1, 3, 2), 30, np.int8), threshold=50, decay=4096),
+                   Layer(np.array([0]), np.array([[[20, 0], [0, 10]]], np.int8), threshold=1, decay=4096, spiking=False)], 3, 6)
+    X = np.ones((1, 6, 3), dtype=bool)
+    spec = NetworkSpec.for_model(model, "scdq")
+    exp = ref.simulate(model, X, "layered")[0]
+    good = run_network(spec, model, X, "layered")[0]
+    assert np.array_equal(good.readout, exp.readout)
+    fault = (spec.sel_core(0, CFG_SYN), 0, 0 | ((-128 & 0xFF) << _bits(2)))
+    bad = run_network(spec, model, X, "layered", corrupt=[fault])[0]
+    assert 0 not in bad.emissions[0][1].tolist() and 0 in exp.layers[0].emit_j.tolist()
+    assert not np.array_equal(bad.readout, exp.readout)
