@@ -22,7 +22,8 @@ This module computes the same chain with the same constants:
 * Every channel has its own random stream seeded from ``(seed, channel)``, so the
   spikes are identical for any number of threads.
 
-Public API: :func:`audio_to_spikes`, :func:`transfer_table`, :data:`N_CHANNELS`.
+Public API: :func:`audio_to_spikes`; the stages :func:`prepare`, :func:`basilar_membrane`,
+:func:`hair_cell`, :func:`bushy_cell` (for validation); :func:`transfer_table`.
 """
 from __future__ import annotations
 
@@ -100,35 +101,30 @@ def transfer_table(progress: bool = True) -> np.ndarray:
     return _TABLE
 
 
-@numba.njit(cache=True, inline="always")
-def _bm_bin(mag, ph, c, idx, w, spec, k):
-    i = idx[k]
-    a = w[k]
-    m = mag[c, i] * (1.0 - a) + mag[c, i + 1] * a
-    p = ph[c, i] * (1.0 - a) + ph[c, i + 1] * a
-    return m * np.exp(1j * p) * spec[k]
-
-
 @numba.njit(parallel=True, cache=True)
 def _bm_half_spectra(mag, ph, c0, idx, w, spec, out):
     """Lauscher takes real(ifft(Z)) with Z = H*X of length M.  That equals
-    irfft(Y, M) with Y[k] = (Z[k] + conj(Z[-k mod M])) / 2, at half the FFT cost."""
+    irfft(Y, M) with Y[k] = (Z[k] + conj(Z[-k mod M])) / 2, at half the FFT cost.
+    H is interpolated in float32 (the table's precision; 2x faster sin/cos)."""
     n = spec.shape[0]
+    one = np.float32(1.0)
     for r in numba.prange(out.shape[0]):
         c = c0 + r
+        z = np.empty(n, np.complex128)
+        for k in range(n):
+            i = idx[k]
+            a = np.float32(w[k])
+            m = mag[c, i] * (one - a) + mag[c, i + 1] * a
+            p = ph[c, i] * (one - a) + ph[c, i + 1] * a
+            z[k] = m * complex(np.cos(p), np.sin(p)) * spec[k]
         for k in range(out.shape[1]):
-            z1 = _bm_bin(mag, ph, c, idx, w, spec, k)
-            z2 = _bm_bin(mag, ph, c, idx, w, spec, (n - k) % n)
-            out[r, k] = 0.5 * (z1 + np.conj(z2))
+            out[r, k] = 0.5 * (z[k] + np.conj(z[(n - k) % n]))
 
 
 @numba.njit(parallel=True, cache=True)
-def _hair_bushy(bm, seeds, fs, hair, bushy, spikes):
+def _hair_cell(bm, fs, hair, prob):
+    """Meddis transmitter pools, step for step as lauscher's HairCell._meddis."""
     y, g, l, r, x, a, b, h, m = hair
-    n_conv, tau_mem, tau_syn, tau_refrac, weight_total = bushy
-    n_conv = int(n_conv)
-    weight = weight_total / n_conv
-    # Meddis constants, as lauscher's HairCell._meddis
     ymdt = y * m / fs
     xdt = x / fs
     ydt = y / fs
@@ -137,30 +133,13 @@ def _hair_bushy(bm, seeds, fs, hair, bushy, spikes):
     hdt = h / fs
     lplusrdt = (l + r) / fs
     kt0 = g * a / (a + b)
-    dt = 1.0 / fs
-    dec_mem = np.exp(-dt / tau_mem)
-    dec_syn = np.exp(-dt / tau_syn)
-    refrac = tau_refrac * fs  # 24 samples at 24 kHz
-    # a fibre that fired at j0 may fire again from j0 + ceil(refrac) on (lauscher's _correct)
-    dead = int(np.ceil(refrac))
-    n_steps = bm.shape[1]
     for ch in numba.prange(bm.shape[0]):
-        np.random.seed(seeds[ch])  # per-thread state: reseeded per channel, thread-count independent
         hair_c = m * y * kt0 / (l * kt0 + y * (l + r))
         hair_q = hair_c * (l + r) / kt0
         hair_w = hair_c * r / x
-        fired = np.zeros(max(dead, 1), dtype=np.int64)  # ring: fibres fired in each of the last `dead` steps
-        n_busy = 0
-        isyn = 0.0
-        vm_prev = 0.0
-        counter = 0.0
-        for j in range(n_steps):
-            # hair cell: transmitter pools -> firing probability
+        for j in range(bm.shape[1]):
             s = bm[ch, j]
-            if s + a > 0:
-                kt = gdt * (s + a) / (s + a + b)
-            else:
-                kt = 0.0
+            kt = gdt * (s + a) / (s + a + b) if s + a > 0 else 0.0
             replenish = ymdt - ydt * hair_q if hair_q < m else 0.0
             eject = kt * hair_q
             reuptakeandloss = lplusrdt * hair_c
@@ -169,19 +148,39 @@ def _hair_bushy(bm, seeds, fs, hair, bushy, spikes):
             hair_q = max(hair_q + replenish - eject + reprocess, 0.0)
             hair_c = max(hair_c + eject - reuptakeandloss, 0.0)
             hair_w = max(hair_w + reuptake - reprocess, 0.0)
-            p = min(hair_c * hdt, 1.0)
-            # converging fibres with dead time
-            slot = j % fired.shape[0]
-            if dead > 0:
-                n_busy -= fired[slot]
+            prob[ch, j] = hair_c * hdt
+
+
+@numba.njit(parallel=True, cache=True)
+def _bushy_cell(prob, seeds, fs, bushy, spikes):
+    """Converging fibres with dead time feeding lauscher's BushyCell._lif."""
+    n_conv, tau_mem, tau_syn, tau_refrac, weight_total = bushy
+    n_conv = int(n_conv)
+    weight = weight_total / n_conv
+    dt = 1.0 / fs
+    dec_mem = np.exp(-dt / tau_mem)
+    dec_syn = np.exp(-dt / tau_syn)
+    refrac = tau_refrac * fs  # 24 samples at 24 kHz
+    # a fibre that fired at j0 may fire again from j0 + ceil(refrac) on (lauscher's _correct)
+    dead = max(int(np.ceil(refrac)), 1)
+    for ch in numba.prange(prob.shape[0]):
+        np.random.seed(seeds[ch])  # per-thread state, reseeded per channel: thread-count independent
+        fired = np.zeros(dead, dtype=np.int64)  # ring: fibres fired in each of the last `dead` steps
+        n_busy = 0
+        isyn = 0.0
+        vm_prev = 0.0
+        counter = 0.0
+        for j in range(prob.shape[1]):
+            p = min(prob[ch, j], 1.0)  # lauscher: rand < p, so p >= 1 always fires
+            slot = j % dead
+            n_busy -= fired[slot]
             n_free = n_conv - n_busy
             k = 0
             if n_free > 0 and p > 0.0:
                 k = np.random.binomial(n_free, p)
-            if dead > 0:
-                fired[slot] = k
-                n_busy += k
-            # bushy-cell LIF, step for step as lauscher's BushyCell._lif
+            fired[slot] = k
+            n_busy += k
+            # LIF on the summed fibre current (all fibres share tau_syn, so only the sum matters)
             vm = 0.0
             if j > 0:
                 if counter <= 0:
@@ -233,6 +232,69 @@ def _prepare(audio: np.ndarray, sample_rate: int) -> np.ndarray:
     return x
 
 
+def _hair_params() -> np.ndarray:
+    return np.array([HAIR[k] for k in ("y", "g", "l", "r", "x", "a", "b", "h", "m")], dtype=np.float64)
+
+
+def _bushy_params() -> np.ndarray:
+    return np.array([BUSHY[k] for k in ("n_convergence", "tau_mem", "tau_syn", "tau_refrac", "weight")],
+                    dtype=np.float64)
+
+
+class _Membrane:
+    """Basilar-membrane response of one prepared 48 kHz clip, channel block by block."""
+
+    def __init__(self, x: np.ndarray):
+        self.table = transfer_table()
+        self.n_bins = x.size // 2 + 1
+        self.spec = scipy.fft.rfft(x)  # == np.fft.fft(x)[:n_bins], as lauscher
+        # the clip's grid linspace(1, 24000, n_bins) in fine-grid coordinates
+        pos = np.linspace(0.0, GRID - 1, self.n_bins)
+        self.idx = np.minimum(pos.astype(np.int64), GRID - 2)
+        self.w = pos - self.idx
+        self.buf = np.empty((CHUNK, self.n_bins // 2 + 1), dtype=np.complex128)
+
+    def block(self, c0: int, rows: int) -> np.ndarray:
+        out = self.buf[:rows]
+        _bm_half_spectra(self.table[0], self.table[1], c0, self.idx, self.w, self.spec, out)
+        return scipy.fft.irfft(out, n=self.n_bins, axis=1, workers=numba.get_num_threads())
+
+
+def prepare(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Validated float64 48 kHz clip after RmsNormalizer(0.3) and HanningWindow."""
+    return _prepare(audio, sample_rate)
+
+
+def basilar_membrane(x: np.ndarray) -> np.ndarray:
+    """``float64 [700, len(x)//2 + 1]`` membrane velocity (at 24 kHz) of a prepared clip."""
+    mem = _Membrane(np.asarray(x, dtype=np.float64))
+    return np.concatenate([mem.block(c0, min(CHUNK, N_CHANNELS - c0)) for c0 in range(0, N_CHANNELS, CHUNK)])
+
+
+def hair_cell(bm: np.ndarray, fs: float = BM_RATE) -> np.ndarray:
+    """Firing probability per step, same shape as ``bm``."""
+    bm = np.ascontiguousarray(bm, dtype=np.float64)
+    prob = np.empty_like(bm)
+    _hair_cell(bm, float(fs), _hair_params(), prob)
+    return prob
+
+
+def bushy_cell(prob: np.ndarray, seeds, fs: float = BM_RATE) -> np.ndarray:
+    """``bool`` spikes, same shape as ``prob``; ``seeds[c]`` seeds row ``c``'s fibres."""
+    prob = np.ascontiguousarray(prob, dtype=np.float64)
+    seeds = np.asarray(seeds, dtype=np.int64)
+    if seeds.shape != (prob.shape[0],):
+        raise ValueError(f"seeds: need one per channel ({prob.shape[0]}), got shape {seeds.shape}")
+    spikes = np.zeros(prob.shape, dtype=np.bool_)
+    _bushy_cell(prob, seeds, float(fs), _bushy_params(), spikes)
+    return spikes
+
+
+def channel_seeds(seed: int) -> np.ndarray:
+    """Per-channel seeds of one sample, derived from ``seed`` with SeedSequence."""
+    return _channel_seeds(seed)
+
+
 def audio_to_spikes(audio: np.ndarray, sample_rate: int, seed: int,
                     threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Run the Lauscher chain on one mono clip.
@@ -244,28 +306,19 @@ def audio_to_spikes(audio: np.ndarray, sample_rate: int, seed: int,
     not depend on it.
     """
     x = _prepare(audio, sample_rate)
-    table = transfer_table()
-    n_bins = x.size // 2 + 1
-    spec = scipy.fft.rfft(x)  # == np.fft.fft(x)[:n_bins], as lauscher
-    # clip grid linspace(1, 24000, n_bins) expressed in fine-grid coordinates
-    pos = np.linspace(0.0, GRID - 1, n_bins)
-    idx = np.minimum(pos.astype(np.int64), GRID - 2)
-    w = pos - idx
     seeds = _channel_seeds(seed)
-    spikes = np.zeros((N_CHANNELS, n_bins), dtype=np.bool_)
-    hair = np.array([HAIR[k] for k in ("y", "g", "l", "r", "x", "a", "b", "h", "m")])
-    bushy = np.array([BUSHY[k] for k in ("n_convergence", "tau_mem", "tau_syn", "tau_refrac", "weight")])
+    hair, bushy = _hair_params(), _bushy_params()
     old = numba.get_num_threads()
     if threads is not None:
         numba.set_num_threads(max(1, min(int(threads), numba.config.NUMBA_NUM_THREADS)))
     try:
-        buf = np.empty((CHUNK, n_bins // 2 + 1), dtype=np.complex128)
+        mem = _Membrane(x)
+        spikes = np.zeros((N_CHANNELS, mem.n_bins), dtype=np.bool_)
+        prob = np.empty((CHUNK, mem.n_bins))
         for c0 in range(0, N_CHANNELS, CHUNK):
             rows = min(CHUNK, N_CHANNELS - c0)
-            out = buf[:rows]
-            _bm_half_spectra(table[0], table[1], c0, idx, w, spec, out)
-            bm = scipy.fft.irfft(out, n=n_bins, axis=1, workers=numba.get_num_threads())
-            _hair_bushy(bm, seeds[c0:c0 + rows], float(BM_RATE), hair, bushy, spikes[c0:c0 + rows])
+            _hair_cell(mem.block(c0, rows), float(BM_RATE), hair, prob[:rows])
+            _bushy_cell(prob[:rows], seeds[c0:c0 + rows], float(BM_RATE), bushy, spikes[c0:c0 + rows])
     finally:
         numba.set_num_threads(old)
     t_idx, units = np.nonzero(spikes.T)  # time-major, as lauscher's SpikeTrain.from_dense
