@@ -1,0 +1,194 @@
+"""Run exported model files in hw.reference and report what they do.
+
+    python -m sw.evaluate --model build/model.safetensors [--model other.safetensors ...]
+                          --data synthetic|offline|<SHD dir or .h5 file>
+                          [--execution layered|async ...] [--delay-unit scdq|ring ...]
+                          [--samples N] [--seed S] [--pool P] [--json out.json]
+
+For every (model, execution, delay unit) the table gives accuracy, spike
+density per hidden layer (spikes / (T * neurons)), synaptic operations per
+inference, time to decision in steps (mean and median) and the peak SCDQ
+occupancy per layer. Delay units only change async execution, so layered rows
+are run once. The test split is used, defined as in ``sw.train``
+(synthetic classes from ``--seed``, default the model's training seed).
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the repo importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse
+import json
+
+import numpy as np
+from tqdm import tqdm
+
+from hw.model_file import Model, ModelFileError, load
+from hw.reference import DELAY_UNITS, MODES, simulate
+
+SHD_CHANNELS = 700
+
+
+class DataMismatch(ValueError):
+    """Model file and data set do not fit together; the message names both."""
+
+
+# ---------------------------------------------------------------- data
+def _shd_files(src: str) -> tuple[Path, Path | None]:
+    p = Path(src)
+    if p.is_file():
+        return p, None
+    for te in (p / "shd_test.h5", p / "SHD" / "shd_test.h5"):
+        if te.is_file():
+            return te, None
+    raise DataMismatch(f"--data '{src}' is neither 'synthetic', 'offline', an SHD .h5 file nor a directory "
+                       "holding shd_test.h5")
+
+
+def load_eval_data(source: str, model: Model, model_path: str = "model", samples: int | None = None,
+                   seed: int | None = None, pool: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Test rasters ``(X bool [N, T, C], y)`` for ``model``, checked against it."""
+    if samples is not None and samples < 1:
+        raise ValueError(f"--samples must be >= 1, got {samples}")
+    if seed is None:
+        seed = int(model.info.get("seed", 0)) if isinstance(model.info, dict) else 0
+    if source == "synthetic":
+        from sw.train import load_config, load_data
+
+        cfg = load_config(overrides={"seed": seed, "data": {"source": "synthetic", "T": int(model.T),
+                                                            "dt": float(model.dt), "val_fraction": 0.0}})
+        C = cfg["data"]["synthetic"]["n_channels"]
+        if C != model.n_inputs:
+            raise DataMismatch(f"model '{model_path}' has n_inputs={model.n_inputs} but the synthetic task has "
+                               f"{C} channels")
+        X, y = load_data(cfg)[4:6]
+    else:
+        from sw.data.shd import load_rasters
+
+        if pool is None:
+            if SHD_CHANNELS % model.n_inputs:
+                raise DataMismatch(f"model '{model_path}' has n_inputs={model.n_inputs}, which is not "
+                                   f"{SHD_CHANNELS} / pool for any pool (SHD has {SHD_CHANNELS} channels)")
+            pool = SHD_CHANNELS // model.n_inputs
+        if source == "offline":
+            from sw.data.generate import ensure_default_dataset
+
+            path = ensure_default_dataset()[1]
+        else:
+            path = _shd_files(source)[0]
+        X, y = load_rasters(path, dt=float(model.dt), T=int(model.T), pool=pool, limit=samples)
+        if X.shape[2] != model.n_inputs:
+            raise DataMismatch(f"model '{model_path}' has n_inputs={model.n_inputs} but '{path}' with pool={pool} "
+                               f"gives {X.shape[2]} channels")
+    if samples is not None:
+        X, y = X[:samples], y[:samples]
+    check_fit(model, X, y, model_path)
+    return X, y
+
+
+def check_fit(model: Model, X: np.ndarray, y: np.ndarray, model_path: str = "model") -> None:
+    """Raise :class:`DataMismatch` naming the field when ``X``/``y`` do not fit ``model``."""
+    if X.ndim != 3:
+        raise DataMismatch(f"data must be rasters [N, T, C], got shape {X.shape}")
+    if X.shape[1] != model.T:
+        raise DataMismatch(f"model '{model_path}' has T={model.T} steps but the data has T={X.shape[1]}")
+    if X.shape[2] != model.n_inputs:
+        raise DataMismatch(f"model '{model_path}' has n_inputs={model.n_inputs} but the data has "
+                           f"{X.shape[2]} channels")
+    if len(y) != len(X):
+        raise DataMismatch(f"data has {len(X)} rasters but {len(y)} labels")
+    if len(y) and (y.min() < 0 or y.max() >= model.n_classes):
+        raise DataMismatch(f"model '{model_path}' has {model.n_classes} classes but the labels span "
+                           f"{int(y.min())}..{int(y.max())}")
+
+
+# ---------------------------------------------------------------- metrics
+def evaluate_model(model: Model, X: np.ndarray, y: np.ndarray, execution: str = "layered",
+                   delay_unit: str = "scdq", progress: bool = True, label: str = "") -> dict:
+    """Run ``hw.reference`` and summarize one (model, execution, delay unit)."""
+    if execution not in MODES:
+        raise ValueError(f"--execution must be one of {MODES}, got {execution!r}")
+    if delay_unit not in DELAY_UNITS:
+        raise ValueError(f"--delay-unit must be one of {DELAY_UNITS}, got {delay_unit!r}")
+    check_fit(model, X, y, label or "model")
+    bar = tqdm(total=len(y), desc=f"{label} {execution}/{delay_unit}".strip(), leave=False,
+               disable=not progress, file=sys.stderr)
+    ref = simulate(model, X, execution, delay_unit, progress=lambda n: bar.update(n - bar.n))
+    bar.close()
+    hidden = [l for l, L in enumerate(model.layers) if L.spiking]
+    ttd = ref.time_to_decision
+    sops = ref.sops  # [B, L]
+    return {
+        "model": label, "execution": execution, "delay_unit": delay_unit if execution == "async" else "-",
+        "samples": int(len(y)), "T": int(model.T),
+        "accuracy": float((ref.predictions == y).mean()),
+        "spike_density": [float(ref.spikes(l).mean()) for l in hidden],
+        "spikes_per_inference": [float(ref.spikes(l).sum(axis=(1, 2)).mean()) for l in hidden],
+        "sops_per_inference": float(sops.sum(1).mean()),
+        "sops_per_layer": [float(x) for x in sops.mean(0)],
+        "time_to_decision_mean": float(ttd.mean()), "time_to_decision_median": float(np.median(ttd)),
+        "scdq_peak_occupancy": [int(x) for x in ref.occupancy.max(axis=(0, 2))],
+        "predictions": ref.predictions.tolist(),
+    }
+
+
+def format_table(rows: list[dict]) -> str:
+    head = (f"{'model':<28} {'exec':<7} {'unit':<4} {'N':>5} {'acc %':>6} {'density/layer':<20} "
+            f"{'SOP/inf':>9} {'TTD mean':>8} {'TTD med':>7}")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        dens = " ".join(f"{d:.4f}" for d in r["spike_density"])
+        name = r["model"] if len(r["model"]) <= 28 else "…" + r["model"][-27:]
+        lines.append(f"{name:<28} {r['execution']:<7} {r['delay_unit']:<4} {r['samples']:>5} "
+                     f"{100 * r['accuracy']:>6.2f} {dens:<20} {r['sops_per_inference']:>9.1f} "
+                     f"{r['time_to_decision_mean']:>8.2f} {r['time_to_decision_median']:>7.1f}")
+    return "\n".join(lines)
+
+
+def run(models: list[str], data: str, executions=("layered",), delay_units=("scdq",), samples=None, seed=None,
+        pool=None, progress=True) -> list[dict]:
+    rows = []
+    cache: dict = {}
+    for path in models:
+        model = load(path)  # raises ModelFileError naming the field
+        key = (int(model.T), float(model.dt), int(model.n_inputs), seed if seed is not None else model.info.get("seed"))
+        if key not in cache:
+            cache[key] = load_eval_data(data, model, str(path), samples, seed, pool)
+        X, y = cache[key]
+        check_fit(model, X, y, str(path))
+        for ex in executions:
+            for du in (delay_units if ex == "async" else delay_units[:1]):
+                rows.append(evaluate_model(model, X, y, ex, du, progress, str(path)))
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m sw.evaluate", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", action="append", required=True, help="model file (repeat to compare)")
+    ap.add_argument("--data", required=True, help="synthetic | offline | SHD directory or .h5 file")
+    ap.add_argument("--execution", nargs="+", default=["layered"], choices=MODES)
+    ap.add_argument("--delay-unit", nargs="+", default=["scdq"], choices=DELAY_UNITS)
+    ap.add_argument("--samples", type=int, help="first N test samples only")
+    ap.add_argument("--seed", type=int, help="synthetic task seed (default: the model's training seed)")
+    ap.add_argument("--pool", type=int, help="SHD channel pooling (default 700 / n_inputs)")
+    ap.add_argument("--json", help="also write the rows as JSON here")
+    ap.add_argument("--no-progress", action="store_true")
+    a = ap.parse_args(argv)
+    try:
+        rows = run(a.model, a.data, a.execution, a.delay_unit, a.samples, a.seed, a.pool, not a.no_progress)
+    except (ModelFileError, DataMismatch, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(format_table(rows))
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(rows, indent=1))
+        print(f"wrote {a.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,111 @@
+"""sw.evaluate: metrics of exported models under hw.reference, data checks, CLI."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hw.model_file import Layer, Model, save, validate
+from sw.evaluate import DataMismatch, check_fit, evaluate_model, main
+
+
+def _export(tmp_path, name, n_inputs=6, T=50, seed=0):
+    from sw.export import to_model_file
+    from sw.models.delay import DelayNet, NetConfig
+
+    torch.manual_seed(seed)
+    net = DelayNet(NetConfig(n_inputs=n_inputs, hidden=[12], n_classes=4, T=T, max_delay=20, delay_stride=2,
+                             init_gain=3.0))
+    m = to_model_file(net, info={"seed": 0})
+    return save(m, tmp_path / name), m
+
+
+def test_cli_compares_models_and_matches_integer_path(tmp_path, capsys):
+    from sw.export import integer_forward
+    from sw.train import load_config, load_data
+
+    p1, m1 = _export(tmp_path, "a.safetensors", seed=1)
+    p2, m2 = _export(tmp_path, "b.safetensors", seed=2)
+    out = tmp_path / "eval.json"
+    rc = main(["--model", str(p1), "--model", str(p2), "--data", "synthetic", "--execution", "layered", "async",
+               "--delay-unit", "scdq", "ring", "--samples", "40", "--json", str(out), "--no-progress"])
+    assert rc == 0
+    table = capsys.readouterr().out
+    assert "a.safetensors" in table and "b.safetensors" in table
+    rows = json.loads(out.read_text())
+    assert [(r["model"][-13:], r["execution"], r["delay_unit"]) for r in rows] == [
+        (n, e, u) for n in ("a.safetensors", "b.safetensors") for e, u in
+        (("layered", "-"), ("async", "scdq"), ("async", "ring"))]
+    # layered rows against the independent torch integer path on the same test split
+    cfg = load_config(overrides={"data": {"source": "synthetic", "T": 50}})
+    X, y = load_data(cfg)[4:6]
+    X, y = X[:40], y[:40]
+    for r, m in ((rows[0], m1), (rows[3], m2)):
+        ours = integer_forward(m, X)
+        assert r["accuracy"] == pytest.approx(float((ours.predictions == y).mean()))
+        assert r["spike_density"] == pytest.approx([float(ours.spikes[0].mean())])
+        assert r["predictions"] == ours.predictions.tolist()
+        assert r["samples"] == 40
+
+
+def _hand_model():
+    # 2 channels -> 1 hidden neuron (threshold 2) -> 2 classes; no leak
+    L0 = Layer(np.array([0, 3]), np.array([[[1], [1]], [[0], [2]]], dtype=np.int8), 2, 4096, "zero", True)
+    L1 = Layer(np.array([0]), np.array([[[-1, 1]]], dtype=np.int8), 1, 4096, "zero", False)
+    return validate(Model([L0, L1], 2, 8))
+
+
+def test_hand_counts_sops_density_and_time_to_decision():
+    m = _hand_model()
+    X = np.zeros((1, 8, 2), bool)
+    X[0, 1, 0] = True  # 1 SOP (tap d=0 of channel 0)
+    X[0, 2, 1] = True  # 2 SOPs (d=0 and d=3 of channel 1); d=3 arrives at t=5 < 8
+    X[0, 6, 1] = True  # 1 SOP: its d=3 tap would arrive at t=9 >= T and is not counted
+    # hidden v: t1 1, t2 2 -> spike (reset), t5 +2 -> spike, t6 +1 -> 1 ; 2 spikes, 2 readout SOPs each
+    for ex, du in (("layered", "scdq"), ("async", "scdq"), ("async", "ring")):
+        r = evaluate_model(m, X, np.array([1]), ex, du, progress=False)
+        assert r["sops_per_layer"] == [4.0, 4.0]
+        assert r["sops_per_inference"] == 8.0
+        assert r["spikes_per_inference"] == [2.0]
+        assert r["spike_density"] == [2 / 8]
+        # readout: R = (0,0) until t2 -> (-1,1); argmax is class 1 from t=2 on (t0,t1 tie -> class 0)
+        assert r["time_to_decision_mean"] == 2.0
+        assert r["accuracy"] == 1.0
+
+
+def test_mismatches_are_named(tmp_path, capsys):
+    p, m = _export(tmp_path, "five.safetensors", n_inputs=5)
+    assert main(["--model", str(p), "--data", "synthetic", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "n_inputs=5" in err and "5" in err and "channels" in err
+    m6 = _hand_model()
+    with pytest.raises(DataMismatch, match="T=8"):
+        check_fit(m6, np.zeros((2, 9, 2), bool), np.zeros(2, int))
+    with pytest.raises(DataMismatch, match="n_inputs=2"):
+        check_fit(m6, np.zeros((2, 8, 3), bool), np.zeros(2, int))
+    with pytest.raises(DataMismatch, match="classes"):
+        check_fit(m6, np.zeros((2, 8, 2), bool), np.array([0, 5]))
+    bad = tmp_path / "bad.safetensors"
+    bad.write_bytes(b"not a model")
+    assert main(["--model", str(bad), "--data", "synthetic", "--no-progress"]) == 2
+    assert "field 'file'" in capsys.readouterr().err
+    assert main(["--model", str(p), "--data", str(tmp_path / "nowhere"), "--no-progress"]) == 2
+    assert "nowhere" in capsys.readouterr().err
+
+
+def test_shd_file_with_inferred_pooling(tmp_path, capsys):
+    from sw.data.shd import write_shd
+
+    rng = np.random.default_rng(0)
+    n = 6
+    times = [np.sort(rng.uniform(0, 0.5, 300)) for _ in range(n)]
+    units = [rng.integers(0, 700, 300) for _ in range(n)]
+    write_shd(tmp_path / "shd_test.h5", times, units, rng.integers(0, 4, n), None)
+    p, m = _export(tmp_path, "pooled.safetensors", n_inputs=70, T=50)  # pool 10
+    out = tmp_path / "r.json"
+    assert main(["--model", str(p), "--data", str(tmp_path), "--json", str(out), "--no-progress"]) == 0
+    rows = json.loads(out.read_text())
+    assert rows[0]["samples"] == n and rows[0]["T"] == 50
+    p2, _ = _export(tmp_path, "odd.safetensors", n_inputs=33, T=50)
+    assert main(["--model", str(p2), "--data", str(tmp_path / "shd_test.h5"), "--no-progress"]) == 2
+    assert "n_inputs=33" in capsys.readouterr().err
