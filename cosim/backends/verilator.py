@@ -1,0 +1,123 @@
+"""Verilator backend: the Amaranth-generated Verilog of a Network, compiled once
+with a small C++ harness (``harness.cpp``) that runs many samples per process.
+
+The build is cached under ``build/verilator/<hash>`` by the hash of the Verilog,
+the harness and the flags. Samples are split over ``workers`` processes.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import tempfile
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from hw.model_file import Model
+from hw.network import (CORE_STATUS, STATUS_BASE, HdlSample, Network, NetworkSpec, config_writes,
+                        decode_results, stimulus_writes)
+from hw.verilog import to_verilog, verilator_bin_dir, verilator_env
+
+HARNESS = Path(__file__).with_name("harness.cpp")
+FLAGS = ["-O3", "-Wno-WIDTH", "-Wno-fatal", "--x-assign", "fast", "--x-initial", "fast", "-CFLAGS", "-O2"]
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+def build(spec: NetworkSpec, root: str | os.PathLike = "build/verilator", log=print) -> Path:
+    """Compile (or reuse) the harness binary for ``spec``; returns its path."""
+    vtext = to_verilog(Network(spec), "network")
+    key = hashlib.sha256((vtext + HARNESS.read_text() + " ".join(FLAGS)).encode()).hexdigest()[:16]
+    d = Path(root) / key
+    exe = d / "obj_dir" / "Vnetwork"
+    if exe.is_file():
+        return exe
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "network.v").write_text(vtext)
+    cmd = [str(verilator_bin_dir() / "verilator"), "--cc", "--exe", "--build", "-j", "2", *FLAGS,
+           "--top-module", "network", str(HARNESS.resolve()), "network.v"]
+    if log:
+        log(f"building Verilator model in {d} (once per design) ...")
+    r = subprocess.run(cmd, cwd=d, capture_output=True, text=True, env=verilator_env())
+    if r.returncode != 0 or not exe.is_file():
+        raise BuildError(f"verilator build failed in {d}:\n{r.stdout[-4000:]}{r.stderr[-4000:]}")
+    return exe
+
+
+def _harness_args(spec: NetworkSpec, model: Model) -> list[str]:
+    L = len(spec.layers)
+    n_status = STATUS_BASE + 8 * L
+    rec_addrs = [spec.status_addr(l, "records") for l in range(L - 1)]
+    return [str(n_status), str(L - 1), str(spec.sel_status), str(spec.sel_readout),
+            str(model.T * spec.n_classes), str(spec.max_spikes), *map(str, rec_addrs)]
+
+
+def _parse(spec: NetworkSpec, model: Model, line: str) -> HdlSample:
+    words = [int(x) for x in line.split()]
+    L = len(spec.layers)
+    n_status = STATUS_BASE + 8 * L
+    cache = {(spec.sel_status, a): words[a] for a in range(n_status)}
+    pos = n_status
+    for l in range(L - 1):
+        n = min(words[spec.status_addr(l, "records")], spec.max_spikes)
+        for a in range(n):
+            cache[(l, a)] = words[pos + a]
+        pos += n
+    for a in range(model.T * spec.n_classes):
+        cache[(spec.sel_readout, a)] = words[pos + a]
+    return decode_results(spec, model, lambda s, a: cache[(s, a)])
+
+
+def _script(writes) -> str:
+    return "".join(f"W {s} {a} {d}\n" for s, a, d in writes)
+
+
+class VerilatorBackend:
+    """Run samples of one model through the compiled Network."""
+
+    def __init__(self, spec: NetworkSpec, root="build/verilator", log=print):
+        self.spec = spec
+        self.exe = build(spec, root, log)
+
+    def run(self, model: Model, X: np.ndarray, mode: str, workers: int = 1, progress=None,
+            corrupt=None) -> list[HdlSample]:
+        X = np.asarray(X, dtype=bool)
+        if X.ndim == 2:
+            X = X[None]
+        head = _script(config_writes(self.spec, model, mode) + list(corrupt or []))
+        chunks = np.array_split(np.arange(X.shape[0]), max(1, min(workers, X.shape[0])))
+        results: list[list[HdlSample]] = [[] for _ in chunks]
+        errors: list[str] = []
+        lock = threading.Lock()
+        args = _harness_args(self.spec, model)
+
+        def work(ci, idx):
+            with tempfile.TemporaryFile("w+") as fin:
+                fin.write(head)
+                for b in idx:
+                    fin.write(_script(stimulus_writes(self.spec, X[b])))
+                    fin.write("R\n")
+                fin.seek(0)
+                p = subprocess.Popen([str(self.exe), *args], stdin=fin, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)
+                for line in p.stdout:
+                    results[ci].append(_parse(self.spec, model, line))
+                    if progress:
+                        with lock:
+                            progress(1)
+                err = p.stderr.read()
+                if p.wait() != 0 or len(results[ci]) != len(idx):
+                    errors.append(f"harness exit {p.returncode}: {err.strip()[-2000:]}")
+
+        threads = [threading.Thread(target=work, args=(ci, idx)) for ci, idx in enumerate(chunks) if len(idx)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        if errors:
+            raise RuntimeError("; ".join(errors))
+        return [s for r in results for s in r]
