@@ -1,0 +1,121 @@
+"""Offline SHD generator: determinism, caching, speakers, labels."""
+import json
+import shutil
+
+import h5py
+import numpy as np
+import pytest
+
+from sw.data import generate as G
+from sw.data.shd import read_shd
+
+pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+
+
+def _contents(path):
+    out = {}
+    with h5py.File(path) as f:
+        def visit(name, obj):
+            if isinstance(obj, h5py.Dataset):
+                v = obj[()]
+                out[name] = [np.asarray(a).tolist() for a in v] if v.dtype == object else np.asarray(v).tolist()
+        f.visititems(visit)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """The same tiny set made with 1 and 2 workers, and once with another seed."""
+    root = tmp_path_factory.mktemp("gen")
+    a = G.generate(root / "a", 4, 2, seed=3, workers=1, progress=False)
+    b = G.generate(root / "b", 4, 2, seed=3, workers=2, progress=False)
+    c = G.generate(root / "c", 4, 2, seed=4, workers=1, progress=False)
+    return a, b, c
+
+
+def test_same_seed_identical_files_for_any_worker_count(tiny):
+    (a_tr, a_te), (b_tr, b_te), _ = tiny
+    assert _contents(a_tr) == _contents(b_tr)
+    assert _contents(a_te) == _contents(b_te)
+
+
+def test_different_seed_differs(tiny):
+    (a_tr, _), _, (c_tr, _) = tiny
+    assert _contents(a_tr)["spikes/times"] != _contents(c_tr)["spikes/times"]
+
+
+def test_output_is_shd_layout_with_labels_and_disjoint_speakers(tiny):
+    (tr, te), _, _ = tiny
+    with h5py.File(tr) as f:
+        assert h5py.check_vlen_dtype(f["spikes/times"].dtype) == np.float16
+        assert h5py.check_vlen_dtype(f["spikes/units"].dtype) == np.uint16
+        assert f["labels"].dtype == np.uint8
+    etr, ete = read_shd(tr), read_shd(te)
+    assert etr.labels.tolist() == [0, 1, 2, 3] and ete.labels.tolist() == [0, 1]
+    assert etr.keys == G.KEYS
+    for e in (etr, ete):
+        for t, u in zip(e.times, e.units):
+            assert t.size > 200 and 0.2 < t[-1] < 2.0
+            assert len(np.unique(u)) > 100
+    manifest = json.loads((tr.parent / "manifest.json").read_text())
+    train_ids = {s["sid"] for s in manifest["speakers"]["train"]}
+    test_ids = {s["sid"] for s in manifest["speakers"]["test"]}
+    assert set(etr.speakers.tolist()) <= train_ids and set(ete.speakers.tolist()) <= test_ids
+    assert not train_ids & test_ids
+
+
+def test_rerun_reuses_and_new_parameters_regenerate(tmp_path):
+    tr, te = G.generate(tmp_path, 2, 1, seed=0, workers=1, progress=False)
+    stamp = (tr.stat().st_mtime_ns, te.stat().st_mtime_ns)
+    assert G.generate(tmp_path, 2, 1, seed=0, workers=1, progress=False) == (tr, te)
+    assert (tr.stat().st_mtime_ns, te.stat().st_mtime_ns) == stamp
+    G.generate(tmp_path, 3, 1, seed=0, workers=1, progress=False)
+    assert len(read_shd(tr)) == 3
+    assert json.loads((tmp_path / "manifest.json").read_text())["params"]["n_train"] == 3
+
+
+@pytest.mark.parametrize("seed", [0, 1, 7])
+def test_speakers_disjoint_and_deterministic(seed):
+    tr, te = G.make_speakers(seed, 24, 6)
+    assert (tr, te) == G.make_speakers(seed, 24, 6)
+    assert len(tr) == 24 and len(te) == 6
+    assert not {s.identity() for s in tr} & {s.identity() for s in te}
+    assert not {s.variant for s in tr} & {s.variant for s in te}
+    assert [s.sid for s in tr + te] == list(range(30))
+    assert all(0.93 <= s.tract <= 1.07 and 0 <= s.pitch <= 99 for s in tr + te)
+    with pytest.raises(ValueError, match="speakers"):
+        G.make_speakers(seed, len(G.VARIANTS), 1)
+
+
+def test_label_word_voice_mapping(monkeypatch):
+    assert G.WORDS[:10] == ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    assert G.WORDS[10:] == ["null", "eins", "zwei", "drei", "vier", "fünf", "sechs", "sieben", "acht", "neun"]
+    assert G.KEYS[15] == "fuenf" and len(G.KEYS) == 20
+    calls = []
+
+    def fake_espeak(word, voice, speed, pitch):
+        calls.append((word, voice))
+        t = np.arange(8000) / G.ESPEAK_RATE
+        return np.sin(2 * np.pi * 300 * t) * np.hanning(t.size)
+
+    monkeypatch.setattr(G, "espeak", fake_espeak)
+    tr, _ = G.make_speakers(0, 3, 1)
+    for index in (3, 12, 29, 57):
+        label = G.synth_sample(0, 0, index, tr)[2]
+        assert label == index % 20
+    spk = [tr[(i // 20) % 3] for i in (3, 12, 29, 57)]
+    assert calls == [("three", f"{spk[0].en_voice}+{spk[0].variant}"), ("zwei", f"de+{spk[1].variant}"),
+                     ("nine", f"{spk[2].en_voice}+{spk[2].variant}"), ("sieben", f"de+{spk[3].variant}")]
+
+
+def test_espeak_reads_real_audio():
+    x = G.espeak("sieben", "de+m3", 150, 50)
+    assert x.ndim == 1 and 0.2 < x.size / G.ESPEAK_RATE < 2.0 and np.abs(x).max() > 0.05
+
+
+def test_cli_help(capsys):
+    with pytest.raises(SystemExit) as ei:
+        G.main(["--help"])
+    assert ei.value.code == 0
+    out = capsys.readouterr().out
+    assert "--train" in out and "--workers" in out and "German" in out
