@@ -12,7 +12,9 @@ Result port (``res_sel``, ``res_addr`` -> ``res_data`` one cycle later):
 * ``res_sel = l`` (``l < L``): spike record ``l`` in emission order,
   word ``t << idx_bits | j``
 * ``res_sel = L``: readout sums, word ``t * n_classes + j``
-* ``res_sel = L + 1``: status, see :data:`STATUS_FIELDS`
+* ``res_sel = L + 1``: status: word 0 cycles, 1 record overflow, then per
+  core ``l`` the words ``STATUS_BASE + 8 l + i`` for ``CORE_STATUS[i]``
+* ``res_sel = L + 2``: cycle count at the end of each step ``t``
 """
 from __future__ import annotations
 
@@ -85,6 +87,10 @@ class NetworkSpec:
     @property
     def sel_status(self) -> int:
         return len(self.layers) + 1
+
+    @property
+    def sel_step_cycles(self) -> int:
+        return len(self.layers) + 2
 
     def idx_bits(self, l: int) -> int:
         return _bits(self.layers[l].n_out)
@@ -160,6 +166,7 @@ class HdlSample:
     cycles: int
     counters: list[dict[str, int]]  # per core
     record_overflow: bool
+    step_cycles: np.ndarray  # [T] cycle count when each step ended
 
 
 def decode_results(spec: NetworkSpec, model: Model, read) -> HdlSample:
@@ -180,7 +187,8 @@ def decode_results(spec: NetworkSpec, model: Model, read) -> HdlSample:
         for j in range(model.n_classes):
             w = read(spec.sel_readout, t * nc + j)
             R[t, j] = w - (1 << rb) if w >> (rb - 1) else w
-    return HdlSample(emissions, R, status(0), counters, bool(status(1)))
+    steps = np.array([read(spec.sel_step_cycles, t) for t in range(model.T)], dtype=np.int64)
+    return HdlSample(emissions, R, status(0), counters, bool(status(1)), steps)
 
 
 class Network(wiring.Component):
@@ -284,6 +292,10 @@ class Network(wiring.Component):
 
         # sequencer
         cycles = Signal(32)
+        m.submodules.stepcyc = scmem = memory.Memory(shape=unsigned(32), depth=spec.T_max, init=[])
+        sc_wr = scmem.write_port()
+        sc_rd = scmem.read_port()
+        m.d.comb += [sc_wr.addr.eq(t), sc_wr.data.eq(cycles)]
         ev_ptr = Signal(n_events.shape())
         all_done = Signal()
         m.d.comb += all_done.eq(Cat(*[c.done for c in cores]).all())
@@ -320,6 +332,7 @@ class Network(wiring.Component):
             with m.State("WAIT"):
                 m.d.sync += cycles.eq(cycles + 1)
                 with m.If(all_done & ~feeding):
+                    m.d.comb += sc_wr.en.eq(1)
                     m.d.sync += t.eq(t + 1)
                     with m.If(t + 1 >= T):
                         m.next = "DONE"
@@ -346,7 +359,7 @@ class Network(wiring.Component):
                      status_q.eq(Mux(self.res_addr < len(status), status_arr[self.res_addr[:clog2(len(status)) or 1]], 0))]
         for rd in rec_rds:
             m.d.comb += rd.addr.eq(self.res_addr)
-        m.d.comb += r_rd.addr.eq(self.res_addr)
+        m.d.comb += [r_rd.addr.eq(self.res_addr), sc_rd.addr.eq(self.res_addr)]
         with m.Switch(sel_q):
             for l, rd in enumerate(rec_rds):
                 with m.Case(l):
@@ -355,4 +368,6 @@ class Network(wiring.Component):
                 m.d.comb += self.res_data.eq(r_rd.data.as_unsigned())
             with m.Case(spec.sel_status):
                 m.d.comb += self.res_data.eq(status_q)
+            with m.Case(spec.sel_step_cycles):
+                m.d.comb += self.res_data.eq(sc_rd.data)
         return m

@@ -92,4 +92,5 @@ async def _result_addresses(spec: NetworkSpec, model: Model, ctx, dut):
     for l, n in enumerate(counts):
         keys += [(l, a) for a in range(min(n, spec.max_spikes))]
     keys += [(spec.sel_readout, t * spec.n_classes + j) for t in range(model.T) for j in range(model.n_classes)]
+    keys += [(spec.sel_step_cycles, t) for t in range(model.T)]
     return keys

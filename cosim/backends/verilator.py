@@ -53,7 +53,7 @@ def _harness_args(spec: NetworkSpec, model: Model) -> list[str]:
     n_status = STATUS_BASE + 8 * L
     rec_addrs = [spec.status_addr(l, "records") for l in range(L - 1)]
     return [str(n_status), str(L - 1), str(spec.sel_status), str(spec.sel_readout),
-            str(model.T * spec.n_classes), str(spec.max_spikes), *map(str, rec_addrs)]
+            str(model.T * spec.n_classes), str(spec.max_spikes), str(model.T), *map(str, rec_addrs)]
 
 
 def _parse(spec: NetworkSpec, model: Model, line: str) -> HdlSample:
@@ -69,6 +69,9 @@ def _parse(spec: NetworkSpec, model: Model, line: str) -> HdlSample:
         pos += n
     for a in range(model.T * spec.n_classes):
         cache[(spec.sel_readout, a)] = words[pos + a]
+    pos += model.T * spec.n_classes
+    for a in range(model.T):
+        cache[(spec.sel_step_cycles, a)] = words[pos + a]
     return decode_results(spec, model, lambda s, a: cache[(s, a)])
 
 
