@@ -38,7 +38,6 @@ import soundfile
 from tqdm import tqdm
 
 from sw.data import cochlea
-from sw.data.shd import write_shd
 
 GENERATOR_VERSION = 1
 # About 0.3 s of wall time per word on 2 busy cores (bench/cochlea.py); this keeps
@@ -197,6 +196,8 @@ def generate(out: str | Path, n_train: int, n_test: int, seed: int = 0, workers:
              n_train_speakers: int = DEFAULT_TRAIN_SPEAKERS, n_test_speakers: int = DEFAULT_TEST_SPEAKERS,
              force: bool = False, progress: bool = True) -> tuple[Path, Path]:
     """Build (or reuse) ``<out>/shd_train.h5`` and ``<out>/shd_test.h5``."""
+    from sw.data.shd import write_shd  # here, not at the top: spawned workers need no torch
+
     if n_train < 0 or n_test < 0:
         raise ValueError(f"n_train/n_test: must be >= 0, got {n_train}/{n_test}")
     if workers < 1:
