@@ -79,13 +79,20 @@ def main() -> int:
     if a.generate > 0:
         from sw.data.generate import generate
 
+        import resource
+
+        n_test = 0 if a.generate < 2 else a.generate // 4
+        n = a.generate + n_test
         with tempfile.TemporaryDirectory() as tmp:
+            cpu0 = resource.getrusage(resource.RUSAGE_CHILDREN)
             t0 = time.perf_counter()
-            generate(tmp, a.generate, 0 if a.generate < 2 else a.generate // 4, seed=0, workers=2)
+            generate(tmp, a.generate, n_test, seed=0, workers=2)
             wall = time.perf_counter() - t0
-        n = a.generate + (0 if a.generate < 2 else a.generate // 4)
+            cpu1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (cpu1.ru_utime - cpu0.ru_utime) + (cpu1.ru_stime - cpu0.ru_stime)
         print(f"  generator: {n} words in {wall:.1f} s with 2 workers -> {n / wall:.2f} words/s, "
-              f"{wall / n:.3f} s/word (incl. ~5 s start-up)")
+              f"{wall / n:.3f} s/word wall (incl. ~5 s start-up; depends on machine load)")
+        print(f"  generator CPU: {cpu / n:.3f} core-s/word -> on 2 idle cores about {cpu / n / 2:.3f} s/word")
     return 0
 
 

@@ -90,14 +90,22 @@ def transfer_table(progress: bool = True) -> np.ndarray:
     global _TABLE
     if _TABLE is None:
         path = cache_dir() / f"lauscher_bm_{_table_key()}.npy"
-        if not path.exists():
-            table = _compute_table(progress)
+        table = None
+        if path.exists():
+            try:
+                table = np.load(path, mmap_mode="r")
+            except (OSError, ValueError):
+                table = None  # damaged cache: rebuild below
+            if table is not None and (table.shape != (2, N_CHANNELS, GRID) or table.dtype != np.float32):
+                table = None
+        if table is None:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
             with open(tmp, "wb") as fh:
-                np.save(fh, table)
+                np.save(fh, _compute_table(progress))
             os.replace(tmp, path)  # atomic: concurrent builders never see half a file
-        _TABLE = np.load(path, mmap_mode="r")
+            table = np.load(path, mmap_mode="r")
+        _TABLE = table
     return _TABLE
 
 
