@@ -311,6 +311,11 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
         log(f"--resume: no checkpoint at {last}; starting from scratch")
     Xtr_t, ytr_t = torch.from_numpy(Xtr), torch.from_numpy(ytr)
     B = tc["batch_size"]
+    if start == 0 and net.cfg.init_rate > 0:  # data-driven init on a fixed, seeded batch of train
+        g = torch.Generator().manual_seed(cfg["seed"])
+        idx = torch.randperm(len(ytr_t), generator=g)[:128]
+        mults = net.calibrate(Xtr_t[idx], net.cfg.init_rate)
+        log("init: hidden weight scale x " + ", ".join(f"{m:.3g}" for m in mults))
     done_now = 0
     for epoch in range(start, E):
         if epoch in plan:

@@ -75,6 +75,7 @@ class NetConfig:
     membrane_bits: int = 24
     slope: float = 5.0  # surrogate steepness
     init_gain: float = 1.0
+    init_rate: float = 0.0  # >0: calibrate each hidden layer's initial weight scale to this spike rate
     quantize: bool = True  # fake-quant weights + trunc0 (hardware-aware); off = plain float LIF
 
     @property
@@ -101,6 +102,8 @@ class NetConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
                 bad(name, f"must be a positive number, got {v!r}")
+        if not isinstance(self.init_rate, (int, float)) or isinstance(self.init_rate, bool) or not 0 <= self.init_rate < 1:
+            bad("init_rate", f"must be a number in [0, 1), got {self.init_rate!r}")
         if not 2 <= self.weight_bits <= 16:
             bad("weight_bits", f"must be in [2, 16], got {self.weight_bits}")
         return self
@@ -228,6 +231,27 @@ class DelayNet(nn.Module):
     @property
     def synapses(self) -> list[DelaySynapse]:
         return [L.synapse for L in self.layers]
+
+    @torch.no_grad()
+    def calibrate(self, x: torch.Tensor, rate: float, iters: int = 14) -> list[float]:
+        """Rescale each hidden layer's initial weights (in order) so that its mean
+        spike rate on ``x`` is close to ``rate``: a data-driven init that keeps
+        deep layers from starting silent. Returns the multipliers (deterministic)."""
+        s = x.to(torch.float32)
+        mults = []
+        for L in self.layers[:-1]:
+            w0 = L.synapse.weight.detach().clone()
+            lo, hi = -8.0, 8.0  # log2 of the multiplier
+            for _ in range(iters):
+                mid = (lo + hi) / 2
+                L.synapse.weight.copy_(w0 * 2.0 ** mid)
+                r = float(L(s).mean())
+                lo, hi = (mid, hi) if r < rate else (lo, mid)
+            m = 2.0 ** ((lo + hi) / 2)
+            L.synapse.weight.copy_(w0 * m)
+            mults.append(m)
+            s = L(s)
+        return mults
 
     def forward(self, x: torch.Tensor):
         s = x.to(torch.float32)
