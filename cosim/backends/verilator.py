@@ -21,7 +21,10 @@ from hw.network import (CORE_STATUS, STATUS_BASE, HdlSample, Network, NetworkSpe
 from hw.verilog import to_verilog, verilator_bin_dir, verilator_env
 
 HARNESS = Path(__file__).with_name("harness.cpp")
-FLAGS = ["-O3", "-Wno-WIDTH", "-Wno-fatal", "--x-assign", "fast", "--x-initial", "fast", "-CFLAGS", "-O2"]
+# The PyPI wheel's verilated.mk leaves the precompiled-header include flag empty, which breaks
+# designs large enough to be split into several C++ files; name it explicitly.
+FLAGS = ["-O3", "-Wno-WIDTH", "-Wno-fatal", "--x-assign", "fast", "--x-initial", "fast", "-CFLAGS", "-O2",
+         "-MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include"]
 
 
 class BuildError(RuntimeError):
@@ -38,10 +41,10 @@ def build(spec: NetworkSpec, root: str | os.PathLike = "build/verilator", log=pr
         return exe
     d.mkdir(parents=True, exist_ok=True)
     (d / "network.v").write_text(vtext)
-    cmd = [str(verilator_bin_dir() / "verilator"), "--cc", "--exe", "--build", "-j", "2", *FLAGS,
-           "--top-module", "network", str(HARNESS.resolve()), "network.v"]
     if log:
         log(f"building Verilator model in {d} (once per design) ...")
+    cmd = [str(verilator_bin_dir() / "verilator"), "--cc", "--exe", "--build", "-j", "2", *FLAGS,
+           "--top-module", "network", str(HARNESS.resolve()), "network.v"]
     r = subprocess.run(cmd, cwd=d, capture_output=True, text=True, env=verilator_env())
     if r.returncode != 0 or not exe.is_file():
         raise BuildError(f"verilator build failed in {d}:\n{r.stdout[-4000:]}{r.stderr[-4000:]}")
@@ -81,6 +84,8 @@ def _script(writes) -> str:
 
 class VerilatorBackend:
     """Run samples of one model through the compiled Network."""
+
+    name = "verilator"
 
     def __init__(self, spec: NetworkSpec, root="build/verilator", log=print):
         self.spec = spec
