@@ -110,7 +110,8 @@ class SCDQ(wiring.Component):
     def _inc(self, p):
         C = self.capacity
         last = p.idx == C - 1
-        return Mux(last, 0, p.idx + 1), Mux(last, ~p.wrap, p.wrap)
+        w = len(p.idx)  # slice back: Mux/+1 widen, and Cat must see exactly w index bits
+        return Mux(last, 0, p.idx + 1)[:w], Mux(last, ~p.wrap, p.wrap)[:1]
 
     def _dist(self, a, b):
         return a.idx - b.idx + Mux(a.wrap != b.wrap, self.capacity, 0)
