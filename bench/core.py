@@ -1,0 +1,211 @@
+"""Core and network throughput figures (Verilator C++ harness; pysim for comparison).
+
+    python bench/core.py [--samples B] [--seed S] [--no-pysim]
+
+Prints
+1. SOP/cycle per core (SOP counter / busy-cycle counter) on a dense stream
+   (64 x 64 layer, every tap non-zero at 3 levels, every channel every step,
+   plus a 64 x 4 readout) and on an SHD-like stream (below);
+2. cycles per inference of a 700-48-48-20 network on SHD-like input against
+   the lower bound max over cores of SOPs (a core does at most one SOP per
+   cycle), layered and async, ring and scdq;
+3. pysim vs Verilator simulated cycles/s on the same design and stimulus,
+   measured side by side in this run (pysim on one sample only).
+
+SHD-like network: random int8 weights with ~5 % of the (level, pre, post) taps
+non-zero (a pruned model), 15 delay levels up to 60 (stride 2 grid), T = 100,
+input with ~5 % of the 700 channels active per step (channel rates vary as in
+SHD), thresholds calibrated on the reference so that hidden layers spike at a
+few %. Every HDL sample is also checked against hw.reference.
+"""
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+from hw import reference as ref  # noqa: E402
+from hw.model_file import Layer, Model  # noqa: E402
+from hw.network import NetworkSpec, config_writes, stimulus_writes  # noqa: E402
+
+COMBOS = [(m, u) for m in ("layered", "async") for u in ("ring", "scdq")]
+
+
+# ---------------------------------------------------------------- harness wrapper (counts clock ticks too)
+def harness_run(exe, spec: NetworkSpec, model: Model, mode: str, X: np.ndarray):
+    """Run samples through the compiled harness; returns (HdlSamples, clock ticks, wall seconds)."""
+    from cosim.backends.verilator import _harness_args, _parse
+    shape = SimpleNamespace(T=model.T, n_classes=spec.n_classes)
+    w = config_writes(spec, model, mode)
+    script = ["".join(f"W {s} {a} {d}\n" for s, a, d in w)]
+    for x in X:
+        script.append("".join(f"W {s} {a} {d}\n" for s, a, d in stimulus_writes(spec, x)) + "R\n")
+    t0 = time.perf_counter()
+    p = subprocess.run([str(exe), *_harness_args(spec, shape)], input="".join(script), capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if p.returncode != 0:
+        raise RuntimeError(p.stderr[-2000:])
+    ticks = int(p.stderr.split("ticks")[-1].split()[0])
+    return [_parse(spec, shape, line) for line in p.stdout.splitlines()], ticks, wall
+
+
+def check(model, X, mode, unit, hdl) -> None:
+    exp = ref.simulate(model, X, mode, unit)
+    for b, (h, r) in enumerate(zip(hdl, exp)):
+        for l in range(len(model.layers) - 1):
+            assert h.emissions[l][0].tolist() == r.layers[l].emit_t.tolist(), f"{mode}/{unit} sample {b} layer {l}"
+            assert h.emissions[l][1].tolist() == r.layers[l].emit_j.tolist(), f"{mode}/{unit} sample {b} layer {l}"
+        assert np.array_equal(h.readout[:model.T, :model.n_classes], r.readout), f"{mode}/{unit} sample {b} readout"
+        assert [c["sops"] for c in h.counters] == r.sops.tolist(), f"{mode}/{unit} sample {b} sops"
+
+
+# ---------------------------------------------------------------- models and streams
+def dense_model(n=64, delays=(0, 1, 2), T=16, seed=0) -> Model:
+    rng = np.random.default_rng(seed)
+    K = len(delays)
+    W0 = (rng.integers(1, 4, (K, n, n)) * rng.choice([-1, 1], (K, n, n), p=[0.3, 0.7])).astype(np.int8)
+    W1 = rng.integers(-20, 21, (1, n, 4)).astype(np.int8)
+    return Model([Layer(np.array(delays), W0, threshold=150, decay=3500, reset="subtract"),
+                  Layer(np.array([0]), W1, threshold=1, decay=4000, spiking=False)], n, T)
+
+
+def shd_input(rng, B, T=100, C=700, activity=0.05) -> np.ndarray:
+    """~``activity`` of the channels per step; rates vary per channel (lognormal)
+    and slowly in time, like cochlear spike trains."""
+    rate = rng.lognormal(0, 1.0, C)
+    rate *= activity / rate.mean()
+    env = 0.5 + np.abs(np.sin(np.linspace(0, np.pi * rng.uniform(1, 3), T)))[:, None]
+    p = np.clip(rate[None, :] * env / env.mean(), 0, 1)
+    return rng.random((B, T, C)) < p[None]
+
+
+def _spike_rate(model, X, upto):
+    r = ref.simulate(Model(model.layers[:upto + 1] + [_dummy_readout(model.layers[upto].n_out)], model.n_inputs,
+                           model.T), X, "layered")
+    return r.spikes(upto).mean()
+
+
+def _dummy_readout(n):
+    return Layer(np.array([0]), np.zeros((1, n, 1), np.int8), 1, 0, spiking=False)
+
+
+def shd_model(seed=0, sizes=(700, 48, 48, 20), K=15, D=60, density=0.05, T=100, target=0.03) -> Model:
+    rng = np.random.default_rng(seed)
+    grid = np.arange(0, D + 1, 2)
+    layers = []
+    for l in range(len(sizes) - 1):
+        delays = np.sort(np.concatenate([[0, D], rng.choice(grid[1:-1], K - 2, replace=False)]))
+        shape = (K, sizes[l], sizes[l + 1])
+        W = np.clip(np.rint(rng.normal(6, 30, shape)), -128, 127) * (rng.random(shape) < density)
+        layers.append(Layer(delays, W.astype(np.int8), threshold=1, decay=3800, reset="zero",
+                            spiking=l < len(sizes) - 2))
+    model = Model(layers, sizes[0], T)
+    Xc = shd_input(np.random.default_rng(seed + 1), 4, T, sizes[0])
+    for l in range(len(layers) - 1):  # calibrate thresholds layer by layer (bisection on the rate)
+        lo, hi = 1, 2 ** 16
+        while lo < hi:
+            mid = (lo + hi) // 2
+            layers[l].threshold = mid
+            if _spike_rate(model, Xc, l) > target:
+                lo = mid + 1
+            else:
+                hi = mid
+        layers[l].threshold = lo
+    layers[-1].threshold = 1
+    return model
+
+
+# ---------------------------------------------------------------- main
+def per_core(hdl) -> list[float]:
+    n = len(hdl[0].counters)
+    return [sum(h.counters[l]["sops"] for h in hdl) / max(1, sum(h.counters[l]["busy"] for h in hdl)) for l in range(n)]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--samples", type=int, default=8, help="SHD-like samples per combination (Verilator)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--no-pysim", action="store_true", help="skip the (slow) pysim speed comparison")
+    a = ap.parse_args(argv)
+    import os
+    os.chdir(ROOT)
+    sys.path.insert(0, str(ROOT / "bench"))
+    from fuzz import fix_verilator_pch
+    fix_verilator_pch()
+    from cosim.backends.verilator import build
+    log = lambda s: print(s, file=sys.stderr, flush=True)
+
+    # 1. dense stream
+    print("== SOP/cycle per core (SOP counter / busy cycles), dense stream: 64x64, 3 levels, all taps, all channels every step, T=16")
+    dm = dense_model(seed=a.seed)
+    Xd = np.ones((2, dm.T, dm.n_inputs), dtype=bool)
+    exes = {u: build(NetworkSpec.for_model(dm, u), log=log) for u in ("ring", "scdq")}
+    print(f"{'mode':8s} {'unit':5s} {'core0 (64x64)':>14s} {'core1 (readout)':>16s} {'stalls0':>8s}")
+    for mode, unit in COMBOS:
+        spec = NetworkSpec.for_model(dm, unit)
+        hdl, _, _ = harness_run(exes[unit], spec, dm, mode, Xd)
+        check(dm, Xd, mode, unit, hdl)
+        r = per_core(hdl)
+        print(f"{mode:8s} {unit:5s} {r[0]:14.4f} {r[1]:16.4f} {hdl[0].counters[0]['stalls']:8d}")
+
+    # 2. SHD-like network
+    t0 = time.perf_counter()
+    model = shd_model(seed=a.seed)
+    rng = np.random.default_rng(a.seed + 7)
+    X = shd_input(rng, a.samples, model.T, model.n_inputs)
+    exp = ref.simulate(model, X, "layered")
+    dens = [exp.spikes(l).mean() for l in range(2)]
+    nnz = [int(np.count_nonzero(L.weights)) for L in model.layers]
+    print(f"\n== SHD-like 700-48-48-20, 15 levels up to 60, T=100, {a.samples} samples: input activity "
+          f"{X.mean():.3f}/step, hidden spike density (layered ref) {dens[0]:.3f} {dens[1]:.3f}, "
+          f"nnz {nnz}, thresholds {[L.threshold for L in model.layers[:-1]]} (setup {time.perf_counter() - t0:.0f} s)")
+    specs = {u: NetworkSpec.for_model(model, u, scdq_capacity=[2048, 512, 512]) for u in ("ring", "scdq")}
+    exes = {u: build(specs[u], log=log) for u in ("ring", "scdq")}
+    print(f"{'mode':8s} {'unit':5s} {'SOP/cyc core0':>13s} {'core1':>6s} {'core2':>6s} {'cycles/inf':>10s} "
+          f"{'bound':>8s} {'ratio':>6s} {'Mcyc/s':>7s}")
+    vl_speed = {}
+    for mode, unit in COMBOS:
+        hdl, ticks, wall = harness_run(exes[unit], specs[unit], model, mode, X)
+        check(model, X, mode, unit, hdl)
+        r = per_core(hdl)
+        cyc = np.array([h.cycles for h in hdl])
+        bound = np.array([max(c["sops"] for c in h.counters) for h in hdl])
+        vl_speed[(mode, unit)] = (ticks, wall)
+        print(f"{mode:8s} {unit:5s} {r[0]:13.4f} {r[1]:6.3f} {r[2]:6.3f} {cyc.mean():10.0f} {bound.mean():8.0f} "
+              f"{(cyc / bound).mean():6.3f} {ticks / wall / 1e6:7.2f}")
+    print("(bound = max over cores of the sample's SOPs; ratio = mean of cycles / bound per sample)")
+
+    # 3. pysim vs Verilator, same design (layered, scdq) and stimulus (sample 0)
+    if not a.no_pysim:
+        from hw.pysim import run_network
+        mode, unit = "layered", "scdq"
+        spec = specs[unit]
+        hv, ticks, wall = harness_run(exes[unit], spec, model, mode, X[:1].repeat(8, axis=0))
+        t0 = time.perf_counter()
+        hp = run_network(spec, model, X[:1], mode)[0]
+        pwall = time.perf_counter() - t0
+        assert hp.cycles == hv[0].cycles and np.array_equal(hp.readout, hv[0].readout)
+        # every clock pysim ran: config + stimulus writes, start, run to done, result reads
+        n_reads = 2 + 8 * len(spec.layers) + len(spec.layers) - 1 + sum(len(e[0]) for e in hp.emissions) \
+            + model.T * spec.n_classes + model.T
+        p_ticks = len(config_writes(spec, model, mode)) + len(stimulus_writes(spec, X[0])) + 1 + hp.cycles + n_reads
+        print(f"\n== simulated cycles/s, {mode}/{unit} SHD-like design, sample 0 ({hp.cycles} cycles to done; "
+              f"counting config, stimulus, run and readback clocks)")
+        print(f"pysim      {p_ticks:>9d} cycles in {pwall:7.2f} s: {p_ticks / pwall:12.0f} cycles/s")
+        print(f"verilator  {ticks:>9d} cycles in {wall:7.2f} s: {ticks / wall:12.0f} cycles/s  "
+              f"(same sample x8 in one harness process)")
+        print(f"verilator / pysim: {ticks / wall / (p_ticks / pwall):.0f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
