@@ -15,7 +15,7 @@ def test_synapse_equals_explicit_delayed_sum():
     syn = DelaySynapse(7, 5, list(range(0, 13, 3)), quantize=False)
     s = (torch.rand(3, 20, 7) < 0.3).float()
     I = syn(s).detach()
-    W = syn.weight.detach()  # [n_out, n_in, K]
+    W = syn.masked_weight().detach()  # [n_out, n_in, K]
     expect = torch.zeros(3, 20, 5)
     for k, d in enumerate(range(0, 13, 3)):  # independent definition: I[t] = sum_k S[t - d_k] @ W_k
         expect[:, d:] += s[:, : 20 - d] @ W[:, :, k].T

@@ -130,13 +130,16 @@ class DelaySynapse(nn.Module):
         self.stride = int(d[1] - d[0]) if d.numel() > 1 else 1
         self.n_in, self.n_out, self.K = n_in, n_out, d.numel()
         self.weight_bits, self.quantize = weight_bits, quantize
+        # weight = raw * wscale: raw starts in U(-1, 1), so an optimizer step is relative to
+        # the layer's init scale whatever its fan-in (700 x 31 taps or 48 x 31)
         self.weight = nn.Parameter(torch.empty(n_out, n_in, self.K))
         self.register_buffer("mask", torch.ones(n_out, n_in, self.K, dtype=torch.bool))
         bound = init_gain * math.sqrt(3.0 / (n_in * self.K))  # unit-variance sum over all taps
-        nn.init.uniform_(self.weight, -bound, bound)
+        self.register_buffer("wscale", torch.tensor(bound, dtype=torch.float32))
+        nn.init.uniform_(self.weight, -1.0, 1.0)
 
     def masked_weight(self) -> torch.Tensor:
-        return self.weight * self.mask
+        return self.weight * self.wscale * self.mask
 
     def scale(self) -> torch.Tensor:
         return layer_scale(self.masked_weight(), self.weight_bits) if self.quantize else torch.tensor(1.0)
@@ -240,15 +243,15 @@ class DelayNet(nn.Module):
         s = x.to(torch.float32)
         mults = []
         for L in self.layers[:-1]:
-            w0 = L.synapse.weight.detach().clone()
+            w0 = L.synapse.wscale.clone()
             lo, hi = -8.0, 8.0  # log2 of the multiplier
             for _ in range(iters):
                 mid = (lo + hi) / 2
-                L.synapse.weight.copy_(w0 * 2.0 ** mid)
+                L.synapse.wscale.copy_(w0 * 2.0 ** mid)
                 r = float(L(s).mean())
                 lo, hi = (mid, hi) if r < rate else (lo, mid)
             m = 2.0 ** ((lo + hi) / 2)
-            L.synapse.weight.copy_(w0 * m)
+            L.synapse.wscale.copy_(w0 * m)
             mults.append(m)
             s = L(s)
         return mults
