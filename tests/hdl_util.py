@@ -137,6 +137,12 @@ def run_pysim_driver(dut, driver, name: str = "sim", max_cycles: int = 100_000) 
     return cycles
 
 
+def _resolved(v):
+    """int of a cocotb LogicArray, or None while it holds X/Z (e.g. a payload
+    that is not valid yet); a driver that uses it then fails loudly."""
+    return int(v) if v.is_resolvable else None
+
+
 async def run_cocotb_driver(dut, driver, max_cycles: int = 100_000) -> int:
     """Same loop as :func:`run_pysim_driver` in a cocotb test: inputs set at the
     falling edge, outputs read in ReadOnly before the rising edge."""
@@ -148,7 +154,7 @@ async def run_cocotb_driver(dut, driver, max_cycles: int = 100_000) -> int:
         for k, v in driver.inputs().items():
             getattr(dut, k).value = v
         await ReadOnly()
-        driver.observe({k: int(getattr(dut, k).value) for k in driver.watch})
+        driver.observe({k: _resolved(getattr(dut, k).value) for k in driver.watch})
         cycles += 1
         if cycles > max_cycles:
             raise AssertionError(f"driver not done after {max_cycles} cycles")

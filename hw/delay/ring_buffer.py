@@ -55,8 +55,9 @@ def _check_int(name: str, value, lo: int, hi: int | None = None) -> int:
 
 
 def add_layout(n_neurons: int, max_delay: int, weight_bits: int) -> data.StructLayout:
+    # fields are >= 1 bit: zero-width vectors are a verilator lint warning (ASCRANGE)
     return data.StructLayout({
-        "neuron": unsigned(ceil_log2(n_neurons)),
+        "neuron": unsigned(max(1, ceil_log2(n_neurons))),
         "delay": unsigned(bits_for(max_delay)),
         "weight": signed(weight_bits),
     })
@@ -76,12 +77,12 @@ class RingBufferDelay(wiring.Component):
         self.depth = n_neurons * self.slots
         super().__init__({
             "add": In(stream.Signature(add_layout(n_neurons, max_delay, weight_bits))),
-            "drain_req": In(stream.Signature(unsigned(ceil_log2(n_neurons)))),
+            "drain_req": In(stream.Signature(unsigned(max(1, ceil_log2(n_neurons))))),
             "drain_resp": Out(stream.Signature(signed(acc_bits))),
             "advance": In(1),
             "clear": In(1),
             "busy": Out(1),
-            "t": Out(range(self.slots)),  # current slot index, for observation
+            "t": Out(range(max(2, self.slots))),  # current slot index, for observation
         })
         self.mem_shape = signed(acc_bits)  # the slot Memory is built from these in elaborate()
 
@@ -105,7 +106,7 @@ class RingBufferDelay(wiring.Component):
         rp_add = mem.read_port(transparent_for=(wp_add, wp_drain))
         rp_drain = mem.read_port(transparent_for=(wp_add, wp_drain))
 
-        t = Signal(range(S))
+        t = Signal(range(max(2, S)))
         busy = Signal()
         clr_addr = Signal(range(self.depth))
         m.d.comb += [self.busy.eq(busy), self.t.eq(t)]
@@ -115,9 +116,10 @@ class RingBufferDelay(wiring.Component):
         m.d.comb += self.add.ready.eq(idle)
         add_fire = self.add.valid & self.add.ready
         p = self.add.payload
-        # sampled at the clock edge, so comb glitches in event-driven simulators don't trip it
-        m.d.sync += Assert(~self.add.valid | (p.delay <= self.max_delay),
-                           "RingBufferDelay: add.delay > max_delay")
+        if self.max_delay < (1 << len(p.delay)) - 1:  # else no bad value is representable
+            # sampled at the clock edge, so comb glitches in event-driven simulators don't trip it
+            m.d.sync += Assert(~self.add.valid | (p.delay <= self.max_delay),
+                               "RingBufferDelay: add.delay > max_delay")
         slot_sum = Signal(range(2 * S))
         m.d.comb += slot_sum.eq(t + p.delay)
         slot = Mux(slot_sum >= S, slot_sum - S, slot_sum)

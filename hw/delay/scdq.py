@@ -50,7 +50,9 @@ DROPPED_BITS = 32
 
 
 def out_layout(n_pre: int, n_levels: int) -> data.StructLayout:
-    return data.StructLayout({"pre": unsigned(ceil_log2(n_pre)), "level": unsigned(ceil_log2(n_levels))})
+    # fields are >= 1 bit: zero-width vectors are a verilator lint warning (ASCRANGE)
+    return data.StructLayout({"pre": unsigned(max(1, ceil_log2(n_pre))),
+                              "level": unsigned(max(1, ceil_log2(n_levels)))})
 
 
 class SCDQ(wiring.Component):
@@ -81,7 +83,7 @@ class SCDQ(wiring.Component):
         self.n_levels = K = len(delays)
         self.ptr_layout = data.StructLayout({"idx": unsigned(ceil_log2(capacity)), "wrap": unsigned(1)})
         super().__init__({
-            "push": In(stream.Signature(unsigned(ceil_log2(n_pre)))),
+            "push": In(stream.Signature(unsigned(max(1, ceil_log2(n_pre))))),
             "start": In(1),
             "out": Out(stream.Signature(out_layout(n_pre, K))),
             "due_done": Out(1),
@@ -137,7 +139,7 @@ class SCDQ(wiring.Component):
                 x = Mux(x > D, x - (D + 1), x)
             return Mux(x < 0, x + (D + 1), x) if neg else x
 
-        t_mod = Signal(range(D + 1))   # t mod (D+1): this step's table entry
+        t_mod = Signal(range(D + 1))   # t mod (D+1): this step's table entry (D >= 1)
         age = Signal(range(D + 1))     # min(t, D): steps before 0 hold nothing
         wr, tail = ptr(), ptr()
         occ = Signal(range(C + 1))
@@ -167,17 +169,18 @@ class SCDQ(wiring.Component):
 
         # ---- streaming of due events
         run = Signal()
-        k = Signal(range(K))
+        k = Signal(range(max(2, K)))
         rd, end = ptr(), ptr()
         out_valid = Signal()
         can_issue = ~out_valid | self.out.ready  # output register free this cycle
         m.d.comb += self.due_done.eq(~run & ~out_valid)
 
         # next level to load: 0 at start, else k + 1
-        k_sel = Signal(range(K))
+        k_sel = Signal(range(max(2, K)))
         m.d.comb += k_sel.eq(Mux(self.start, 0, Mux(k == K - 1, k, k + 1)))
         d_sel = Signal(range(D + 1))
-        m.d.comb += d_sel.eq(Array(self.delays)[k_sel])
+        # (a 1-entry Array is an incomplete case statement for verilator)
+        m.d.comb += d_sel.eq(Array(self.delays)[k_sel] if K > 1 else self.delays[0])
         due = (d_sel != 0) & (d_sel <= age)
         m.d.comb += [st_b.addr.eq(mod(t_mod - d_sel, over=False)), st_e.addr.eq(mod(t_mod - d_sel + 1))]
         ld_rd, ld_end = ptr(), ptr()
