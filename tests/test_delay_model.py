@@ -97,3 +97,18 @@ def test_bad_model_config_names_the_field():
         NetConfig(hidden=[0]).validate()
     with pytest.raises(ValueError, match="tau_ms"):
         NetConfig(tau_ms=-1).validate()
+
+
+def test_unquantized_context_runs_plain_float_and_restores():
+    from sw.models.delay import unquantized
+
+    torch.manual_seed(3)
+    net = DelayNet(NetConfig(n_inputs=8, hidden=[6], n_classes=3, T=15, max_delay=4, init_gain=3.0))
+    x = (torch.rand(5, 15, 8) < 0.4).float()
+    with torch.no_grad():
+        q = net(x)[1]["readout"]
+        with unquantized(net):
+            f = net(x)[1]["readout"]
+            assert not torch.equal(f, f.round())  # float currents, not integers
+        assert torch.equal(net(x)[1]["readout"], q)
+    assert float(net.synapses[-1].scale()) > 0 and net.synapses[0].quantize

@@ -13,6 +13,7 @@ are exact.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass, field, asdict
 
@@ -266,6 +267,24 @@ class DelayNet(nn.Module):
         scale = self.layers[-1].synapse.scale().to(v.dtype)
         logits = (v.sum(1) * (scale / v.shape[1])).to(torch.float32)  # mem_sum, back in float units
         return logits, {"spikes": spikes, "readout": v}
+
+
+@contextlib.contextmanager
+def unquantized(net: "DelayNet"):
+    """Temporarily run ``net`` as a plain float LIF net (no weight rounding, no
+    trunc0, threshold ``theta``): shows what the integer mapping costs."""
+    saved = [(L.synapse.quantize, getattr(L.neuron, "exact", None)) for L in net.layers]
+    try:
+        for L in net.layers:
+            L.synapse.quantize = False
+            if hasattr(L.neuron, "exact"):
+                L.neuron.exact = False
+        yield net
+    finally:
+        for L, (q, e) in zip(net.layers, saved):
+            L.synapse.quantize = q
+            if e is not None:
+                L.neuron.exact = e
 
 
 def mem_sum_loss(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
