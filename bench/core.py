@@ -138,7 +138,7 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     import os
     os.chdir(ROOT)
-    sys.path.insert(0, str(ROOT / "bench"))
+    sys.path.append(str(ROOT / "bench"))
     from fuzz import fix_verilator_pch
     fix_verilator_pch()
     from cosim.backends.verilator import build
@@ -168,7 +168,7 @@ def main(argv=None) -> int:
     print(f"\n== SHD-like 700-48-48-20, 15 levels up to 60, T=100, {a.samples} samples: input activity "
           f"{X.mean():.3f}/step, hidden spike density (layered ref) {dens[0]:.3f} {dens[1]:.3f}, "
           f"nnz {nnz}, thresholds {[L.threshold for L in model.layers[:-1]]} (setup {time.perf_counter() - t0:.0f} s)")
-    specs = {u: NetworkSpec.for_model(model, u, scdq_capacity=[2048, 512, 512]) for u in ("ring", "scdq")}
+    specs = {u: NetworkSpec.for_model(model, u, scdq_capacity=[4096, 512, 512]) for u in ("ring", "scdq")}
     exes = {u: build(specs[u], log=log) for u in ("ring", "scdq")}
     print(f"{'mode':8s} {'unit':5s} {'SOP/cyc core0':>13s} {'core1':>6s} {'core2':>6s} {'cycles/inf':>10s} "
           f"{'bound':>8s} {'ratio':>6s} {'Mcyc/s':>7s}")

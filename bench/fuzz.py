@@ -173,24 +173,32 @@ def _init_worker(exes: dict) -> None:
     _EXES.update(exes)
 
 
-def run_chunk(args) -> tuple[int, int, str | None, int]:
-    """Generate, run and check cases ``lo..hi-1``: (n, mismatches, first mismatch text, first index)."""
+def run_chunk(args) -> tuple[int, int, str | None, int, dict]:
+    """Generate, run and check cases ``lo..hi-1``: (n, mismatches, first mismatch text, first index,
+    activity statistics)."""
     seed, lo, hi, units, corrupt = args
     cases = [make_case(seed, i, units) for i in range(lo, hi)]
     groups: dict = {}
     for c in cases:
         groups.setdefault((c["L"], c["unit"]), []).append(c)
     bad, first, first_i = 0, None, None
+    stats = {"samples": 0, "sops": 0, "spikes": 0, "hidden_cases": 0, "hidden_spiking_cases": 0}
     for (L, unit), cs in sorted(groups.items()):
         spec = build_spec(L, unit)
         for c, hdl in zip(cs, run_group(_EXES[(L, unit)], spec, cs, corrupt)):
             exp = ref.simulate(c["model"], c["X"], c["mode"], unit)
             diff = compare(c, hdl, exp)
+            stats["samples"] += len(exp)
+            stats["sops"] += int(exp.sops.sum())
+            n_spk = sum(len(r.layers[l].emit_t) for r in exp for l in range(L - 1))
+            stats["spikes"] += n_spk
+            stats["hidden_cases"] += L > 1
+            stats["hidden_spiking_cases"] += n_spk > 0
             if diff:
                 bad += 1
                 if first_i is None or c["index"] < first_i:
                     first_i, first = c["index"], f"{describe(c)}\n  -> {diff}"
-    return len(cases), bad, first, first_i
+    return len(cases), bad, first, first_i, stats
 
 
 def main(argv=None) -> int:
@@ -223,13 +231,14 @@ def main(argv=None) -> int:
         _init_worker(exes)
         c = make_case(a.seed, a.case, units)
         print(describe(c))
-        n, bad, first, _ = run_chunk((a.seed, lo, hi, units, a.corrupt))
+        n, bad, first, _, _ = run_chunk((a.seed, lo, hi, units, a.corrupt))
         print(first or "  -> matches the reference")
         print(f"{n} cases, {bad} mismatches")
         return int(bad > 0)
     tasks = [(a.seed, s, min(s + a.chunk, hi), units, a.corrupt) for s in range(lo, hi, a.chunk)]
     total = bad = 0
     first, first_i = None, None
+    agg: dict = {}
     t1 = time.time()
     with tqdm(total=hi - lo, unit="case", file=sys.stderr) as bar:
         if a.workers <= 1:
@@ -239,7 +248,9 @@ def main(argv=None) -> int:
         else:
             pool = get_context("fork").Pool(a.workers, initializer=_init_worker, initargs=(exes,))
             results = pool.imap_unordered(run_chunk, tasks)
-        for n, b, f, fi in results:
+        for n, b, f, fi, st in results:
+            for k, v in st.items():
+                agg[k] = agg.get(k, 0) + v
             total += n
             bad += b
             if f is not None and (first_i is None or fi < first_i):
@@ -248,7 +259,9 @@ def main(argv=None) -> int:
         if pool is not None:
             pool.close()
             pool.join()
-    print(f"(builds {t_build:.1f} s, cases {time.time() - t1:.1f} s, {a.workers} workers)", file=sys.stderr)
+    print(f"(builds {t_build:.1f} s, cases {time.time() - t1:.1f} s, {a.workers} workers; {agg.get('samples', 0)} samples, "
+          f"{agg.get('sops', 0)} SOPs, {agg.get('spikes', 0)} hidden spikes, hidden layers spiked in "
+          f"{agg.get('hidden_spiking_cases', 0)} of {agg.get('hidden_cases', 0)} multi-layer cases)", file=sys.stderr)
     print(f"{total} cases, {bad} mismatches")
     if first is not None:
         print(f"first mismatch (replay: python bench/fuzz.py --seed {a.seed} --unit {a.unit} --case {first_i}"
