@@ -181,11 +181,12 @@ def build_verilog(component, name: str, build_dir: str | os.PathLike) -> Path:
 
 def run_cocotb(simulator: str, verilog_path, toplevel: str, test_module: str, build_dir,
                extra_env: dict | None = None, params: dict | None = None,
-               testcase=None, build_args=None) -> Path:
+               testcase=None, build_args=None, quiet: bool = False) -> Path:
     """Build ``verilog_path`` with ``simulator`` (``icarus`` or ``verilator``)
     and run every cocotb test of ``test_module``. ``params`` is handed to the
     module as JSON in ``$SPIKELINE_COCOTB_PARAMS``. Raises on failure (cocotb
-    reports a failing test as ``SystemExit``; we also check the results file)."""
+    reports a failing test as ``SystemExit``; we also check the results file).
+    ``quiet`` sends the tool output to ``build.log``/``test.log`` in the build dir."""
     from cocotb_tools.runner import get_results, get_runner
 
     if simulator not in ("icarus", "verilator"):
@@ -207,11 +208,12 @@ def run_cocotb(simulator: str, verilog_path, toplevel: str, test_module: str, bu
     args += list(build_args or [])
     try:
         runner = get_runner(simulator)
+        logs = ({"log_file": build_dir / "build.log"}, {"log_file": build_dir / "test.log"}) if quiet else ({}, {})
         runner.build(sources=[Path(verilog_path).resolve()], hdl_toplevel=toplevel, build_dir=build_dir,
-                     build_args=args, waves=waves, timescale=("1ns", "1ps"))
+                     build_args=args, waves=waves, timescale=("1ns", "1ps"), **logs[0])
         results = runner.test(test_module=test_module, hdl_toplevel=toplevel, build_dir=build_dir,
                               test_dir=build_dir, testcase=testcase, extra_env=env, waves=waves,
-                              seed=0)
+                              seed=0, **logs[1])
     finally:
         os.environ["PATH"] = old_path
     n_tests, n_fail = get_results(results)
