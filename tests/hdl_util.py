@@ -1,7 +1,7 @@
 """Shared helpers for HDL tests: Amaranth pysim runs, seeded stream drivers, cocotb runner.
 
 * ``SPIKELINE_WAVES=1`` turns on waveforms: VCD (+ .gtkw) from pysim under
-  ``build/waves/``, and FST (Verilator) / VCD (Icarus) from cocotb in its
+  ``build/waves/``, and FST (Icarus) / dump.vcd (Verilator) from cocotb in its
   build dir.
 * Stream drivers take a ``random.Random`` so one seed fixes every idle cycle
   and every backpressure cycle.
@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import sys
 from pathlib import Path
 
 from amaranth.sim import Simulator
@@ -206,6 +207,11 @@ def run_cocotb(simulator: str, verilog_path, toplevel: str, test_module: str, bu
     else:
         args = []
     args += list(build_args or [])
+    # the runner hands sys.path to the simulator as PYTHONPATH: make the cocotb
+    # modules (tests/) and the packages importable from any working directory
+    for d in (str(ROOT), str(Path(__file__).resolve().parent)):
+        if d not in sys.path:
+            sys.path.append(d)
     try:
         runner = get_runner(simulator)
         logs = ({"log_file": build_dir / "build.log"}, {"log_file": build_dir / "test.log"}) if quiet else ({}, {})

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cocotb_ring_buffer import RingDriver, RingPlan, check_ring, make_ring_plan, ring_expected
-from hdl_util import run_pysim, run_pysim_driver, stream_recv, stream_send
+from hdl_util import pack, run_pysim, run_pysim_driver, stream_recv, stream_send
 from hw.delay.ring_buffer import RingBufferDelay, add_layout
 from hw.reference import ring_buffer_bits
 
@@ -137,3 +137,17 @@ def test_memory_bits_equal_reference(n, D, acc):
 def test_bad_parameters_name_the_field(kw, field):
     with pytest.raises(ValueError, match=field):
         RingBufferDelay(**kw)
+
+
+def test_delay_above_max_delay_is_flagged_in_simulation():
+    n, D = 3, 5  # delay field is 3 bits: 6 and 7 are representable but illegal
+    dut = RingBufferDelay(n, D, 16, 8)
+
+    async def tb(ctx):
+        ctx.set(dut.add.payload.as_value(), pack(add_layout(n, D, 8), neuron=1, delay=D + 2, weight=3))
+        ctx.set(dut.add.valid, 1)
+        await ctx.tick()
+        await ctx.tick()
+
+    with pytest.raises(AssertionError, match="add.delay > max_delay"):
+        run_pysim(dut, tb, name="ring_bad_delay")

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cocotb_scdq import SCDQDriver, SCDQPlan, check_scdq, make_scdq_plan, scdq_expected
-from hdl_util import run_pysim_driver
+from hdl_util import run_pysim, run_pysim_driver
 from hw.delay.scdq import SCDQ
 from hw.reference import scdq_bits, scdq_occupancy
 
@@ -143,3 +143,26 @@ def test_memory_bits_equal_reference(n_pre, delays, C):
 def test_bad_parameters_name_the_field(args, field):
     with pytest.raises(ValueError, match=field):
         SCDQ(*args)
+
+
+def test_advance_while_streaming_is_flagged_in_simulation():
+    dut = SCDQ(4, (1,), 8)
+
+    async def tb(ctx):
+        ctx.set(dut.push.payload, 2)
+        ctx.set(dut.push.valid, 1)
+        await ctx.tick()
+        ctx.set(dut.push.valid, 0)
+        ctx.set(dut.advance, 1)  # step 0 -> 1
+        await ctx.tick()
+        ctx.set(dut.advance, 0)
+        ctx.set(dut.start, 1)
+        await ctx.tick()
+        ctx.set(dut.start, 0)
+        assert not ctx.get(dut.due_done)  # one due event is streaming (out.ready low)
+        ctx.set(dut.advance, 1)
+        await ctx.tick()
+        await ctx.tick()
+
+    with pytest.raises(AssertionError, match="advance while due events"):
+        run_pysim(dut, tb, name="scdq_bad_advance")
