@@ -14,6 +14,10 @@ run. At the end the model is exported to ``<out>/model.safetensors``, checked
 against ``hw.reference`` (layered) sample by sample, and summarized in
 ``<out>/train_summary.json``. The test split is used only for that final report;
 the per-epoch figure is a validation split held out of train.
+
+``train.threads`` defaults to 1: the neuron recurrence is many small ops, and on
+a shared 2-core machine two OpenMP threads wait on each other at every op
+(measured 10x slower under load, bench/train.py --threads 2 vs 1).
 """
 from __future__ import annotations
 
