@@ -175,7 +175,7 @@ def load_data(cfg: dict):
         if src == "offline":
             from sw.data.generate import ensure_default_dataset
 
-            tr, te = ensure_default_dataset(root=d["root"], seed=0, workers=cfg["train"]["threads"])
+            tr, te = ensure_default_dataset(root=d["root"], seed=0, workers=2)  # processes, not torch threads
         else:
             root = Path(src)
             for tr, te in ((root / "shd_train.h5", root / "shd_test.h5"),
