@@ -15,7 +15,8 @@ Protocol (what a controller may rely on)
   ``dropped += 1`` (saturating, 32 bits) and the sticky ``overflow`` is set;
   nothing stored is touched. A push in the same cycle as ``advance`` belongs to
   the step that is ending.
-* ``start``: strobe at the start of step ``t`` (after the ``advance`` into it).
+* ``start``: strobe at the start of step ``t``, in a cycle after the
+  ``advance`` into it (an ``Assert`` flags a start in the advance cycle).
   ``due_done`` falls in the cycle after the strobe and rises once the last due
   event has been accepted on ``out``. Pushes of step ``t`` may arrive while it
   streams; they are not streamed in step ``t``. ``out`` honours backpressure;
@@ -224,5 +225,7 @@ class SCDQ(wiring.Component):
                     m.d.sync += tail.eq(st_t.data)
         m.d.sync += Assert(~self.advance | self.clear | (~run & ~out_valid),
                            "SCDQ: advance while due events are still streaming")
+        m.d.sync += Assert(~self.advance | ~self.start | self.clear,
+                           "SCDQ: start in the advance cycle (start the step in a later cycle)")
         return m
 
