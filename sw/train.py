@@ -436,7 +436,8 @@ def parse_args(argv=None):
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--seed", type=int)
     ap.add_argument("--no-delays", action="store_true", help="baseline: delay 0 only, same topology")
-    ap.add_argument("--prune", choices=METHODS + ("none",))
+    ap.add_argument("--prune", choices=METHODS + ("none",),
+                    help="top prune.k taps per synapse / levels per axon / levels per layer")
     ap.add_argument("--max-levels", type=int, help="at most K distinct delays per layer")
     ap.add_argument("--out", help="output directory (default build)")
     ap.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.pt")
