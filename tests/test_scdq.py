@@ -64,6 +64,9 @@ def test_order_levels_ascending_push_order_within_level():
     assert drv.streams[0][4] == [(6, 1), (0, 1), (1, 2)]
     assert drv.streams[0][6] == [(6, 2), (0, 2)]
     assert list(exp[0].occupancy[:5]) == [3, 4, 4, 6, 3]
+    # levels 1 and 2 cost max(1, events) cycles each, +1 when level 2's last event
+    # sits in the output register; level 0 (d = 0) is skipped: steps 0..6
+    assert drv.cycles_streaming == 2 + 4 + 2 + 5 + 4 + 2 + 4
 
 
 def test_max_delay_only_level_and_single_input():

@@ -21,7 +21,7 @@ Protocol (what a controller may rely on)
   event has been accepted on ``out``. Pushes of step ``t`` may arrive while it
   streams; they are not streamed in step ``t``. ``out`` honours backpressure;
   with ``out.ready`` high it sustains one event per cycle within a level, and an
-  empty or not-yet-due level costs one cycle.
+  empty or not-yet-due level ``d_k > 0`` costs one cycle (``d = 0`` is skipped).
 * ``advance``: end of step ``t``; give it only while ``due_done`` is high (an
   ``Assert`` flags misuse in simulation). The events of step ``t - D`` are
   retired and their space is reused.
@@ -176,9 +176,11 @@ class SCDQ(wiring.Component):
         can_issue = ~out_valid | self.out.ready  # output register free this cycle
         m.d.comb += self.due_done.eq(~run & ~out_valid)
 
-        # next level to load: 0 at start, else k + 1
+        # next level to load: the first delayed level at start, else k + 1
+        # (a d = 0 level is never streamed, so it is not visited)
+        k0 = 1 if self.delays[0] == 0 else 0
         k_sel = Signal(range(max(2, K)))
-        m.d.comb += k_sel.eq(Mux(self.start, 0, Mux(k == K - 1, k, k + 1)))
+        m.d.comb += k_sel.eq(Mux(self.start, k0, Mux(k == K - 1, k, k + 1)))
         d_sel = Signal(range(D + 1))
         # (a 1-entry Array is an incomplete case statement for verilator)
         m.d.comb += d_sel.eq(Array(self.delays)[k_sel] if K > 1 else self.delays[0])
@@ -207,7 +209,7 @@ class SCDQ(wiring.Component):
             m.d.comb += [st_w.addr.eq(0), st_w.data.eq(0), st_w.en.eq(1)]
         with m.Else():
             with m.If(self.start):
-                m.d.sync += [run.eq(1), k.eq(0), rd.eq(ld_rd), end.eq(ld_end)]
+                m.d.sync += [run.eq(1), k.eq(k0), rd.eq(ld_rd), end.eq(ld_end)]
             with m.Elif(level_over):
                 with m.If(k == K - 1):
                     m.d.sync += run.eq(0)
