@@ -134,7 +134,9 @@ class NeuronCore(wiring.Component):
         vb, ab, rb = self.membrane_bits, self.acc_bits, self.readout_bits
         vmax, vmin = (1 << (vb - 1)) - 1, -(1 << (vb - 1))
         rmax, rmin = (1 << (rb - 1)) - 1, -(1 << (rb - 1))
-        delays = Array(Const(d, unsigned(max(1, self.D.bit_length()))) for d in self.delays)
+        # padded to a power of two so that indexing is a complete case in Verilog
+        delays = Array(Const(self.delays[k] if k < self.K else 0, unsigned(max(1, self.D.bit_length())))
+                       for k in range(1 << _bits(self.K)))
         has_d0 = self.delays[0] == 0
 
         # ---------------- run-time registers
@@ -167,24 +169,16 @@ class NeuronCore(wiring.Component):
             r_rd = rmem.read_port(transparent_for=(r_wr,))
 
         # ---------------- configuration port
-        with m.If(self.cfg_we):
-            with m.Switch(self.cfg_sel):
-                with m.Case(CFG_ROWPTR):
-                    m.d.comb += [rp_wr.addr.eq(self.cfg_addr), rp_wr.data.eq(self.cfg_data), rp_wr.en.eq(1)]
-                with m.Case(CFG_SYN):
-                    m.d.comb += [syn_wr.addr.eq(self.cfg_addr), syn_wr.data.eq(self.cfg_data), syn_wr.en.eq(1)]
-                with m.Case(CFG_REG):
-                    with m.Switch(self.cfg_addr):
-                        with m.Case(REG_THRESHOLD):
-                            m.d.sync += threshold.eq(self.cfg_data)
-                        with m.Case(REG_DECAY):
-                            m.d.sync += decay.eq(self.cfg_data)
-                        with m.Case(REG_SUBTRACT):
-                            m.d.sync += subtract.eq(self.cfg_data)
-                        with m.Case(REG_ASYNC):
-                            m.d.sync += is_async.eq(self.cfg_data)
-                        with m.Case(REG_T):
-                            m.d.sync += T.eq(self.cfg_data)
+        # (If chains rather than Switch: Verilator lints incomplete case statements)
+        cfg_reg = self.cfg_we & (self.cfg_sel == CFG_REG)
+        m.d.comb += [rp_wr.addr.eq(self.cfg_addr), rp_wr.data.eq(self.cfg_data),
+                     rp_wr.en.eq(self.cfg_we & (self.cfg_sel == CFG_ROWPTR)),
+                     syn_wr.addr.eq(self.cfg_addr), syn_wr.data.eq(self.cfg_data),
+                     syn_wr.en.eq(self.cfg_we & (self.cfg_sel == CFG_SYN))]
+        for reg, sig in ((REG_THRESHOLD, threshold), (REG_DECAY, decay), (REG_SUBTRACT, subtract),
+                         (REG_ASYNC, is_async), (REG_T, T)):
+            with m.If(cfg_reg & (self.cfg_addr == reg)):
+                m.d.sync += sig.eq(self.cfg_data)
 
         # ---------------- delay unit
         if self.delay_unit == "ring":
@@ -381,27 +375,27 @@ class NeuronCore(wiring.Component):
             m.d.sync += [t.eq(self.t), j.eq(0), sub.eq(0), refr.eq(0),
                          phase.eq(Mux(is_async, P_LEAK, P_DELAYED))]
         with m.Else():
-            with m.Switch(phase):
-                with m.Case(P_CLEAR):
+            if True:  # an If chain, not a Switch: Verilator lints incomplete cases
+                with m.If((phase == P_CLEAR)):
                     m.d.comb += [ctl_valid.eq(1), ctl_kind.eq(OP_CLEAR), ctl_col.eq(j)]
                     with m.If(ctl_taken):
                         m.d.sync += j.eq(j + 1)
                         with m.If(last_j):
                             m.d.sync += phase.eq(P_CLEARWAIT)
-                with m.Case(P_CLEARWAIT):
+                with m.Elif((phase == P_CLEARWAIT)):
                     if self.delay_unit == "ring":
                         ready = pipe_empty & ~dunit.busy
                     else:
                         ready = pipe_empty
                     with m.If(ready):
                         m.d.sync += phase.eq(P_DONE)
-                with m.Case(P_LEAK):
+                with m.Elif((phase == P_LEAK)):
                     m.d.comb += [ctl_valid.eq(1), ctl_kind.eq(OP_LEAK), ctl_col.eq(j)]
                     with m.If(ctl_taken):
                         m.d.sync += j.eq(j + 1)
                         with m.If(last_j):
                             m.d.sync += [phase.eq(P_DELAYED), j.eq(0)]
-                with m.Case(P_DELAYED):
+                with m.Elif((phase == P_DELAYED)):
                     if self.uses_scdq:
                         m.d.comb += [ev_valid.eq(dunit.out.valid), dunit.out.ready.eq(ev_ready),
                                      ev_row.eq(dunit.out.payload.level * self.n_in + dunit.out.payload.pre),
@@ -425,7 +419,7 @@ class NeuronCore(wiring.Component):
                             m.d.sync += phase.eq(P_INPUT)
                     else:
                         m.d.sync += phase.eq(P_INPUT)
-                with m.Case(P_INPUT):
+                with m.Elif((phase == P_INPUT)):
                     with m.If(inp.valid & inp.payload.eos):
                         m.d.comb += inp.ready.eq(1)
                         m.d.sync += phase.eq(P_SETTLE)
@@ -455,10 +449,10 @@ class NeuronCore(wiring.Component):
                             if self.uses_scdq:
                                 m.d.comb += [dunit.push.valid.eq(ev_ready | Const(int(not has_d0))), dunit.push.payload.eq(i)]
                             m.d.comb += inp.ready.eq(go)
-                with m.Case(P_SETTLE):
+                with m.Elif((phase == P_SETTLE)):
                     with m.If(pipe_empty):
                         m.d.sync += [j.eq(0), phase.eq(Mux(is_async, P_RSUM if not self.spiking else P_EOS, P_FIRE))]
-                with m.Case(P_FIRE):
+                with m.Elif((phase == P_FIRE)):
                     if self.delay_unit == "ring":
                         m.d.comb += [dunit.drain_req.valid.eq(j < n_out), dunit.drain_req.payload.eq(j)]
                         with m.If(dunit.drain_req.valid & dunit.drain_req.ready):
@@ -476,22 +470,26 @@ class NeuronCore(wiring.Component):
                             m.d.sync += j.eq(j + 1)
                             with m.If(last_j):
                                 m.d.sync += phase.eq(P_FLUSH)
-                with m.Case(P_RSUM):
+                with m.Elif((phase == P_RSUM)):
                     m.d.comb += [ctl_valid.eq(1), ctl_kind.eq(OP_RSUM), ctl_col.eq(j)]
                     with m.If(ctl_taken):
                         m.d.sync += j.eq(j + 1)
                         with m.If(last_j):
                             m.d.sync += phase.eq(P_FLUSH)
-                with m.Case(P_FLUSH):
+                with m.Elif((phase == P_FLUSH)):
                     with m.If(pipe_empty):
                         m.d.sync += phase.eq(P_EOS)
-                with m.Case(P_EOS):
+                with m.Elif((phase == P_EOS)):
                     if self.spiking:
                         m.d.comb += ctrl_eos.eq(~c_valid)
                         with m.If(self.out.ready & ~c_valid):
                             m.d.sync += phase.eq(P_DONE)
                     else:
                         m.d.sync += phase.eq(P_DONE)
+                with m.Elif((phase == P_IDLE) | (phase == P_DONE)):
+                    pass
+                with m.Else():  # unused encodings: back to idle
+                    m.d.sync += phase.eq(P_IDLE)
         # delay-unit strobes: start of the delayed phase, advance at end of step, clear with the core
         eos_sent = (phase == P_EOS) & ((self.out.ready & ~c_valid) if self.spiking else Const(1))
         if self.delay_unit == "ring":

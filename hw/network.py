@@ -234,12 +234,11 @@ class Network(wiring.Component):
         # network registers
         T = Signal(tw)
         n_events = Signal(_bits(spec.max_events + 1) + 1)
-        with m.If(self.cfg_we & (self.cfg_sel == spec.sel_net)):
-            with m.Switch(self.cfg_addr):
-                with m.Case(0):
-                    m.d.sync += T.eq(self.cfg_data)
-                with m.Case(1):
-                    m.d.sync += n_events.eq(self.cfg_data)
+        net_we = self.cfg_we & (self.cfg_sel == spec.sel_net)
+        with m.If(net_we & (self.cfg_addr == 0)):
+            m.d.sync += T.eq(self.cfg_data)
+        with m.If(net_we & (self.cfg_addr == 1)):
+            m.d.sync += n_events.eq(self.cfg_data)
 
         # stimulus memory: {c, t}
         ib = _bits(spec.layers[0].n_in)
@@ -313,38 +312,31 @@ class Network(wiring.Component):
             with m.Else():
                 m.d.sync += feeding.eq(0)
 
-        with m.FSM():
-            with m.State("IDLE"):
-                with m.If(self.start):
-                    m.d.sync += [cycles.eq(0), t.eq(0), ev_ptr.eq(0), rec_overflow.eq(0)]
-                    m.d.sync += [cnt.eq(0) for cnt in rec_counts]
-                    m.d.comb += [c.clear.eq(1) for c in cores]
-                    m.next = "CLEAR"
-            with m.State("CLEAR"):
-                m.d.sync += cycles.eq(cycles + 1)
-                with m.If(all_done):
-                    m.next = "STEP"
-            with m.State("STEP"):
-                m.d.sync += [cycles.eq(cycles + 1), feeding.eq(1)]
-                m.d.comb += [c.step_start.eq(1) for c in cores]
-                m.d.comb += [c.t.eq(t) for c in cores]
-                m.next = "WAIT"
-            with m.State("WAIT"):
-                m.d.sync += cycles.eq(cycles + 1)
-                with m.If(all_done & ~feeding):
-                    m.d.comb += sc_wr.en.eq(1)
-                    m.d.sync += t.eq(t + 1)
-                    with m.If(t + 1 >= T):
-                        m.next = "DONE"
-                    with m.Else():
-                        m.next = "STEP"
-            with m.State("DONE"):
-                m.d.comb += self.done.eq(1)
-                with m.If(self.start):
-                    m.d.sync += [cycles.eq(0), t.eq(0), ev_ptr.eq(0), rec_overflow.eq(0)]
-                    m.d.sync += [cnt.eq(0) for cnt in rec_counts]
-                    m.d.comb += [c.clear.eq(1) for c in cores]
-                    m.next = "CLEAR"
+        # sequencer states (a plain state register: Verilator lints the incomplete case of an FSM)
+        S_IDLE, S_CLEAR, S_STEP, S_WAIT, S_DONE = range(5)
+        state = Signal(3)
+        restart = [cycles.eq(0), t.eq(0), ev_ptr.eq(0), rec_overflow.eq(0)] + [cnt.eq(0) for cnt in rec_counts]
+        with m.If(state == S_CLEAR):
+            m.d.sync += cycles.eq(cycles + 1)
+            with m.If(all_done):
+                m.d.sync += state.eq(S_STEP)
+        with m.Elif(state == S_STEP):
+            m.d.sync += [cycles.eq(cycles + 1), feeding.eq(1), state.eq(S_WAIT)]
+            m.d.comb += [c.step_start.eq(1) for c in cores]
+            m.d.comb += [c.t.eq(t) for c in cores]
+        with m.Elif(state == S_WAIT):
+            m.d.sync += cycles.eq(cycles + 1)
+            with m.If(all_done & ~feeding):
+                m.d.comb += sc_wr.en.eq(1)
+                m.d.sync += t.eq(t + 1)
+                m.d.sync += state.eq(Mux(t + 1 >= T, S_DONE, S_STEP))
+        with m.Elif((state == S_IDLE) | (state == S_DONE)):
+            m.d.comb += self.done.eq(state == S_DONE)
+            with m.If(self.start):
+                m.d.sync += restart + [state.eq(S_CLEAR)]
+                m.d.comb += [c.clear.eq(1) for c in cores]
+        with m.Else():
+            m.d.sync += state.eq(S_IDLE)
         m.d.comb += self.busy.eq(~self.done)
 
         # result port
@@ -370,4 +362,6 @@ class Network(wiring.Component):
                 m.d.comb += self.res_data.eq(status_q)
             with m.Case(spec.sel_step_cycles):
                 m.d.comb += self.res_data.eq(sc_rd.data)
+            with m.Default():
+                m.d.comb += self.res_data.eq(0)
         return m
