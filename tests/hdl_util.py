@@ -79,13 +79,6 @@ async def stream_recv(ctx, port, n: int, rng: random.Random, p_stall: float = 0.
     return got
 
 
-def as_int(v) -> int:
-    """Plain int of a sampled value (ints, Amaranth consts and data views)."""
-    if isinstance(v, int):
-        return v
-    return int(v.as_value().value) if hasattr(v, "as_value") else int(v)
-
-
 # ---------------------------------------------------------------- cycle drivers shared by pysim and cocotb
 # A driver is simulator-agnostic: each cycle it gives input values by flat port
 # name (``add__valid``: Amaranth's Verilog naming), then observes the settled
@@ -237,6 +230,6 @@ def cocotb_params() -> dict:
     return json.loads(raw)
 
 
-__all__ = ["waves_enabled", "run_pysim", "idle_cycles", "stream_send", "stream_recv", "as_int",
+__all__ = ["waves_enabled", "run_pysim", "idle_cycles", "stream_send", "stream_recv",
            "flat_signals", "pack", "unpack", "run_pysim_driver", "run_cocotb_driver",
            "build_verilog", "run_cocotb", "cocotb_params"]

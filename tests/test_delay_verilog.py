@@ -13,7 +13,7 @@ import pytest
 
 from cocotb_ring_buffer import make_ring_plan
 from cocotb_scdq import make_scdq_plan, scdq_expected
-from hdl_util import COCOTB_BUILD, build_verilog, run_cocotb
+from hdl_util import COCOTB_BUILD, build_verilog, run_cocotb, waves_enabled
 from hw.delay.ring_buffer import RingBufferDelay
 from hw.delay.scdq import SCDQ
 from hw.verilog import LintError, lint, to_verilog, write_verilog
@@ -63,22 +63,28 @@ def test_to_verilog_names_the_top_module():
     assert "module rb_top(" in text and "drain_resp__payload" in text
 
 
-def test_ring_buffer_cocotb_differential():
+def _build_dir(tmp_path, unit: str):
+    """A private dir per run (the checkout is shared by concurrent runs), or
+    build/cocotb/<unit> when waveforms are wanted, so they are easy to find."""
+    return COCOTB_BUILD / unit if waves_enabled() else tmp_path / unit
+
+
+def test_ring_buffer_cocotb_differential(tmp_path):
     p = RING
     dut = RingBufferDelay(p["n"], p["max_delay"], p["acc_bits"], p["weight_bits"])
     plan = make_ring_plan(random.Random(p["seed"]), p["n"], p["max_delay"], p["weight_bits"], p["steps"],
                           p["adds_per_step"], n_segments=p["segments"])
     assert sum(1 for seg in plan.segments for ops in seg for op in ops if op[0] == "add") >= 200
-    build = COCOTB_BUILD / "ring_buffer"
+    build = _build_dir(tmp_path, "ring_buffer")
     v = build_verilog(dut, "ring_buffer", build)
     for sim in SIMULATORS:  # one build per simulator, all cocotb tests of the module
         run_cocotb(sim, v, "ring_buffer", "cocotb_ring_buffer", build, params=p)
 
 
-def test_scdq_cocotb_differential_and_overflow():
+def test_scdq_cocotb_differential_and_overflow(tmp_path):
     p = dict(SCDQ_P, capacity=_scdq_capacity())
     dut = SCDQ(p["n_pre"], tuple(p["delays"]), p["capacity"])
-    build = COCOTB_BUILD / "scdq"
+    build = _build_dir(tmp_path, "scdq")
     v = build_verilog(dut, "scdq", build)
     for sim in SIMULATORS:
         run_cocotb(sim, v, "scdq", "cocotb_scdq", build, params=p)

@@ -27,6 +27,10 @@ Timing and ordering rules (what a controller may rely on)
 * ``delay > max_delay`` must never be presented: it would alias another slot.
   An :class:`~amaranth.hdl.Assert` flags it in simulation.
 
+Port widths: ``neuron`` and the drain index are ``max(1, clog2 n)`` bits (no
+zero-width vectors in the Verilog); ``t`` is an extra output showing the
+current slot index.
+
 Read-modify-write is a 2-stage pipeline per path (read at acceptance, write
 one cycle later). Read ports are transparent to both write ports, which is the
 forwarding that makes back-to-back hits on one word correct.

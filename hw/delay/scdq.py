@@ -33,6 +33,9 @@ Protocol (what a controller may rely on)
   occupancy, ``peak``, ``overflow`` and ``dropped`` -- the counters are per
   sample; read them before clearing. It aborts any streaming. Reset gives the
   same state.
+* Port widths: ``pre`` and ``level`` are ``max(1, clog2 n)`` bits (no
+  zero-width vectors in the Verilog). With ``capacity == 1`` the event memory
+  has a 0-bit address, which ``verilator --lint-only`` reports (ASCRANGE).
 * ``max(delays) == 0`` is refused with ``ValueError``: such a layer needs no
   queue (the reference charges it 0 bits); the core applies ``d = 0`` taps at
   once.
