@@ -151,3 +151,10 @@ def test_delay_above_max_delay_is_flagged_in_simulation():
 
     with pytest.raises(AssertionError, match="add.delay > max_delay"):
         run_pysim(dut, tb, name="ring_bad_delay")
+
+
+def test_realistic_size_48_neurons_max_delay_60():
+    """The paper's layer size: wide addresses (neuron * 61 + slot), two laps of t."""
+    rng = random.Random(48)
+    plan = make_ring_plan(rng, 48, 60, 8, steps=2 * 61 + 2, adds_per_step=6)
+    _run(plan, 24, 48, "ring_48x61", p_idle=0.1, p_stall=0.1)

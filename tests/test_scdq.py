@@ -193,3 +193,13 @@ def test_reference_emissions_give_reference_occupancy(seed):
     drv, _ = _run(plan, seed, "scdq_ref_emissions", p_join=0.0)
     assert drv.occupancy[0][:T] == [int(x) for x in occ_ref]
     assert drv.reports[0] == {"peak": int(occ_ref.max()), "overflow": 0, "dropped": 0}
+
+
+def test_realistic_size_700_inputs_15_levels():
+    """700 inputs, delays 4..60 step 4, capacity = reference peak; two laps of the table."""
+    rng = random.Random(700)
+    delays = tuple(range(4, 61, 4))
+    plan = make_scdq_plan(rng, 700, delays, 1, 2 * 61 + 2, 3)
+    plan.capacity = _peak(plan)
+    drv, exp = _run(plan, 700, "scdq_700", p_idle=0.1, p_stall=0.1)
+    assert exp[0].dropped == 0 and sum(map(len, drv.streams[0])) > 1000
