@@ -158,3 +158,10 @@ def test_realistic_size_48_neurons_max_delay_60():
     rng = random.Random(48)
     plan = make_ring_plan(rng, 48, 60, 8, steps=2 * 61 + 2, adds_per_step=6)
     _run(plan, 24, 48, "ring_48x61", p_idle=0.1, p_stall=0.1)
+
+
+def test_single_word_ring_one_neuron_no_delay():
+    """n = 1, D = 0: every add is d = 0 and every drain returns the step's sum."""
+    rng = random.Random(2)
+    plan = make_ring_plan(rng, 1, 0, 8, steps=6, adds_per_step=5)
+    _run(plan, 16, 2, "ring_1x1", p_idle=0.2, p_stall=0.3)

@@ -92,7 +92,8 @@ class RingBufferDelay(wiring.Component):
 
     @property
     def memory_bits(self) -> int:
-        """Bits of the slot memory (depth x word width of the Memory it builds)."""
+        """Bits of the slot memory (depth x word width of the Memory it builds;
+        a 1-word memory is padded to 2 words, the spare one never addressed)."""
         return self.depth * self.mem_shape.width
 
     @staticmethod
@@ -102,7 +103,9 @@ class RingBufferDelay(wiring.Component):
     def elaborate(self, platform):
         m = Module()
         S = self.slots
-        m.submodules.mem = mem = Memory(shape=self.mem_shape, depth=self.depth, init=[])
+        # depth 1 (n = 1, D = 0) would give a 0-bit address (a verilator lint
+        # warning): pad to 2; the spare word is never addressed and not counted
+        m.submodules.mem = mem = Memory(shape=self.mem_shape, depth=max(2, self.depth), init=[])
         m.submodules.resp_fifo = fifo = SyncFIFO(width=self.acc_bits, depth=RESP_FIFO_DEPTH)
 
         wp_add = mem.write_port()
@@ -112,7 +115,8 @@ class RingBufferDelay(wiring.Component):
 
         t = Signal(range(max(2, S)))
         busy = Signal()
-        clr_addr = Signal(range(self.depth))
+        depth = max(2, self.depth)  # address signals of >= 1 bit (see the Memory)
+        clr_addr = Signal(range(depth))
         m.d.comb += [self.busy.eq(busy), self.t.eq(t)]
         idle = ~busy & ~self.clear
 
@@ -127,7 +131,7 @@ class RingBufferDelay(wiring.Component):
         slot_sum = Signal(range(2 * S))
         m.d.comb += slot_sum.eq(t + p.delay)
         slot = Mux(slot_sum >= S, slot_sum - S, slot_sum)
-        a_addr = Signal(range(self.depth))
+        a_addr = Signal(range(depth))
         m.d.comb += [a_addr.eq(p.neuron * S + slot), rp_add.addr.eq(a_addr), rp_add.en.eq(1)]
 
         # In-flight drain (stage 1) plus queued responses must fit the FIFO.
@@ -135,7 +139,7 @@ class RingBufferDelay(wiring.Component):
         room = (fifo.level + d1_valid) < RESP_FIFO_DEPTH
         m.d.comb += self.drain_req.ready.eq(idle & room)
         drain_fire = self.drain_req.valid & self.drain_req.ready
-        d_addr = Signal(range(self.depth))
+        d_addr = Signal(range(depth))
         m.d.comb += [d_addr.eq(self.drain_req.payload * S + t), rp_drain.addr.eq(d_addr),
                      rp_drain.en.eq(1)]
 
