@@ -93,7 +93,6 @@ def test_stream_helpers_and_interleaved_drain():
     cycles and drains with backpressure of a single step (d >= 1 adds only)."""
     n, D = 4, 3
     dut = RingBufferDelay(n, D, 16, 8)
-    lay = add_layout(n, D, 8)
     rng = random.Random(5)
     adds = [{"neuron": rng.randrange(n), "delay": rng.randint(1, D), "weight": rng.randint(-128, 127)}
             for _ in range(40)]
@@ -106,7 +105,6 @@ def test_stream_helpers_and_interleaved_drain():
             await ctx.tick()
             ctx.set(dut.advance, 0)
             await stream_send(ctx, dut.drain_req, list(range(n)), random.Random(t), p_idle=0.3)
-        await stream_recv(ctx, dut.drain_resp, 0, random.Random(0))  # no-op call path
         while len(got) < n * D:
             await ctx.tick()
 
@@ -117,7 +115,6 @@ def test_stream_helpers_and_interleaved_drain():
     exp = [sum(a["weight"] for a in adds if a["delay"] == t and a["neuron"] == j)
            for t in range(1, D + 1) for j in range(n)]
     assert [int(g) for g in got] == exp
-    assert lay["weight"].shape.signed
 
 
 @pytest.mark.parametrize("n,D,acc", [(1, 0, 24), (48, 60, 24), (700, 63, 16), (5, 7, 10)])
