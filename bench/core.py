@@ -42,20 +42,26 @@ COMBOS = [(m, u) for m in ("layered", "async") for u in ("ring", "scdq")]
 
 # ---------------------------------------------------------------- harness wrapper (counts clock ticks too)
 def harness_run(exe, spec: NetworkSpec, model: Model, mode: str, X: np.ndarray):
-    """Run samples through the compiled harness; returns (HdlSamples, clock ticks, wall seconds)."""
+    """Run samples through the compiled harness; returns (HdlSamples, clock ticks, wall seconds,
+    CPU seconds of the harness process)."""
+    import resource
     from cosim.backends.verilator import _harness_args, _parse
     shape = SimpleNamespace(T=model.T, n_classes=spec.n_classes)
     w = config_writes(spec, model, mode)
     script = ["".join(f"W {s} {a} {d}\n" for s, a, d in w)]
     for x in X:
         script.append("".join(f"W {s} {a} {d}\n" for s, a, d in stimulus_writes(spec, x)) + "R\n")
+    script = "".join(script)
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    p = subprocess.run([str(exe), *_harness_args(spec, shape)], input="".join(script), capture_output=True, text=True)
+    p = subprocess.run([str(exe), *_harness_args(spec, shape)], input=script, capture_output=True, text=True)
     wall = time.perf_counter() - t0
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
     if p.returncode != 0:
         raise RuntimeError(p.stderr[-2000:])
     ticks = int(p.stderr.split("ticks")[-1].split()[0])
-    return [_parse(spec, shape, line) for line in p.stdout.splitlines()], ticks, wall
+    return [_parse(spec, shape, line) for line in p.stdout.splitlines()], ticks, wall, cpu
 
 
 def check(model, X, mode, unit, hdl) -> None:
@@ -124,6 +130,24 @@ def shd_model(seed=0, sizes=(700, 48, 48, 20), K=15, D=60, density=0.05, T=100, 
     return model
 
 
+def row_cycles(layer: Layer, X: np.ndarray, unit: str, T: int) -> tuple[int, int]:
+    """(event, level) rows a core walks through for input rasters ``X`` [B, T, n_in], and how many
+    of them carry no SOP (an empty row, or for the ring a tap arriving at or after T): each row costs
+    at least one cycle."""
+    nnz = (layer.weights != 0).sum(axis=2)  # [K, n_in]
+    rows = dead = 0
+    for x in X:
+        for t in range(T):
+            for k, d in enumerate(layer.delays):
+                src = t - d if unit == "scdq" else t  # scdq: rows come due at t; ring: fan out at emission
+                if src < 0:
+                    continue
+                ev = np.nonzero(x[src])[0]
+                rows += len(ev)
+                dead += len(ev) if (unit == "ring" and t + d >= T) else int((nnz[k, ev] == 0).sum())
+    return rows // len(X), dead // len(X)
+
+
 # ---------------------------------------------------------------- main
 def per_core(hdl) -> list[float]:
     n = len(hdl[0].counters)
@@ -152,7 +176,7 @@ def main(argv=None) -> int:
     print(f"{'mode':8s} {'unit':5s} {'core0 (64x64)':>14s} {'core1 (readout)':>16s} {'stalls0':>8s}")
     for mode, unit in COMBOS:
         spec = NetworkSpec.for_model(dm, unit)
-        hdl, _, _ = harness_run(exes[unit], spec, dm, mode, Xd)
+        hdl, _, _, _ = harness_run(exes[unit], spec, dm, mode, Xd)
         check(dm, Xd, mode, unit, hdl)
         r = per_core(hdl)
         print(f"{mode:8s} {unit:5s} {r[0]:14.4f} {r[1]:16.4f} {hdl[0].counters[0]['stalls']:8d}")
@@ -174,7 +198,7 @@ def main(argv=None) -> int:
           f"{'bound':>8s} {'ratio':>6s} {'Mcyc/s':>7s}")
     vl_speed = {}
     for mode, unit in COMBOS:
-        hdl, ticks, wall = harness_run(exes[unit], specs[unit], model, mode, X)
+        hdl, ticks, wall, _ = harness_run(exes[unit], specs[unit], model, mode, X)
         check(model, X, mode, unit, hdl)
         r = per_core(hdl)
         cyc = np.array([h.cycles for h in hdl])
@@ -183,16 +207,22 @@ def main(argv=None) -> int:
         print(f"{mode:8s} {unit:5s} {r[0]:13.4f} {r[1]:6.3f} {r[2]:6.3f} {cyc.mean():10.0f} {bound.mean():8.0f} "
               f"{(cyc / bound).mean():6.3f} {ticks / wall / 1e6:7.2f}")
     print("(bound = max over cores of the sample's SOPs; ratio = mean of cycles / bound per sample)")
+    L0 = model.layers[0]
+    for unit in ("ring", "scdq"):
+        rows, dead = row_cycles(L0, X, unit, model.T)
+        print(f"core0 {unit}: per sample {rows} (event, level) rows, {dead} of them without a SOP (>= 1 cycle each); "
+              f"per-step passes over the {L0.n_out} neurons cost >= {model.T * L0.n_out} cycles"
+              + (f"; clearing the ring costs {L0.n_out * (L0.max_delay + 1)}" if unit == "ring" else ""))
 
     # 3. pysim vs Verilator, same design (layered, scdq) and stimulus (sample 0)
     if not a.no_pysim:
         from hw.pysim import run_network
         mode, unit = "layered", "scdq"
         spec = specs[unit]
-        hv, ticks, wall = harness_run(exes[unit], spec, model, mode, X[:1].repeat(8, axis=0))
-        t0 = time.perf_counter()
+        hv, ticks, wall, vcpu = harness_run(exes[unit], spec, model, mode, X[:1].repeat(8, axis=0))
+        t0, c0 = time.perf_counter(), time.process_time()
         hp = run_network(spec, model, X[:1], mode)[0]
-        pwall = time.perf_counter() - t0
+        pwall, pcpu = time.perf_counter() - t0, time.process_time() - c0
         assert hp.cycles == hv[0].cycles and np.array_equal(hp.readout, hv[0].readout)
         # every clock pysim ran: config + stimulus writes, start, run to done, result reads
         n_reads = 2 + 8 * len(spec.layers) + len(spec.layers) - 1 + sum(len(e[0]) for e in hp.emissions) \
@@ -200,10 +230,12 @@ def main(argv=None) -> int:
         p_ticks = len(config_writes(spec, model, mode)) + len(stimulus_writes(spec, X[0])) + 1 + hp.cycles + n_reads
         print(f"\n== simulated cycles/s, {mode}/{unit} SHD-like design, sample 0 ({hp.cycles} cycles to done; "
               f"counting config, stimulus, run and readback clocks)")
-        print(f"pysim      {p_ticks:>9d} cycles in {pwall:7.2f} s: {p_ticks / pwall:12.0f} cycles/s")
-        print(f"verilator  {ticks:>9d} cycles in {wall:7.2f} s: {ticks / wall:12.0f} cycles/s  "
-              f"(same sample x8 in one harness process)")
-        print(f"verilator / pysim: {ticks / wall / (p_ticks / pwall):.0f}x")
+        print(f"{'':10s} {'cycles':>9s} {'wall s':>8s} {'cycles/s':>12s} {'CPU s':>8s} {'cycles/CPU-s':>13s}")
+        print(f"{'pysim':10s} {p_ticks:>9d} {pwall:8.2f} {p_ticks / pwall:12.0f} {pcpu:8.2f} {p_ticks / pcpu:13.0f}")
+        print(f"{'verilator':10s} {ticks:>9d} {wall:8.2f} {ticks / wall:12.0f} {vcpu:8.2f} {ticks / vcpu:13.0f}"
+              f"   (same sample x8 in one harness process)")
+        print(f"verilator / pysim: {ticks / wall / (p_ticks / pwall):.0f}x wall, {ticks / vcpu / (p_ticks / pcpu):.0f}x CPU"
+              f" (machine load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     return 0
 
 
