@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import cocotb
 
-from hdl_util import cocotb_params, cocotb_reset, pack, run_cocotb_driver, unpack
+from hdl_util import cocotb_params, cocotb_reset, pack, run_cocotb_driver
 from hw.delay.ring_buffer import add_layout
 
 

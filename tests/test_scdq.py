@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cocotb_scdq import SCDQDriver, SCDQPlan, check_scdq, make_scdq_plan, scdq_expected
+from cocotb_scdq import SCDQDriver, SCDQPlan, check_scdq, make_scdq_plan
 from hdl_util import run_pysim, run_pysim_driver
 from hw.delay.scdq import SCDQ
 from hw.model_file import Layer, Model
