@@ -91,7 +91,8 @@ def cosimulate(model: Model, X: np.ndarray, y: np.ndarray | None, *, backend: st
     runs, cycles = [], {}
     for u in delay_units:
         peak = np.max([refs[(m_, u)].occupancy.max(axis=(0, 2)) for m_ in modes], axis=0)
-        caps = [scdq_capacity or max(1, int(p)) for p in peak]
+        # the smallest capacity that never overflows (2 at least: a 1-entry queue has a 0-bit address)
+        caps = [scdq_capacity or max(2, int(p)) for p in peak]
         spec = NetworkSpec.for_model(model, u, scdq_capacity=caps, max_events=_pow2(max_events),
                                      max_spikes=_pow2(max_spikes))
         be = make_backend(backend, spec, log=log)
@@ -119,7 +120,7 @@ def cosimulate(model: Model, X: np.ndarray, y: np.ndarray | None, *, backend: st
             if not 0 <= vcd_sample < len(X):
                 raise CosimError(f"--vcd: sample {vcd_sample} is outside 0..{len(X) - 1}")
             m_, u = combos[0]
-            spec = NetworkSpec.for_model(model, u, scdq_capacity=[max(1, int(p)) for p in
+            spec = NetworkSpec.for_model(model, u, scdq_capacity=[max(2, int(p)) for p in
                                                                   refs[(m_, u)].occupancy.max(axis=(0, 2))],
                                          max_events=_pow2(max_events), max_spikes=_pow2(max_spikes))
             AmaranthBackend(spec).run(model, X[vcd_sample], m_, vcd=str(out / f"sample{vcd_sample}.vcd"))

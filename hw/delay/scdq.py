@@ -185,8 +185,10 @@ class SCDQ(wiring.Component):
         k_sel = Signal(range(max(2, K)))
         m.d.comb += k_sel.eq(Mux(self.start, k0, Mux(k == K - 1, k, k + 1)))
         d_sel = Signal(range(D + 1))
-        # (a 1-entry Array is an incomplete case statement for verilator)
-        m.d.comb += d_sel.eq(Array(self.delays)[k_sel] if K > 1 else self.delays[0])
+        # padded to a power of two: any other Array length is an incomplete case for verilator
+        n_sel = 1 << len(k_sel)
+        table = list(self.delays) + [self.delays[-1]] * (n_sel - K)
+        m.d.comb += d_sel.eq(Array(table)[k_sel] if K > 1 else self.delays[0])
         due = (d_sel != 0) & (d_sel <= age)
         m.d.comb += [st_b.addr.eq(mod(t_mod - d_sel, over=False)), st_e.addr.eq(mod(t_mod - d_sel + 1))]
         ld_rd, ld_end = ptr(), ptr()
