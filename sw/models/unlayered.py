@@ -231,8 +231,8 @@ def async_layer(S, rank, mem, layer: LayerView, scheduler="fifo", forward_group=
         I = sum(_shift(S, d, 0.0) @ W[k] for k, d in enumerate(layer.delays))
         v = S.new_zeros(B, n_out)
         vs = []
-        for t in range(T):
-            v = _leak(v, a, integer) + I[:, t]
+        for It in I.unbind(1):
+            v = _leak(v, a, integer) + It
             vs.append(v)
         vt = torch.stack(vs, 1)
         z = torch.zeros_like(vt)
@@ -254,15 +254,17 @@ def async_layer(S, rank, mem, layer: LayerView, scheduler="fifo", forward_group=
         touched = torch.cat([touched, touched.new_zeros(B, T, pad, n_out)], 2)
     G = G.view(B, T, NG, Fe, n_out).sum(3)
     touched = touched.view(B, T, NG, Fe, n_out).any(3)
-    P = G.cumsum(2)  # membrane offset after each group
+    P = G.cumsum(2).unbind(1)  # membrane offset after each group, per step (unbind: one backward stack)
 
     j = torch.arange(n_out, dtype=torch.float64)
     v = S.new_zeros(B, n_out)
     spikes, ranks, mems, vs = [], [], [], []
+    any_touch = touched.any(2).unbind(1)
+    touched = touched.unbind(1)
     for t in range(T):
         v0 = _leak(v, a, integer)
-        C = v0.unsqueeze(1) + P[:, t]  # [B, NG, n_out]
-        tg = touched[:, t]
+        C = v0.unsqueeze(1) + P[t]  # [B, NG, n_out]
+        tg = touched[t]
         Cd = C.detach()
         cand = tg & (Cd >= theta)
         fired = cand.any(1)
@@ -271,7 +273,7 @@ def async_layer(S, rank, mem, layer: LayerView, scheduler="fifo", forward_group=
         g_near = torch.where(tg, Cd, -_INF).argmax(1)
         g_u = torch.where(fired, g_fire, g_near)
         C_last = C[:, -1]
-        Cu = torch.where(tg.any(1), C.gather(1, g_u.unsqueeze(1)).squeeze(1), C_last)
+        Cu = torch.where(any_touch[t], C.gather(1, g_u.unsqueeze(1)).squeeze(1), C_last)
         s = _AsyncSpike.apply((Cu - theta) / theta.abs().clamp_min(1e-12), fired, slope)
         Cf = C.gather(1, g_fire.unsqueeze(1)).squeeze(1)
         f = fired.to(C.dtype)
