@@ -7,7 +7,8 @@
 Part 1 times one forward + backward pass of a hidden layer's neuron part
 (current ``[B, T, n]`` -> spikes, loss = sum) for PSU/IPSU/RPSU and the delay
 model's sequential LIF, interleaved in one run (median of ``--reps``), and
-prints the LIF / PSU ratio per ``T``.
+prints the LIF / PSU ratio per ``T``. "LIF (unbind)" is the same LIF step
+function looped over ``current.unbind(1)`` (see :class:`_LifUnbind`).
 
 Part 2 trains the synthetic-task topology of bench/unlayered.py with each
 neuron kind through ``sw.train`` (the export is the contract LIF, so its
@@ -30,6 +31,27 @@ import time
 import torch
 
 
+class _LifUnbind(torch.nn.Module):
+    """The delay model's own ``lif_step`` looped over ``current.unbind(1)``:
+    same arithmetic as ``LIFNeuron``, but a per-step slice ``cur[:, t]`` costs a
+    full-size zero tensor in backward (O(T^2)); unbind does not."""
+
+    def __init__(self, decay):
+        super().__init__()
+        self.decay = decay
+
+    def forward(self, current, threshold):
+        from sw.models.delay import lif_step
+
+        cur = current.to(torch.float64)
+        v = torch.zeros_like(cur[:, 0])
+        out = []
+        for c in cur.unbind(1):
+            z, v = lif_step(v, c, threshold, self.decay, True, 24, 5.0, True)
+            out.append(z)
+        return torch.stack(out, 1).to(current.dtype)
+
+
 def time_neurons(Ts, B, n, reps, kinds):
     from sw.models.delay import LIFNeuron
     from sw.models.psu import make_neuron
@@ -39,7 +61,7 @@ def time_neurons(Ts, B, n, reps, kinds):
     for T in Ts:
         g = torch.Generator().manual_seed(T)
         cur = (torch.randn(B, T, n, generator=g) * 60 + 20).round()
-        mods = {"lif": LIFNeuron(n, decay=decay, spiking=True, exact=True)}
+        mods = {"lif": LIFNeuron(n, decay=decay, spiking=True, exact=True), "lif_unbind": _LifUnbind(decay)}
         mods.update({k: make_neuron(k, n, T, decay=decay) for k in kinds})
         times = {k: [] for k in mods}
         for r in range(reps + 1):
@@ -50,7 +72,8 @@ def time_neurons(Ts, B, n, reps, kinds):
                 if r:  # first round is warm-up
                     times[k].append(time.perf_counter() - t0)
         med = {k: statistics.median(v) for k, v in times.items()}
-        rows.append({"T": T, "seconds": med, "lif_over": {k: med["lif"] / med[k] for k in kinds}})
+        rows.append({"T": T, "seconds": med, "lif_over": {k: med["lif"] / med[k] for k in kinds},
+                     "lif_unbind_over": {k: med["lif_unbind"] / med[k] for k in kinds}})
     return rows
 
 
@@ -109,13 +132,16 @@ def main(argv=None) -> int:
     res = {"argv": sys.argv, "threads": a.threads}
     res["timing"] = time_neurons(a.T, a.batch, a.neurons, a.reps, a.kinds)
     lines = [f"forward+backward per batch (B={a.batch}, n={a.neurons}, {a.threads} thread(s), median of {a.reps})",
-             "| T | LIF ms | " + " | ".join(f"{k.upper()} ms" for k in a.kinds) + " | "
-             + " | ".join(f"LIF/{k.upper()}" for k in a.kinds) + " |",
-             "|" + "---|" * (2 + 2 * len(a.kinds))]
+             "| T | LIF ms | LIF (unbind) ms | " + " | ".join(f"{k.upper()} ms" for k in a.kinds) + " | "
+             + " | ".join(f"LIF/{k.upper()}" for k in a.kinds) + " | "
+             + " | ".join(f"LIF(unbind)/{k.upper()}" for k in a.kinds) + " |",
+             "|" + "---|" * (3 + 3 * len(a.kinds))]
     for r in res["timing"]:
         s = r["seconds"]
-        lines.append(f"| {r['T']} | {1e3 * s['lif']:.1f} | " + " | ".join(f"{1e3 * s[k]:.2f}" for k in a.kinds)
-                     + " | " + " | ".join(f"{r['lif_over'][k]:.1f}x" for k in a.kinds) + " |")
+        lines.append(f"| {r['T']} | {1e3 * s['lif']:.1f} | {1e3 * s['lif_unbind']:.1f} | "
+                     + " | ".join(f"{1e3 * s[k]:.2f}" for k in a.kinds)
+                     + " | " + " | ".join(f"{r['lif_over'][k]:.1f}x" for k in a.kinds)
+                     + " | " + " | ".join(f"{r['lif_unbind_over'][k]:.1f}x" for k in a.kinds) + " |")
     print("\n".join(lines), flush=True)
     if not a.skip_accuracy:
         res["accuracy"] = accuracy_rows(a.kinds, a.epochs, a.finetune, out)
