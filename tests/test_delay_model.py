@@ -120,3 +120,21 @@ def test_unquantized_context_runs_plain_float_and_restores():
             assert not torch.equal(f, f.round())  # float currents, not integers
         assert torch.equal(net(x)[1]["readout"], q)
     assert float(net.synapses[-1].scale()) > 0 and net.synapses[0].quantize
+
+
+def test_pruned_synapse_path_equals_the_dense_path():
+    torch.manual_seed(4)
+    syn = DelaySynapse(9, 6, list(range(0, 21, 2)))
+    s = (torch.rand(3, 25, 9) < 0.3).float()
+    with torch.no_grad():
+        syn.mask[:, :, 3:] = False  # 3 of 11 levels live: the matmul path
+        sparse = syn(s)
+        dense_ref = torch.zeros(3, 25, 6)
+        W = syn.effective_weight()
+        for k in range(3):
+            dense_ref[:, 2 * k:] += s[:, : 25 - 2 * k] @ W[:, :, k].T
+    assert torch.equal(sparse, dense_ref)  # integer currents: exact in both paths
+    syn.mask[:] = True
+    with torch.no_grad():
+        x = syn(s)
+    assert torch.equal(x, x.round())
