@@ -15,6 +15,12 @@ against ``hw.reference`` (layered) sample by sample, and summarized in
 ``<out>/train_summary.json``. The test split is used only for that final report;
 the per-epoch figure is a validation split held out of train.
 
+``--no-delays`` keeps the topology and uses delay 0 only. Parameter parity: the
+default pruning (``synaptic``, ``k = 1``) leaves the delay model one tap per
+synapse, so both models have at most ``n_in * n_out`` non-zero weights per layer
+(36864 for 700-48-48-20); the delay model's extra freedom is which of at most 15
+delays each synapse uses (a row index in the synapse memory, not a weight).
+
 ``train.threads`` defaults to 1: the neuron recurrence is many small ops, and on
 a shared 2-core machine two OpenMP threads wait on each other at every op
 (measured 10x slower under load, bench/train.py --threads 2 vs 1).
