@@ -109,7 +109,7 @@ def test_training_with_psu_reduces_loss(kind):
     X, y = _task()
     net = _net(kind)
     losses = finetune(net, X, y, epochs=6, lr=5e-3, batch_size=16, progress=False)
-    assert losses[-1] < 0.9 * losses[0]
+    assert losses[-1] < 0.95 * losses[0]
 
 
 def test_convert_to_lif_then_export_runs_on_reference():
