@@ -136,13 +136,13 @@ def evaluate_model(model: Model, X: np.ndarray, y: np.ndarray, execution: str = 
 
 
 def format_table(rows: list[dict]) -> str:
-    head = (f"{'model':<28} {'exec':<7} {'unit':<4} {'N':>5} {'acc %':>6} {'density/layer':<20} "
+    head = (f"{'model':<34} {'exec':<7} {'unit':<4} {'N':>5} {'acc %':>6} {'density/layer':<20} "
             f"{'SOP/inf':>9} {'TTD mean':>8} {'TTD med':>7}")
     lines = [head, "-" * len(head)]
     for r in rows:
         dens = " ".join(f"{d:.4f}" for d in r["spike_density"])
-        name = r["model"] if len(r["model"]) <= 28 else "…" + r["model"][-27:]
-        lines.append(f"{name:<28} {r['execution']:<7} {r['delay_unit']:<4} {r['samples']:>5} "
+        name = r["model"] if len(r["model"]) <= 34 else "/".join(Path(r["model"]).parts[-2:])[-34:]
+        lines.append(f"{name:<34} {r['execution']:<7} {r['delay_unit']:<4} {r['samples']:>5} "
                      f"{100 * r['accuracy']:>6.2f} {dens:<20} {r['sops_per_inference']:>9.1f} "
                      f"{r['time_to_decision_mean']:>8.2f} {r['time_to_decision_median']:>7.1f}")
     return "\n".join(lines)
