@@ -3,9 +3,10 @@
     python bench/fuzz.py --cases N --seed S [--unit ring|scdq|both] [--workers W] [--case I]
 
 One Verilator build per (layer count 1..3, delay unit) of a maximal shape
-(width 8, delay levels 0..7, T up to 16); every case is a random model inside
-it (random sizes, subsets of levels, weights, thresholds, decays, resets,
-both modes, 1-3 samples) programmed through the configuration port. Cases are
+(width 8, delay levels 0..7, T up to 16, narrow membrane/readout widths so that
+saturation happens); every case is a random model inside it (random sizes,
+subsets of levels, weights, thresholds, decays, resets, both modes, 1-3
+samples) programmed through the configuration port. Cases are
 batched: one harness process runs many cases, with configuration writes
 between the ``R`` (run) commands. Case ``I`` of seed ``S`` is generated from
 ``numpy.random.default_rng([S, I])`` alone, so ``--case I`` replays it.
@@ -30,7 +31,7 @@ if str(ROOT) not in sys.path:
 import numpy as np  # noqa: E402
 
 from hw import reference as ref  # noqa: E402
-from hw.model_file import Layer, Model  # noqa: E402
+from hw.model_file import Layer, Model, Widths  # noqa: E402
 from hw.network import LayerSpec, NetworkSpec, config_writes, stimulus_writes  # noqa: E402
 
 WIDTH = 8
@@ -38,6 +39,9 @@ LEVELS = tuple(range(8))
 T_MAX = 16
 MAX_SAMPLES = 3
 UNITS = ("ring", "scdq")
+# narrow enough that membranes and readout sums do saturate in some cases
+# (8 inputs x 8 levels x 127 = 8128 per step at most; sums stay below 2^15 as the loader demands)
+WIDTHS = Widths(weight_bits=8, membrane_bits=12, acc_bits=16, readout_bits=14, max_delay=63)
 
 
 def fix_verilator_pch() -> None:
@@ -55,7 +59,7 @@ def build_spec(n_layers: int, unit: str) -> NetworkSpec:
     nnz = len(LEVELS) * WIDTH * WIDTH
     cap = (max(LEVELS) + 1) * WIDTH  # the most an SCDQ can hold here: never overflows
     layers = tuple(LayerSpec(WIDTH, WIDTH, LEVELS, nnz, cap) for _ in range(n_layers))
-    return NetworkSpec(layers, unit, T_max=T_MAX, max_events=T_MAX * WIDTH, max_spikes=T_MAX * WIDTH)
+    return NetworkSpec(layers, unit, widths=WIDTHS, T_max=T_MAX, max_events=T_MAX * WIDTH, max_spikes=T_MAX * WIDTH)
 
 
 # ---------------------------------------------------------------- random cases
@@ -77,11 +81,11 @@ def make_case(seed: int, index: int, units=UNITS) -> dict:
         W = np.clip(W + int(rng.integers(0, wmax // 2 + 1)), -128, 127)  # bias toward excitation
         W = W * (rng.random(shape) < rng.uniform(0.15, 1.0))
         scale = max(1, int(np.abs(W).sum(axis=(0, 1)).mean() // 3) + 1)
-        threshold = int(rng.integers(1, 2 * scale + 2))
+        threshold = min(int(rng.integers(1, 2 * scale + 2)), (1 << (WIDTHS.membrane_bits - 1)) - 1)
         decay = int(rng.choice([0, 4096, int(rng.integers(0, 4097))], p=[0.1, 0.2, 0.7]))
         layers.append(Layer(delays, W.astype(np.int8), threshold=threshold, decay=decay,
                             reset=str(rng.choice(["zero", "subtract"])), spiking=l < n_layers - 1))
-    model = Model(layers, sizes[0], T)
+    model = Model(layers, sizes[0], T, widths=WIDTHS)
     B = int(rng.integers(1, MAX_SAMPLES + 1))
     X = rng.random((B, T, sizes[0])) < rng.uniform(0.03, 0.8)
     return {"index": index, "seed": seed, "L": n_layers, "unit": unit, "mode": mode, "model": model, "X": X}
@@ -182,7 +186,10 @@ def run_chunk(args) -> tuple[int, int, str | None, int, dict]:
     for c in cases:
         groups.setdefault((c["L"], c["unit"]), []).append(c)
     bad, first, first_i = 0, None, None
-    stats = {"samples": 0, "sops": 0, "spikes": 0, "hidden_cases": 0, "hidden_spiking_cases": 0}
+    stats = {"samples": 0, "sops": 0, "spikes": 0, "hidden_cases": 0, "hidden_spiking_cases": 0, "saturated": 0,
+             "v_saturated": 0}
+    rmax = (1 << (WIDTHS.readout_bits - 1)) - 1
+    vmax = (1 << (WIDTHS.membrane_bits - 1)) - 1
     for (L, unit), cs in sorted(groups.items()):
         spec = build_spec(L, unit)
         for c, hdl in zip(cs, run_group(_EXES[(L, unit)], spec, cs, corrupt)):
@@ -194,6 +201,9 @@ def run_chunk(args) -> tuple[int, int, str | None, int, dict]:
             stats["spikes"] += n_spk
             stats["hidden_cases"] += L > 1
             stats["hidden_spiking_cases"] += n_spk > 0
+            stats["saturated"] += sum(int(np.any((r.readout >= rmax) | (r.readout <= -rmax - 1))) for r in exp)
+            # the readout's membrane: R[t] - R[t-1] = v[t] (while R itself is not saturated)
+            stats["v_saturated"] += sum(int(np.any(np.abs(np.diff(r.readout, axis=0, prepend=0)) >= vmax)) for r in exp)
             if diff:
                 bad += 1
                 if first_i is None or c["index"] < first_i:
@@ -261,7 +271,8 @@ def main(argv=None) -> int:
             pool.join()
     print(f"(builds {t_build:.1f} s, cases {time.time() - t1:.1f} s, {a.workers} workers; {agg.get('samples', 0)} samples, "
           f"{agg.get('sops', 0)} SOPs, {agg.get('spikes', 0)} hidden spikes, hidden layers spiked in "
-          f"{agg.get('hidden_spiking_cases', 0)} of {agg.get('hidden_cases', 0)} multi-layer cases)", file=sys.stderr)
+          f"{agg.get('hidden_spiking_cases', 0)} of {agg.get('hidden_cases', 0)} multi-layer cases, readout saturated in "
+          f"{agg.get('saturated', 0)} samples, readout membrane in {agg.get('v_saturated', 0)})", file=sys.stderr)
     print(f"{total} cases, {bad} mismatches")
     if first is not None:
         print(f"first mismatch (replay: python bench/fuzz.py --seed {a.seed} --unit {a.unit} --case {first_i}"
