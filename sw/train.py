@@ -321,18 +321,22 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
         log(f"--resume: no checkpoint at {last}; starting from scratch")
     Xtr_t, ytr_t = torch.from_numpy(Xtr), torch.from_numpy(ytr)
     B = tc["batch_size"]
-    if start == 0 and net.cfg.init_rate > 0:  # data-driven init on a fixed, seeded batch of train
-        g = torch.Generator().manual_seed(cfg["seed"])
-        idx = torch.randperm(len(ytr_t), generator=g)[:128]
-        mults = net.calibrate(Xtr_t[idx], net.cfg.init_rate)
+    g = torch.Generator().manual_seed(cfg["seed"])
+    calib = Xtr_t[torch.randperm(len(ytr_t), generator=g)[:128]].float()  # fixed, seeded batch of train
+    if start == 0 and net.cfg.init_rate > 0:  # data-driven init
+        mults = net.calibrate(calib, net.cfg.init_rate)
         log("init: hidden weight scale x " + ", ".join(f"{m:.3g}" for m in mults))
     done_now = 0
     for epoch in range(start, E):
-        if epoch in plan:
-            k, lv = plan[epoch]
-            prune_net(net, pr["method"], k, lv)
-        if epoch == budget_epoch:
-            enforce_budget(net, cfg["budget"]["max_taps"], cfg["budget"]["on_exceed"])
+        if epoch in plan or epoch == budget_epoch:
+            rates = net.layer_rates(calib) if pr["recalibrate"] else None
+            if epoch in plan:
+                k, lv = plan[epoch]
+                prune_net(net, pr["method"], k, lv)
+            if epoch == budget_epoch:
+                enforce_budget(net, cfg["budget"]["max_taps"], cfg["budget"]["on_exceed"])
+            if rates is not None:  # pruning removes drive: give each layer back its spike rate
+                net.calibrate(calib, rates, iters=10)
         model.train()
         t0 = time.time()
         g = torch.Generator().manual_seed(cfg["seed"] * 1_000_003 + epoch)  # order depends on (seed, epoch) only

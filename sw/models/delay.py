@@ -242,19 +242,33 @@ class DelayNet(nn.Module):
                 neuron = LIFNeuron(sizes[l + 1], **kw)
             layers.append(DelayLayer(syn, neuron, cfg.theta, cfg.membrane_bits))
         self.layers = nn.ModuleList(layers)
+        # learnable log-temperature of the mem_sum logits: argmax (the hardware's answer) is
+        # invariant to it, but CE recovers at once when pruning shrinks the readout sums
+        self.logit_scale = nn.Parameter(torch.zeros(()))
 
     @property
     def synapses(self) -> list[DelaySynapse]:
         return [L.synapse for L in self.layers]
 
     @torch.no_grad()
-    def calibrate(self, x: torch.Tensor, rate: float, iters: int = 14) -> list[float]:
-        """Rescale each hidden layer's initial weights (in order) so that its mean
-        spike rate on ``x`` is close to ``rate``: a data-driven init that keeps
-        deep layers from starting silent. Returns the multipliers (deterministic)."""
+    def layer_rates(self, x: torch.Tensor) -> list[float]:
+        """Mean spike rate of each hidden layer on ``x``."""
+        with torch.no_grad():
+            return [float(z.mean()) for z in self(x)[1]["spikes"]]
+
+    def calibrate(self, x: torch.Tensor, rate, iters: int = 14) -> list[float]:
+        """Rescale each hidden layer's weights (in order) so that its mean spike
+        rate on ``x`` is close to ``rate`` (one number, or one per hidden layer):
+        a data-driven init that keeps deep layers from starting silent, and a way
+        to give a layer back its activity after pruning. Returns the multipliers."""
         s = x.to(torch.float32)
         mults = []
-        for L in self.layers[:-1]:
+        rates = list(rate) if isinstance(rate, (list, tuple)) else [rate] * (len(self.layers) - 1)
+        for L, rate in zip(self.layers[:-1], rates):
+            if rate <= 0:  # a silent layer stays as it is
+                s = L(s)
+                mults.append(1.0)
+                continue
             w0 = L.synapse.wscale.clone()
             lo, hi = -8.0, 8.0  # log2 of the multiplier
             for _ in range(iters):
@@ -276,7 +290,7 @@ class DelayNet(nn.Module):
             spikes.append(s)
         v = self.layers[-1](s)
         scale = self.layers[-1].synapse.scale().to(v.dtype)
-        logits = (v.sum(1) * (scale / v.shape[1])).to(torch.float32)  # mem_sum, back in float units
+        logits = (v.sum(1) * (scale / v.shape[1]) * self.logit_scale.exp()).to(torch.float32)  # mem_sum
         return logits, {"spikes": spikes, "readout": v}
 
 
