@@ -226,19 +226,25 @@ class Network(wiring.Component):
         L = len(spec.layers)
         cores = self.cores
         tw = self.tw
+        # host inputs are registered once: no logic depends on a top-level input combinationally,
+        # which keeps a compiled model's input-change evaluation small (and eases timing)
+        cfg_we, cfg_sel = Signal.like(self.cfg_we), Signal.like(self.cfg_sel)
+        cfg_addr, cfg_data, start = Signal.like(self.cfg_addr), Signal.like(self.cfg_data), Signal()
+        m.d.sync += [cfg_we.eq(self.cfg_we), cfg_sel.eq(self.cfg_sel), cfg_addr.eq(self.cfg_addr),
+                     cfg_data.eq(self.cfg_data), start.eq(self.start)]
         for l, c in enumerate(cores):
             m.submodules[f"core{l}"] = c
-            m.d.comb += [c.cfg_we.eq(self.cfg_we & (self.cfg_sel[2:] == l)), c.cfg_sel.eq(self.cfg_sel[:2]),
-                         c.cfg_addr.eq(self.cfg_addr), c.cfg_data.eq(self.cfg_data)]
+            m.d.comb += [c.cfg_we.eq(cfg_we & (cfg_sel[2:] == l)), c.cfg_sel.eq(cfg_sel[:2]),
+                         c.cfg_addr.eq(cfg_addr), c.cfg_data.eq(cfg_data)]
 
         # network registers
         T = Signal(tw)
         n_events = Signal(_bits(spec.max_events + 1) + 1)
-        net_we = self.cfg_we & (self.cfg_sel == spec.sel_net)
-        with m.If(net_we & (self.cfg_addr == 0)):
-            m.d.sync += T.eq(self.cfg_data)
-        with m.If(net_we & (self.cfg_addr == 1)):
-            m.d.sync += n_events.eq(self.cfg_data)
+        net_we = cfg_we & (cfg_sel == spec.sel_net)
+        with m.If(net_we & (cfg_addr == 0)):
+            m.d.sync += T.eq(cfg_data)
+        with m.If(net_we & (cfg_addr == 1)):
+            m.d.sync += n_events.eq(cfg_data)
 
         # stimulus memory: {c, t}
         ib = _bits(spec.layers[0].n_in)
@@ -246,8 +252,8 @@ class Network(wiring.Component):
         m.submodules.stim = stim = memory.Memory(shape=stim_layout, depth=spec.max_events, init=[])
         st_wr = stim.write_port()
         st_rd = stim.read_port(domain="comb")
-        m.d.comb += [st_wr.addr.eq(self.cfg_addr), st_wr.data.eq(self.cfg_data),
-                     st_wr.en.eq(self.cfg_we & (self.cfg_sel == spec.sel_stimulus))]
+        m.d.comb += [st_wr.addr.eq(cfg_addr), st_wr.data.eq(cfg_data),
+                     st_wr.en.eq(cfg_we & (cfg_sel == spec.sel_stimulus))]
 
         # FIFOs: feeder -> core0 -> core1 -> ...
         fifos = []
@@ -331,8 +337,8 @@ class Network(wiring.Component):
                 m.d.sync += t.eq(t + 1)
                 m.d.sync += state.eq(Mux(t + 1 >= T, S_DONE, S_STEP))
         with m.Elif((state == S_IDLE) | (state == S_DONE)):
-            m.d.comb += self.done.eq(state == S_DONE)
-            with m.If(self.start):
+            m.d.comb += self.done.eq((state == S_DONE) & ~start)  # a new start clears done at once
+            with m.If(start):
                 m.d.sync += restart + [state.eq(S_CLEAR)]
                 m.d.comb += [c.clear.eq(1) for c in cores]
         with m.Else():
