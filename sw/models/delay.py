@@ -256,6 +256,7 @@ class DelayNet(nn.Module):
         with torch.no_grad():
             return [float(z.mean()) for z in self(x)[1]["spikes"]]
 
+    @torch.no_grad()
     def calibrate(self, x: torch.Tensor, rate, iters: int = 14) -> list[float]:
         """Rescale each hidden layer's weights (in order) so that its mean spike
         rate on ``x`` is close to ``rate`` (one number, or one per hidden layer):
