@@ -161,7 +161,10 @@ async def network_random_models(dut):
             dut.start.value = 1
             await FallingEdge(dut.clk)
             dut.start.value = 0
-            waited = 0
+            # the host inputs may be registered: give start time to take ``done`` down
+            # (a sample runs far longer than this: the clear pass alone visits every neuron)
+            await ClockCycles(dut.clk, 4)
+            waited = 4
             while not int(dut.done.value):
                 await ClockCycles(dut.clk, 16)
                 waited += 16
