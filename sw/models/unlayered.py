@@ -169,7 +169,10 @@ def _delay_net_output(net):
     def out(outs: list["LayerOut"]):
         v = outs[-1].v.to(torch.float64)
         scale = net.layers[-1].synapse.scale().to(v.dtype)
-        logits = (v.sum(1) * (scale / v.shape[1])).to(torch.float32)
+        logits = v.sum(1) * (scale / v.shape[1])
+        if getattr(net, "logit_scale", None) is not None:  # the delay net's learnable temperature
+            logits = logits * net.logit_scale.exp()
+        logits = logits.to(torch.float32)
         return logits, {"spikes": [o.spikes for o in outs[:-1]], "readout": v}
 
     return out
