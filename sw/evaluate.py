@@ -48,6 +48,21 @@ def _shd_files(src: str) -> tuple[Path, Path | None]:
                        "holding shd_test.h5")
 
 
+def _training_config(model: Model, model_path: str) -> dict | None:
+    """The training config stored with the model's float checkpoint, if it can be found."""
+    ck = model.info.get("float_checkpoint") if isinstance(model.info, dict) else None
+    if not ck:
+        return None
+    p = Path(ck) if Path(ck).is_absolute() else Path(model_path).parent / ck
+    if not p.is_file():
+        return None
+    import json
+
+    import torch
+
+    return json.loads(torch.load(p, map_location="cpu", weights_only=True)["config"])
+
+
 def load_eval_data(source: str, model: Model, model_path: str = "model", samples: int | None = None,
                    seed: int | None = None, pool: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Test rasters ``(X bool [N, T, C], y)`` for ``model``, checked against it."""
@@ -58,8 +73,11 @@ def load_eval_data(source: str, model: Model, model_path: str = "model", samples
     if source == "synthetic":
         from sw.train import load_config, load_data
 
-        cfg = load_config(overrides={"seed": seed, "data": {"source": "synthetic", "T": int(model.T),
-                                                            "dt": float(model.dt), "val_fraction": 0.0}})
+        data = {"source": "synthetic", "T": int(model.T), "dt": float(model.dt), "val_fraction": 0.0}
+        trained = _training_config(model, model_path)
+        if trained is not None:  # the task the model was trained on, not the default one
+            data["synthetic"] = trained["data"]["synthetic"]
+        cfg = load_config(overrides={"seed": seed, "data": data})
         C = cfg["data"]["synthetic"]["n_channels"]
         if C != model.n_inputs:
             raise DataMismatch(f"model '{model_path}' has n_inputs={model.n_inputs} but the synthetic task has "
