@@ -119,7 +119,7 @@ def _check(cfg: dict) -> dict:
         if v not in allowed:
             raise ConfigError(name, f"must be one of {list(allowed)}, got {v!r}")
     t, d, p = cfg["train"], cfg["data"], cfg["prune"]
-    for name, v, lo in (("train.epochs", t["epochs"], 1), ("train.batch_size", t["batch_size"], 1),
+    for name, v, lo in (("train.augment_shift", t["augment_shift"], 0), ("train.epochs", t["epochs"], 1), ("train.batch_size", t["batch_size"], 1),
                         ("train.threads", t["threads"], 1), ("data.T", d["T"], 1), ("data.pool", d["pool"], 1),
                         ("prune.k", p["k"], 1), ("prune.max_levels", p["max_levels"], 1), ("prune.steps", p["steps"], 1)):
         if v < lo:
@@ -261,6 +261,16 @@ def evaluate(model, X: np.ndarray, y: np.ndarray, batch: int = 128) -> tuple[flo
     return correct / max(n, 1), [x / (n * X.shape[1] * m) for x, m in zip(dens or [], sizes)]
 
 
+def shift_channels(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """Move each sample's channels by ``shift[b]`` (zero fill): a cochlear frequency
+    shift, like a different vocal tract, for unseen-speaker robustness."""
+    B, T, C = x.shape
+    src = torch.arange(C)[None, :] - shift[:, None]  # [B, C]
+    valid = (src >= 0) & (src < C)
+    out = torch.gather(x, 2, src.clamp(0, C - 1)[:, None, :].expand(B, T, C))
+    return out * valid[:, None, :].to(x.dtype)
+
+
 # ---------------------------------------------------------------- checkpoints
 def _atomic_save(obj, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -346,7 +356,11 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
                    file=sys.stderr)
         for s in bar:
             idx = perm[s:s + B]
-            logits, _ = model(Xtr_t[idx].float())
+            xb = Xtr_t[idx].float()
+            if tc["augment_shift"]:
+                xb = shift_channels(xb, torch.randint(-tc["augment_shift"], tc["augment_shift"] + 1, (len(idx),),
+                                                      generator=g))
+            logits, _ = model(xb)
             loss = mem_sum_loss(logits, ytr_t[idx])
             opt.zero_grad()
             loss.backward()

@@ -17,7 +17,7 @@ TINY = {
                            "noise": 1}},
     "model": {"hidden": [10], "max_delay": 20, "delay_stride": 2, "tau_ms": 10.0, "readout_tau_ms": 10.0,
               "init_gain": 2.0},
-    "train": {"epochs": 3, "batch_size": 32, "lr": 0.01, "threads": 1},
+    "train": {"epochs": 3, "batch_size": 32, "lr": 0.01, "threads": 1, "augment_shift": 1},
     "prune": {"method": "synaptic", "k": 2, "max_levels": 4, "steps": 2, "start": 0.0, "end": 0.7},
 }
 
@@ -138,3 +138,13 @@ def test_default_config_is_valid_and_flags_override():
     assert cfg["model"]["hidden"] == [48, 48] and cfg["data"]["T"] == 100 and cfg["data"]["dt"] == 0.01
     with pytest.raises(ConfigError, match="seed"):
         load_config(None, {"seed": "zero"})
+
+
+def test_shift_channels_moves_and_zero_fills():
+    from sw.train import shift_channels
+
+    x = torch.rand(3, 4, 9)
+    out = shift_channels(x, torch.tensor([0, 2, -3]))
+    assert torch.equal(out[0], x[0])
+    assert torch.equal(out[1, :, 2:], x[1, :, :7]) and (out[1, :, :2] == 0).all()
+    assert torch.equal(out[2, :, :6], x[2, :, 3:]) and (out[2, :, 6:] == 0).all()
