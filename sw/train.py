@@ -336,6 +336,8 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
     if start == 0 and net.cfg.init_rate > 0:  # data-driven init
         mults = net.calibrate(calib, net.cfg.init_rate)
         log("init: hidden weight scale x " + ", ".join(f"{m:.3g}" for m in mults))
+    # channels are a cochlear frequency axis only in SHD-format data, not in the synthetic task
+    aug = tc["augment_shift"] if cfg["data"]["source"] != "synthetic" else 0
     done_now = 0
     for epoch in range(start, E):
         if epoch in plan or epoch == budget_epoch:
@@ -357,9 +359,8 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
         for s in bar:
             idx = perm[s:s + B]
             xb = Xtr_t[idx].float()
-            if tc["augment_shift"]:
-                xb = shift_channels(xb, torch.randint(-tc["augment_shift"], tc["augment_shift"] + 1, (len(idx),),
-                                                      generator=g))
+            if aug:
+                xb = shift_channels(xb, torch.randint(-aug, aug + 1, (len(idx),), generator=g))
             logits, _ = model(xb)
             loss = mem_sum_loss(logits, ytr_t[idx])
             opt.zero_grad()

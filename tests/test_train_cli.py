@@ -17,7 +17,7 @@ TINY = {
                            "noise": 1}},
     "model": {"hidden": [10], "max_delay": 20, "delay_stride": 2, "tau_ms": 10.0, "readout_tau_ms": 10.0,
               "init_gain": 2.0},
-    "train": {"epochs": 3, "batch_size": 32, "lr": 0.01, "threads": 1, "augment_shift": 1},
+    "train": {"epochs": 3, "batch_size": 32, "lr": 0.01, "threads": 1},
     "prune": {"method": "synaptic", "k": 2, "max_levels": 4, "steps": 2, "start": 0.0, "end": 0.7},
 }
 
