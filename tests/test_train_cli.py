@@ -148,3 +148,27 @@ def test_shift_channels_moves_and_zero_fills():
     assert torch.equal(out[0], x[0])
     assert torch.equal(out[1, :, 2:], x[1, :, :7]) and (out[1, :, :2] == 0).all()
     assert torch.equal(out[2, :, :6], x[2, :, 3:]) and (out[2, :, 6:] == 0).all()
+
+
+def test_resume_with_shd_files_and_augmentation(tmp_path):
+    """The SHD-format path (loader, channel pooling, shift augmentation) resumes bit-exactly too."""
+    from sw.data.shd import write_shd
+
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 40), ("test", 12)):
+        times = [np.sort(rng.random(400) * 0.2).astype(np.float16) for _ in range(n)]
+        units = [rng.integers(0, 700, 400).astype(np.uint16) for _ in range(n)]
+        write_shd(tmp_path / "shd" / f"shd_{split}.h5", times, units, rng.integers(0, 20, n), rng.integers(0, 3, n))
+    cfg = {"data": {"T": 20, "pool": 35, "val_fraction": 0.25},
+           "model": {"hidden": [8], "max_delay": 6, "delay_stride": 2},
+           "train": {"epochs": 2, "batch_size": 16, "threads": 1, "augment_shift": 3},
+           "prune": {"steps": 1, "start": 0.5, "end": 0.5, "k": 1, "max_levels": 2}}
+    p = tmp_path / "c.json"
+    p.write_text(json.dumps(cfg))
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert _run(p, a, "--data", str(tmp_path / "shd")) == 0
+    assert _run(p, b, "--data", str(tmp_path / "shd"), "--stop-after", "1") == 0
+    assert _run(p, b, "--data", str(tmp_path / "shd"), "--resume") == 0
+    assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
+    m = load(a / "model.safetensors")
+    assert m.n_inputs == 20 and all(len(L.delays) <= 2 for L in m.layers)
