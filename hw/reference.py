@@ -274,6 +274,21 @@ def _run_layered_chunk(model: Model, X: np.ndarray) -> list[SampleResult]:
 
 
 # ---------------------------------------------------------------- async (event by event, one layer at a time)
+@njit(cache=True, inline="always")
+def _update(v, refr, j, x, vmin, vmax, threshold, subtract, spiking, t, out_t, out_j, n):  # pragma: no cover
+    """One async update of neuron ``j`` by ``x``: saturate, then fire at most once
+    per step (refractory), reset and append to the emission list. Returns the
+    new emission count."""
+    v[j] = min(max(v[j] + x, vmin), vmax)
+    if spiking and not refr[j] and v[j] >= threshold:
+        v[j] = v[j] - threshold if subtract else 0
+        refr[j] = True
+        out_t[n] = t
+        out_j[n] = j
+        n += 1
+    return n
+
+
 @njit(cache=True)
 def _async_layer(pre_t, pre_i, T, delays, row_ptr, cols, vals, n_out, threshold, decay,
                  subtract, spiking, vbits, rbits, ring):  # pragma: no cover - compiled
@@ -314,13 +329,8 @@ def _async_layer(pre_t, pre_i, T, delays, row_ptr, cols, vals, n_out, threshold,
                 x = slots[s, j]
                 if x != 0:
                     slots[s, j] = 0
-                    v[j] = min(max(v[j] + x, vmin), vmax)
-                    if spiking and not refr[j] and v[j] >= threshold:
-                        v[j] = v[j] - threshold if subtract else 0
-                        refr[j] = True
-                        out_t[n_out_ev] = t
-                        out_j[n_out_ev] = j
-                        n_out_ev += 1
+                    n_out_ev = _update(v, refr, j, x, vmin, vmax, threshold, subtract, spiking, t,
+                                       out_t, out_j, n_out_ev)
         else:
             for k in range(K):
                 d = delays[k]
@@ -329,15 +339,9 @@ def _async_layer(pre_t, pre_i, T, delays, row_ptr, cols, vals, n_out, threshold,
                 for e in range(step_start[t - d], step_start[t - d + 1]):
                     r = k * n_in + pre_i[e]
                     for p in range(row_ptr[r], row_ptr[r + 1]):
-                        j = cols[p]
                         sops += 1
-                        v[j] = min(max(v[j] + vals[p], vmin), vmax)
-                        if spiking and not refr[j] and v[j] >= threshold:
-                            v[j] = v[j] - threshold if subtract else 0
-                            refr[j] = True
-                            out_t[n_out_ev] = t
-                            out_j[n_out_ev] = j
-                            n_out_ev += 1
+                        n_out_ev = _update(v, refr, cols[p], vals[p], vmin, vmax, threshold, subtract, spiking,
+                                           t, out_t, out_j, n_out_ev)
         # phase 2: this step's emissions of the previous layer, in order
         for e in range(step_start[t], step_start[t + 1]):
             i = pre_i[e]
@@ -354,15 +358,9 @@ def _async_layer(pre_t, pre_i, T, delays, row_ptr, cols, vals, n_out, threshold,
             if delays[0] == 0:
                 r = i  # k = 0
                 for p in range(row_ptr[r], row_ptr[r + 1]):
-                    j = cols[p]
                     sops += 1
-                    v[j] = min(max(v[j] + vals[p], vmin), vmax)
-                    if spiking and not refr[j] and v[j] >= threshold:
-                        v[j] = v[j] - threshold if subtract else 0
-                        refr[j] = True
-                        out_t[n_out_ev] = t
-                        out_j[n_out_ev] = j
-                        n_out_ev += 1
+                    n_out_ev = _update(v, refr, cols[p], vals[p], vmin, vmax, threshold, subtract, spiking,
+                                       t, out_t, out_j, n_out_ev)
         if not spiking:
             for j in range(n_out):
                 R[j] = min(max(R[j] + v[j], rmin), rmax)
