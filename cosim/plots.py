@@ -30,17 +30,19 @@ def raster(X: np.ndarray, emissions: list[tuple[np.ndarray, np.ndarray]], path: 
 
 
 def memory_bars(runs: list[dict], path: Path) -> Path:
-    """Delay memory per layer: ring buffer vs SCDQ (measured capacity), one group per run."""
+    """Delay memory per layer: the ring buffer (the same for every run) against the
+    SCDQ sized by each run's measured capacity."""
+    layers0 = runs[0]["memory"]["layers"]
+    n = 1 + len(runs)
+    width = 0.8 / n
+    x = np.arange(len(layers0))
     fig, ax = plt.subplots(figsize=(8, 3.5))
-    width = 0.8 / (2 * len(runs))
+    ax.bar(x, [l["ring_bits"] for l in layers0], width, label="ring buffer", color="0.5")
     for r_i, r in enumerate(runs):
-        layers = r["memory"]["layers"]
-        x = np.arange(len(layers))
-        tag = f"{r['mode']}/{r['delay_unit']}"
-        ax.bar(x + (2 * r_i) * width, [l["ring_bits"] for l in layers], width, label=f"ring ({tag})")
-        ax.bar(x + (2 * r_i + 1) * width, [l["scdq_total_bits"] for l in layers], width, label=f"SCDQ ({tag})")
-    ax.set_xticks(np.arange(len(runs[0]["memory"]["layers"])) + 0.4 - width / 2)
-    ax.set_xticklabels([f"layer {l['layer']}" for l in runs[0]["memory"]["layers"]])
+        ax.bar(x + (r_i + 1) * width, [l["scdq_total_bits"] for l in r["memory"]["layers"]], width,
+               label=f"SCDQ, {r['mode']}/{r['delay_unit']} traffic", color=f"C{r_i}")
+    ax.set_xticks(x + 0.4 - width / 2)
+    ax.set_xticklabels([f"layer {l['layer']}" for l in layers0])
     ax.set_ylabel("delay memory (bits)")
     ax.set_yscale("log")
     ax.legend(fontsize=7)
