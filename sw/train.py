@@ -34,6 +34,7 @@ if __package__ in (None, ""):  # run as a script (python sw/train.py): make the 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
+import importlib
 import copy
 import json
 import math
@@ -214,7 +215,7 @@ def _neuron_factory(kind: str):
     if kind == "lif":
         return None
     try:
-        from sw.models import psu
+        psu = importlib.import_module("sw.models.psu")  # honours sys.modules, unlike a from-import
     except ImportError as e:
         raise ConfigError("neuron", f"'{kind}' needs sw/models/psu.py with make_neuron(), which cannot be "
                                     f"imported ({e})") from None
@@ -230,7 +231,7 @@ def build_model(cfg: dict, n_inputs: int, n_classes: int):
     if cfg["mode"] == "layered":
         return net, net
     try:
-        from sw.models import unlayered
+        unlayered = importlib.import_module("sw.models.unlayered")
     except ImportError as e:
         raise ConfigError("mode", f"'unlayered' needs sw/models/unlayered.py, which cannot be imported ({e})") from None
     if not hasattr(getattr(unlayered, "UnlayeredNet", None), "from_delay_net"):
