@@ -12,7 +12,7 @@ import math
 
 import torch
 
-DECAY_ONE = 4096  # hw.model_file.DECAY_ONE; not imported to keep torch-side math self-contained
+from hw.model_file import DECAY_ONE  # noqa: F401 - the contract's constant, re-exported for the torch side
 
 
 class _RoundSTE(torch.autograd.Function):

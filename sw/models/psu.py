@@ -32,8 +32,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from hw.model_file import DECAY_ONE
+
 KINDS = ("psu", "ipsu", "rpsu")
-DECAY_ONE = 4096  # sw.quantize.DECAY_ONE
 
 
 def psu_matrices(T: int, tau: float, dtype=torch.float32) -> tuple[torch.Tensor, torch.Tensor]:
