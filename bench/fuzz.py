@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from multiprocessing import get_context
@@ -25,8 +24,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # before bench/ (script dir), which holds a cosim.py of its own
 
 import numpy as np  # noqa: E402
 
@@ -144,28 +142,22 @@ def corrupt_writes(spec: NetworkSpec, writes: list) -> list:
 
 def run_group(exe: Path, spec: NetworkSpec, cases: list[dict], corrupt: bool = False) -> list[list]:
     """All samples of ``cases`` through one harness process; returns per case its HdlSamples."""
-    from cosim.backends.verilator import _harness_args, _parse
+    from cosim.backends.verilator import encode_writes, run_harness, sample_script
     # the harness reads the same number of readout words for every sample: pad to the build's shape
     shape = SimpleNamespace(T=spec.T_max, n_classes=spec.n_classes)
-    lines = []
+    script = []
     for c in cases:
         w = config_writes(spec, c["model"], c["mode"])
-        if corrupt:
-            w = corrupt_writes(spec, w)
-        for X in c["X"]:
-            w = w + stimulus_writes(spec, X)
-            lines.append("".join(f"W {s} {a} {d}\n" for s, a, d in w))
-            lines.append("R\n")
-            w = []
-    p = subprocess.run([str(exe), *_harness_args(spec, shape)], input="".join(lines), capture_output=True, text=True)
-    out = p.stdout.splitlines()
+        script.append(encode_writes(corrupt_writes(spec, w) if corrupt else w))
+        script += [sample_script(spec, X) for X in c["X"]]
+    out, _ = run_harness(exe, spec, shape, b"".join(script))
     n_expected = sum(c["X"].shape[0] for c in cases)
-    if p.returncode != 0 or len(out) != n_expected:
-        raise RuntimeError(f"harness exit {p.returncode}, {len(out)} of {n_expected} results: {p.stderr.strip()[-2000:]}")
+    if len(out) != n_expected:
+        raise RuntimeError(f"harness: {len(out)} of {n_expected} results")
     res, pos = [], 0
     for c in cases:
         B = c["X"].shape[0]
-        res.append([_parse(spec, shape, line) for line in out[pos:pos + B]])
+        res.append(out[pos:pos + B])
         pos += B
     return res
 

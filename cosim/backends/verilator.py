@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from hw.model_file import Model
-from hw.network import (CORE_STATUS, STATUS_BASE, HdlSample, Network, NetworkSpec, config_writes,
-                        decode_results, stimulus_writes)
+from hw.network import (HdlSample, Network, NetworkSpec, config_writes, decode_words, result_plan,
+                        stimulus_array)
 from hw.verilog import to_verilog, verilator_bin_dir, verilator_env
 
 HARNESS = Path(__file__).with_name("harness.cpp")
@@ -52,35 +52,61 @@ def build(spec: NetworkSpec, root: str | os.PathLike = BUILD_ROOT, log=print) ->
     return exe
 
 
-def _harness_args(spec: NetworkSpec, model: Model) -> list[str]:
-    L = len(spec.layers)
-    n_status = STATUS_BASE + 8 * L
-    rec_addrs = [spec.status_addr(l, "records") for l in range(L - 1)]
-    return [str(n_status), str(L - 1), str(spec.sel_status), str(spec.sel_readout),
-            str(model.T * spec.n_classes), str(spec.max_spikes), str(model.T), *map(str, rec_addrs)]
+WRITE = np.dtype([("sel", "<u4"), ("addr", "<u4"), ("data", "<u8")])
 
 
-def _parse(spec: NetworkSpec, model: Model, line: str) -> HdlSample:
-    words = [int(x) for x in line.split()]
-    L = len(spec.layers)
-    n_status = STATUS_BASE + 8 * L
-    cache = {(spec.sel_status, a): words[a] for a in range(n_status)}
-    pos = n_status
-    for l in range(L - 1):
-        n = min(words[spec.status_addr(l, "records")], spec.max_spikes)
-        for a in range(n):
-            cache[(l, a)] = words[pos + a]
-        pos += n
-    for a in range(model.T * spec.n_classes):
-        cache[(spec.sel_readout, a)] = words[pos + a]
-    pos += model.T * spec.n_classes
-    for a in range(model.T):
-        cache[(spec.sel_step_cycles, a)] = words[pos + a]
-    return decode_results(spec, model, lambda s, a: cache[(s, a)])
+def harness_args(spec: NetworkSpec, model) -> list[str]:
+    """The harness's argv: the result plan (:func:`hw.network.result_plan`), four numbers per run."""
+    out = []
+    for r in result_plan(spec, model.T, model.n_classes):
+        out += [str(r.sel), str(r.start), str(r.n), str(-1 if r.count_word is None else r.count_word)]
+    return out
 
 
-def _script(writes) -> str:
-    return "".join(f"W {s} {a} {d}\n" for s, a, d in writes)
+def encode_writes(writes) -> bytes:
+    """One ``W`` command: configuration-port writes ``(sel, addr, data)`` (a list or an ``[n, 3]`` array)."""
+    a = np.asarray(writes, dtype=np.int64).reshape(-1, 3)
+    rec = np.empty(len(a), dtype=WRITE)
+    rec["sel"], rec["addr"], rec["data"] = a[:, 0], a[:, 1], a[:, 2]
+    return b"W" + np.uint32(len(a)).tobytes() + rec.tobytes()
+
+
+RUN = b"R"
+
+
+def sample_script(spec: NetworkSpec, X: np.ndarray) -> bytes:
+    """Load one sample (``X[T, C]``) and run it."""
+    return encode_writes(stimulus_array(spec, X)) + RUN
+
+
+def run_harness(exe, spec: NetworkSpec, model, script: bytes, on_sample=None) -> tuple[list[HdlSample], int]:
+    """Feed ``script`` (``W``/``R`` commands) to one harness process; decode one
+    :class:`HdlSample` per ``R`` with ``model``'s ``T`` and ``n_classes``.
+    Returns the samples and the clock ticks the harness simulated."""
+    with tempfile.TemporaryFile() as fin:
+        fin.write(script)
+        fin.seek(0)
+        p = subprocess.Popen([str(exe), *harness_args(spec, model)], stdin=fin, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        err = []
+        drain = threading.Thread(target=lambda: err.append(p.stderr.read()))
+        drain.start()
+        out = []
+        while True:
+            head = p.stdout.read(4)
+            if len(head) < 4:
+                break
+            n = int(np.frombuffer(head, "<u4")[0])
+            words = np.frombuffer(p.stdout.read(8 * n), "<u8")
+            out.append(decode_words(spec, model, words))
+            if on_sample:
+                on_sample(out[-1])
+        rc = p.wait()
+        drain.join()
+    text = err[0].decode(errors="replace") if err else ""
+    if rc != 0 or text.count("ticks") != 1:
+        raise RuntimeError(f"harness exit {rc}: {text.strip()[-2000:]}")
+    return out, int(text.split("ticks")[-1].split()[0])
 
 
 class VerilatorBackend:
@@ -97,30 +123,25 @@ class VerilatorBackend:
         X = np.asarray(X, dtype=bool)
         if X.ndim == 2:
             X = X[None]
-        head = _script(config_writes(self.spec, model, mode) + list(corrupt or []))
+        head = encode_writes(config_writes(self.spec, model, mode) + list(corrupt or []))
         chunks = np.array_split(np.arange(X.shape[0]), max(1, min(workers, X.shape[0])))
         results: list[list[HdlSample]] = [[] for _ in chunks]
         errors: list[str] = []
         lock = threading.Lock()
-        args = _harness_args(self.spec, model)
+
+        def tick(_):
+            if progress:
+                with lock:
+                    progress(1)
 
         def work(ci, idx):
-            with tempfile.TemporaryFile("w+") as fin:
-                fin.write(head)
-                for b in idx:
-                    fin.write(_script(stimulus_writes(self.spec, X[b])))
-                    fin.write("R\n")
-                fin.seek(0)
-                p = subprocess.Popen([str(self.exe), *args], stdin=fin, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
-                for line in p.stdout:
-                    results[ci].append(_parse(self.spec, model, line))
-                    if progress:
-                        with lock:
-                            progress(1)
-                err = p.stderr.read()
-                if p.wait() != 0 or len(results[ci]) != len(idx):
-                    errors.append(f"harness exit {p.returncode}: {err.strip()[-2000:]}")
+            try:
+                script = head + b"".join(sample_script(self.spec, X[b]) for b in idx)
+                results[ci], _ = run_harness(self.exe, self.spec, model, script, tick)
+                if len(results[ci]) != len(idx):
+                    errors.append(f"harness returned {len(results[ci])} of {len(idx)} samples")
+            except Exception as e:  # reported below, with the other workers' errors
+                errors.append(str(e))
 
         threads = [threading.Thread(target=work, args=(ci, idx)) for ci, idx in enumerate(chunks) if len(idx)]
         for t in threads:
