@@ -101,28 +101,15 @@ def describe(case: dict) -> str:
 
 # ---------------------------------------------------------------- comparison
 def compare(case: dict, hdl: list, exp) -> str | None:
-    """First difference between the HDL samples and the reference, or None."""
-    m = case["model"]
+    """First difference between the HDL samples and the reference (sample, layer,
+    step, neuron: :func:`hw.parity.first_divergence`), or None."""
+    from hw.parity import first_divergence
     for b, (h, r) in enumerate(zip(hdl, exp)):
-        for l in range(len(m.layers) - 1):
-            ht, hj = (a.tolist() for a in h.emissions[l])
-            rt, rj = r.layers[l].emit_t.tolist(), r.layers[l].emit_j.tolist()
-            if (ht, hj) != (rt, rj):
-                n = next((e for e, (a, b2) in enumerate(zip(zip(ht, hj), zip(rt, rj))) if a != b2), min(len(ht), len(rt)))
-                return (f"sample {b} layer {l}: emission {n} differs: hdl (t, j) {list(zip(ht, hj))[n:n + 3]} "
-                        f"reference {list(zip(rt, rj))[n:n + 3]} ({len(ht)} vs {len(rt)} spikes)")
-        R = h.readout[:m.T, :m.n_classes]
-        if not np.array_equal(R, r.readout):
-            t, j = np.argwhere(R != r.readout)[0]
-            return f"sample {b} readout step {t} class {j}: hdl {R[t, j]} reference {r.readout[t, j]}"
-        sops = [c["sops"] for c in h.counters]
-        if sops != r.sops.tolist():
-            return f"sample {b} SOP counters {sops} reference {r.sops.tolist()}"
-        spikes = [c["spikes"] for c in h.counters[:-1]]
-        if spikes != [len(L.emit_t) for L in r.layers[:-1]]:
-            return f"sample {b} spike counters {spikes} reference {[len(L.emit_t) for L in r.layers[:-1]]}"
-        if h.record_overflow or any(c["overflow"] or c["dropped"] for c in h.counters):
-            return f"sample {b}: overflow flagged {h.counters}"
+        d = first_divergence(b, h, r, counters=True)
+        if d is not None:
+            return str(d)
+        if any(c["overflow"] or c["dropped"] for c in h.counters):
+            return f"sample {b}: SCDQ overflow flagged {h.counters}"
     return None
 
 
