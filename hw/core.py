@@ -214,6 +214,30 @@ class NeuronCore(wiring.Component):
         with m.If(adv):
             m.d.sync += [c_valid.eq(b_valid), c_op.eq(b_op), c_op.col.eq(b_col), c_op.x.eq(b_x)]
 
+        # ---------------- lazy leak (async): at step start every neuron becomes ``stale``; the first
+        # op that touches a stale neuron in stage B (an update, a drain, a background leak or the
+        # readout sum) applies the leak in stage C before its own work and clears the flag. All ops
+        # pass stage B in order, so each neuron is leaked exactly once, before its first update of
+        # the step, as the contract's leak-all-first. Idle issue slots leak stale neurons in the
+        # background (lowest index first); a spiking core leaks the rest before its end of step.
+        stale = Signal(n_out)
+        c_lk = Signal()
+        b_touch = (b_op.kind == OP_ADD) | (b_op.kind == OP_DRAIN) | (b_op.kind == OP_LEAK) | (b_op.kind == OP_RSUM)
+        b_stale = stale.bit_select(b_col, 1)
+        with m.If(adv):
+            m.d.sync += c_lk.eq(b_valid & b_touch & b_stale)
+            with m.If(b_valid & b_touch):
+                m.d.sync += stale.eq(stale & ~(1 << b_col))
+        # background pick: the lowest stale neuron not already in stage B
+        bg_mask = Signal(n_out)
+        m.d.comb += bg_mask.eq(stale & ~Mux(b_valid, 1 << b_col, 0))
+        bg_valid, bg_col = Signal(), Signal(OW)
+        bg_phase = Signal()  # phases in which idle issue slots leak stale neurons (set by the controller)
+        m.d.comb += bg_valid.eq(bg_mask.any())
+        for jj in reversed(range(n_out)):
+            with m.If(bg_mask[jj]):
+                m.d.comb += bg_col.eq(jj)
+
         # stage C: compute
         v = v_rd.data
         refr = Signal(n_out)
@@ -228,6 +252,8 @@ class NeuronCore(wiring.Component):
         def sat(x, lo, hi):
             return Mux(x > hi, hi, Mux(x < lo, lo, x))
 
+        base = Signal(signed(vb))  # the membrane an async op starts from: leaked first if stale
+        m.d.comb += base.eq(Mux(c_lk, leaked, v))
         drive_x = Signal(signed(ab))
         if self.delay_unit == "scdq":
             m.d.comb += drive_x.eq(Mux(c_kind == OP_FIRE, a_rd.data, c_op.x))
@@ -236,13 +262,13 @@ class NeuronCore(wiring.Component):
         nv = Signal(signed(vb))
         with m.Switch(c_kind):
             with m.Case(OP_LEAK):
-                m.d.comb += nv.eq(leaked)
+                m.d.comb += nv.eq(base)
             with m.Case(OP_FIRE):
                 m.d.comb += nv.eq(sat(leaked + drive_x, vmin, vmax))
             with m.Case(OP_RSUM, OP_CLEAR):
-                m.d.comb += nv.eq(Mux(c_kind == OP_CLEAR, 0, v))
+                m.d.comb += nv.eq(Mux(c_kind == OP_CLEAR, 0, base))
             with m.Default():  # OP_ADD, OP_DRAIN
-                m.d.comb += nv.eq(sat(v + drive_x, vmin, vmax))
+                m.d.comb += nv.eq(sat(base + drive_x, vmin, vmax))
         is_refr = refr.bit_select(c_op.col, 1)
         checks = Signal()
         m.d.comb += checks.eq(((c_kind == OP_ADD) | (c_kind == OP_DRAIN)) & ~is_refr | (c_kind == OP_FIRE))
@@ -250,7 +276,8 @@ class NeuronCore(wiring.Component):
         if self.spiking:
             m.d.comb += fire.eq(c_valid & checks & (nv >= threshold))
         reset_v = Mux(subtract, nv - threshold, 0)
-        writes_v = (c_kind == OP_ADD) | (c_kind == OP_DRAIN) | (c_kind == OP_LEAK) | (c_kind == OP_FIRE) | (c_kind == OP_CLEAR)
+        writes_v = ((c_kind == OP_ADD) | (c_kind == OP_DRAIN) | (c_kind == OP_LEAK) | (c_kind == OP_FIRE)
+                    | (c_kind == OP_CLEAR) | ((c_kind == OP_RSUM) & c_lk))
         m.d.comb += [v_wr.addr.eq(c_op.col), v_wr.data.eq(Mux(fire, reset_v, nv)),
                      v_wr.en.eq(c_valid & adv & writes_v)]
         if self.delay_unit == "scdq":
@@ -298,8 +325,11 @@ class NeuronCore(wiring.Component):
         cur_p, cur_hi = Signal(PW), Signal(PW)
         cur_kind, cur_k = Signal(3), Signal(KW)
         m.d.comb += [rp_lo.addr.eq(ev_row), rp_hi.addr.eq(ev_row + 1), rp_lo.en.eq(ev_ready), rp_hi.en.eq(ev_ready)]
+        # an empty row (lo == hi) is dropped as its read returns: it takes no issue slot
+        rd_ok = Signal()
+        m.d.comb += rd_ok.eq(rd_pend & (rp_lo.data != rp_hi.data))
         # candidate range for cur: latched next first, else the read just returned
-        cand_valid = nx_valid | rd_pend
+        cand_valid = nx_valid | rd_ok
         cand_lo = Mux(nx_valid, nx_lo, rp_lo.data)
         cand_hi = Mux(nx_valid, nx_hi, rp_hi.data)
         cand_kind = Mux(nx_valid, nx_kind, rd_kind)
@@ -310,15 +340,15 @@ class NeuronCore(wiring.Component):
         load = Signal()
         m.d.comb += load.eq(cur_free & cand_valid)
         # accept a new event when the read result has a place to go
-        m.d.comb += ev_ready.eq(~nx_valid & (~rd_pend | load))
+        m.d.comb += ev_ready.eq(~nx_valid & (~rd_ok | load))
         m.d.sync += rd_pend.eq(0)
         with m.If(ev_valid & ev_ready):
             m.d.sync += [rd_pend.eq(1), rd_kind.eq(ev_kind), rd_k.eq(ev_k)]
-        with m.If(rd_pend & ~load):
+        with m.If(rd_ok & ~load):
             m.d.sync += [nx_valid.eq(1), nx_lo.eq(rp_lo.data), nx_hi.eq(rp_hi.data), nx_kind.eq(rd_kind), nx_k.eq(rd_k)]
         with m.Elif(load & nx_valid):
-            m.d.sync += nx_valid.eq(rd_pend)
-            with m.If(rd_pend):
+            m.d.sync += nx_valid.eq(rd_ok)
+            with m.If(rd_ok):
                 m.d.sync += [nx_lo.eq(rp_lo.data), nx_hi.eq(rp_hi.data), nx_kind.eq(rd_kind), nx_k.eq(rd_k)]
         with m.If(syn_issue):
             m.d.sync += cur_p.eq(cur_p + 1)
@@ -343,6 +373,8 @@ class NeuronCore(wiring.Component):
             with m.Elif(ctl_valid):
                 m.d.sync += [b_valid.eq(1), b_op.kind.eq(ctl_kind), b_op.syn.eq(0), b_op.col.eq(ctl_col),
                              b_op.x.eq(ctl_x)]
+            with m.Elif(bg_valid & bg_phase):
+                m.d.sync += [b_valid.eq(1), b_op.kind.eq(OP_LEAK), b_op.syn.eq(0), b_op.col.eq(bg_col)]
         ctl_taken = adv & ~cur_valid & ctl_valid
         pipe_empty = ~b_valid & ~c_valid & iter_idle
 
@@ -364,16 +396,18 @@ class NeuronCore(wiring.Component):
         fire_j = Signal(OW)
         j = Signal(OW + 1)
         sub = Signal(KW + 1)  # level counter for ring fan-out of one input event
-        m.d.comb += [self.done.eq(phase == P_DONE), busy.eq((phase != P_IDLE) & (phase != P_DONE))]
+        m.d.comb += [self.done.eq(phase == P_DONE), busy.eq((phase != P_IDLE) & (phase != P_DONE)),
+                     bg_phase.eq((phase == P_DELAYED) | (phase == P_INPUT)
+                                 | ((phase == P_SETTLE) if self.spiking else Const(0)))]
         inp = self.inp
         last_j = j == n_out - 1
 
         with m.If(self.clear):
-            m.d.sync += [phase.eq(P_CLEAR), j.eq(0), refr.eq(0), self.cnt_busy.eq(0), self.cnt_sop.eq(0),
+            m.d.sync += [phase.eq(P_CLEAR), j.eq(0), refr.eq(0), stale.eq(0), self.cnt_busy.eq(0), self.cnt_sop.eq(0),
                          self.cnt_stall.eq(0), self.cnt_spike.eq(0)]
         with m.Elif(self.step_start):
-            m.d.sync += [t.eq(self.t), j.eq(0), sub.eq(0), refr.eq(0),
-                         phase.eq(Mux(is_async, P_LEAK, P_DELAYED))]
+            m.d.sync += [t.eq(self.t), j.eq(0), sub.eq(0), refr.eq(0), phase.eq(P_DELAYED),
+                         stale.eq(Mux(is_async, (1 << n_out) - 1, 0))]
         with m.Else():
             if True:  # an If chain, not a Switch: Verilator lints incomplete cases
                 with m.If((phase == P_CLEAR)):
@@ -389,12 +423,6 @@ class NeuronCore(wiring.Component):
                         ready = pipe_empty
                     with m.If(ready):
                         m.d.sync += phase.eq(P_DONE)
-                with m.Elif((phase == P_LEAK)):
-                    m.d.comb += [ctl_valid.eq(1), ctl_kind.eq(OP_LEAK), ctl_col.eq(j)]
-                    with m.If(ctl_taken):
-                        m.d.sync += j.eq(j + 1)
-                        with m.If(last_j):
-                            m.d.sync += [phase.eq(P_DELAYED), j.eq(0)]
                 with m.Elif((phase == P_DELAYED)):
                     if self.uses_scdq:
                         m.d.comb += [ev_valid.eq(dunit.out.valid), dunit.out.ready.eq(ev_ready),
@@ -450,7 +478,8 @@ class NeuronCore(wiring.Component):
                                 m.d.comb += [dunit.push.valid.eq(ev_ready | Const(int(not has_d0))), dunit.push.payload.eq(i)]
                             m.d.comb += inp.ready.eq(go)
                 with m.Elif((phase == P_SETTLE)):
-                    with m.If(pipe_empty):
+                    # a spiking core leaks its remaining stale neurons (background issue) first
+                    with m.If(pipe_empty & (~stale.any() if self.spiking else Const(1))):
                         m.d.sync += [j.eq(0), phase.eq(Mux(is_async, P_RSUM if not self.spiking else P_EOS, P_FIRE))]
                 with m.Elif((phase == P_FIRE)):
                     if self.delay_unit == "ring":
@@ -493,7 +522,17 @@ class NeuronCore(wiring.Component):
         # delay-unit strobes: start of the delayed phase, advance at end of step, clear with the core
         eos_sent = (phase == P_EOS) & ((self.out.ready & ~c_valid) if self.spiking else Const(1))
         if self.delay_unit == "ring":
-            m.d.comb += [dunit.clear.eq(self.clear), dunit.advance.eq(eos_sent)]
+            # clear on drain: every slot a sample writes (arrival t + d < T) is drained and zeroed at
+            # its arrival step, so after a sample that ran all T steps the ring is all zero and
+            # needs no n * (D + 1)-cycle clear; after reset or an unfinished sample it is cleared
+            ring_dirty = Signal(init=1)
+            m.d.comb += [dunit.clear.eq(self.clear & ring_dirty), dunit.advance.eq(eos_sent)]
+            with m.If(self.clear):
+                m.d.sync += ring_dirty.eq(0)
+            with m.Elif(self.step_start):
+                m.d.sync += ring_dirty.eq(1)
+            with m.Elif(eos_sent & (t + 1 >= T)):
+                m.d.sync += ring_dirty.eq(0)
         elif self.uses_scdq:
             m.d.comb += [dunit.clear.eq(self.clear), dunit.start.eq((phase == P_DELAYED) & ~scdq_started),
                          dunit.advance.eq(eos_sent)]
