@@ -44,6 +44,33 @@ Readings chosen where the contract is silent (real-hardware readings):
 * SCDQ occupancy counts events by emission step only; events whose every tap
   arrives at or after ``T`` are still held (the queue does not know T).
 
+SCDQ at a fixed capacity (``simulate(..., scdq_capacity=[C per layer])``)
+--------------------------------------------------------------------------
+The SCDQ of layer ``l`` holds the events of layer ``l-1`` emitted in the last
+``D_l + 1`` steps. An event emitted at step ``t`` is pushed when it arrives,
+in the previous layer's emission order (ascending ``j`` in layered mode,
+ascending channel for the input). It is *stored* iff the queue then holds
+fewer than ``C`` events, i.e. iff (stored events emitted in ``[t - D_l, t - 1]``)
++ (events of step ``t`` stored before it) ``< C``; otherwise the new event is
+dropped (nothing stored is touched), the layer's dropped-event count grows by
+one and its sticky overflow flag is set. So in every step the first
+``min(n_t, C - held)`` events are stored and the rest are dropped
+(:func:`scdq_admitted`). The events of step ``t - D_l`` are retired only at the
+end of step ``t``, after they have been read.
+
+* A dropped event loses its delayed taps (``d_k > 0``) only: its ``d = 0`` taps
+  do not pass through the queue and are applied (and counted as SOPs) as
+  usual.
+* The same rule holds in both modes: the layered core also writes each input
+  spike into its SCDQ once, at emission, and sums the due events into its input
+  accumulator; a fixed capacity is a property of the chip, not of the mode.
+* Occupancy, peak and SOPs count stored events only; the peak at a capacity
+  below the unlimited peak is therefore ``C`` (when it overflows).
+* The capacity is per layer; ``None`` (for the whole list or one layer) is an
+  unlimited queue. A layer whose largest delay is 0 has no queue and ignores
+  its capacity. The ring buffer has no event capacity: a capacity with
+  ``delay_unit='ring'`` is refused.
+
 Because each layer's state depends only on its own ordered input sequence, the
 reference runs one layer over all ``T`` steps, then the next layer on the
 emission list it produced. The HDL interleaves the layers in time and must
@@ -106,7 +133,18 @@ class LayerTrace:
     emit_t: np.ndarray  # int32 [n_spikes], step of each emission, in emission order
     emit_j: np.ndarray  # int32 [n_spikes], neuron of each emission
     sops: int  # synaptic operations applied in this layer
-    occupancy: np.ndarray  # int64 [T], SCDQ occupancy after each step
+    occupancy: np.ndarray  # int64 [T], SCDQ occupancy (stored events) after each step
+    dropped: int = 0  # events the layer's fixed-capacity SCDQ dropped (0 when unlimited)
+
+    @property
+    def peak(self) -> int:
+        """Largest SCDQ occupancy over the sample (the HDL's peak register)."""
+        return int(self.occupancy.max(initial=0))
+
+    @property
+    def overflow(self) -> bool:
+        """The HDL's sticky overflow flag: some event was dropped."""
+        return self.dropped > 0
 
 
 @dataclass
@@ -140,6 +178,10 @@ class BatchResult:
     @property
     def occupancy(self) -> np.ndarray:  # [B, L, T]
         return np.stack([np.stack([L.occupancy for L in s.layers]) for s in self.samples])
+
+    @property
+    def dropped(self) -> np.ndarray:  # [B, L]
+        return np.array([[L.dropped for L in s.layers] for s in self.samples], dtype=np.int64)
 
     @property
     def readout(self) -> np.ndarray:  # [B, T, n_classes]
@@ -210,41 +252,101 @@ def scdq_occupancy(counts: np.ndarray, max_delay: int) -> np.ndarray:
     return c - shifted
 
 
-def _sop_count(S_prev: np.ndarray, layer: Layer) -> np.ndarray:
-    """SOPs per sample: every spike's non-zero taps that arrive before T. ``S_prev``: [B, T, n_in]."""
+def scdq_admitted(counts: np.ndarray, max_delay: int, capacity: int | None) -> np.ndarray:
+    """Events per step that an SCDQ of ``capacity`` stores, from the previous
+    layer's per-step spike counts ``[..., T]`` (the rule of "SCDQ at a fixed
+    capacity" above): the first ``min(n_t, C - held_t)`` events of step ``t``,
+    where ``held_t`` counts the stored events emitted in ``[t - D, t - 1]``.
+    ``capacity=None`` or ``max_delay == 0``: everything (no queue limit)."""
+    counts = np.asarray(counts, dtype=np.int64)
+    if capacity is None or max_delay == 0:
+        return counts.copy()
+    kept = np.zeros_like(counts)
+    held = np.zeros(counts.shape[:-1], dtype=np.int64)  # stored events of [t - D, t - 1]
+    for t in range(counts.shape[-1]):
+        kept[..., t] = np.minimum(counts[..., t], capacity - held)
+        held = held + kept[..., t]
+        if t - max_delay >= 0:
+            held = held - kept[..., t - max_delay]
+    return kept
+
+
+def _check_capacity(model: Model, scdq_capacity, delay_unit: str) -> list:
+    """Per-layer capacities (int >= 1, or None for unlimited) from the ``scdq_capacity`` argument."""
+    L = len(model.layers)
+    if scdq_capacity is None:
+        return [None] * L
+    if delay_unit != "scdq":
+        raise ValueError(f"scdq_capacity applies to delay_unit='scdq' only (the ring buffer has no event "
+                         f"capacity), got delay_unit={delay_unit!r}")
+    try:
+        caps = list(scdq_capacity)
+    except TypeError:
+        raise ValueError(f"scdq_capacity must be a list of one capacity per layer, got {scdq_capacity!r}") from None
+    if len(caps) != L:
+        raise ValueError(f"scdq_capacity has {len(caps)} entries but the model has {L} layers")
+    for l, c in enumerate(caps):
+        if c is None:
+            continue
+        if isinstance(c, (bool, np.bool_)) or not isinstance(c, (int, np.integer)) or c < 1:
+            raise ValueError(f"scdq_capacity[{l}] must be an int >= 1 (or None: unlimited), got {c!r}")
+    return [None if c is None else int(c) for c in caps]
+
+
+def _kept_raster(S_prev: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """The events of ``S_prev[B, T, n]`` a fixed-capacity SCDQ stores: in every step the
+    first ``kept[b, t]`` in emission order (ascending index in layered mode)."""
+    return S_prev & (np.cumsum(S_prev, axis=2) <= kept[..., None])
+
+
+def _sop_count(S_prev: np.ndarray, layer: Layer, S_delayed: np.ndarray | None = None) -> np.ndarray:
+    """SOPs per sample: every spike's non-zero taps that arrive before T. ``S_prev``: [B, T, n_in];
+    ``S_delayed``: the spikes whose delayed taps (``d > 0``) are applied (default ``S_prev``)."""
     T = S_prev.shape[1]
+    S_delayed = S_prev if S_delayed is None else S_delayed
     nnz = (layer.weights != 0).sum(axis=2)  # [K, n_in]
     total = np.zeros(S_prev.shape[0], dtype=np.int64)
     for k, d in enumerate(layer.delays):
         if d < T:
-            total += S_prev[:, : T - d, :].sum(axis=1, dtype=np.int64) @ nnz[k].astype(np.int64)
+            S = S_prev if d == 0 else S_delayed
+            total += S[:, : T - d, :].sum(axis=1, dtype=np.int64) @ nnz[k].astype(np.int64)
     return total
 
 
 # ---------------------------------------------------------------- layered (vectorized over the batch)
-def _layer_input_layered(S_prev: np.ndarray, layer: Layer, acc_bits: int) -> np.ndarray:
+def _layer_input_layered(S_prev: np.ndarray, layer: Layer, acc_bits: int,
+                         S_delayed: np.ndarray | None = None) -> np.ndarray:
     """``I[b, t, j]`` for all steps at once. Floating-point matmul is exact here:
-    every partial sum is bounded by sum|W| < 2^(acc_bits-1) (loader rule)."""
+    every partial sum is bounded by sum|W| < 2^(acc_bits-1) (loader rule).
+    ``S_delayed``: the spikes whose ``d > 0`` taps apply (the SCDQ's stored events)."""
     B, T, n_in = S_prev.shape
     dtype = np.float32 if acc_bits <= 25 else np.float64
     K = len(layer.delays)
     Wcat = layer.weights.astype(dtype).transpose(1, 0, 2).reshape(n_in, K * layer.n_out)
-    P = (S_prev.reshape(B * T, n_in).astype(dtype) @ Wcat).reshape(B, T, K, layer.n_out)
+
+    def taps(S):
+        return (S.reshape(B * T, n_in).astype(dtype) @ Wcat).reshape(B, T, K, layer.n_out)
+
+    P = taps(S_prev)
+    P_del = P if S_delayed is None else taps(S_delayed)
     I = np.zeros((B, T, layer.n_out), dtype=np.int64)
     for k, d in enumerate(layer.delays):
         if d < T:
-            I[:, d:, :] += np.rint(P[:, : T - d, k, :]).astype(np.int64)
+            I[:, d:, :] += np.rint((P if d == 0 else P_del)[:, : T - d, k, :]).astype(np.int64)
     return I
 
 
-def _run_layered_chunk(model: Model, X: np.ndarray) -> list[SampleResult]:
+def _run_layered_chunk(model: Model, X: np.ndarray, caps: list) -> list[SampleResult]:
     w = model.widths
     B, T, _ = X.shape
     S_prev = X
     traces: list[list[LayerTrace]] = [[] for _ in range(B)]
     R_hist = None
-    for layer in model.layers:
-        I = _layer_input_layered(S_prev, layer, w.acc_bits)
+    for layer, cap in zip(model.layers, caps):
+        counts = S_prev.sum(axis=2, dtype=np.int64)
+        kept = scdq_admitted(counts, layer.max_delay, cap)
+        S_del = None if cap is None or layer.max_delay == 0 else _kept_raster(S_prev, kept)
+        I = _layer_input_layered(S_prev, layer, w.acc_bits, S_del)
         v = np.zeros((B, layer.n_out), dtype=np.int64)
         S = np.zeros((B, T, layer.n_out), dtype=bool)
         if not layer.spiking:
@@ -262,11 +364,12 @@ def _run_layered_chunk(model: Model, X: np.ndarray) -> list[SampleResult]:
             else:
                 R = sat(R + v, w.readout_bits)
                 R_hist[:, t] = R
-        sops = _sop_count(S_prev, layer)
-        occ = scdq_occupancy(S_prev.sum(axis=2), layer.max_delay)
+        sops = _sop_count(S_prev, layer, S_del)
+        occ = scdq_occupancy(kept, layer.max_delay)
+        dropped = (counts - kept).sum(axis=1)
         for b in range(B):
             et, ej = events_from_raster(S[b])
-            traces[b].append(LayerTrace(S[b], et, ej, int(sops[b]), occ[b]))
+            traces[b].append(LayerTrace(S[b], et, ej, int(sops[b]), occ[b], int(dropped[b])))
         S_prev = S
     preds = argmax_lowest(R_hist[:, -1])
     ttd = time_to_decision(R_hist)
@@ -290,11 +393,13 @@ def _update(v, refr, j, x, vmin, vmax, threshold, subtract, spiking, t, out_t, o
 
 
 @njit(cache=True)
-def _async_layer(pre_t, pre_i, T, delays, row_ptr, cols, vals, n_out, threshold, decay,
+def _async_layer(pre_t, pre_i, kept, T, delays, row_ptr, cols, vals, n_out, threshold, decay,
                  subtract, spiking, vbits, rbits, ring):  # pragma: no cover - compiled
     """One layer over all steps. Inputs: the previous layer's emissions in
-    order, and the synapses in CSR per row ``k * n_in + i``. Returns the
-    layer's emissions, the readout history and the SOP count."""
+    order, ``kept[t]``: how many of step ``t``'s emissions the SCDQ stored
+    (the first ones; SCDQ only), and the synapses in CSR per row
+    ``k * n_in + i``. Returns the layer's emissions, the readout history and
+    the SOP count."""
     vmax = (1 << (vbits - 1)) - 1
     vmin = -vmax - 1
     rmax = (1 << (rbits - 1)) - 1
@@ -336,7 +441,7 @@ def _async_layer(pre_t, pre_i, T, delays, row_ptr, cols, vals, n_out, threshold,
                 d = delays[k]
                 if d == 0 or t - d < 0:
                     continue
-                for e in range(step_start[t - d], step_start[t - d + 1]):
+                for e in range(step_start[t - d], step_start[t - d] + kept[t - d]):
                     r = k * n_in + pre_i[e]
                     for p in range(row_ptr[r], row_ptr[r + 1]):
                         sops += 1
@@ -379,22 +484,24 @@ def csr_rows(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.cumsum(row_ptr), cols.astype(np.int64), flat[rows, cols].astype(np.int64)
 
 
-def _async_sample(model: Model, X: np.ndarray, csr, ring: bool) -> SampleResult:
+def _async_sample(model: Model, X: np.ndarray, csr, ring: bool, caps: list) -> SampleResult:
     w = model.widths
     T = model.T
     pre_t, pre_i = events_from_raster(X)
     traces = []
     R_hist = None
-    for layer, (row_ptr, cols, vals) in zip(model.layers, csr):
+    for layer, (row_ptr, cols, vals), cap in zip(model.layers, csr, caps):
+        counts = np.bincount(pre_t, minlength=T).astype(np.int64)
+        kept = scdq_admitted(counts, layer.max_delay, cap)
         et, ej, Rh, sops = _async_layer(
-            pre_t, pre_i, T, layer.delays.astype(np.int64), row_ptr, cols, vals, layer.n_out,
+            pre_t, pre_i, kept, T, layer.delays.astype(np.int64), row_ptr, cols, vals, layer.n_out,
             int(layer.threshold), int(layer.decay), layer.reset == "subtract", bool(layer.spiking),
             w.membrane_bits, w.readout_bits, ring,
         )
         S = np.zeros((T, layer.n_out), dtype=bool)
         S[et, ej] = True
-        counts = np.bincount(pre_t, minlength=T)
-        traces.append(LayerTrace(S, et, ej, int(sops), scdq_occupancy(counts, layer.max_delay)))
+        traces.append(LayerTrace(S, et, ej, int(sops), scdq_occupancy(kept, layer.max_delay),
+                                 int((counts - kept).sum())))
         if not layer.spiking:
             R_hist = Rh
         pre_t, pre_i = et, ej
@@ -403,29 +510,33 @@ def _async_sample(model: Model, X: np.ndarray, csr, ring: bool) -> SampleResult:
 
 # ---------------------------------------------------------------- public entry point
 def simulate(model: Model, X: np.ndarray, mode: str = "layered", delay_unit: str = "scdq",
-             chunk: int = 256, progress=None) -> BatchResult:
+             chunk: int = 256, progress=None, scdq_capacity=None) -> BatchResult:
     """Run the reference on binary input rasters ``X`` (``[T, C]`` or ``[B, T, C]``).
 
     ``mode``: ``layered`` or ``async``. ``delay_unit``: ``ring`` or ``scdq``
     (changes only the async event order). ``progress``: optional callable
-    ``progress(n_done)`` called as samples finish.
+    ``progress(n_done)`` called as samples finish. ``scdq_capacity``: ``None``
+    (unlimited queues) or one capacity per layer (int >= 1, or ``None`` for an
+    unlimited layer); events that arrive at a full SCDQ are dropped exactly as
+    the HDL drops them (module docstring, "SCDQ at a fixed capacity").
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if delay_unit not in DELAY_UNITS:
         raise ValueError(f"delay_unit must be one of {DELAY_UNITS}, got {delay_unit!r}")
     validate(model)
+    caps = _check_capacity(model, scdq_capacity, delay_unit)
     X = _check_input(model, X)
     out: list[SampleResult] = []
     if mode == "layered":
         for s in range(0, X.shape[0], chunk):
-            out.extend(_run_layered_chunk(model, X[s:s + chunk]))
+            out.extend(_run_layered_chunk(model, X[s:s + chunk], caps))
             if progress:
                 progress(len(out))
     else:
         csr = [csr_rows(L.weights) for L in model.layers]
         for b in range(X.shape[0]):
-            out.append(_async_sample(model, X[b], csr, delay_unit == "ring"))
+            out.append(_async_sample(model, X[b], csr, delay_unit == "ring", caps))
             if progress:
                 progress(len(out))
     return BatchResult(out)
@@ -501,6 +612,6 @@ def memory_report(model: Model, scdq_capacity: list[int] | None = None) -> list[
 __all__ = [
     "DECAY_ONE", "MODES", "DELAY_UNITS", "LayerTrace", "SampleResult", "BatchResult", "simulate",
     "trunc0_leak", "sat", "argmax_lowest", "time_to_decision", "raster_from_events", "events_from_raster",
-    "scdq_occupancy", "csr_rows", "clog2", "ring_buffer_bits", "scdq_bits", "scdq_layered_accumulator_bits",
+    "scdq_occupancy", "scdq_admitted", "csr_rows", "clog2", "ring_buffer_bits", "scdq_bits", "scdq_layered_accumulator_bits",
     "synapse_bits", "dense_synapse_bits", "state_bits", "memory_report",
 ]
