@@ -201,3 +201,33 @@ def test_verilator_network_matches_reference_below_the_peak(tmp_path):
     be = VerilatorBackend(spec, log=None)
     for mode in ("layered", "async"):
         assert_hdl_matches(model, X, mode, be.run(model, X, mode, workers=1), exp[mode])
+
+
+# ---------------------------------------------------------------- cosim --scdq-capacity
+def test_cosim_at_a_forced_capacity_reports_both_accuracies_and_drops():
+    from cosim.run import cosimulate
+    model, X, caps, full, exp = overflow_case(7, n_layers=2, B=6)
+    y = np.arange(len(X)) % model.n_classes
+    rep = cosimulate(model, X, y, backend="verilator", modes=("layered", "async"), delay_units=("scdq",),
+                     workers=1, scdq_capacity=caps, progress=False, log=None)
+    for r in rep["runs"]:
+        e, f = exp[r["mode"]], full[r["mode"]]
+        assert r["parity"]["bit_exact"] == len(X), r["parity"]
+        assert r["accuracy"]["reference"] == float((e.predictions == y).mean())
+        assert r["accuracy"]["reference_unlimited_capacity"] == float((f.predictions == y).mean())
+        for l, row in enumerate(r["memory"]["layers"]):
+            assert row["dropped"] == row["reference_dropped"] == int(e.dropped[:, l].sum())
+            if model.layers[l].max_delay:
+                assert row["scdq_capacity"] == caps[l]
+                assert row["unlimited_peak"] == int(f.occupancy[:, l].max())
+        assert sum(row["dropped"] for row in r["memory"]["layers"]) > 0
+    # one value means every layer; wrong counts, zero and negatives are errors naming the flag
+    from cosim.run import CosimError, capacity_per_layer, parse_args
+    assert capacity_per_layer(["5"], model) == [5, 5]
+    assert capacity_per_layer(["5", "7"], model) == [5, 7]
+    assert parse_args(["--scdq-capacity", "5", "7"]).scdq_capacity == ["5", "7"]
+    for bad in (["0"], ["-3"], ["4", "0"], ["x"], ["1", "2", "3"], ["2.5"]):
+        with pytest.raises(CosimError, match="--scdq-capacity"):
+            capacity_per_layer(bad, model)
+    with pytest.raises(CosimError, match="--scdq-capacity"):
+        cosimulate(model, X, y, backend="verilator", scdq_capacity=[0], progress=False, log=None)
