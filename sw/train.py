@@ -48,12 +48,35 @@ from hw.model_file import ModelFileError, save
 from sw.checkpoint import (atomic_save as _atomic_save, build_model, diff_fields as _diff_fields, evaluate,  # noqa: F401
                            load_float_model, net_config, neuron_factory as _neuron_factory, save_float_model)
 from sw.config import (CHOICES, DEFAULT_CONFIG, MODES, NEURONS, SCHEDULERS, ConfigError, load_config,  # noqa: F401
-                       set_path as _set_path)
+                       rate_terms, set_path as _set_path)
 from sw.data.splits import DataSplits, load_data  # noqa: F401
 from sw.export import BudgetError, IntegerResult, integer_forward, parity, to_model_file
 from sw.models.delay import DelayNet, NetConfig, mem_sum_loss, unquantized
 from sw.prune import METHODS, enforce_budget, mask_stats, prune_net, schedule
 
+
+
+def pick_device(name: str, mode: str = "layered") -> torch.device:
+    """``train.device``: ``cpu``, ``cuda`` (an error naming the field if there is none) or ``auto``.
+    Unlayered training runs on the CPU (its scheduler draws from a CPU generator)."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device", "'cuda' asked for, but torch sees no CUDA device (use cpu or auto)")
+    if name == "cuda" and mode != "layered":
+        raise ConfigError("train.device", f"'cuda' supports mode 'layered' only, got mode {mode!r}")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() and mode == "layered" else "cpu"
+    return torch.device(name)
+
+
+def rate_loss(spikes: list, targets, weights) -> torch.Tensor:
+    """Spike-rate regulariser: ``sum_l weight_l * (mean rate_l - target_l)^2`` over the hidden
+    layers (``reg.rate_target``, ``reg.rate_weight``). Lower rates mean fewer SCDQ events
+    and SOPs; the gradient reaches the weights through the spike surrogate."""
+    loss = spikes[0].new_zeros(()) if spikes else torch.zeros(())
+    for z, tgt, w in zip(spikes, targets, weights):
+        if w > 0:
+            loss = loss + w * (z.mean() - tgt) ** 2
+    return loss.to(torch.float32)
 
 
 def shift_channels(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
@@ -72,6 +95,8 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
     """Run the whole pipeline; return the summary (None if stopped early by ``stop_after``)."""
     t_start = time.time()
     torch.set_num_threads(cfg["train"]["threads"])
+    device = pick_device(cfg["train"]["device"], cfg["mode"])
+    rate_targets, rate_weights = rate_terms(cfg)
     torch.use_deterministic_algorithms(True, warn_only=True)
     out = Path(cfg["out"])
     ck_dir = out / "checkpoints"
@@ -80,6 +105,7 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
                                                  data.n_classes)
     t_data = time.time() - t_start
     model, net = build_model(cfg, Xtr.shape[2], n_classes)
+    net.to(device)
     tc = cfg["train"]
     E = tc["epochs"]
     opt = torch.optim.Adam(net.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
@@ -111,7 +137,7 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
     Xtr_t, ytr_t = torch.from_numpy(Xtr), torch.from_numpy(ytr)
     B = tc["batch_size"]
     g = torch.Generator().manual_seed(cfg["seed"])
-    calib = Xtr_t[torch.randperm(len(ytr_t), generator=g)[:128]].float()  # fixed, seeded batch of train
+    calib = Xtr_t[torch.randperm(len(ytr_t), generator=g)[:128]].to(device, torch.float32)  # fixed, seeded batch of train
     if start == 0 and net.cfg.init_rate > 0:  # data-driven init
         mults = net.calibrate(calib, net.cfg.init_rate)
         log("init: hidden weight scale x " + ", ".join(f"{m:.3g}" for m in mults))
@@ -140,13 +166,16 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
             xb = Xtr_t[idx].float()
             if aug:
                 xb = shift_channels(xb, torch.randint(-aug, aug + 1, (len(idx),), generator=g))
-            logits, _ = model(xb)
-            loss = mem_sum_loss(logits, ytr_t[idx])
+            yb = ytr_t[idx].to(device)
+            logits, rec = model(xb.to(device))
+            loss = mem_sum_loss(logits, yb)
+            if any(w > 0 for w in rate_weights):
+                loss = loss + rate_loss(rec["spikes"], rate_targets, rate_weights)
             opt.zero_grad()
             loss.backward()
             opt.step()
             tot += loss.item() * len(idx)
-            n_ok += int((logits.argmax(1) == ytr_t[idx]).sum())
+            n_ok += int((logits.argmax(1) == yb).sum())
             bar.set_postfix(loss=f"{loss.item():.3f}")
         sched.step()
         model.eval()
@@ -176,6 +205,7 @@ def finish(cfg, model, net, history, Xte, yte, t_start, t_data, log=print, progr
     float_acc, float_density = evaluate(model, Xte, yte)
     with unquantized(net):  # same weights, no integer mapping (layered float LIF)
         float_unq_acc = evaluate(net, Xte, yte)[0]
+    net.cpu()  # export and the integer checks run on the CPU
     final_ck = out / "checkpoints" / "final.pt"
     save_float_model(net, cfg, final_ck)
     m = to_model_file(net, max_taps=cfg["budget"]["max_taps"],
@@ -204,7 +234,8 @@ def finish(cfg, model, net, history, Xte, yte, t_start, t_data, log=print, progr
         "parameters_grid": sum(p.numel() for p in (s.weight for s in net.synapses)),
         "layers": layers, "float_spike_density": float_density, "history": history,
         "model_path": str(model_path), "float_checkpoint": str(final_ck),
-        "seconds_total": time.time() - t_start, "seconds_data": t_data, "config": cfg,
+        "seconds_total": time.time() - t_start, "seconds_data": t_data,
+        "seconds_training": float(sum(h["seconds"] for h in history)), "config": cfg,
     }
     (out / "train_summary.json").write_text(json.dumps(summary, indent=1))
     log(format_table(summary))
@@ -251,6 +282,13 @@ def parse_args(argv=None):
     ap.add_argument("--limit", type=int, help="use at most this many samples per split")
     ap.add_argument("--stop-after", type=int, help="stop after this many epochs in this invocation (then --resume)")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--device", choices=("cpu", "cuda", "auto"), help="train.device (default cpu)")
+    ap.add_argument("--threads", type=int, help="torch threads (train.threads)")
+    ap.add_argument("--synapse", choices=("auto", "event", "dense"), help="synapse path (train.synapse)")
+    ap.add_argument("--rate-target", help="hidden spike-rate target: a number or one per hidden layer, comma-separated")
+    ap.add_argument("--rate-weight", help="weight of the rate regulariser: a number or one per hidden layer")
+    ap.add_argument("--weight-bits", type=int, help="weight bits (model.weight_bits, 2..16)")
+    ap.add_argument("--delays", choices=("fixed", "learnable"), help="delay grid taps, or DCLS-style learnable positions")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
                     help="override any config field, e.g. --set train.lr=0.001")
     return ap.parse_args(argv)
@@ -265,6 +303,19 @@ def config_from_args(a) -> dict:
                              ("--scheduler", "unlayered.scheduler", a.scheduler), ("--limit", "data.limit", a.limit)):
         if val is not None:
             _set_path(over, field, val)
+    for flag, field, val in (("--device", "train.device", a.device), ("--threads", "train.threads", a.threads),
+                             ("--synapse", "train.synapse", a.synapse), ("--weight-bits", "model.weight_bits", a.weight_bits),
+                             ("--delays", "model.delay_mode", a.delays)):
+        if val is not None:
+            _set_path(over, field, val)
+    for flag, field, val in (("--rate-target", "reg.rate_target", a.rate_target),
+                             ("--rate-weight", "reg.rate_weight", a.rate_weight)):
+        if val is not None:
+            try:
+                xs = [float(x) for x in val.split(",")]
+            except ValueError:
+                raise ConfigError(flag, f"must be a number or comma-separated numbers, got {val!r}") from None
+            _set_path(over, field, xs[0] if len(xs) == 1 else xs)
     if a.no_delays:
         _set_path(over, "model.no_delays", True)
     if a.forward_group is not None:
