@@ -77,7 +77,7 @@ def float_predictions(model: Model, model_path: Path, X: np.ndarray, checkpoint:
     if not ck.is_file():
         raise CosimError(f"--float-checkpoint: no file at '{ck}'")
     import torch
-    from sw.train import load_float_model
+    from sw.checkpoint import load_float_model
     net = load_float_model(ck)
     preds = []
     with torch.no_grad():
