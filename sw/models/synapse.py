@@ -9,10 +9,8 @@
 * ``dense``: one matmul ``S @ W`` (and ``S^T @ dP``).
 
 Either way the per-level partial currents ``P[b, t, l]`` are shifted by their
-delay and summed. The input ``S`` gets no gradient (it is data, or spikes whose
-gradient ... flows through the weight path of the next layer only when asked:
-see ``needs_input_grad`` below), so hidden layers that need the spike gradient
-use the same function with an input gradient ``dS = dP @ W^T``.
+delay and summed. The input gets a gradient only when it asks for one (hidden
+spikes with a surrogate; raw input rasters need none): ``dS = sum_l dI(t + d_l) W_l^T``.
 
 Exactness: with integer weights of ``wb`` bits every partial sum is bounded by
 ``2^(wb-1) * n_in * L``; :func:`exact_dtype` picks float32 while that bound is
@@ -75,20 +73,35 @@ class _TapSum(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dI):
         B, T, n_in, L, n_out = ctx.shape
-        dP = _shift_split(dI.to(ctx.saved_tensors[-1].dtype), ctx.delays).view(B * T, L * n_out)
+        delays = ctx.delays
+        W = ctx.saved_tensors[-1].detach()
+        dI = dI.to(W.dtype)
         dS = dW = None
         if ctx.event:
-            bt, i, W = ctx.saved_tensors
+            bt, i, _ = ctx.saved_tensors
             if ctx.needs_input_grad[1]:
+                # per level l: dW[:, l] = sum over the events (b, t, i) of dI[b, t + d_l] -- a gather-sum of
+                # output-gradient rows grouped by input; zero rows pad dI past T (taps arriving after T)
+                D = max(delays)
+                dIp = F.pad(dI, (0, 0, 0, D)).reshape(B * (T + D), n_out)
                 order = torch.argsort(i, stable=True)
                 cnt = torch.bincount(i, minlength=n_in)
-                dW = F.embedding_bag(bt[order], dP, cnt.cumsum(0) - cnt, mode="sum").view(n_in, L, n_out)
+                offs = cnt.cumsum(0) - cnt
+                bts = bt[order]
+                base = (bts // T) * (T + D) + bts % T
+                dW = W.new_empty(n_in, L, n_out)
+                for l, d in enumerate(delays):
+                    dW[:, l] = F.embedding_bag(base + d, dIp, offs, mode="sum")
         else:
-            Sf, W = ctx.saved_tensors
+            Sf, _ = ctx.saved_tensors
             if ctx.needs_input_grad[1]:
+                dP = _shift_split(dI, delays).view(B * T, L * n_out)
                 dW = (Sf.t() @ dP).view(n_in, L, n_out)
         if ctx.needs_input_grad[0]:
-            dS = (dP @ W.detach().reshape(n_in, L * n_out).t()).view(B, T, n_in)
+            dS = dI.new_zeros(B, T, n_in)
+            for l, d in enumerate(delays):
+                if d < T:
+                    dS[:, : T - d] += dI[:, d:] @ W[:, l].t()
         return dS, dW, None, None
 
 
