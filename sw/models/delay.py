@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from sw.models.lif import LIFParams, li_sequence, li_step, lif_sequence, lif_step, mem_sum, spike_fn, surrogate  # noqa: F401
 from sw.models.synapse import exact_dtype, tap_sum
-from sw.quantize import decay_int, fake_quant, layer_scale, threshold_int
+from sw.quantize import LOW_BITS, decay_int, fake_quant, layer_scale, threshold_int
 
 
 # ---------------------------------------------------------------- config
@@ -141,7 +141,7 @@ class DelaySynapse(nn.Module):
     def effective_weight(self) -> torch.Tensor:
         """Weights in integer units (fake-quantized, STE) or plain floats when quantize is off."""
         w = self.masked_weight()
-        return fake_quant(w, self.scale(), self.weight_bits) if self.quantize else w
+        return fake_quant(w, self.scale(), self.weight_bits, self.weight_bits <= LOW_BITS) if self.quantize else w
 
     def int_weight(self) -> torch.Tensor:
         """Exported integer taps ``[n_out, n_in, K]`` (int64)."""
@@ -214,7 +214,7 @@ class LearnableDelaySynapse(DelaySynapse):
     def effective_weight(self) -> torch.Tensor:
         w = self.weight * self.wscale * self.mask.any(-1, keepdim=True)
         if self.quantize:
-            w = fake_quant(w, self.scale(), self.weight_bits)
+            w = fake_quant(w, self.scale(), self.weight_bits, self.weight_bits <= LOW_BITS)
         return w * self._kernel() * self.mask
 
 
