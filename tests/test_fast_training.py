@@ -52,13 +52,14 @@ def _explicit(S, W, delays):
     return I
 
 
+@pytest.mark.parametrize("int8", [False, True])
 @pytest.mark.parametrize("mode", ["event", "dense", "auto"])
-def test_tap_sum_equals_explicit_sum_and_its_gradients(mode):
+def test_tap_sum_equals_explicit_sum_and_its_gradients(mode, int8):
     g = torch.Generator().manual_seed(3)
     S = (torch.rand(4, 25, 11, generator=g) < 0.2).float().requires_grad_(True)
     W = torch.randint(-128, 128, (11, 4, 6), generator=g).float().requires_grad_(True)
     delays = [0, 2, 7, 30]  # one delay beyond T
-    I = tap_sum(S, W, delays, mode)
+    I = tap_sum(S, W, delays, mode, int8)
     S2, W2 = S.detach().clone().requires_grad_(True), W.detach().clone().requires_grad_(True)
     ref = _explicit(S2, W2, delays)
     assert torch.equal(I, ref)  # integers: exact in float32

@@ -156,7 +156,11 @@ class DelaySynapse(nn.Module):
         live = self.live_levels() or [0]
         dt = exact_dtype(self.weight_bits, self.n_in, len(live)) if self.quantize else torch.float32
         Wl = w[:, :, live].permute(1, 2, 0).to(dt)  # [n_in, L, n_out]
-        return tap_sum(s, Wl, [int(self.delays[k]) for k in live], self.mode)
+        return tap_sum(s, Wl, [int(self.delays[k]) for k in live], self.mode, self.int_valued())
+
+    def int_valued(self) -> bool:
+        """Effective weights are integers in [-128, 127] (the byte gather of tap_sum may be used)."""
+        return self.quantize and self.weight_bits <= 8
 
 
 class LearnableDelaySynapse(DelaySynapse):
@@ -203,6 +207,9 @@ class LearnableDelaySynapse(DelaySynapse):
         pos = self.pos.clamp(0, self.K - 1)
         g = torch.exp(-0.5 * ((k - pos[..., None]) / self.sigma.clamp_min(1e-3)) ** 2)
         return g / g.sum(-1, keepdim=True)
+
+    def int_valued(self) -> bool:
+        return super().int_valued() and not self.training  # a spread (training) kernel is fractional
 
     def scale(self) -> torch.Tensor:
         w = self.weight * self.wscale * self.mask.any(-1, keepdim=True)

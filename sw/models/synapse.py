@@ -31,6 +31,24 @@ def exact_dtype(weight_bits: int, n_in: int, levels: int) -> torch.dtype:
     return torch.float32 if (1 << (weight_bits - 1)) * n_in * levels < (1 << 24) else torch.float64
 
 
+def _byte_rows(W2: torch.Tensor) -> torch.Tensor:
+    """Integer weights in [-128, 127] as fbgemm's row-wise byte format: ``w + 128`` as uint8,
+    then scale 1.0 and bias -128.0 (float32) per row, so each value decodes exactly."""
+    q = (W2 + 128).to(torch.uint8)
+    sb = torch.tensor([1.0, -128.0], dtype=torch.float32, device=W2.device).view(torch.uint8)
+    return torch.cat([q, sb.expand(W2.shape[0], 8)], 1).contiguous()
+
+
+def _byte_op():
+    try:
+        return torch.ops.quantized.embedding_bag_byte_rowwise_offsets
+    except (AttributeError, RuntimeError):  # pragma: no cover - a build without fbgemm
+        return None
+
+
+_BYTE_BAG = _byte_op()
+
+
 def _shift_sum(P: torch.Tensor, delays: list[int]) -> torch.Tensor:
     B, T, L, n = P.shape
     I = P.new_zeros(B, T, n)
@@ -51,7 +69,7 @@ def _shift_split(dI: torch.Tensor, delays: list[int]) -> torch.Tensor:
 
 class _TapSum(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, S, W, delays, event):
+    def forward(ctx, S, W, delays, event, int8):
         B, T, n_in = S.shape
         _, L, n_out = W.shape
         W2 = W.detach().reshape(n_in, L * n_out)
@@ -61,7 +79,11 @@ class _TapSum(torch.autograd.Function):
             bt, i = nz[:, 0], nz[:, 1]
             cnt = torch.bincount(bt, minlength=B * T)
             offs = cnt.cumsum(0) - cnt
-            P = F.embedding_bag(i, W2, offs, mode="sum")
+            if int8 and _BYTE_BAG is not None and W2.device.type == "cpu" and W2.dtype == torch.float32:
+                # a quarter of the bytes per gathered row; exact (integers, float32 sums below 2^24)
+                P = _BYTE_BAG(_byte_rows(W2), i, offs, mode=0, include_last_offset=False)
+            else:
+                P = F.embedding_bag(i, W2, offs, mode="sum")
             ctx.save_for_backward(bt, i, W)
         else:
             Sf = Sf.to(W2.dtype)
@@ -102,17 +124,18 @@ class _TapSum(torch.autograd.Function):
             for l, d in enumerate(delays):
                 if d < T:
                     dS[:, : T - d] += dI[:, d:] @ W[:, l].t()
-        return dS, dW, None, None
+        return dS, dW, None, None, None
 
 
-def tap_sum(S: torch.Tensor, W: torch.Tensor, delays: list[int], mode: str = "auto") -> torch.Tensor:
+def tap_sum(S: torch.Tensor, W: torch.Tensor, delays: list[int], mode: str = "auto", int8: bool = False) -> torch.Tensor:
     """Current ``[B, T, n_out]`` of binary spikes ``S [B, T, n_in]`` through taps ``W [n_in, L, n_out]``
     at ``delays`` (one per level ``l``). ``mode``: ``event``, ``dense`` or ``auto`` (by the measured
-    density of ``S``). ``S`` must hold 0/1 values only; the result has ``W``'s dtype."""
+    density of ``S``). ``S`` must hold 0/1 values only; the result has ``W``'s dtype. ``int8``: the
+    caller guarantees integer weights in [-128, 127]; the event path then gathers bytes."""
     if mode == "auto":
         event = float(S.detach().float().mean()) < EVENT_MAX_DENSITY if S.numel() else False
     elif mode in ("event", "dense"):
         event = mode == "event"
     else:
         raise ValueError(f"synapse mode must be one of {MODES}, got {mode!r}")
-    return _TapSum.apply(S, W, [int(d) for d in delays], event)
+    return _TapSum.apply(S, W, [int(d) for d in delays], event, bool(int8))
