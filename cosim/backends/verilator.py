@@ -130,11 +130,11 @@ class VerilatorBackend:
         self.exe = build(spec, root, log)
 
     def run(self, model: Model, X: np.ndarray, mode: str, workers: int = 1, progress=None,
-            corrupt=None) -> list[HdlSample]:
+            corrupt=None, early_exit=None) -> list[HdlSample]:
         X = np.asarray(X, dtype=bool)
         if X.ndim == 2:
             X = X[None]
-        head = _script(config_writes(self.spec, model, mode) + list(corrupt or []))
+        head = _script(config_writes(self.spec, model, mode, early_exit) + list(corrupt or []))
         chunks = np.array_split(np.arange(X.shape[0]), max(1, min(workers, X.shape[0])))
         results: list[list[HdlSample]] = [[] for _ in chunks]
         errors: list[str] = []
