@@ -72,6 +72,11 @@ def first_divergence(sample: int, hdl: HdlSample, ref: SampleResult, counters: b
         t, l, j, what = min(found)
         return Divergence(sample, l, t, j, what)
     if counters:
+        he, re_ = (getattr(hdl, "exit_step", None), getattr(hdl, "early_exit", None)), \
+            (getattr(ref, "exit_step", None), getattr(ref, "early_exit", None))
+        if None not in he + re_ and (int(he[0]), bool(he[1])) != (int(re_[0]), bool(re_[1])):
+            return Divergence(sample, len(ref.layers) - 1, int(min(he[0], re_[0])), -1,
+                              f"exit (step, fired): HDL {he} vs reference {re_}")
         for l, c in enumerate(hdl.counters):
             if c["sops"] != int(ref.sops[l]):
                 return Divergence(sample, l, -1, -1, f"SOP counter: HDL {c['sops']} vs reference {int(ref.sops[l])}")

@@ -18,16 +18,17 @@ from hw.network import (HdlSample, Network, NetworkSpec, ResultWords, config_wri
 
 
 def run_network(spec: NetworkSpec, model: Model, X: np.ndarray, mode: str, vcd: str | None = None,
-                max_cycles: int = 10_000_000, progress=None, corrupt=None) -> list[HdlSample]:
+                max_cycles: int = 10_000_000, progress=None, corrupt=None, early_exit=None) -> list[HdlSample]:
     """Simulate every sample of ``X`` (``[B, T, C]`` or ``[T, C]``); returns one
     :class:`HdlSample` each. ``vcd``: path of a waveform file (or set
     ``SPIKELINE_WAVES``). ``corrupt``: extra ``(sel, addr, data)`` writes applied
-    after programming (fault injection for tests). ``progress(n)`` is called per sample."""
+    after programming (fault injection for tests). ``progress(n)`` is called per sample.
+    ``early_exit``: ``None`` or ``(margin, steps)`` (:func:`hw.network.config_writes`)."""
     X = np.asarray(X, dtype=bool)
     if X.ndim == 2:
         X = X[None]
     dut = Network(spec)
-    cfg = config_writes(spec, model, mode) + list(corrupt or [])
+    cfg = config_writes(spec, model, mode, early_exit) + list(corrupt or [])
     results: list[HdlSample] = []
 
     async def bench(ctx):
@@ -74,4 +75,3 @@ def run_network(spec: NetworkSpec, model: Model, X: np.ndarray, mode: str, vcd: 
     with (sim.write_vcd(vcd, gtkw_file=vcd.rsplit(".", 1)[0] + ".gtkw") if vcd else nullcontext()):
         sim.run()
     return results
-
