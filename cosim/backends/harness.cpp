@@ -42,7 +42,7 @@ int main(int argc, char** argv) {
                         strtoll(argv[a + 3], 0, 10)});
     VerilatedContext ctx;
     top = new Vnetwork{&ctx};
-    top->rst = 1; tick(); tick(); top->rst = 0;
+    top->rst = 1; tick(); tick(); top->rst = 0; tick();  // the top registers rst: one more clock
     top->cfg_we = 0; top->start = 0;
     std::vector<uint64_t> out;
     std::vector<Write> writes;

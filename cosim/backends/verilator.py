@@ -15,6 +15,8 @@ import threading
 from pathlib import Path
 
 import numpy as np
+from amaranth import ClockDomain, ClockSignal, DomainRenamer, Module, ResetSignal, Signal
+from amaranth.lib import wiring
 from filelock import FileLock, Timeout
 
 from hw.model_file import Model
@@ -34,9 +36,37 @@ class BuildError(RuntimeError):
     pass
 
 
+class RegisteredResetTop(wiring.Component):
+    """The Network with its reset input registered once, for the compiled model.
+
+    Amaranth's Verilog computes every register's next value combinationally,
+    reset included; with ``rst`` a top-level input, Verilator puts all of that
+    logic in its input-change evaluation (``ico``), which runs at every
+    ``eval()``, twice per clock. Registering ``rst`` makes it internal state:
+    the ``ico`` work shrinks to the few registered host inputs. The behaviour
+    is the Network's, with reset taking effect one clock later (the harness
+    gives one extra clock after reset)."""
+
+    def __init__(self, net: Network):
+        self.net = net
+        super().__init__(net.signature)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.core = ClockDomain("core", local=True)
+        rst_q = Signal(init=1)
+        m.d.sync += rst_q.eq(ResetSignal("sync"))
+        m.d.comb += [ClockSignal("core").eq(ClockSignal("sync")), ResetSignal("core").eq(rst_q)]
+        m.submodules.net = DomainRenamer("core")(self.net)
+        for name, member in self.signature.members.items():
+            ours, theirs = getattr(self, name), getattr(self.net, name)
+            m.d.comb += theirs.eq(ours) if member.flow == wiring.In else ours.eq(theirs)
+        return m
+
+
 def design_key(spec: NetworkSpec) -> tuple[str, str]:
     """``(cache key, Verilog text)`` of ``spec``: the key hashes the Verilog, the harness and the flags."""
-    vtext = to_verilog(Network(spec), "network")
+    vtext = to_verilog(RegisteredResetTop(Network(spec)), "network")
     return hashlib.sha256((vtext + HARNESS.read_text() + " ".join(FLAGS)).encode()).hexdigest()[:16], vtext
 
 
