@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -146,10 +147,12 @@ def sample_script(spec: NetworkSpec, X: np.ndarray) -> bytes:
     return encode_writes(stimulus_array(spec, X)) + RUN
 
 
-def run_harness(exe, spec: NetworkSpec, model, script: bytes, on_sample=None) -> tuple[list[HdlSample], int]:
+def run_harness(exe, spec: NetworkSpec, model, script: bytes, on_sample=None,
+                stats: dict | None = None) -> tuple[list[HdlSample], int]:
     """Feed ``script`` (``W``/``R`` commands) to one harness process; decode one
     :class:`HdlSample` per ``R`` with ``model``'s ``T`` and ``n_classes``.
-    Returns the samples and the clock ticks the harness simulated."""
+    Returns the samples and the clock ticks the harness simulated. ``stats``:
+    a dict that collects ``decode_s`` (seconds spent decoding, for profiles)."""
     with tempfile.TemporaryFile() as fin:
         fin.write(script)
         fin.seek(0)
@@ -165,7 +168,10 @@ def run_harness(exe, spec: NetworkSpec, model, script: bytes, on_sample=None) ->
                 break
             n = int(np.frombuffer(head, "<u4")[0])
             words = np.frombuffer(p.stdout.read(8 * n), "<u8")
+            t0 = time.perf_counter()
             out.append(decode_words(spec, model, words))
+            if stats is not None:
+                stats["decode_s"] = stats.get("decode_s", 0.0) + time.perf_counter() - t0
             if on_sample:
                 on_sample(out[-1])
         rc = p.wait()
@@ -186,7 +192,10 @@ class VerilatorBackend:
         self.exe = build(spec, root, log)
 
     def run(self, model: Model, X: np.ndarray, mode: str, workers: int = 1, progress=None,
-            corrupt=None, early_exit=None) -> list[HdlSample]:
+            corrupt=None, early_exit=None, stats: dict | None = None) -> list[HdlSample]:
+        """Samples ``X`` through ``workers`` harness processes. ``stats`` (a dict)
+        collects the profile: ``encode_s`` (Python building the binary stimulus),
+        ``decode_s`` (Python decoding result words) and ``ticks`` (clocks simulated)."""
         X = np.asarray(X, dtype=bool)
         if X.ndim == 2:
             X = X[None]
@@ -203,8 +212,14 @@ class VerilatorBackend:
 
         def work(ci, idx):
             try:
+                t0 = time.perf_counter()
                 script = head + b"".join(sample_script(self.spec, X[b]) for b in idx)
-                results[ci], _ = run_harness(self.exe, self.spec, model, script, tick)
+                st: dict = {"encode_s": time.perf_counter() - t0}
+                results[ci], st["ticks"] = run_harness(self.exe, self.spec, model, script, tick, st)
+                if stats is not None:
+                    with lock:
+                        for k, v in st.items():
+                            stats[k] = stats.get(k, 0) + v
                 if len(results[ci]) != len(idx):
                     errors.append(f"harness returned {len(results[ci])} of {len(idx)} samples")
             except Exception as e:  # reported below, with the other workers' errors
