@@ -7,7 +7,7 @@
     common: [--data offline] [--epochs N] [--limit N] [--set FIELD=JSON ...] [--out build/tables]
 
 Every point trains with 1 torch thread (``--workers`` points run at once, as
-separate processes, niced), exports, and is checked bit-exact against
+separate processes; run the command itself with nice), exports, and is checked bit-exact against
 ``hw.reference``. The table gives the integer (hw.reference, layered) test
 accuracy, the hidden spike densities, and per layer the ring-buffer bits and
 the SCDQ bits at the measured peak occupancy (layered run of the test split),
@@ -28,7 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def _run_point(args) -> dict:
     name, over, out = args
-    os.nice(10) if hasattr(os, "nice") else None
     import torch
 
     torch.set_num_threads(1)
