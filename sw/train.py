@@ -4,7 +4,9 @@
                        [--epochs N] [--seed S] [--no-delays] [--prune synaptic|axonal|layer|none]
                        [--max-levels K] [--out build] [--resume] [--mode layered|unlayered]
                        [--neuron lif|psu|ipsu|rpsu] [--scheduler fifo|random|momentum]
-                       [--forward-group F] [--set section.field=JSON ...]
+                       [--forward-group F] [--device cpu|cuda|auto] [--threads N] [--synapse auto|event|dense]
+                       [--rate-target R[,R...]] [--rate-weight W[,W...]] [--weight-bits B] [--delays fixed|learnable]
+                       [--set section.field=JSON ...]
 
 The JSON config (partial configs are merged over the default) is validated
 field by field; flags override it. Every epoch is checkpointed to
@@ -20,6 +22,15 @@ default pruning (``synaptic``, ``k = 1``) leaves the delay model one tap per
 synapse, so both models have at most ``n_in * n_out`` non-zero weights per layer
 (36864 for 700-48-48-20); the delay model's extra freedom is which of at most 15
 delays each synapse uses (a row index in the synapse memory, not a weight).
+
+Training speed (issue #10): hidden and readout neurons run the fused LIF of
+``sw.models.lif`` (no autograd graph over T, hand-written BPTT), synapses the
+event-driven gather-sum of ``sw.models.synapse`` (dense below a measured input
+density). ``reg.rate_target`` / ``reg.rate_weight`` add a per-layer spike-rate
+regulariser; ``model.weight_bits`` 2..4 train with a symmetric, rms-clipped
+scale; ``model.layer_max_delay`` caps each layer's delay grid;
+``model.delay_mode = "learnable"`` (``--delays learnable``) trains a DCLS-style
+position per synapse (no pruning schedule: one tap per synapse by construction).
 
 ``train.threads`` defaults to 1: the neuron recurrence is many small ops, and on
 a shared 2-core machine two OpenMP threads wait on each other at every op
