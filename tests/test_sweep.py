@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -180,6 +181,20 @@ def test_capacity_below_the_peak_reuses_the_training_and_stays_bit_exact(swept):
                                                                     == y).mean()))
     assert sum(half["dropped"]) > 0 and sum(peak_row["dropped"]) == 0
     assert half["delay_bits"] < peak_row["delay_bits"]
+
+
+@pytest.mark.slow
+def test_force_recomputes_a_point_from_scratch(swept, cluster):
+    d, spec, out, rows = swept
+    one = dict(spec, grid={"model.hidden": [[6]], "seed": [1]})
+    old = next(r for r in rows if r["point"] == {"model.hidden": [6], "seed": 1})
+    ck = Path(old["model_path"]).parent / "checkpoints" / "last.pt"
+    before = ck.stat().st_mtime_ns
+    new = sweep.run_sweep(one, out, client=cluster, force=True, progress=False, log=lambda *a: None)
+    assert ck.stat().st_mtime_ns != before  # trained again
+    assert len(new) == 1 and _exact(new[0]) == _exact(old)  # and, being deterministic, to the same row
+    with sqlite3.connect(out / "results.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM results WHERE key = ?", (old["key"],)).fetchone()[0] == 1
 
 
 # ---------------------------------------------------------------- fit check
