@@ -85,9 +85,9 @@ MUTANTS = [
     Mutant("ref-occupancy-window", "hw/reference.py", "n = c.shape[-1] - max_delay - 1\n    if n > 0:\n"
            "        shifted[..., max_delay + 1:] = c[..., :n]",
            "n = c.shape[-1] - max_delay\n    if n > 0:\n        shifted[..., max_delay:] = c[..., :n]", REF),
-    Mutant("ref-sop-count-at-T", "hw/reference.py", "        if d < T:\n            total +=",
-           "        if d <= T:\n            total +=", REF,
-           equivalent="for d == T the slice S_prev[:, :T - d] is empty, so the added count is 0"),
+    Mutant("ref-sop-count-at-T", "hw/reference.py", "        if d < T:\n            per = ",
+           "        if d <= T:\n            per = ", REF,
+           equivalent="for d == T the slice [:, :T - d] is empty, so the added count is 0"),
     # ---- loader rules
     Mutant("load-weight-lower", "hw/model_file.py", "W.min() < wmin or", "W.min() < wmin - 1 or", LOADER),
     Mutant("load-weight-upper", "hw/model_file.py", "W.max() > wmax)", "W.max() > wmax + 1)", LOADER),
