@@ -170,6 +170,23 @@ def run_tests(scratch: Path, tests, timeout: float) -> tuple[str, str, float]:
     return "error", f"pytest exit {res.returncode}: {' | '.join(tail)}", dt
 
 
+def write_markdown(path: Path, rows: list[dict], n: int, k: int, n_eq: int) -> None:
+    cell = lambda x: " ".join(x.split()).replace("|", "\\|")
+    lines = ["# Mutation check", "",
+             "Made by `python bench/mutants.py --markdown docs/mutants.md` (see the script's docstring).", "",
+             f"**{n} mutants, {k} killed**" + (f", {n_eq} equivalent (they survive by design, reason given)."
+                                              if n_eq else "."), "",
+             "| mutant | file | change | result | killed by (first failing test) |", "| --- | --- | --- | --- | --- |"]
+    for r in rows:
+        res = "killed" if r["killed"] else ("equivalent" if r["equivalent"] else "SURVIVED")
+        by = r["killed_by"] or (f"equivalent: {r['equivalent']}" if r["equivalent"] else "")
+        lines.append(f"| {r['name']} | `{r['path']}` | `{cell(r['old'])}` → `{cell(r['new'])}` | {res} | "
+                     f"`{by}` |" if r["killed_by"] else f"| {r['name']} | `{r['path']}` | `{cell(r['old'])}` → "
+                     f"`{cell(r['new'])}` | {res} | {by} |")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", help="run the mutants whose name starts with this prefix")
@@ -177,6 +194,7 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=900, help="seconds per test run (default 900)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the unmutated run of the selected tests")
     ap.add_argument("--out", default=str(ROOT / "build" / "mutants.json"))
+    ap.add_argument("--markdown", metavar="PATH", help="also write the table as markdown (e.g. docs/mutants.md)")
     a = ap.parse_args(argv)
     mutants = [m for m in MUTANTS if not a.only or m.name.startswith(a.only)]
     if not mutants:
@@ -239,6 +257,9 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"mutants": n, "killed": k, "equivalent": n_eq, "rows": rows}, indent=1))
     print(f"wrote {out}")
+    if a.markdown:
+        write_markdown(Path(a.markdown), rows, n, k, n_eq)
+        print(f"wrote {a.markdown}")
     if bad:
         print("\n".join(bad), file=sys.stderr)
         return 1
