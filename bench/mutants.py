@@ -108,6 +108,8 @@ MUTANTS = [
            "t.eq(Mux(t == S, 0, t + 1))", RING),
     Mutant("ring-no-forwarding", "hw/delay/ring_buffer.py", "fifo.w_data.eq(rp_drain.data + Mux(same, a1_w, 0))",
            "fifo.w_data.eq(rp_drain.data)", RING),
+    Mutant("ring-clear-short", "hw/delay/ring_buffer.py", "with m.If(clr_addr == self.depth - 1):",
+           "with m.If(clr_addr == self.depth - 2):", RING),
     Mutant("scdq-dist-no-wrap", "hw/delay/scdq.py", "return a.idx - b.idx + Mux(a.wrap != b.wrap, self.capacity, 0)",
            "return a.idx - b.idx", SCDQ),
     Mutant("scdq-inc-last", "hw/delay/scdq.py", "last = p.idx == C - 1", "last = p.idx == C", SCDQ),
