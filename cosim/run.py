@@ -90,13 +90,16 @@ def float_predictions(model: Model, model_path: Path, X: np.ndarray, checkpoint:
 def cosimulate(model: Model, X: np.ndarray, y: np.ndarray | None, *, backend: str = "verilator",
                modes=("layered", "async"), delay_units=("scdq",), workers: int = 2, float_pred=None,
                scdq_capacity=None, energy: EnergyModel = EnergyModel(), out: Path | None = None,
-               vcd_sample: int | None = None, progress: bool = True, log=print, corrupt=None) -> dict:
+               vcd_sample: int | None = None, progress: bool = True, log=print, corrupt=None,
+               early_exit=None) -> dict:
     """Run every (mode, delay unit) over all samples; returns the report dict.
 
     ``scdq_capacity``: ``None`` sizes each SCDQ to the peak measured on ``X``
     (it never drops); an int or one int per layer builds the SCDQ at that
     capacity: the HDL is compared with the reference at that capacity, and the
-    report also gives the reference's accuracy at unlimited capacity."""
+    report also gives the reference's accuracy at unlimited capacity.
+    ``early_exit``: ``None`` or a list of ``"m,s"`` settings (``--early-exit``):
+    every (mode, unit) also runs each setting (cosim/early_exit.py)."""
     for m_ in modes:
         if m_ not in MODES:
             raise CosimError(f"--mode must be among {MODES}, got {m_!r}")
@@ -105,6 +108,13 @@ def cosimulate(model: Model, X: np.ndarray, y: np.ndarray | None, *, backend: st
             raise CosimError(f"--delay-unit must be among {DELAY_UNITS}, got {u!r}")
     combos = [(m_, u) for u in delay_units for m_ in modes]
     forced = None if scdq_capacity is None else capacity_per_layer(scdq_capacity, model)
+    ee_settings, ee_runs = None, []
+    if early_exit is not None:
+        from cosim import early_exit as ee_mod
+        try:
+            ee_settings = ee_mod.parse_settings(early_exit)
+        except ee_mod.EarlyExitError as e:
+            raise CosimError(str(e)) from None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     refs, unlimited = {}, {}
@@ -135,16 +145,23 @@ def cosimulate(model: Model, X: np.ndarray, y: np.ndarray | None, *, backend: st
                            unlimited=unlimited.get((m_, u)))
             runs.append(r)
             cycles[f"{m_}/{u}"] = np.array([h.cycles for h in hdl])
+            if ee_settings:
+                ee_runs.append(ee_mod.sweep(model, X, y, be, m_, u, ee_settings, energy, workers,
+                                            forced if u == "scdq" else None, progress))
             if out is not None and m_ == modes[0] and u == delay_units[0] and len(X):
                 plots.raster(X[0], hdl[0].emissions, out / "raster_sample0.png",
                              f"sample 0 on the HDL ({m_}/{u})")
     report = {"model": model.info.get("name", ""), "samples": int(len(X)), "T": int(model.T),
               "layers": [[L.n_in, L.n_out] for L in model.layers], "runs": runs}
+    if ee_settings:
+        report["early_exit"] = ee_runs
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         save_json(report, out / "report.json")
         plots.memory_bars(runs, out / "memory.png")
         plots.cycles_histogram(cycles, out / "cycles.png")
+        if ee_runs:
+            ee_mod.plot(ee_runs, out / "early_exit.png")
         if vcd_sample is not None:
             from cosim.backends.amaranth import AmaranthBackend
             if not 0 <= vcd_sample < len(X):
@@ -172,6 +189,9 @@ def parse_args(argv=None):
     ap.add_argument("--scdq-capacity", nargs="+", metavar="C",
                     help="SCDQ capacity: one value, or one per layer (default: the measured peak, never drops); "
                          "the report adds the accuracy at unlimited capacity and the dropped events per layer")
+    ap.add_argument("--early-exit", nargs="+", metavar="M,S",
+                    help="also run each early-exit setting MARGIN,STEPS (0,0 = off, always included): "
+                         "accuracy, cycles, SOPs and energy per setting, a table and early_exit.png")
     ap.add_argument("--float-checkpoint", help="float checkpoint (default: the one named in the model file)")
     ap.add_argument("--energy-sop-pj", type=float, default=EnergyModel.sop_pj)
     ap.add_argument("--energy-update-pj", type=float, default=EnergyModel.neuron_update_pj)
@@ -222,7 +242,7 @@ def main(argv=None) -> int:
     try:
         report = cosimulate(model, X, y, backend=a.backend, modes=tuple(a.mode), delay_units=tuple(a.delay_unit),
                             workers=a.workers, float_pred=fp, scdq_capacity=a.scdq_capacity, energy=energy,
-                            out=out, vcd_sample=a.vcd, progress=not a.no_progress)
+                            out=out, vcd_sample=a.vcd, progress=not a.no_progress, early_exit=a.early_exit)
     except CosimError as e:
         raise SystemExit(f"cosim: {e}")
     report["model"] = str(model_path)
@@ -231,7 +251,13 @@ def main(argv=None) -> int:
     print(f"spikeline co-simulation: {model_path} on {len(X)} samples of '{a.data}' ({a.backend} backend)")
     print(format_table(report))
     print(f"wrote {out / 'report.json'}, {out / 'raster_sample0.png'}, {out / 'memory.png'}, {out / 'cycles.png'}")
+    if report.get("early_exit"):
+        from cosim.early_exit import format_table as ee_table
+        print(ee_table(report["early_exit"]))
+        print(f"wrote {out / 'early_exit.png'}")
     exact = all(r["parity"]["bit_exact"] == r["parity"]["samples"] for r in report["runs"])
+    exact = exact and all(p["parity"]["bit_exact"] == p["parity"]["samples"]
+                          for r in report.get("early_exit", []) for p in r["points"])
     if not exact:
         print("PARITY FAILED: the HDL is not bit-exact with hw.reference (see FIRST DIVERGENCE above)")
     return 0 if exact else 1
