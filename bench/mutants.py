@@ -131,10 +131,8 @@ MUTANTS = [
            "t = int(float(theta) / float(scale))", EXPORT),
     Mutant("export-round-half-up", "sw/quantize.py", "        return torch.round(x)",
            "        return torch.floor(x + 0.5)", EXPORT),
-    Mutant("export-clamp-symmetric", "sw/quantize.py", "-q if bits <= LOW_BITS else -q - 1, q)",
-           "-q if bits <= LOW_BITS else -q, q)", EXPORT),
-    Mutant("export-low-bit-asymmetric", "sw/quantize.py", "-q if bits <= LOW_BITS else -q - 1, q)",
-           "-q - 1, q)", EXPORT),
+    Mutant("export-clamp-symmetric", "sw/quantize.py", "-q if symmetric else -q - 1, q)", "-q, q)", EXPORT),
+    Mutant("export-symmetric-ignored", "sw/quantize.py", "-q if symmetric else -q - 1, q)", "-q - 1, q)", EXPORT),
     Mutant("export-threshold-min", "sw/quantize.py", "return max(1, min(t, qmax(membrane_bits)))",
            "return max(0, min(t, qmax(membrane_bits)))", EXPORT),
 ]
