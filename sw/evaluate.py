@@ -27,12 +27,13 @@ import numpy as np
 from tqdm import tqdm
 
 from hw.model_file import Model, ModelFileError, load
+from sw.errors import InputError
 from hw.reference import DELAY_UNITS, MODES, simulate
 
 SHD_CHANNELS = 700
 
 
-class DataMismatch(ValueError):
+class DataMismatch(InputError):
     """Model file and data set do not fit together; the message names both."""
 
 

@@ -47,7 +47,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from hw.model_file import ModelFileError, save
+from hw.model_file import MAX_T, MIN_DT, ModelFileError, atomic_write, save
+from sw.errors import EXIT_CHECK_FAILED, EXIT_OK, InputError, check_out_dir, guarded, write_json
 from sw.export import BudgetError, IntegerResult, integer_forward, parity, to_model_file
 from sw.models.delay import DelayNet, NetConfig, mem_sum_loss, unquantized
 from sw.prune import METHODS, enforce_budget, mask_stats, prune_net, schedule
@@ -63,7 +64,7 @@ CHOICES = {"mode": MODES, "neuron": NEURONS, "prune.method": METHODS + ("none",)
            "unlayered.scheduler": SCHEDULERS}
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A bad config field or flag; the message names it."""
 
     def __init__(self, field: str, message: str):
@@ -126,8 +127,12 @@ def _check(cfg: dict) -> dict:
         if v < lo:
             raise ConfigError(name, f"must be >= {lo}, got {v!r}")
     for name, v in (("train.lr", t["lr"]), ("data.dt", d["dt"])):
-        if not v > 0:
-            raise ConfigError(name, f"must be positive, got {v!r}")
+        if not (v > 0 and math.isfinite(v)):
+            raise ConfigError(name, f"must be positive and finite, got {v!r}")
+    if d["dt"] < MIN_DT:
+        raise ConfigError("data.dt", f"must be >= {MIN_DT} s (the model file's limit), got {d['dt']!r}")
+    if d["T"] > MAX_T:
+        raise ConfigError("data.T", f"must be <= {MAX_T} (the model file's limit), got {d['T']!r}")
     if not 0 <= d["val_fraction"] < 1:
         raise ConfigError("data.val_fraction", f"must be in [0, 1), got {d['val_fraction']!r}")
     if not 0 <= p["start"] <= p["end"] <= 1:
@@ -195,6 +200,9 @@ def load_data(cfg: dict):
         Xtr, ytr = load_rasters(tr, dt=d["dt"], T=d["T"], pool=d["pool"], limit=d["limit"])
         Xte, yte = load_rasters(te, dt=d["dt"], T=d["T"], pool=d["pool"], limit=d["limit"])
         n_classes = 20
+    for split, yy in (("train", ytr), ("test", yte)):
+        if len(yy) == 0:
+            raise ConfigError("data.source", f"the {split} split of '{src}' holds 0 samples")
     # validation split held out of train (model selection never sees test)
     perm = np.random.default_rng([seed, 7]).permutation(len(ytr))
     n_val = int(round(d["val_fraction"] * len(ytr)))
@@ -275,9 +283,7 @@ def shift_channels(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------- checkpoints
 def _atomic_save(obj, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)  # a kill mid-write never leaves a torn checkpoint
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))  # a kill mid-write never leaves a torn checkpoint
 
 
 def _diff_fields(a: dict, b: dict, prefix: str = "") -> list[str]:
@@ -297,7 +303,7 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
     t_start = time.time()
     torch.set_num_threads(cfg["train"]["threads"])
     torch.use_deterministic_algorithms(True, warn_only=True)
-    out = Path(cfg["out"])
+    out = check_out_dir(cfg["out"], "--out")  # before any work: a bad folder fails now, not after training
     ck_dir = out / "checkpoints"
     Xtr, ytr, Xval, yval, Xte, yte, n_classes = load_data(cfg)
     t_data = time.time() - t_start
@@ -429,7 +435,7 @@ def finish(cfg, model, net, history, Xte, yte, t_start, t_data, log=print, progr
         "model_path": str(model_path), "float_checkpoint": str(final_ck),
         "seconds_total": time.time() - t_start, "seconds_data": t_data, "config": cfg,
     }
-    (out / "train_summary.json").write_text(json.dumps(summary, indent=1))
+    write_json(summary, out / "train_summary.json")
     log(format_table(summary))
     return summary
 
@@ -510,19 +516,20 @@ def config_from_args(a) -> dict:
     return load_config(a.config, over)
 
 
-def main(argv=None) -> int:
-    try:
-        a = parse_args(argv)
-        cfg = config_from_args(a)
-        if a.stop_after is not None and a.stop_after < 1:
-            raise ConfigError("--stop-after", f"must be >= 1, got {a.stop_after}")
-        s = train(cfg, resume=a.resume, stop_after=a.stop_after, progress=not a.no_progress)
-    except (ConfigError, BudgetError, ModelFileError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+def _main(argv=None) -> int:
+    a = parse_args(argv)
+    cfg = config_from_args(a)
+    if a.stop_after is not None and a.stop_after < 1:
+        raise ConfigError("--stop-after", f"must be >= 1, got {a.stop_after}")
+    s = train(cfg, resume=a.resume, stop_after=a.stop_after, progress=not a.no_progress)
     if s is None:
-        return 0
-    return 0 if s["parity"]["all_bit_exact"] else 1
+        return EXIT_OK
+    return EXIT_OK if s["parity"]["all_bit_exact"] else EXIT_CHECK_FAILED
+
+
+def main(argv=None) -> int:
+    """Exit codes (sw.errors): 0 ok, 1 parity failed, 2 bad flag/config/data, 3 internal error."""
+    return guarded(_main, argv, "train")
 
 
 if __name__ == "__main__":
