@@ -1,7 +1,6 @@
 """The co-simulation report: one entry per (mode, delay unit) run, printed as a table and saved as JSON."""
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -160,7 +159,7 @@ def format_table(report: dict) -> str:
 
 
 def save_json(report: dict, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=1))
-    return path
+    """Strict JSON (no NaN), written atomically: a reader never sees half a report."""
+    from sw.errors import write_json
+
+    return write_json(report, path)
