@@ -27,7 +27,7 @@ import numpy as np
 from tqdm import tqdm
 
 from hw.model_file import Model, ModelFileError, load
-from sw.errors import InputError
+from sw.errors import EXIT_OK, InputError, check_out_dir, guarded, write_json
 from hw.reference import DELAY_UNITS, MODES, simulate
 
 SHD_CHANNELS = 700
@@ -104,6 +104,8 @@ def load_eval_data(source: str, model: Model, model_path: str = "model", samples
                                f"gives {X.shape[2]} channels")
     if samples is not None:
         X, y = X[:samples], y[:samples]
+    if len(X) == 0:
+        raise DataMismatch(f"--data '{source}': the test split holds 0 samples")
     check_fit(model, X, y, model_path)
     return X, y
 
@@ -185,6 +187,11 @@ def run(models: list[str], data: str, executions=("layered",), delay_units=("scd
 
 
 def main(argv=None) -> int:
+    """Exit codes (sw.errors): 0 ok, 2 bad flag/file/field, 3 internal error."""
+    return guarded(_main, argv, "evaluate")
+
+
+def _main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sw.evaluate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", action="append", required=True, help="model file (repeat to compare)")
     ap.add_argument("--data", required=True, help="synthetic | offline | SHD directory or .h5 file")
@@ -196,17 +203,21 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="also write the rows as JSON here")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
+    if a.json:
+        check_out_dir(Path(a.json).parent, "--json")
+        if Path(a.json).is_dir():
+            raise InputError(f"--json: '{a.json}' is a folder, not a file")
     try:
         rows = run(a.model, a.data, a.execution, a.delay_unit, a.samples, a.seed, a.pool, not a.no_progress)
-    except (ModelFileError, DataMismatch, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except (ValueError, OSError) as e:
+        if isinstance(e, (ModelFileError, InputError)):
+            raise
+        raise InputError(f"--data: {e}") from None
     print(format_table(rows))
     if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(rows, indent=1))
+        write_json(rows, a.json)
         print(f"wrote {a.json}")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -2,7 +2,7 @@
 
     python -m sw.train [--config sw/configs/default.json] [--data synthetic|offline|<SHD dir>]
                        [--epochs N] [--seed S] [--no-delays] [--prune synaptic|axonal|layer|none]
-                       [--max-levels K] [--out build] [--resume] [--mode layered|unlayered]
+                       [--max-levels K] [--out build] [--resume] [--execution layered|async]
                        [--neuron lif|psu|ipsu|rpsu] [--scheduler fifo|random|momentum]
                        [--forward-group F] [--set section.field=JSON ...]
 
@@ -473,7 +473,10 @@ def parse_args(argv=None):
     ap.add_argument("--max-levels", type=int, help="at most K distinct delays per layer")
     ap.add_argument("--out", help="output directory (default build)")
     ap.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.pt")
-    ap.add_argument("--mode", choices=MODES)
+    ap.add_argument("--execution", choices=("layered", "async"),
+                    help="train for layered execution, or for async execution (the unlayered model)")
+    ap.add_argument("--mode", choices=MODES, help="deprecated alias: layered = --execution layered, "
+                                                   "unlayered = --execution async")
     ap.add_argument("--neuron", choices=NEURONS)
     ap.add_argument("--scheduler", choices=SCHEDULERS)
     ap.add_argument("--forward-group", help="events per forward group (int) or 'all'")
@@ -485,8 +488,19 @@ def parse_args(argv=None):
     return ap.parse_args(argv)
 
 
+EXECUTION_TO_MODE = {"layered": "layered", "async": "unlayered"}
+
+
 def config_from_args(a) -> dict:
     over: dict = {}
+    if getattr(a, "execution", None) is not None:
+        mode = EXECUTION_TO_MODE[a.execution]
+        if a.mode is not None and a.mode != mode:
+            raise ConfigError("--mode", f"deprecated alias of --execution; '{a.mode}' contradicts "
+                                        f"--execution {a.execution}")
+        a.mode = mode
+    elif a.mode is not None:
+        print("note: --mode is deprecated; use --execution layered|async", file=sys.stderr)
     for flag, field, val in (("--data", "data.source", a.data), ("--epochs", "train.epochs", a.epochs),
                              ("--seed", "seed", a.seed), ("--prune", "prune.method", a.prune),
                              ("--max-levels", "prune.max_levels", a.max_levels), ("--out", "out", a.out),
