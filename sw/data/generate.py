@@ -281,4 +281,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from sw.errors import guarded  # exit codes 0/1/2/3 as in every spikeline command
+
+    sys.exit(guarded(main, None, "generate"))
