@@ -197,7 +197,7 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(prog="cosim/run.py", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="build/model.safetensors", help="model file (default build/model.safetensors)")
-    ap.add_argument("--data", default="offline", help="synthetic | offline (default set) | SHD .h5 file or directory")
+    ap.add_argument("--data", default="offline", help="synthetic | offline (default set) | SHD .h5 file or directory | tonic-shd:ROOT | tonic-ssc:ROOT")
     ap.add_argument("--backend", default="verilator", choices=BACKENDS)
     ap.add_argument("--execution", nargs="+", choices=MODES, help="layered and/or async (default both)")
     ap.add_argument("--mode", nargs="+", choices=MODES, help="deprecated alias of --execution")

@@ -94,13 +94,19 @@ def load_eval_data(source: str, model: Model, model_path: str = "model", samples
                 raise DataMismatch(f"model '{model_path}' has n_inputs={model.n_inputs}, which is not "
                                    f"{SHD_CHANNELS} / pool for any pool (SHD has {SHD_CHANNELS} channels)")
             pool = SHD_CHANNELS // model.n_inputs
-        if source == "offline":
-            from sw.data.generate import ensure_default_dataset
+        from sw.data import tonic_io
 
-            path = ensure_default_dataset()[1]
+        if tonic_io.parse(source) is not None:  # tonic's SHD / SSC classes, local files only
+            X, y, _, path = tonic_io.load(source, "test", float(model.dt), int(model.T), pool, samples)
         else:
-            path = _shd_files(source)[0]
-        X, y = load_rasters(path, dt=float(model.dt), T=int(model.T), pool=pool, limit=samples)
+            if source == "offline":
+                from sw.data.generate import ensure_default_dataset
+
+                path = ensure_default_dataset()[1]
+            else:
+                path = _shd_files(source)[0]
+            X, y = load_rasters(path, dt=float(model.dt), T=int(model.T), pool=pool, limit=samples)
+        check_provenance(model, source, path, model_path)
         if X.shape[2] != model.n_inputs:
             raise DataMismatch(f"model '{model_path}' has n_inputs={model.n_inputs} but '{path}' with pool={pool} "
                                f"gives {X.shape[2]} channels")
@@ -110,6 +116,24 @@ def load_eval_data(source: str, model: Model, model_path: str = "model", samples
         raise DataMismatch(f"--data '{source}': the test split holds 0 samples")
     check_fit(model, X, y, model_path)
     return X, y
+
+
+def check_provenance(model: Model, source: str, path, model_path: str = "model", warn=None) -> dict:
+    """Compare the test file about to be used with the one the model was trained on (``info.data_hash``,
+    written by ``sw.train``). A different file is never silent: a warning line on stderr names both.
+    Returns ``{"trained_on", "evaluated_on", "match"}`` (``match`` None when the model records no hash)."""
+    from sw.data.tonic_io import file_hash
+
+    warn = warn or (lambda m: print(m, file=sys.stderr))
+    trained_src, trained_hash = model.info.get("data_source"), model.info.get("data_hash")
+    out = {"trained_on": trained_src, "evaluated_on": str(source), "match": None}
+    if trained_hash:
+        out["match"] = file_hash(path) == trained_hash
+        if not out["match"]:
+            warn(f"warning: model '{model_path}' was trained on '{trained_src}' ({trained_hash[:19]}...), but "
+                 f"--data '{source}' reads '{path}', a different data set: its figures are not the model's "
+                 "test accuracy")
+    return out
 
 
 def check_fit(model: Model, X: np.ndarray, y: np.ndarray, model_path: str = "model") -> None:
@@ -196,7 +220,7 @@ def main(argv=None) -> int:
 def _main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sw.evaluate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", action="append", required=True, help="model file (repeat to compare)")
-    ap.add_argument("--data", required=True, help="synthetic | offline | SHD directory or .h5 file")
+    ap.add_argument("--data", required=True, help="synthetic | offline | SHD directory or .h5 file | tonic-shd:ROOT | tonic-ssc:ROOT")
     ap.add_argument("--execution", nargs="+", default=["layered"], choices=MODES)
     ap.add_argument("--delay-unit", nargs="+", default=["scdq"], choices=DELAY_UNITS)
     ap.add_argument("--samples", type=int, help="first N test samples only")

@@ -194,10 +194,24 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
         if stop_after is not None and done_now >= stop_after and epoch + 1 < E:
             log(f"stopping after {done_now} epoch(s) as asked; continue with --resume")
             return None
-    return finish(cfg, model, net, history, Xte, yte, t_start, t_data, log, progress)
+    return finish(cfg, model, net, history, Xte, yte, t_start, t_data, log, progress, data_provenance(data))
 
 
-def finish(cfg, model, net, history, Xte, yte, t_start, t_data, log=print, progress=True) -> dict:
+def data_provenance(data) -> dict:
+    """``info`` fields naming the training data: its source and the sha256 of its test and train files, so
+    that evaluation on another data set is never silent (``sw.evaluate.check_provenance``)."""
+    from sw.data.tonic_io import file_hash
+
+    info = {"data_source": getattr(data, "source", "") or ""}
+    files = getattr(data, "files", ()) or ()
+    if files:
+        info["data_hash"] = file_hash(files[1])  # the split that evaluation reads
+        info["data_train_hash"] = file_hash(files[0])
+    return info
+
+
+def finish(cfg, model, net, history, Xte, yte, t_start, t_data, log=print, progress=True,
+           data_info: dict | None = None) -> dict:
     """Float/integer test accuracy, export, parity with hw.reference, summary table and JSON."""
     from hw.reference import simulate
 
@@ -211,7 +225,7 @@ def finish(cfg, model, net, history, Xte, yte, t_start, t_data, log=print, progr
     save_float_model(net, cfg, final_ck)
     m = to_model_file(net, max_taps=cfg["budget"]["max_taps"],
                       info={"float_checkpoint": "checkpoints/final.pt",  # relative to the model file
-                            "seed": cfg["seed"], "no_delays": cfg["model"]["no_delays"]})
+                            "seed": cfg["seed"], "no_delays": cfg["model"]["no_delays"], **(data_info or {})})
     model_path = save(m, out / "model.safetensors")
     ours = integer_forward(m, Xte)
     bar = tqdm(total=len(yte), desc="hw.reference (layered)", leave=False, disable=not progress, file=sys.stderr)
@@ -267,7 +281,7 @@ def format_table(s: dict) -> str:
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(prog="python -m sw.train", description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default=None, help="JSON config (merged over sw/configs/default.json)")
-    ap.add_argument("--data", help="synthetic | offline | directory with shd_train.h5/shd_test.h5")
+    ap.add_argument("--data", help="synthetic | offline | directory with shd_train.h5/shd_test.h5 | tonic-shd:ROOT | tonic-ssc:ROOT")
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--seed", type=int)
     ap.add_argument("--no-delays", action="store_true", help="baseline: delay 0 only, same topology")
