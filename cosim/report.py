@@ -10,6 +10,8 @@ from hw.model_file import Model
 from hw.network import HdlSample
 from hw.reference import BatchResult, memory_report
 
+from sw.metrics import neurobench
+
 from cosim.parity import first_divergence
 
 
@@ -108,6 +110,7 @@ def run_report(model: Model, mode: str, unit: str, backend: str, hdl: list[HdlSa
                    "synapse_bits_total": int(sum(r["synapse_bits"] for r in mem)),
                    "dense_synapse_bits_total": int(sum(r["dense_synapse_bits"] for r in mem)),
                    "state_bits_total": int(sum(r["state_bits"] for r in mem))},
+        "neurobench": neurobench(model, sops, spikes[:, :L - 1], hdl_pred, y),
         "energy": {"constants_pj": asdict(energy),
                    "per_inference_nj": energy.estimate(float(sops.sum(1).mean()), updates, float(cycles.mean())) / 1e3},
     }

@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from hw.model_file import Model, ModelFileError, load
 from sw.errors import EXIT_OK, InputError, check_out_dir, guarded, write_json
+from sw.metrics import neurobench
 from hw.reference import DELAY_UNITS, MODES, simulate
 
 SHD_CHANNELS = 700
@@ -178,6 +179,8 @@ def evaluate_model(model: Model, X: np.ndarray, y: np.ndarray, execution: str = 
         "sops_per_layer": [float(x) for x in sops.mean(0)],
         "time_to_decision_mean": float(ttd.mean()), "time_to_decision_median": float(np.median(ttd)),
         "scdq_peak_occupancy": [int(x) for x in ref.occupancy.max(axis=(0, 2))],
+        "neurobench": neurobench(model, sops, np.stack([ref.spikes(l).sum(axis=(1, 2)) for l in hidden], axis=1)
+                                 if hidden else np.zeros((len(y), 0)), ref.predictions, y),
         "predictions": ref.predictions.tolist(),
     }
 
