@@ -141,6 +141,8 @@ def format_table(report: dict) -> str:
         ("cycles/inference p50", [_fmt(r["latency"]["cycles"]["p50"]) for r in runs]),
         ("cycles/inference p99", [_fmt(r["latency"]["cycles"]["p99"]) for r in runs]),
         ("cycles/step", [_fmt(r["latency"]["cycles_per_step"]) for r in runs]),
+        (f"latency mean, µs @ {report.get('clock_mhz', 100):g} MHz",
+         [_fmt(r["latency"].get("microseconds", {}).get("mean")) for r in runs]),
         ("time to decision, steps", [_fmt(r["latency"]["time_to_decision_steps"]["mean"]) for r in runs]),
         ("time to decision, cycles", [_fmt(r["latency"]["time_to_decision_cycles"]["mean"]) for r in runs]),
         ("SOPs/inference per layer", [" ".join(f"{x:,.0f}" for x in r["throughput"]["sops_per_layer"]) for r in runs]),

@@ -109,7 +109,8 @@ def float_predictions(model: Model, model_path: Path, X: np.ndarray, checkpoint:
 def cosimulate(model: Model, X: np.ndarray, y: np.ndarray | None, *, backend: str = "verilator",
                modes=("layered", "async"), delay_units=("scdq",), workers: int = 2, float_pred=None,
                scdq_capacity=None, energy: EnergyModel = EnergyModel(), out: Path | None = None,
-               vcd_sample: int | None = None, progress: bool = True, log=print, corrupt=None) -> dict:
+               vcd_sample: int | None = None, progress: bool = True, log=print, corrupt=None,
+               clock_mhz: float = plots.DEFAULT_CLOCK_MHZ) -> dict:
     """Run every (mode, delay unit) over all samples; returns the report dict.
 
     ``scdq_capacity``: ``None`` sizes each SCDQ to the peak measured on ``X``
@@ -118,7 +119,7 @@ def cosimulate(model: Model, X: np.ndarray, y: np.ndarray | None, *, backend: st
     report also gives the reference's accuracy at unlimited capacity.
 
     Every argument is checked before any simulation starts (:func:`check_inputs`)."""
-    check_inputs(modes, delay_units, scdq_capacity, energy, vcd_sample, len(X), model)
+    check_inputs(modes, delay_units, scdq_capacity, energy, vcd_sample, len(X), model, clock_mhz)
     combos = [(m_, u) for u in delay_units for m_ in modes]
     forced = None if scdq_capacity is None else capacity_per_layer(scdq_capacity, model)
     if out is not None:
@@ -153,14 +154,17 @@ def cosimulate(model: Model, X: np.ndarray, y: np.ndarray | None, *, backend: st
             cycles[f"{m_}/{u}"] = np.array([h.cycles for h in hdl])
             if out is not None and m_ == modes[0] and u == delay_units[0] and len(X):
                 plots.raster(X[0], hdl[0].emissions, out / "raster_sample0.png",
-                             f"sample 0 on the HDL ({m_}/{u})")
+                             f"sample 0 on the HDL ({m_}/{u})", label=None if y is None else int(y[0]),
+                             readout=hdl[0].readout)
+    for r in runs:  # latency in time at the stated clock
+        r["latency"]["microseconds"] = {k: v / clock_mhz for k, v in r["latency"]["cycles"].items()}
     report = {"model": model.info.get("name", ""), "samples": int(len(X)), "T": int(model.T),
-              "layers": [[L.n_in, L.n_out] for L in model.layers], "runs": runs}
+              "layers": [[L.n_in, L.n_out] for L in model.layers], "clock_mhz": float(clock_mhz), "runs": runs}
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         save_json(report, out / "report.json")
         plots.memory_bars(runs, out / "memory.png")
-        plots.cycles_histogram(cycles, out / "cycles.png")
+        plots.cycles_histogram(cycles, out / "cycles.png", clock_mhz)
         if vcd_sample is not None:
             from cosim.backends.amaranth import AmaranthBackend
             m_, u = combos[0]
@@ -172,7 +176,7 @@ def cosimulate(model: Model, X: np.ndarray, y: np.ndarray | None, *, backend: st
 
 
 def check_inputs(modes, delay_units, scdq_capacity, energy: EnergyModel, vcd_sample, n_samples: int,
-                 model: Model | None = None) -> None:
+                 model: Model | None = None, clock_mhz: float = plots.DEFAULT_CLOCK_MHZ) -> None:
     """Raise :class:`CosimError` naming the flag for any bad co-simulation argument
     (``model``: also check the number of per-layer values)."""
     for m_ in modes:
@@ -187,6 +191,8 @@ def check_inputs(modes, delay_units, scdq_capacity, energy: EnergyModel, vcd_sam
                     ("--energy-cycle-pj", energy.cycle_pj)):
         if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
             raise CosimError(f"{name}: must be a finite number >= 0 (pJ), got {v!r}")
+    if not isinstance(clock_mhz, (int, float)) or not math.isfinite(clock_mhz) or clock_mhz <= 0:
+        raise CosimError(f"--clock-mhz: must be a finite number > 0, got {clock_mhz!r}")
     if n_samples < 1:
         raise CosimError("--data: the data set holds 0 samples")
     if vcd_sample is not None and not 0 <= vcd_sample < n_samples:
@@ -215,6 +221,8 @@ def parse_args(argv=None):
     ap.add_argument("--energy-cycle-pj", type=float, default=EnergyModel.cycle_pj)
     ap.add_argument("--default", action="store_true",
                     help="make sim: default data and model (made/trained if missing), all modes and both units")
+    ap.add_argument("--clock-mhz", type=float, default=plots.DEFAULT_CLOCK_MHZ,
+                    help="clock for latency in µs in the report and cycles.png (default 100)")
     ap.add_argument("--no-progress", action="store_true")
     return ap.parse_args(argv)
 
@@ -248,7 +256,7 @@ def _main(argv=None) -> int:
         raise CosimError(f"--workers must be >= 1, got {a.workers}")
     energy = EnergyModel(a.energy_sop_pj, a.energy_update_pj, a.energy_cycle_pj)
     # everything that needs no data is checked now, before training, data generation or simulation
-    check_inputs(a.execution, a.delay_unit, a.scdq_capacity, energy, None, 1)
+    check_inputs(a.execution, a.delay_unit, a.scdq_capacity, energy, None, 1, None, a.clock_mhz)
     if a.vcd is not None and a.vcd < 0:
         raise CosimError(f"--vcd: sample {a.vcd} is negative")
     out = check_out_dir(out, "--out")
@@ -264,11 +272,11 @@ def _main(argv=None) -> int:
         X, y = load_eval_data(a.data, model, str(model_path), samples=samples)
     except (DataMismatch, ValueError, OSError) as e:  # DataMismatch and ShdFormatError name the file/field
         raise CosimError(f"--data: {e}") from None
-    check_inputs(a.execution, a.delay_unit, a.scdq_capacity, energy, a.vcd, len(X), model)
+    check_inputs(a.execution, a.delay_unit, a.scdq_capacity, energy, a.vcd, len(X), model, a.clock_mhz)
     fp = float_predictions(model, model_path, X, a.float_checkpoint)
     report = cosimulate(model, X, y, backend=a.backend, modes=tuple(a.execution), delay_units=tuple(a.delay_unit),
                         workers=a.workers, float_pred=fp, scdq_capacity=a.scdq_capacity, energy=energy,
-                        out=out, vcd_sample=a.vcd, progress=not a.no_progress)
+                        out=out, vcd_sample=a.vcd, progress=not a.no_progress, clock_mhz=a.clock_mhz)
     report["model"] = str(model_path)
     report["data"] = a.data
     save_json(report, out / "report.json")

@@ -53,6 +53,7 @@ def test_cli_end_to_end_verilator_all_modes_and_units(trained, tmp_path, capsys)
         assert r["accuracy"]["float"] is not None
         ref = simulate(model, X, r["mode"], r["delay_unit"])
         assert r["throughput"]["sops_per_layer"] == pytest.approx(ref.sops.mean(0).tolist())
+        assert r["latency"]["microseconds"]["mean"] == pytest.approx(r["latency"]["cycles"]["mean"] / 100)
         nb = r["neurobench"]  # NeuroBench names (sw.metrics), from the HDL's counters
         assert nb["SynapticOperations"]["Effective_ACs"] == pytest.approx(ref.sops.sum(1).mean())
         assert nb["ClassificationAccuracy"] == r["accuracy"]["hdl"]

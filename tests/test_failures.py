@@ -199,6 +199,7 @@ def test_model_copied_without_its_float_checkpoint(model_file, tmp_path, capsys)
     (["--energy-sop-pj", "nan"], "--energy-sop-pj"),
     (["--energy-update-pj", "inf"], "--energy-update-pj"),
     (["--energy-cycle-pj", "-1"], "--energy-cycle-pj"),
+    (["--clock-mhz", "0"], "--clock-mhz"),
 ])
 def test_flags_are_checked_before_any_simulation(model_file, shd_file, tmp_path, capsys, monkeypatch, flags, needle):
     _no_sim(monkeypatch)
