@@ -6,7 +6,8 @@ One Verilator build per (layer count 1..3, delay unit) of a maximal shape
 (width 8, delay levels 0..7, T up to 16, narrow membrane/readout widths so that
 saturation happens), plus SCDQ builds at small fixed capacities (4, 9, 14 events
 for layers 0, 1, 2: below the peak of busy cases, so the queues drop events and
-the reference must drop the same ones); every case is a random model inside it (random sizes,
+the reference must drop the same ones); half of the cases also run with a random
+early-exit rule (margin and steps), compared on the exit step and flag too; every case is a random model inside it (random sizes,
 subsets of levels, weights, thresholds, decays, resets, both modes, 1-3
 samples) programmed through the configuration port. Cases are
 batched: one harness process runs many cases, with configuration writes
@@ -95,8 +96,12 @@ def make_case(seed: int, index: int, units=UNITS) -> dict:
     X = rng.random((B, T, sizes[0])) < rng.uniform(0.03, 0.8)
     # drawn from its own stream, so that the cases of a seed are the same as before capacities were drawn
     small = unit == "scdq" and bool(np.random.default_rng([seed, index, 1]).random() < 0.5)
+    erng = np.random.default_rng([seed, index, 2])
+    early_exit = None
+    if erng.random() < 0.5:  # margins from 1 to 2^13 against readout sums of up to 2^13
+        early_exit = (int(2 ** erng.uniform(0, 13)), int(erng.integers(1, 4)))
     return {"index": index, "seed": seed, "L": n_layers, "unit": unit, "mode": mode, "model": model, "X": X,
-            "small": small}
+            "small": small, "early_exit": early_exit}
 
 
 def group_key(case: dict) -> tuple:
@@ -104,15 +109,20 @@ def group_key(case: dict) -> tuple:
 
 
 def reference(case: dict, spec: NetworkSpec):
-    """The reference run of a case on its build (SCDQ at the build's capacities)."""
-    caps = [S.scdq_capacity for S in spec.layers] if case["unit"] == "scdq" else None
-    return ref.simulate(case["model"], case["X"], case["mode"], case["unit"], scdq_capacity=caps)
+    """The reference run of a case on its build (SCDQ at the build's capacities, and with the
+    build's window: its queues hold events for max(LEVELS) + 1 steps whatever the model's delays)."""
+    scdq = case["unit"] == "scdq"
+    return ref.simulate(case["model"], case["X"], case["mode"], case["unit"],
+                        scdq_capacity=[S.scdq_capacity for S in spec.layers] if scdq else None,
+                        scdq_window=[max(S.delays) for S in spec.layers] if scdq else None,
+                        early_exit=case["early_exit"])
 
 
 def describe(case: dict) -> str:
     m = case["model"]
     cap = f" at capacities {list(SMALL_CAPS[:case['L']])}" if case["small"] else ""
-    out = [f"seed {case['seed']} case {case['index']}: {case['L']} layer(s), unit {case['unit']}{cap}, mode {case['mode']}, "
+    ee = f", early exit (m, s) = {case['early_exit']}" if case["early_exit"] else ""
+    out = [f"seed {case['seed']} case {case['index']}: {case['L']} layer(s), unit {case['unit']}{cap}{ee}, mode {case['mode']}, "
            f"T {m.T}, n_inputs {m.n_inputs}, samples {case['X'].shape[0]}"]
     for l, L in enumerate(m.layers):
         out.append(f"  layer {l}: {L.n_in}x{L.n_out} delays {L.delays.tolist()} threshold {L.threshold} decay {L.decay} "
@@ -125,6 +135,8 @@ def compare(case: dict, hdl: list, exp) -> str | None:
     """First difference between the HDL samples and the reference, or None."""
     m = case["model"]
     for b, (h, r) in enumerate(zip(hdl, exp)):
+        if (h.exit_step, h.early_exit) != (r.exit_step, r.early_exit):
+            return f"sample {b} exit (step, fired): hdl {(h.exit_step, h.early_exit)} reference {(r.exit_step, r.early_exit)}"
         for l in range(len(m.layers) - 1):
             ht, hj = (a.tolist() for a in h.emissions[l])
             rt, rj = r.layers[l].emit_t.tolist(), r.layers[l].emit_j.tolist()
@@ -146,9 +158,8 @@ def compare(case: dict, hdl: list, exp) -> str | None:
             return f"sample {b}: spike record overflow flagged {h.counters}"
         for l, L in enumerate(m.layers):
             c = h.counters[l]
-            got = (c["dropped"], bool(c["overflow"])) + ((c["peak"],) if case["unit"] == "scdq" and L.max_delay else ())
-            want = (r.layers[l].dropped, r.layers[l].overflow) + \
-                ((r.layers[l].peak,) if case["unit"] == "scdq" and L.max_delay else ())
+            got = (c["dropped"], bool(c["overflow"])) + ((c["peak"],) if case["unit"] == "scdq" else ())
+            want = (r.layers[l].dropped, r.layers[l].overflow) + ((r.layers[l].peak,) if case["unit"] == "scdq" else ())
             if got != want:
                 return f"sample {b} layer {l} SCDQ (dropped, overflow, peak): hdl {got} reference {want}"
     return None
@@ -175,7 +186,7 @@ def run_group(exe: Path, spec: NetworkSpec, cases: list[dict], corrupt: bool = F
     shape = SimpleNamespace(T=spec.T_max, n_classes=spec.n_classes)
     lines = []
     for c in cases:
-        w = config_writes(spec, c["model"], c["mode"])
+        w = config_writes(spec, c["model"], c["mode"], c["early_exit"])
         if corrupt:
             w = corrupt_writes(spec, w)
         for X in c["X"]:
@@ -213,7 +224,7 @@ def run_chunk(args) -> tuple[int, int, str | None, int, dict]:
         groups.setdefault(group_key(c), []).append(c)
     bad, first, first_i = 0, None, None
     stats = {"samples": 0, "sops": 0, "spikes": 0, "hidden_cases": 0, "hidden_spiking_cases": 0, "saturated": 0,
-             "v_saturated": 0, "scdq_dropping_cases": 0}
+             "v_saturated": 0, "scdq_dropping_cases": 0, "early_exit_samples": 0}
     rmax = (1 << (WIDTHS.readout_bits - 1)) - 1
     vmax = (1 << (WIDTHS.membrane_bits - 1)) - 1
     for key, cs in sorted(groups.items()):
@@ -222,6 +233,7 @@ def run_chunk(args) -> tuple[int, int, str | None, int, dict]:
         for c, hdl in zip(cs, run_group(_EXES[key], spec, cs, corrupt)):
             exp = reference(c, spec)
             stats["scdq_dropping_cases"] += int(exp.dropped.sum() > 0)
+            stats["early_exit_samples"] += int((exp.early_exit & (exp.exit_step < c["model"].T - 1)).sum())
             diff = compare(c, hdl, exp)
             stats["samples"] += len(exp)
             stats["sops"] += int(exp.sops.sum())
@@ -302,7 +314,8 @@ def main(argv=None) -> int:
           f"{agg.get('sops', 0)} SOPs, {agg.get('spikes', 0)} hidden spikes, hidden layers spiked in "
           f"{agg.get('hidden_spiking_cases', 0)} of {agg.get('hidden_cases', 0)} multi-layer cases, readout saturated in "
           f"{agg.get('saturated', 0)} samples, readout membrane in {agg.get('v_saturated', 0)}; "
-          f"SCDQ dropped events in {agg.get('scdq_dropping_cases', 0)} cases)", file=sys.stderr)
+          f"SCDQ dropped events in {agg.get('scdq_dropping_cases', 0)} cases, "
+          f"{agg.get('early_exit_samples', 0)} samples exited before T)", file=sys.stderr)
     print(f"{total} cases, {bad} mismatches")
     if first is not None:
         print(f"first mismatch (replay: python bench/fuzz.py --seed {a.seed} --unit {a.unit} --case {first_i}"

@@ -110,18 +110,27 @@ def cosimulate(model: Model, X: np.ndarray, y: np.ndarray | None, *, backend: st
                modes=("layered", "async"), delay_units=("scdq",), workers: int = 2, float_pred=None,
                scdq_capacity=None, energy: EnergyModel = EnergyModel(), out: Path | None = None,
                vcd_sample: int | None = None, progress: bool = True, log=print, corrupt=None,
-               clock_mhz: float = plots.DEFAULT_CLOCK_MHZ) -> dict:
+               clock_mhz: float = plots.DEFAULT_CLOCK_MHZ, early_exit=None) -> dict:
     """Run every (mode, delay unit) over all samples; returns the report dict.
 
     ``scdq_capacity``: ``None`` sizes each SCDQ to the peak measured on ``X``
     (it never drops); an int or one int per layer builds the SCDQ at that
     capacity: the HDL is compared with the reference at that capacity, and the
     report also gives the reference's accuracy at unlimited capacity.
+    ``early_exit``: ``None`` or a list of ``"m,s"`` settings (``--early-exit``):
+    every (mode, unit) also runs each setting (cosim/early_exit.py).
 
     Every argument is checked before any simulation starts (:func:`check_inputs`)."""
     check_inputs(modes, delay_units, scdq_capacity, energy, vcd_sample, len(X), model, clock_mhz)
     combos = [(m_, u) for u in delay_units for m_ in modes]
     forced = None if scdq_capacity is None else capacity_per_layer(scdq_capacity, model)
+    ee_settings, ee_runs = None, []
+    if early_exit is not None:
+        from cosim import early_exit as ee_mod
+        try:
+            ee_settings = ee_mod.parse_settings(early_exit)
+        except ee_mod.EarlyExitError as e:
+            raise CosimError(str(e)) from None
     if out is not None:
         out = check_out_dir(out, "--out")
     refs, unlimited = {}, {}
@@ -152,6 +161,9 @@ def cosimulate(model: Model, X: np.ndarray, y: np.ndarray | None, *, backend: st
                            unlimited=unlimited.get((m_, u)))
             runs.append(r)
             cycles[f"{m_}/{u}"] = np.array([h.cycles for h in hdl])
+            if ee_settings:
+                ee_runs.append(ee_mod.sweep(model, X, y, be, m_, u, ee_settings, energy, workers,
+                                            forced if u == "scdq" else None, progress))
             if out is not None and m_ == modes[0] and u == delay_units[0] and len(X):
                 plots.raster(X[0], hdl[0].emissions, out / "raster_sample0.png",
                              f"sample 0 on the HDL ({m_}/{u})", label=None if y is None else int(y[0]),
@@ -160,11 +172,15 @@ def cosimulate(model: Model, X: np.ndarray, y: np.ndarray | None, *, backend: st
         r["latency"]["microseconds"] = {k: v / clock_mhz for k, v in r["latency"]["cycles"].items()}
     report = {"model": model.info.get("name", ""), "samples": int(len(X)), "T": int(model.T),
               "layers": [[L.n_in, L.n_out] for L in model.layers], "clock_mhz": float(clock_mhz), "runs": runs}
+    if ee_settings:
+        report["early_exit"] = ee_runs
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         save_json(report, out / "report.json")
         plots.memory_bars(runs, out / "memory.png")
         plots.cycles_histogram(cycles, out / "cycles.png", clock_mhz)
+        if ee_runs:
+            ee_mod.plot(ee_runs, out / "early_exit.png")
         if vcd_sample is not None:
             from cosim.backends.amaranth import AmaranthBackend
             m_, u = combos[0]
@@ -215,6 +231,9 @@ def parse_args(argv=None):
     ap.add_argument("--scdq-capacity", nargs="+", metavar="C",
                     help="SCDQ capacity: one value, or one per layer (default: the measured peak, never drops); "
                          "the report adds the accuracy at unlimited capacity and the dropped events per layer")
+    ap.add_argument("--early-exit", nargs="+", metavar="M,S",
+                    help="also run each early-exit setting MARGIN,STEPS (0,0 = off, always included): "
+                         "accuracy, cycles, SOPs and energy per setting, a table and early_exit.png")
     ap.add_argument("--float-checkpoint", help="float checkpoint (default: the one named in the model file)")
     ap.add_argument("--energy-sop-pj", type=float, default=EnergyModel.sop_pj)
     ap.add_argument("--energy-update-pj", type=float, default=EnergyModel.neuron_update_pj)
@@ -257,6 +276,12 @@ def _main(argv=None) -> int:
     energy = EnergyModel(a.energy_sop_pj, a.energy_update_pj, a.energy_cycle_pj)
     # everything that needs no data is checked now, before training, data generation or simulation
     check_inputs(a.execution, a.delay_unit, a.scdq_capacity, energy, None, 1, None, a.clock_mhz)
+    if a.early_exit is not None:  # settings checked before any data, training or simulation
+        from cosim import early_exit as ee_mod
+        try:
+            ee_mod.parse_settings(a.early_exit)
+        except ee_mod.EarlyExitError as e:
+            raise CosimError(str(e)) from None
     if a.vcd is not None and a.vcd < 0:
         raise CosimError(f"--vcd: sample {a.vcd} is negative")
     out = check_out_dir(out, "--out")
@@ -276,14 +301,21 @@ def _main(argv=None) -> int:
     fp = float_predictions(model, model_path, X, a.float_checkpoint)
     report = cosimulate(model, X, y, backend=a.backend, modes=tuple(a.execution), delay_units=tuple(a.delay_unit),
                         workers=a.workers, float_pred=fp, scdq_capacity=a.scdq_capacity, energy=energy,
-                        out=out, vcd_sample=a.vcd, progress=not a.no_progress, clock_mhz=a.clock_mhz)
+                        out=out, vcd_sample=a.vcd, progress=not a.no_progress, clock_mhz=a.clock_mhz,
+                        early_exit=a.early_exit)
     report["model"] = str(model_path)
     report["data"] = a.data
     save_json(report, out / "report.json")
     print(f"spikeline co-simulation: {model_path} on {len(X)} samples of '{a.data}' ({a.backend} backend)")
     print(format_table(report))
     print(f"wrote {out / 'report.json'}, {out / 'raster_sample0.png'}, {out / 'memory.png'}, {out / 'cycles.png'}")
+    if report.get("early_exit"):
+        from cosim.early_exit import format_table as ee_table
+        print(ee_table(report["early_exit"]))
+        print(f"wrote {out / 'early_exit.png'}")
     exact = all(r["parity"]["bit_exact"] == r["parity"]["samples"] for r in report["runs"])
+    exact = exact and all(p["parity"]["bit_exact"] == p["parity"]["samples"]
+                          for r in report.get("early_exit", []) for p in r["points"])
     if not exact:
         print("PARITY FAILED: the HDL is not bit-exact with hw.reference (see FIRST DIVERGENCE above)")
     return EXIT_OK if exact else EXIT_CHECK_FAILED

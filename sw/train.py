@@ -114,7 +114,8 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lam)
     pr = cfg["prune"]
     plan = schedule(pr, len(net.cfg.delays), E)
-    if pr["method"] == "none":
+    learnable = net.cfg.delay_mode == "learnable"
+    if pr["method"] == "none" or learnable:  # learnable delays have one tap per synapse by construction
         plan = {}
     budget_epoch = max(plan) if plan else 0  # the budget holds from the final pruning step on
     history, start = [], 0
@@ -155,6 +156,8 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
                 enforce_budget(net, cfg["budget"]["max_taps"], cfg["budget"]["on_exceed"])
             if rates is not None:  # pruning removes drive: give each layer back its spike rate
                 net.calibrate(calib, rates, iters=10)
+        if learnable:
+            net.set_delay_width(epoch, E)
         model.train()
         t0 = time.time()
         g = torch.Generator().manual_seed(cfg["seed"] * 1_000_003 + epoch)  # order depends on (seed, epoch) only
@@ -175,6 +178,10 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
             opt.zero_grad()
             loss.backward()
             opt.step()
+            if learnable:
+                with torch.no_grad():
+                    for syn in net.synapses:
+                        syn.pos.clamp_(0, syn.K - 1)
             tot += loss.item() * len(idx)
             n_ok += int((logits.argmax(1) == yb).sum())
             bar.set_postfix(loss=f"{loss.item():.3f}")

@@ -174,3 +174,28 @@ def test_verilator_network_exits_exactly_like_the_reference():
         exp = ref.simulate(model, X, mode, early_exit=ee)
         assert exp.early_exit.any() and not exp.early_exit.all()
         assert_exit_matches(model, X, be.run(model, X, mode, early_exit=ee), be.run(model, X, mode), exp)
+
+
+def test_cosim_early_exit_curve(tmp_path):
+    from cosim.run import CosimError, cosimulate
+    model, X, ee = exit_case(1)
+    y = np.arange(len(X)) % model.n_classes
+    out = tmp_path / "out"
+    rep = cosimulate(model, X, y, backend="amaranth", modes=("async",), delay_units=("scdq",), progress=False,
+                     log=None, out=out, early_exit=[f"{ee[0]},{ee[1]}", "0,0"])
+    (run,) = rep["early_exit"]
+    off, on = run["points"]
+    assert off["off"] and (on["margin"], on["steps"]) == ee
+    main = rep["runs"][0]
+    assert off["cycles"]["mean"] == main["latency"]["cycles"]["mean"]
+    assert off["sops_per_inference"] == pytest.approx(sum(main["throughput"]["sops_per_layer"]))
+    exp = ref.simulate(model, X, "async", early_exit=ee)
+    assert on["parity"]["bit_exact"] == len(X) and on["parity"]["exit_step_agree"] == len(X)
+    assert on["accuracy"]["hdl"] == on["accuracy"]["reference"] == float((exp.predictions == y).mean())
+    assert on["exit_step"]["mean"] == pytest.approx(exp.exit_step.mean())
+    assert on["sops_per_inference"] == pytest.approx(exp.sops.sum(1).mean())
+    assert on["cycles"]["mean"] < off["cycles"]["mean"]
+    assert (out / "early_exit.png").stat().st_size > 1000
+    for bad in (["5"], ["a,b"], ["-1,2"], ["3,-2"]):
+        with pytest.raises(CosimError, match="--early-exit"):
+            cosimulate(model, X, y, backend="amaranth", modes=("async",), progress=False, log=None, early_exit=bad)
