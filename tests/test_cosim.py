@@ -52,9 +52,9 @@ def test_cli_end_to_end_verilator_all_modes_and_units(trained, tmp_path, capsys,
     hdl_runs = {}
     real_report = cosim_run.run_report
 
-    def capture(model_, mode, unit, backend, hdl, *rest):  # keep the HDL samples the report was made from
+    def capture(model_, mode, unit, backend, hdl, *rest, **kw):  # keep the HDL samples the report was made from
         hdl_runs[(mode, unit)] = hdl
-        return real_report(model_, mode, unit, backend, hdl, *rest)
+        return real_report(model_, mode, unit, backend, hdl, *rest, **kw)
 
     monkeypatch.setattr(cosim_run, "run_report", capture)
     rc = main(["--model", str(path), "--data", "synthetic", "--samples", "8", "--backend", "verilator",
