@@ -114,7 +114,7 @@ def load_eval_data(source: str, model: Model, model_path: str = "model", samples
     if samples is not None:
         X, y = X[:samples], y[:samples]
     if len(X) == 0:
-        raise DataMismatch(f"--data '{source}': the test split holds 0 samples")
+        raise DataMismatch(f"'{source}': the test split holds 0 samples")
     check_fit(model, X, y, model_path)
     return X, y
 
@@ -238,8 +238,8 @@ def _main(argv=None) -> int:
             raise InputError(f"--json: '{a.json}' is a folder, not a file")
     try:
         rows = run(a.model, a.data, a.execution, a.delay_unit, a.samples, a.seed, a.pool, not a.no_progress)
-    except (ValueError, OSError) as e:
-        if isinstance(e, (ModelFileError, InputError)):
+    except (ValueError, OSError) as e:  # a data problem; a model-file problem names its file and field
+        if isinstance(e, ModelFileError):
             raise
         raise InputError(f"--data: {e}") from None
     print(format_table(rows))
