@@ -56,7 +56,19 @@ def _load(command: str):
     return getattr(mod, "main", None)
 
 
+def _numba_cache_outside_the_package() -> None:
+    """numba's ``cache=True`` writes next to the module by default; an installed spikeline
+    keeps that cache under ``sw.paths.cache_dir("numba")`` instead (set before numba is imported)."""
+    import os
+
+    from sw.paths import cache_dir, source_checkout
+
+    if source_checkout() is None or os.environ.get("SPIKELINE_CACHE"):
+        os.environ.setdefault("NUMBA_CACHE_DIR", str(cache_dir("numba")))
+
+
 def main(argv=None) -> int:
+    _numba_cache_outside_the_package()
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(_usage())

@@ -108,3 +108,11 @@ def test_hw_api_is_light():
             "assert 'torch' not in sys.modules, 'hw imported torch'")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0, r.stderr
+
+
+def test_numba_cache_of_an_installed_package_is_outside_it(monkeypatch, tmp_path):
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    monkeypatch.setenv(paths.CACHE_ENV, str(tmp_path))
+    cli._numba_cache_outside_the_package()
+    import os
+    assert os.environ["NUMBA_CACHE_DIR"] == str(tmp_path / "numba")
