@@ -139,3 +139,24 @@ def test_snntorch_export_imports_and_runs(tmp_path):
     ref = simulate(m, X, "layered")
     assert ref.readout.shape == (4, 25, 3)
     assert np.array_equal(simulate(m, X, "async", "scdq").predictions.shape, (4,))
+
+
+def test_import_reports_float_and_integer_accuracy_on_user_data(tmp_path, capsys):
+    from sw.data.shd import load_rasters, write_shd
+
+    rng = np.random.default_rng(7)
+    m = _model()
+    m.layers[0].weights = rng.integers(-60, 61, (3, 70, 7)).astype(np.int8)
+    m.n_inputs, m.dt = 70, 0.01
+    src = save(m, tmp_path / "m.safetensors")
+    ts = [np.sort(rng.uniform(0, 0.29, 60)) for _ in range(12)]
+    write_shd(tmp_path / "t.h5", ts, [rng.integers(0, 700, 60) for _ in ts], np.arange(12) % 3, np.zeros(12, int))
+    assert main(["export", str(src), str(tmp_path / "m.nir")]) == 0
+    capsys.readouterr()
+    assert main(["import", str(tmp_path / "m.nir"), str(tmp_path / "b.safetensors"), "--data",
+                 str(tmp_path / "t.h5")]) == 0
+    out = capsys.readouterr().out
+    X, y = load_rasters(tmp_path / "t.h5", dt=0.01, T=m.T, pool=10)
+    acc_int = (simulate(m, X, "layered").predictions == y).mean()
+    assert f"integer model (hw.reference, layered) {100 * acc_int:.2f} %" in out
+    assert "float graph" in out and "on 12 samples" in out

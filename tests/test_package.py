@@ -116,3 +116,12 @@ def test_numba_cache_of_an_installed_package_is_outside_it(monkeypatch, tmp_path
     cli._numba_cache_outside_the_package()
     import os
     assert os.environ["NUMBA_CACHE_DIR"] == str(tmp_path / "numba")
+
+
+def test_public_api_names_resolve():
+    import cosim
+    import hw
+    import sw
+    for mod in (hw, sw, cosim):
+        for name in mod.__all__:
+            assert getattr(mod, name) is not None, f"{mod.__name__}.{name}"
