@@ -35,7 +35,8 @@ SCHEMA_VERSION = 1
 HEADER_KEY = "spikeline"
 RESETS = ("zero", "subtract")
 DECAY_ONE = 4096  # decay a means v <- trunc0(v * a / 4096)
-MAX_T = 65535  # steps per sample: a 16-bit step counter (and a bounded result memory)
+MAX_T = 65535  # steps per sample: a chosen bound, so a header cannot demand unbounded per-step memories
+# (the HDL sizes its step counter and result memory, T x n_classes readout words, from the model's T)
 MIN_DT = 1e-6  # seconds per step: event times have microsecond resolution at best
 # ``info`` is free-form, but these keys, when present, are read by the tools and must have these types
 INFO_TYPES = {"seed": (int,), "float_checkpoint": (str,), "name": (str,), "no_delays": (bool,),
