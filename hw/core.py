@@ -113,7 +113,7 @@ class NeuronCore(wiring.Component):
     delay_unit : ``"ring"`` or ``"scdq"``.
     scdq_capacity : event capacity ``C`` of the SCDQ.
     T_max : the largest number of steps a sample may have.
-    membrane_bits, acc_bits, readout_bits, weight_bits : widths (DESIGN.md).
+    membrane_bits, acc_bits, readout_bits, weight_bits : widths (docs/contract.md).
     """
 
     def __init__(self, *, n_in, n_out, delays, nnz_max, spiking=True, delay_unit="scdq",

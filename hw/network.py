@@ -17,7 +17,8 @@ Result port (``res_sel``, ``res_addr`` -> ``res_data`` one cycle later):
   ``STATUS_BASE + 8 l + i`` for ``CORE_STATUS[i]``
 
 Early exit (the rule of :mod:`hw.reference`, "Early exit"): network registers
-``2`` (margin ``m``) and ``3`` (steps ``s``) of the configuration port; the
+``2`` (margin ``m``), ``3`` (steps ``s``) and ``4`` (the model's class count:
+a build's padding classes take no part) of the configuration port; the
 sequencer tracks the top two readout sums as the readout core writes them and
 ends the sample after a step that closes a run of ``s`` steps with a lead
 ``>= m``. Readout rows after the exit step are not written; the host reads
@@ -158,7 +159,8 @@ def config_writes(spec: NetworkSpec, model: Model, mode: str, early_exit=None) -
             (spec.sel_core(l, CFG_REG), REG_ASYNC, int(mode == "async")),
             (spec.sel_core(l, CFG_REG), REG_T, int(model.T)),
         ]
-    writes += [(spec.sel_net, 0, int(model.T)), (spec.sel_net, 2, margin), (spec.sel_net, 3, steps)]
+    writes += [(spec.sel_net, 0, int(model.T)), (spec.sel_net, 2, margin), (spec.sel_net, 3, steps),
+               (spec.sel_net, 4, int(model.n_classes))]
     return writes
 
 
@@ -344,8 +346,9 @@ class Network(wiring.Component):
         T = Signal(tw)
         n_events = Signal(_bits(spec.max_events + 1) + 1)
         ee_margin, ee_steps = Signal(rb), Signal(tw)  # early exit: 0 in either is off
+        ee_classes = Signal(range(spec.n_classes + 1))  # the model's classes; the build may have more
         net_we = cfg_we & (cfg_sel == spec.sel_net)
-        for a, reg in enumerate((T, n_events, ee_margin, ee_steps)):
+        for a, reg in enumerate((T, n_events, ee_margin, ee_steps, ee_classes)):
             with m.If(net_we & (cfg_addr == a)):
                 m.d.sync += reg.eq(cfg_data)
 
@@ -400,7 +403,7 @@ class Network(wiring.Component):
         # early exit: the top two readout sums of this step (records come in ascending j, j = 0 first)
         best, second = Signal(signed(rb)), Signal(signed(rb))
         value = last.rec.payload.value
-        with m.If(last.rec.valid):
+        with m.If(last.rec.valid & (last.rec.payload.j < ee_classes)):
             with m.If(last.rec.payload.j == 0):
                 m.d.sync += [best.eq(value), second.eq(-(1 << (rb - 1)))]
             with m.Elif(value > best):

