@@ -85,9 +85,9 @@ MUTANTS = [
     Mutant("ref-occupancy-window", "hw/reference.py", "n = c.shape[-1] - max_delay - 1\n    if n > 0:\n"
            "        shifted[..., max_delay + 1:] = c[..., :n]",
            "n = c.shape[-1] - max_delay\n    if n > 0:\n        shifted[..., max_delay:] = c[..., :n]", REF),
-    Mutant("ref-sop-count-at-T", "hw/reference.py", "        if d < T:\n            total +=",
-           "        if d <= T:\n            total +=", REF,
-           equivalent="for d == T the slice S_prev[:, :T - d] is empty, so the added count is 0"),
+    Mutant("ref-sop-count-at-T", "hw/reference.py", "        if d < T:\n            per = ",
+           "        if d <= T:\n            per = ", REF,
+           equivalent="for d == T the slice [:, :T - d] is empty, so the added count is 0"),
     # ---- loader rules
     Mutant("load-weight-lower", "hw/model_file.py", "W.min() < wmin or", "W.min() < wmin - 1 or", LOADER),
     Mutant("load-weight-upper", "hw/model_file.py", "W.max() > wmax)", "W.max() > wmax + 1)", LOADER),
@@ -108,6 +108,8 @@ MUTANTS = [
            "t.eq(Mux(t == S, 0, t + 1))", RING),
     Mutant("ring-no-forwarding", "hw/delay/ring_buffer.py", "fifo.w_data.eq(rp_drain.data + Mux(same, a1_w, 0))",
            "fifo.w_data.eq(rp_drain.data)", RING),
+    Mutant("ring-clear-short", "hw/delay/ring_buffer.py", "with m.If(clr_addr == self.depth - 1):",
+           "with m.If(clr_addr == self.depth - 2):", RING),
     Mutant("scdq-dist-no-wrap", "hw/delay/scdq.py", "return a.idx - b.idx + Mux(a.wrap != b.wrap, self.capacity, 0)",
            "return a.idx - b.idx", SCDQ),
     Mutant("scdq-inc-last", "hw/delay/scdq.py", "last = p.idx == C - 1", "last = p.idx == C", SCDQ),
@@ -129,10 +131,8 @@ MUTANTS = [
            "t = int(float(theta) / float(scale))", EXPORT),
     Mutant("export-round-half-up", "sw/quantize.py", "        return torch.round(x)",
            "        return torch.floor(x + 0.5)", EXPORT),
-    Mutant("export-clamp-symmetric", "sw/quantize.py", "-q if bits <= LOW_BITS else -q - 1, q)",
-           "-q if bits <= LOW_BITS else -q, q)", EXPORT),
-    Mutant("export-low-bit-asymmetric", "sw/quantize.py", "-q if bits <= LOW_BITS else -q - 1, q)",
-           "-q - 1, q)", EXPORT),
+    Mutant("export-clamp-symmetric", "sw/quantize.py", "-q if symmetric else -q - 1, q)", "-q, q)", EXPORT),
+    Mutant("export-symmetric-ignored", "sw/quantize.py", "-q if symmetric else -q - 1, q)", "-q - 1, q)", EXPORT),
     Mutant("export-threshold-min", "sw/quantize.py", "return max(1, min(t, qmax(membrane_bits)))",
            "return max(0, min(t, qmax(membrane_bits)))", EXPORT),
 ]
@@ -170,6 +170,23 @@ def run_tests(scratch: Path, tests, timeout: float) -> tuple[str, str, float]:
     return "error", f"pytest exit {res.returncode}: {' | '.join(tail)}", dt
 
 
+def write_markdown(path: Path, rows: list[dict], n: int, k: int, n_eq: int) -> None:
+    cell = lambda x: " ".join(x.split()).replace("|", "\\|")
+    lines = ["# Mutation check", "",
+             "Made by `python bench/mutants.py --markdown docs/mutants.md` (see the script's docstring).", "",
+             f"**{n} mutants, {k} killed**" + (f", {n_eq} equivalent (they survive by design, reason given)."
+                                              if n_eq else "."), "",
+             "| mutant | file | change | result | killed by (first failing test) |", "| --- | --- | --- | --- | --- |"]
+    for r in rows:
+        res = "killed" if r["killed"] else ("equivalent" if r["equivalent"] else "SURVIVED")
+        by = r["killed_by"] or (f"equivalent: {r['equivalent']}" if r["equivalent"] else "")
+        lines.append(f"| {r['name']} | `{r['path']}` | `{cell(r['old'])}` → `{cell(r['new'])}` | {res} | "
+                     f"`{by}` |" if r["killed_by"] else f"| {r['name']} | `{r['path']}` | `{cell(r['old'])}` → "
+                     f"`{cell(r['new'])}` | {res} | {by} |")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", help="run the mutants whose name starts with this prefix")
@@ -177,6 +194,7 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=900, help="seconds per test run (default 900)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the unmutated run of the selected tests")
     ap.add_argument("--out", default=str(ROOT / "build" / "mutants.json"))
+    ap.add_argument("--markdown", metavar="PATH", help="also write the table as markdown (e.g. docs/mutants.md)")
     a = ap.parse_args(argv)
     mutants = [m for m in MUTANTS if not a.only or m.name.startswith(a.only)]
     if not mutants:
@@ -239,6 +257,9 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"mutants": n, "killed": k, "equivalent": n_eq, "rows": rows}, indent=1))
     print(f"wrote {out}")
+    if a.markdown:
+        write_markdown(Path(a.markdown), rows, n, k, n_eq)
+        print(f"wrote {a.markdown}")
     if bad:
         print("\n".join(bad), file=sys.stderr)
         return 1

@@ -145,7 +145,7 @@ def test_pysim_network_exits_exactly_like_the_reference(unit):
                                 run_network(spec, model, X, mode), exp)
 
 
-def test_pysim_early_exit_with_one_class_and_a_full_scdq():
+def test_pysim_early_exit_with_one_class_a_wider_build_and_a_full_scdq():
     # a one-class readout (runner-up is the smallest readout value) at a capacity below the peak
     rng = np.random.default_rng(9)
     model = random_model(rng, 2, 10)
@@ -157,7 +157,11 @@ def test_pysim_early_exit_with_one_class_and_a_full_scdq():
     full = ref.simulate(model, X, "async", scdq_capacity=caps)
     # the lead of one class is R + 2^31: exit once the sum passes its median over the run
     ee = ((1 << 31) + max(1, int(np.median(full.readout))), 2)
-    spec = NetworkSpec.for_model(model, "scdq", scdq_capacity=caps)
+    # a build with 3 readout neurons: its 2 padding classes (sums 0) must take no part in the rule
+    from hw.network import LayerSpec
+    own = NetworkSpec.for_model(model, "scdq", scdq_capacity=caps)
+    spec = NetworkSpec((own.layers[0], LayerSpec(model.layers[1].n_in, 3, own.layers[1].delays,
+                                                  own.layers[1].nnz_max, caps[1])), "scdq", T_max=model.T)
     for mode in ("layered", "async"):
         exp = ref.simulate(model, X, mode, scdq_capacity=caps, early_exit=ee)
         assert exp.dropped.sum() > 0 and exp.early_exit.any()

@@ -249,8 +249,13 @@ def generate(out: str | Path, n_train: int, n_test: int, seed: int = 0, workers:
 
 def ensure_default_dataset(root: str | Path = "data/offline_shd", n_train: int = DEFAULT_TRAIN,
                            n_test: int = DEFAULT_TEST, seed: int = 0, workers: int = 2) -> tuple[Path, Path]:
-    """Paths of the default offline data set, generating it on first use."""
-    return generate(root, n_train, n_test, seed=seed, workers=workers)
+    """Paths of the default offline data set, generating it on first use.
+
+    The default name ``data/offline_shd`` resolves under ``sw.paths.data_dir()``
+    (``$SPIKELINE_CACHE/data``, the checkout's ``data/`` or the user cache)."""
+    from sw.paths import resolve_data_root
+
+    return generate(resolve_data_root(root), n_train, n_test, seed=seed, workers=workers)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -276,4 +281,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from sw.errors import guarded  # exit codes 0/1/2/3 as in every spikeline command
+
+    sys.exit(guarded(main, None, "generate"))
