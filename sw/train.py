@@ -48,6 +48,7 @@ import torch
 from tqdm import tqdm
 
 from hw.model_file import ModelFileError, save
+from sw.data import augment
 from sw.export import BudgetError, IntegerResult, integer_forward, parity, to_model_file
 from sw.models.delay import DelayNet, NetConfig, mem_sum_loss, unquantized
 from sw.prune import METHODS, enforce_budget, mask_stats, prune_net, schedule
@@ -134,6 +135,10 @@ def _check(cfg: dict) -> dict:
         raise ConfigError("prune.start", f"need 0 <= start <= end <= 1, got start={p['start']}, end={p['end']}")
     if d["limit"] is not None and (not isinstance(d["limit"], int) or d["limit"] < 1):
         raise ConfigError("data.limit", f"must be null or a positive int, got {d['limit']!r}")
+    try:
+        augment.Augment.from_train_config(t)
+    except augment.AugmentError as e:
+        raise ConfigError(e.field, e.message) from None
     mt = cfg["budget"]["max_taps"]
     if mt is not None and not (isinstance(mt, int) and mt >= 1 or isinstance(mt, list) and all(
             x is None or isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in mt)):
@@ -262,16 +267,6 @@ def evaluate(model, X: np.ndarray, y: np.ndarray, batch: int = 128) -> tuple[flo
     return correct / max(n, 1), [x / (n * X.shape[1] * m) for x, m in zip(dens or [], sizes)]
 
 
-def shift_channels(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """Move each sample's channels by ``shift[b]`` (zero fill): a cochlear frequency
-    shift, like a different vocal tract, for unseen-speaker robustness."""
-    B, T, C = x.shape
-    src = torch.arange(C)[None, :] - shift[:, None]  # [B, C]
-    valid = (src >= 0) & (src < C)
-    out = torch.gather(x, 2, src.clamp(0, C - 1)[:, None, :].expand(B, T, C))
-    return out * valid[:, None, :].to(x.dtype)
-
-
 # ---------------------------------------------------------------- checkpoints
 def _atomic_save(obj, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -337,8 +332,8 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
     if start == 0 and net.cfg.init_rate > 0:  # data-driven init
         mults = net.calibrate(calib, net.cfg.init_rate)
         log("init: hidden weight scale x " + ", ".join(f"{m:.3g}" for m in mults))
-    # channels are a cochlear frequency axis only in SHD-format data, not in the synthetic task
-    aug = tc["augment_shift"] if cfg["data"]["source"] != "synthetic" else 0
+    # channels/time are cochlear frequency/speech time only in SHD-format data, not in the synthetic task
+    aug = augment.Augment.from_train_config(tc) if cfg["data"]["source"] != "synthetic" else augment.Augment()
     done_now = 0
     for epoch in range(start, E):
         if epoch in plan or epoch == budget_epoch:
@@ -360,8 +355,8 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
         for s in bar:
             idx = perm[s:s + B]
             xb = Xtr_t[idx].float()
-            if aug:
-                xb = shift_channels(xb, torch.randint(-aug, aug + 1, (len(idx),), generator=g))
+            if aug.active:  # seeded per (seed, epoch, sample): identical on --resume
+                xb = torch.from_numpy(augment.augment_batch(Xtr[idx.numpy()], idx.numpy(), epoch, cfg["seed"], aug)).float()
             logits, _ = model(xb)
             loss = mem_sum_loss(logits, ytr_t[idx])
             opt.zero_grad()
@@ -473,6 +468,8 @@ def parse_args(argv=None):
     ap.add_argument("--forward-group", help="events per forward group (int) or 'all'")
     ap.add_argument("--limit", type=int, help="use at most this many samples per split")
     ap.add_argument("--stop-after", type=int, help="stop after this many epochs in this invocation (then --resume)")
+    ap.add_argument("--augment", metavar="NAMES",
+                    help="keep only these augmentations: all | none | comma list of " + ",".join(augment.NAMES))
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
                     help="override any config field, e.g. --set train.lr=0.001")
@@ -507,7 +504,13 @@ def config_from_args(a) -> dict:
         except json.JSONDecodeError:
             val = raw  # bare strings
         _set_path(over, field.strip(), val)
-    return load_config(a.config, over)
+    cfg = load_config(a.config, over)
+    if a.augment is not None:
+        try:
+            cfg["train"] = augment.keep_only(cfg["train"], a.augment)
+        except augment.AugmentError as e:
+            raise ConfigError(e.field, e.message) from None
+    return cfg
 
 
 def main(argv=None) -> int:
