@@ -23,7 +23,7 @@ from hw.network import NetworkSpec  # noqa: E402
 from hw.reference import DELAY_UNITS, MODES, simulate  # noqa: E402
 
 from cosim import plots  # noqa: E402
-from cosim.report import EnergyModel, format_table, run_report, save_json  # noqa: E402
+from cosim.report import EnergyModel, extra_test_entry, format_table, run_report, save_json  # noqa: E402
 
 BACKENDS = ("amaranth", "verilator")
 
@@ -146,8 +146,39 @@ def parse_args(argv=None):
     ap.add_argument("--energy-cycle-pj", type=float, default=EnergyModel.cycle_pj)
     ap.add_argument("--default", action="store_true",
                     help="make sim: default data and model (made/trained if missing), all modes and both units")
+    ap.add_argument("--extra-test", nargs="+", default=[], metavar="FILE",
+                    help="more SHD-format test files; the report gives their accuracy (first mode and delay unit). "
+                         "The shifted splits next to the test split (slow/fast/noisy) are always added")
     ap.add_argument("--no-progress", action="store_true")
     return ap.parse_args(argv)
+
+
+def _load_extra_tests(a, model: Model, model_path: Path, samples) -> dict:
+    """``{name: (path, X, y)}``: the shifted test splits next to ``--data`` and every
+    ``--extra-test`` file, loaded and checked before any simulation runs."""
+    from sw.evaluate import DataMismatch, load_split, shifted_files
+    sets = {**{k: (v, f"shifted split '{k}'") for k, v in shifted_files(a.data).items()},
+            **{str(p): (Path(p), "--extra-test") for p in a.extra_test}}
+    try:
+        return {name: (path, *load_split(path, model, str(model_path), samples, flag=flag))
+                for name, (path, flag) in sets.items()}
+    except (DataMismatch, ValueError) as e:
+        raise SystemExit(f"cosim: {e}")
+
+
+def _extra_tests(a, model: Model, model_path: Path, sets: dict, energy) -> list[dict]:
+    """Co-simulate each extra test set in the first mode and delay unit; one report entry each."""
+    out = []
+    for name, (path, X, y) in sets.items():
+        try:
+            fp = float_predictions(model, model_path, X, a.float_checkpoint)
+            sub = cosimulate(model, X, y, backend=a.backend, modes=(a.mode[0],), delay_units=(a.delay_unit[0],),
+                             workers=a.workers, float_pred=fp, scdq_capacity=a.scdq_capacity, energy=energy,
+                             progress=not a.no_progress)
+        except CosimError as e:
+            raise SystemExit(f"cosim: {e}")
+        out.append(extra_test_entry(name, path, sub))
+    return out
 
 
 def main(argv=None) -> int:
@@ -181,6 +212,7 @@ def main(argv=None) -> int:
         X, y = load_eval_data(a.data, model, str(model_path), samples=samples)
     except (DataMismatch, ValueError, OSError) as e:
         raise SystemExit(f"cosim: --data: {e}")
+    extra_sets = _load_extra_tests(a, model, model_path, samples)
     try:
         fp = float_predictions(model, model_path, X, a.float_checkpoint)
     except CosimError as e:
@@ -195,11 +227,13 @@ def main(argv=None) -> int:
         raise SystemExit(f"cosim: {e}")
     report["model"] = str(model_path)
     report["data"] = a.data
+    report["extra_tests"] = _extra_tests(a, model, model_path, extra_sets, energy)
     save_json(report, out / "report.json")
     print(f"spikeline co-simulation: {model_path} on {len(X)} samples of '{a.data}' ({a.backend} backend)")
     print(format_table(report))
     print(f"wrote {out / 'report.json'}, {out / 'raster_sample0.png'}, {out / 'memory.png'}, {out / 'cycles.png'}")
-    exact = all(r["parity"]["bit_exact"] == r["parity"]["samples"] for r in report["runs"])
+    exact = all(r["parity"]["bit_exact"] == r["parity"]["samples"]
+                for r in report["runs"] + report["extra_tests"])
     if not exact:
         print("PARITY FAILED: the HDL is not bit-exact with hw.reference (see FIRST DIVERGENCE above)")
     return 0 if exact else 1
