@@ -85,8 +85,11 @@ def time_jitter(x: np.ndarray, max_steps: int, rng: np.random.Generator) -> np.n
 
 def event_dropout(x: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
     """Each event kept with probability ``1 - p``."""
-    keep = rng.random(x.shape) >= p
-    return x & keep
+    t, c = np.nonzero(x)
+    keep = rng.random(t.size) >= p
+    out = np.zeros_like(x)
+    out[t[keep], c[keep]] = True
+    return out
 
 
 # ---------------------------------------------------------------- configuration
