@@ -4,7 +4,9 @@
 
 One Verilator build per (layer count 1..3, delay unit) of a maximal shape
 (width 8, delay levels 0..7, T up to 16, narrow membrane/readout widths so that
-saturation happens); every case is a random model inside it (random sizes,
+saturation happens), plus SCDQ builds at small fixed capacities (4, 9, 14 events
+for layers 0, 1, 2: below the peak of busy cases, so the queues drop events and
+the reference must drop the same ones); every case is a random model inside it (random sizes,
 subsets of levels, weights, thresholds, decays, resets, both modes, 1-3
 samples) programmed through the configuration port. Cases are
 batched: one harness process runs many cases, with configuration writes
@@ -25,8 +27,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+# first, even when PYTHONPATH names it too: bench/cosim.py must not shadow the cosim package
+sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
@@ -39,6 +41,7 @@ LEVELS = tuple(range(8))
 T_MAX = 16
 MAX_SAMPLES = 3
 UNITS = ("ring", "scdq")
+SMALL_CAPS = (4, 9, 14)  # per layer, SCDQ builds that overflow (drawn for half of the SCDQ cases)
 # narrow enough that membranes and readout sums do saturate in some cases
 # (8 inputs x 8 levels x 127 = 8128 per step at most; sums stay below 2^15 as the loader demands)
 WIDTHS = Widths(weight_bits=8, membrane_bits=12, acc_bits=16, readout_bits=14, max_delay=63)
@@ -55,10 +58,12 @@ def fix_verilator_pch() -> None:
         os.environ["MAKEFLAGS"] = (mf + " CFG_CXXFLAGS_PCH_I=-include").strip()
 
 
-def build_spec(n_layers: int, unit: str) -> NetworkSpec:
+def build_spec(n_layers: int, unit: str, small: bool = False) -> NetworkSpec:
+    """The build of a group; ``small``: the SCDQ at :data:`SMALL_CAPS` (overflowing)."""
     nnz = len(LEVELS) * WIDTH * WIDTH
     cap = (max(LEVELS) + 1) * WIDTH  # the most an SCDQ can hold here: never overflows
-    layers = tuple(LayerSpec(WIDTH, WIDTH, LEVELS, nnz, cap) for _ in range(n_layers))
+    caps = SMALL_CAPS[:n_layers] if small else (cap,) * n_layers
+    layers = tuple(LayerSpec(WIDTH, WIDTH, LEVELS, nnz, c) for c in caps)
     return NetworkSpec(layers, unit, widths=WIDTHS, T_max=T_MAX, max_events=T_MAX * WIDTH, max_spikes=T_MAX * WIDTH)
 
 
@@ -88,12 +93,26 @@ def make_case(seed: int, index: int, units=UNITS) -> dict:
     model = Model(layers, sizes[0], T, widths=WIDTHS)
     B = int(rng.integers(1, MAX_SAMPLES + 1))
     X = rng.random((B, T, sizes[0])) < rng.uniform(0.03, 0.8)
-    return {"index": index, "seed": seed, "L": n_layers, "unit": unit, "mode": mode, "model": model, "X": X}
+    # drawn from its own stream, so that the cases of a seed are the same as before capacities were drawn
+    small = unit == "scdq" and bool(np.random.default_rng([seed, index, 1]).random() < 0.5)
+    return {"index": index, "seed": seed, "L": n_layers, "unit": unit, "mode": mode, "model": model, "X": X,
+            "small": small}
+
+
+def group_key(case: dict) -> tuple:
+    return case["L"], case["unit"], case["small"]
+
+
+def reference(case: dict, spec: NetworkSpec):
+    """The reference run of a case on its build (SCDQ at the build's capacities)."""
+    caps = [S.scdq_capacity for S in spec.layers] if case["unit"] == "scdq" else None
+    return ref.simulate(case["model"], case["X"], case["mode"], case["unit"], scdq_capacity=caps)
 
 
 def describe(case: dict) -> str:
     m = case["model"]
-    out = [f"seed {case['seed']} case {case['index']}: {case['L']} layer(s), unit {case['unit']}, mode {case['mode']}, "
+    cap = f" at capacities {list(SMALL_CAPS[:case['L']])}" if case["small"] else ""
+    out = [f"seed {case['seed']} case {case['index']}: {case['L']} layer(s), unit {case['unit']}{cap}, mode {case['mode']}, "
            f"T {m.T}, n_inputs {m.n_inputs}, samples {case['X'].shape[0]}"]
     for l, L in enumerate(m.layers):
         out.append(f"  layer {l}: {L.n_in}x{L.n_out} delays {L.delays.tolist()} threshold {L.threshold} decay {L.decay} "
@@ -123,8 +142,15 @@ def compare(case: dict, hdl: list, exp) -> str | None:
         spikes = [c["spikes"] for c in h.counters[:-1]]
         if spikes != [len(L.emit_t) for L in r.layers[:-1]]:
             return f"sample {b} spike counters {spikes} reference {[len(L.emit_t) for L in r.layers[:-1]]}"
-        if h.record_overflow or any(c["overflow"] or c["dropped"] for c in h.counters):
-            return f"sample {b}: overflow flagged {h.counters}"
+        if h.record_overflow:
+            return f"sample {b}: spike record overflow flagged {h.counters}"
+        for l, L in enumerate(m.layers):
+            c = h.counters[l]
+            got = (c["dropped"], bool(c["overflow"])) + ((c["peak"],) if case["unit"] == "scdq" and L.max_delay else ())
+            want = (r.layers[l].dropped, r.layers[l].overflow) + \
+                ((r.layers[l].peak,) if case["unit"] == "scdq" and L.max_delay else ())
+            if got != want:
+                return f"sample {b} layer {l} SCDQ (dropped, overflow, peak): hdl {got} reference {want}"
     return None
 
 
@@ -184,16 +210,18 @@ def run_chunk(args) -> tuple[int, int, str | None, int, dict]:
     cases = [make_case(seed, i, units) for i in range(lo, hi)]
     groups: dict = {}
     for c in cases:
-        groups.setdefault((c["L"], c["unit"]), []).append(c)
+        groups.setdefault(group_key(c), []).append(c)
     bad, first, first_i = 0, None, None
     stats = {"samples": 0, "sops": 0, "spikes": 0, "hidden_cases": 0, "hidden_spiking_cases": 0, "saturated": 0,
-             "v_saturated": 0}
+             "v_saturated": 0, "scdq_dropping_cases": 0}
     rmax = (1 << (WIDTHS.readout_bits - 1)) - 1
     vmax = (1 << (WIDTHS.membrane_bits - 1)) - 1
-    for (L, unit), cs in sorted(groups.items()):
-        spec = build_spec(L, unit)
-        for c, hdl in zip(cs, run_group(_EXES[(L, unit)], spec, cs, corrupt)):
-            exp = ref.simulate(c["model"], c["X"], c["mode"], unit)
+    for key, cs in sorted(groups.items()):
+        L = key[0]
+        spec = build_spec(*key)
+        for c, hdl in zip(cs, run_group(_EXES[key], spec, cs, corrupt)):
+            exp = reference(c, spec)
+            stats["scdq_dropping_cases"] += int(exp.dropped.sum() > 0)
             diff = compare(c, hdl, exp)
             stats["samples"] += len(exp)
             stats["sops"] += int(exp.sops.sum())
@@ -232,8 +260,9 @@ def main(argv=None) -> int:
         lo, hi = 0, a.cases
     os.chdir(ROOT)  # the build cache lives under build/verilator
     fix_verilator_pch()
-    needed = {(c["L"], c["unit"]) for c in (make_case(a.seed, i, units) for i in range(lo, hi))} \
-        if hi - lo <= 64 else {(L, u) for L in (1, 2, 3) for u in units}
+    needed = {group_key(c) for c in (make_case(a.seed, i, units) for i in range(lo, hi))} \
+        if hi - lo <= 64 else {(L, u, small) for L in (1, 2, 3) for u in units for small in (False, True)
+                               if u == "scdq" or not small}
     t0 = time.time()
     exes = {k: build(build_spec(*k), log=lambda s: print(s, file=sys.stderr)) for k in sorted(needed)}
     t_build = time.time() - t0
@@ -272,7 +301,8 @@ def main(argv=None) -> int:
     print(f"(builds {t_build:.1f} s, cases {time.time() - t1:.1f} s, {a.workers} workers; {agg.get('samples', 0)} samples, "
           f"{agg.get('sops', 0)} SOPs, {agg.get('spikes', 0)} hidden spikes, hidden layers spiked in "
           f"{agg.get('hidden_spiking_cases', 0)} of {agg.get('hidden_cases', 0)} multi-layer cases, readout saturated in "
-          f"{agg.get('saturated', 0)} samples, readout membrane in {agg.get('v_saturated', 0)})", file=sys.stderr)
+          f"{agg.get('saturated', 0)} samples, readout membrane in {agg.get('v_saturated', 0)}; "
+          f"SCDQ dropped events in {agg.get('scdq_dropping_cases', 0)} cases)", file=sys.stderr)
     print(f"{total} cases, {bad} mismatches")
     if first is not None:
         print(f"first mismatch (replay: python bench/fuzz.py --seed {a.seed} --unit {a.unit} --case {first_i}"

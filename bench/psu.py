@@ -41,13 +41,14 @@ class _LifUnbind(torch.nn.Module):
         self.decay = decay
 
     def forward(self, current, threshold):
-        from sw.models.delay import lif_step
+        from sw.models.lif import LIFParams, lif_step
 
         cur = current.to(torch.float64)
         v = torch.zeros_like(cur[:, 0])
         out = []
+        p = LIFParams(float(threshold), self.decay, 24, 5.0, True)
         for c in cur.unbind(1):
-            z, v = lif_step(v, c, threshold, self.decay, True, 24, 5.0, True)
+            z, v = lif_step(v, c, p)
             out.append(z)
         return torch.stack(out, 1).to(current.dtype)
 
@@ -82,7 +83,10 @@ def accuracy_rows(kinds, epochs, finetune_epochs, out):
     from hw.reference import simulate
     from sw.export import to_model_file
     from sw.models.psu import convert_to_lif, finetune
-    from sw.train import evaluate, load_config, load_data, load_float_model, train
+    from sw.checkpoint import evaluate, load_float_model
+    from sw.config import load_config
+    from sw.data.splits import load_data
+    from sw.train import train
 
     rows = []
     for kind in ("lif",) + tuple(kinds):
@@ -97,7 +101,8 @@ def accuracy_rows(kinds, epochs, finetune_epochs, out):
         row = {"kind": kind, "train_seconds": time.time() - t0, "float_acc": s["float_acc"],
                "converted_reference_acc": s["integer_acc"]}
         if kind != "lif":
-            Xtr, ytr, _, _, Xte, yte, _ = load_data(cfg)
+            d = load_data(cfg)
+            Xtr, ytr, Xte, yte = d.Xtr, d.ytr, d.Xte, d.yte
             net = load_float_model(s["float_checkpoint"])
             convert_to_lif(net)
             row["converted_float_acc"] = evaluate(net, Xte, yte)[0]

@@ -1,13 +1,27 @@
-"""Training throughput: delay model vs --no-delays, same data, same run.
+"""Training throughput: the project's trainer vs a plain conv1d yardstick vs --no-delays, in one run.
 
-    python bench/train.py [--data random|offline|<SHD dir>] [--samples 256] [--batch 32] [--epochs 2]
+    python bench/train.py [--data auto|random|offline|<SHD dir>] [--samples 512] [--batch 64]
+                          [--epochs 4] [--threads 2] [--oracle] [--json build/bench_train.json]
 
-Prints seconds per epoch and samples/s (train step and inference) for the
-default topology with the full delay grid and with delay 0 only, and their ratio.
+Three models of the default topology (700-48-48-20, delays 0..60 step 2) train
+on the same samples with Adam, one epoch each in turn (interleaved, so machine
+load hits all alike), best of ``--epochs``:
+
+* ``delays``: ``DelayNet`` as ``sw.train`` builds it (fused LIF, event-driven synapses);
+* ``yardstick``: a plain vectorized causal dilated conv1d network of the same
+  shape with a float LIF loop (:class:`ConvYardstick`, a dozen lines, kept here);
+* ``no-delays``: ``DelayNet`` with delay 0 only;
+* ``oracle`` (``--oracle``): ``DelayNet`` on the unfused path (autograd LIF loop,
+  dense synapse), the pre-#10 style.
+
+Prints samples/s per wall second and per CPU second, the process's peak RSS,
+and the ratios to the yardstick; writes the same as JSON.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import resource
 import sys
 import time
 from pathlib import Path
@@ -16,65 +30,129 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 import torch
-from tqdm import tqdm
+import torch.nn.functional as F
 
-from sw.train import load_config, load_data, net_config
-from sw.models.delay import DelayNet, mem_sum_loss
+from sw.checkpoint import build_model
+from sw.config import load_config
+from sw.models.delay import mem_sum_loss
 
 
-def run(no_delays: bool, X, y, n_classes, cfg, epochs: int, batch: int):
-    cfg = {**cfg, "model": {**cfg["model"], "no_delays": no_delays}}
-    torch.manual_seed(0)
-    net = DelayNet(net_config(cfg, X.shape[2], n_classes))
-    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
-    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
-    times, cpu = [], []
-    for e in range(epochs):
-        t0, c0 = time.perf_counter(), time.process_time()
-        for s in tqdm(range(0, len(yt), batch), desc=f"{'no-delays' if no_delays else 'delays'} epoch {e + 1}",
-                      leave=False):
-            loss = mem_sum_loss(net(Xt[s:s + batch].float())[0], yt[s:s + batch])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-        times.append(time.perf_counter() - t0)
-        cpu.append(time.process_time() - c0)
-    t0 = time.perf_counter()
-    with torch.no_grad():
-        for s in range(0, len(yt), 128):
-            net(Xt[s:s + 128].float())
-    t_inf = time.perf_counter() - t0
-    return min(times), len(yt) / min(times), len(yt) / t_inf, min(cpu)
+class ConvYardstick(torch.nn.Module):
+    """Plain PyTorch: causal dilated conv1d synapses + float LIF with a fast-sigmoid surrogate."""
+
+    def __init__(self, sizes, K=31, dilation=2, alpha=0.6, theta=1.0):
+        super().__init__()
+        self.convs = torch.nn.ModuleList(torch.nn.Conv1d(a, b, K, dilation=dilation, bias=False)
+                                         for a, b in zip(sizes[:-1], sizes[1:]))
+        self.pad, self.alpha, self.theta = (K - 1) * dilation, alpha, theta
+
+    def forward(self, x):  # x [B, T, C]
+        s = x.transpose(1, 2)
+        for l, conv in enumerate(self.convs):
+            I = conv(F.pad(s, (self.pad, 0)))  # [B, n, T]
+            v, out = torch.zeros_like(I[..., 0]), []
+            for It in I.unbind(2):
+                v = self.alpha * v + It
+                if l == len(self.convs) - 1:
+                    out.append(v)
+                    continue
+                z = SpikeFS.apply(v - self.theta)
+                out.append(z)
+                v = v * (1 - z.detach())
+            s = torch.stack(out, 2)
+        return s.mean(2), None
+
+
+class SpikeFS(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return (x >= 0).float()
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return g / (1 + 5 * x.abs()) ** 2
+
+
+def _data(a, cfg):
+    src = a.data
+    if src == "auto":
+        src = "offline" if (Path(cfg["data"]["root"]) / "manifest.json").is_file() else "random"
+    if src == "random":  # SHD-shaped Bernoulli rasters, about 7000 spikes per sample like the offline set
+        rng = np.random.default_rng(0)
+        X = rng.random((a.samples, cfg["data"]["T"], 700)) < 0.1
+        return src, X, rng.integers(0, 20, a.samples).astype(np.int64), 20
+    from sw.data.splits import load_data
+
+    cfg["data"]["source"] = src
+    cfg["data"]["limit"] = a.samples
+    d = load_data(cfg)
+    return src, d.Xtr, d.ytr, d.n_classes
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--data", default="random")
-    ap.add_argument("--samples", type=int, default=256)
-    ap.add_argument("--batch", type=int, default=32)
-    ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--data", default="auto", help="auto (offline when present, else random) | random | offline | SHD dir")
+    ap.add_argument("--samples", type=int, default=512)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--oracle", action="store_true", help="also time the unfused autograd path")
+    ap.add_argument("--json", default="build/bench_train.json")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
     cfg = load_config()
-    if a.data == "random":  # SHD-shaped Bernoulli raster (about 7000 spikes per sample, like the offline set)
-        rng = np.random.default_rng(0)
-        X = rng.random((a.samples, cfg["data"]["T"], 700)) < 0.1
-        y = rng.integers(0, 20, a.samples).astype(np.int64)
-        n_classes = 20
-    else:
-        cfg["data"]["source"] = a.data
-        cfg["data"]["limit"] = a.samples
-        X, y, *_, n_classes = load_data(cfg)
-    print(f"data {a.data}: {len(y)} samples, T={X.shape[1]}, {X.shape[2]} channels, batch {a.batch}, "
-          f"{torch.get_num_threads()} threads, best of {a.epochs} epochs")
-    res = {nd: run(nd, X, y, n_classes, cfg, a.epochs, a.batch) for nd in (False, True)}
-    # CPU seconds are reported too: wall time on a shared 2-core machine depends on the other jobs
-    print(f"{'model':>10} {'s/epoch':>8} {'cpu s/epoch':>11} {'train samples/s':>16} {'infer samples/s':>16}")
-    for nd, (t, sps, ips, c) in res.items():
-        print(f"{'no-delays' if nd else 'delays':>10} {t:8.2f} {c:11.2f} {sps:16.1f} {ips:16.1f}")
-    print(f"ratio delays/no-delays epoch time: wall {res[False][0] / res[True][0]:.2f}x, "
-          f"cpu {res[False][3] / res[True][3]:.2f}x")
+    src, X, y, n_classes = _data(a, cfg)
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    C = X.shape[2]
+    models = {}
+    models["delays"] = build_model(cfg, C, n_classes)[0]
+    models["yardstick"] = ConvYardstick([C, *cfg["model"]["hidden"], n_classes])
+    models["no-delays"] = build_model({**cfg, "model": {**cfg["model"], "no_delays": True}}, C, n_classes)[0]
+    if a.oracle:
+        m = build_model({**cfg, "train": {**cfg["train"], "synapse": "dense"}}, C, n_classes)[0]
+        for L in m.layers:
+            L.neuron.fused = False
+        models["oracle"] = m
+    opts = {k: torch.optim.Adam(m.parameters(), lr=1e-3) for k, m in models.items()}
+    wall = {k: [] for k in models}
+    cpu = {k: [] for k in models}
+    print(f"data {src}: {len(y)} samples, T={X.shape[1]}, {C} channels, input density {X.mean():.3f}, batch {a.batch}, "
+          f"{torch.get_num_threads()} threads, best of {a.epochs} interleaved epochs", flush=True)
+    for e in range(a.epochs):
+        for k, m in models.items():
+            perm = torch.randperm(len(yt), generator=torch.Generator().manual_seed(e))
+            t0, c0 = time.perf_counter(), time.process_time()
+            for s in range(0, len(yt), a.batch):
+                idx = perm[s:s + a.batch]
+                loss = mem_sum_loss(m(Xt[idx].float())[0], yt[idx])
+                opts[k].zero_grad()
+                loss.backward()
+                opts[k].step()
+            wall[k].append(time.perf_counter() - t0)
+            cpu[k].append(time.process_time() - c0)
+        print(f"epoch {e + 1}: " + "  ".join(f"{k} {wall[k][-1]:.2f}s" for k in models), flush=True)
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rows = {k: {"samples_per_wall_s": len(yt) / min(wall[k]), "samples_per_cpu_s": len(yt) / min(cpu[k]),
+                "best_wall_s": min(wall[k]), "best_cpu_s": min(cpu[k])} for k in models}
+    y0 = rows["yardstick"]
+    print(f"\n{'model':>10} {'samples/s (wall)':>17} {'samples/s (CPU)':>16} {'x yardstick wall':>17} {'x yardstick CPU':>16}")
+    for k, r in rows.items():
+        r["x_yardstick_wall"] = r["samples_per_wall_s"] / y0["samples_per_wall_s"]
+        r["x_yardstick_cpu"] = r["samples_per_cpu_s"] / y0["samples_per_cpu_s"]
+        print(f"{k:>10} {r['samples_per_wall_s']:17.1f} {r['samples_per_cpu_s']:16.1f} "
+              f"{r['x_yardstick_wall']:16.2f}x {r['x_yardstick_cpu']:15.2f}x")
+    print(f"delays / no-delays: wall {rows['delays']['samples_per_wall_s'] / rows['no-delays']['samples_per_wall_s']:.2f}x")
+    if "oracle" in rows:
+        print(f"delays / oracle (unfused): wall {rows['delays']['samples_per_wall_s'] / rows['oracle']['samples_per_wall_s']:.2f}x, "
+              f"CPU {rows['delays']['samples_per_cpu_s'] / rows['oracle']['samples_per_cpu_s']:.2f}x")
+    print(f"peak RSS of this process (all models): {rss_mb:.0f} MB")
+    res = {"argv": sys.argv, "data": src, "samples": len(yt), "batch": a.batch, "threads": a.threads,
+           "epochs": a.epochs, "rows": rows, "peak_rss_mb": rss_mb}
+    Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.json).write_text(json.dumps(res, indent=1))
+    print(f"wrote {a.json}")
     return 0
 
 

@@ -58,7 +58,9 @@ def main(argv=None) -> int:
 
     from hw.model_file import load
     from sw.evaluate import evaluate_model
-    from sw.train import load_config, load_data, train
+    from sw.config import load_config
+    from sw.data.splits import load_data
+    from sw.train import train
 
     out = Path(a.out)
     rows = []
@@ -75,7 +77,8 @@ def main(argv=None) -> int:
             summary = train(cfg, log=lambda s: print("   ", s, flush=True))
             train_s = time.time() - t0
             model = load(summary["model_path"])
-            Xte, yte = load_data(cfg)[4:6]
+            split = load_data(cfg)
+            Xte, yte = split.Xte, split.yte
             for ex in ("layered", "async"):
                 r = evaluate_model(model, Xte, yte, ex, "scdq", progress=True, label=f"{task}/{name}")
                 r.pop("predictions")

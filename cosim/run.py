@@ -36,6 +36,26 @@ def _pow2(n: int, lo: int = 16) -> int:
     return max(lo, 1 << (max(1, int(n)) - 1).bit_length())
 
 
+def capacity_per_layer(values, model: Model) -> list[int]:
+    """``--scdq-capacity``: one value for every layer or one per layer, each an int >= 1."""
+    vals = list(values) if isinstance(values, (list, tuple)) else [values]
+    L = len(model.layers)
+    caps = []
+    for v in vals:
+        try:
+            c = int(v)
+        except (TypeError, ValueError):
+            raise CosimError(f"--scdq-capacity must be ints >= 1, got {v!r}") from None
+        if isinstance(v, bool) or c < 1 or (isinstance(v, float) and v != c):
+            raise CosimError(f"--scdq-capacity must be ints >= 1, got {v!r}")
+        caps.append(c)
+    if len(caps) == 1:
+        caps = caps * L
+    if len(caps) != L:
+        raise CosimError(f"--scdq-capacity takes one value or one per layer ({L}), got {len(caps)}")
+    return caps
+
+
 def make_backend(name: str, spec: NetworkSpec, log=print):
     if name == "verilator":
         from cosim.backends.verilator import VerilatorBackend
@@ -57,7 +77,7 @@ def float_predictions(model: Model, model_path: Path, X: np.ndarray, checkpoint:
     if not ck.is_file():
         raise CosimError(f"--float-checkpoint: no file at '{ck}'")
     import torch
-    from sw.train import load_float_model
+    from sw.checkpoint import load_float_model
     net = load_float_model(ck)
     preds = []
     with torch.no_grad():
@@ -69,9 +89,14 @@ def float_predictions(model: Model, model_path: Path, X: np.ndarray, checkpoint:
 
 def cosimulate(model: Model, X: np.ndarray, y: np.ndarray | None, *, backend: str = "verilator",
                modes=("layered", "async"), delay_units=("scdq",), workers: int = 2, float_pred=None,
-               scdq_capacity: int | None = None, energy: EnergyModel = EnergyModel(), out: Path | None = None,
+               scdq_capacity=None, energy: EnergyModel = EnergyModel(), out: Path | None = None,
                vcd_sample: int | None = None, progress: bool = True, log=print, corrupt=None) -> dict:
-    """Run every (mode, delay unit) over all samples; returns the report dict."""
+    """Run every (mode, delay unit) over all samples; returns the report dict.
+
+    ``scdq_capacity``: ``None`` sizes each SCDQ to the peak measured on ``X``
+    (it never drops); an int or one int per layer builds the SCDQ at that
+    capacity: the HDL is compared with the reference at that capacity, and the
+    report also gives the reference's accuracy at unlimited capacity."""
     for m_ in modes:
         if m_ not in MODES:
             raise CosimError(f"--mode must be among {MODES}, got {m_!r}")
@@ -79,20 +104,24 @@ def cosimulate(model: Model, X: np.ndarray, y: np.ndarray | None, *, backend: st
         if u not in DELAY_UNITS:
             raise CosimError(f"--delay-unit must be among {DELAY_UNITS}, got {u!r}")
     combos = [(m_, u) for u in delay_units for m_ in modes]
+    forced = None if scdq_capacity is None else capacity_per_layer(scdq_capacity, model)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-    refs = {}
+    refs, unlimited = {}, {}
     for m_, u in combos:
         bar = tqdm(total=len(X), desc=f"reference {m_}/{u}", disable=not progress, leave=False, file=sys.stderr)
         refs[(m_, u)] = simulate(model, X, m_, u, progress=lambda n: bar.update(n - bar.n))
         bar.close()
+        if forced is not None and u == "scdq":  # the run at the chip's capacity; keep the unlimited one
+            unlimited[(m_, u)] = refs[(m_, u)]
+            refs[(m_, u)] = simulate(model, X, m_, u, scdq_capacity=forced)
     max_events = max(1, int(X.sum(axis=(1, 2)).max(initial=1)))
     max_spikes = max([1] + [len(L.emit_t) for r in refs.values() for s in r.samples for L in s.layers])
     runs, cycles = [], {}
     for u in delay_units:
         peak = np.max([refs[(m_, u)].occupancy.max(axis=(0, 2)) for m_ in modes], axis=0)
         # the smallest capacity that never overflows (2 at least: a 1-entry queue has a 0-bit address)
-        caps = [scdq_capacity or max(2, int(p)) for p in peak]
+        caps = forced or [max(2, int(p)) for p in peak]
         spec = NetworkSpec.for_model(model, u, scdq_capacity=caps, max_events=_pow2(max_events),
                                      max_spikes=_pow2(max_spikes))
         be = make_backend(backend, spec, log=log)
@@ -102,7 +131,8 @@ def cosimulate(model: Model, X: np.ndarray, y: np.ndarray | None, *, backend: st
             hdl = be.run(model, X, m_, workers=workers, progress=bar.update, corrupt=corrupt)
             wall = time.perf_counter() - t0
             bar.close()
-            r = run_report(model, m_, u, backend, hdl, refs[(m_, u)], y, float_pred, wall, energy, caps)
+            r = run_report(model, m_, u, backend, hdl, refs[(m_, u)], y, float_pred, wall, energy, caps,
+                           unlimited=unlimited.get((m_, u)))
             runs.append(r)
             cycles[f"{m_}/{u}"] = np.array([h.cycles for h in hdl])
             if out is not None and m_ == modes[0] and u == delay_units[0] and len(X):
@@ -120,8 +150,8 @@ def cosimulate(model: Model, X: np.ndarray, y: np.ndarray | None, *, backend: st
             if not 0 <= vcd_sample < len(X):
                 raise CosimError(f"--vcd: sample {vcd_sample} is outside 0..{len(X) - 1}")
             m_, u = combos[0]
-            spec = NetworkSpec.for_model(model, u, scdq_capacity=[max(2, int(p)) for p in
-                                                                  refs[(m_, u)].occupancy.max(axis=(0, 2))],
+            spec = NetworkSpec.for_model(model, u, scdq_capacity=forced or [
+                                             max(2, int(p)) for p in refs[(m_, u)].occupancy.max(axis=(0, 2))],
                                          max_events=_pow2(max_events), max_spikes=_pow2(max_spikes))
             AmaranthBackend(spec).run(model, X[vcd_sample], m_, vcd=str(out / f"sample{vcd_sample}.vcd"))
     return report
@@ -139,7 +169,9 @@ def parse_args(argv=None):
     ap.add_argument("--workers", type=int, default=2, help="harness processes (verilator backend)")
     ap.add_argument("--out", default="build/cosim", help="report folder (report.json and PNG plots)")
     ap.add_argument("--vcd", type=int, metavar="SAMPLE", help="also write a VCD waveform of this sample (pysim)")
-    ap.add_argument("--scdq-capacity", type=int, help="force the SCDQ capacity (default: measured peak)")
+    ap.add_argument("--scdq-capacity", nargs="+", metavar="C",
+                    help="SCDQ capacity: one value, or one per layer (default: the measured peak, never drops); "
+                         "the report adds the accuracy at unlimited capacity and the dropped events per layer")
     ap.add_argument("--float-checkpoint", help="float checkpoint (default: the one named in the model file)")
     ap.add_argument("--energy-sop-pj", type=float, default=EnergyModel.sop_pj)
     ap.add_argument("--energy-update-pj", type=float, default=EnergyModel.neuron_update_pj)

@@ -12,8 +12,16 @@ Result port (``res_sel``, ``res_addr`` -> ``res_data`` one cycle later):
 * ``res_sel = l`` (``l < L``): spike record ``l`` in emission order,
   word ``t << idx_bits | j``
 * ``res_sel = L``: readout sums, word ``t * n_classes + j``
-* ``res_sel = L + 1``: status: word 0 cycles, 1 record overflow, then per
-  core ``l`` the words ``STATUS_BASE + 8 l + i`` for ``CORE_STATUS[i]``
+* ``res_sel = L + 1``: status: word 0 cycles, 1 record overflow, 2 the last
+  step run (the exit step), 3 early exit fired, then per core ``l`` the words
+  ``STATUS_BASE + 8 l + i`` for ``CORE_STATUS[i]``
+
+Early exit (the rule of :mod:`hw.reference`, "Early exit"): network registers
+``2`` (margin ``m``) and ``3`` (steps ``s``) of the configuration port; the
+sequencer tracks the top two readout sums as the readout core writes them and
+ends the sample after a step that closes a run of ``s`` steps with a lead
+``>= m``. Readout rows after the exit step are not written; the host reads
+rows ``0..exit``.
 * ``res_sel = L + 2``: cycle count at the end of each step ``t``
 """
 from __future__ import annotations
@@ -28,7 +36,7 @@ from amaranth.lib.wiring import In, Out
 from hw.core import (CFG_REG, CFG_ROWPTR, CFG_SYN, REG_ASYNC, REG_DECAY, REG_SUBTRACT, REG_T,
                      REG_THRESHOLD, NeuronCore, _bits, event_layout)
 from hw.model_file import Model, Widths
-from hw.reference import clog2, csr_rows, events_from_raster
+from hw.reference import _check_early_exit, clog2, csr_rows, events_from_raster
 
 CORE_STATUS = ("busy", "sops", "stalls", "spikes", "records", "peak", "overflow", "dropped")
 STATUS_BASE = 8  # status word 0: cycles, 1: record overflow; core l: STATUS_BASE + 8 l + field
@@ -103,10 +111,15 @@ class ConfigError(ValueError):
     """A model or sample does not fit a network build; the message names the field."""
 
 
-def config_writes(spec: NetworkSpec, model: Model, mode: str) -> list[tuple[int, int, int]]:
-    """Configuration-port writes ``(sel, addr, data)`` that program ``model`` into a build."""
+def config_writes(spec: NetworkSpec, model: Model, mode: str, early_exit=None) -> list[tuple[int, int, int]]:
+    """Configuration-port writes ``(sel, addr, data)`` that program ``model`` into a build.
+    ``early_exit``: ``None`` (off) or ``(margin, steps)``."""
     if mode not in ("layered", "async"):
         raise ConfigError(f"mode must be 'layered' or 'async', got {mode!r}")
+    try:
+        margin, steps = _check_early_exit(early_exit, spec.widths.readout_bits)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
     if len(model.layers) != len(spec.layers):
         raise ConfigError(f"layers: the model has {len(model.layers)}, the build {len(spec.layers)}")
     if model.T > spec.T_max:
@@ -141,7 +154,7 @@ def config_writes(spec: NetworkSpec, model: Model, mode: str) -> list[tuple[int,
             (spec.sel_core(l, CFG_REG), REG_ASYNC, int(mode == "async")),
             (spec.sel_core(l, CFG_REG), REG_T, int(model.T)),
         ]
-    writes += [(spec.sel_net, 0, int(model.T))]
+    writes += [(spec.sel_net, 0, int(model.T)), (spec.sel_net, 2, margin), (spec.sel_net, 3, steps)]
     return writes
 
 
@@ -166,7 +179,9 @@ class HdlSample:
     cycles: int
     counters: list[dict[str, int]]  # per core
     record_overflow: bool
-    step_cycles: np.ndarray  # [T] cycle count when each step ended
+    step_cycles: np.ndarray  # [T] cycle count when each step ended (the exit step's after it)
+    exit_step: int = -1  # the last step run
+    early_exit: bool = False  # the early-exit rule fired
 
 
 def decode_results(spec: NetworkSpec, model: Model, read) -> HdlSample:
@@ -182,13 +197,17 @@ def decode_results(spec: NetworkSpec, model: Model, read) -> HdlSample:
                           np.array([w & ((1 << ib) - 1) for w in words], dtype=np.int64)))
     nc = spec.n_classes
     rb = spec.widths.readout_bits
+    # rows after the exit step were never written: the readout keeps its exit value
+    last = min(status(2), model.T - 1)
     R = np.zeros((model.T, model.n_classes), dtype=np.int64)
-    for t in range(model.T):
+    for t in range(last + 1):
         for j in range(model.n_classes):
             w = read(spec.sel_readout, t * nc + j)
             R[t, j] = w - (1 << rb) if w >> (rb - 1) else w
-    steps = np.array([read(spec.sel_step_cycles, t) for t in range(model.T)], dtype=np.int64)
-    return HdlSample(emissions, R, status(0), counters, bool(status(1)), steps)
+    R[last + 1:] = R[last]
+    steps = np.array([read(spec.sel_step_cycles, t) for t in range(last + 1)], dtype=np.int64)
+    steps = np.concatenate([steps, np.full(model.T - last - 1, steps[-1], dtype=np.int64)])
+    return HdlSample(emissions, R, status(0), counters, bool(status(1)), steps, last, bool(status(3)))
 
 
 class Network(wiring.Component):
@@ -238,13 +257,14 @@ class Network(wiring.Component):
                          c.cfg_addr.eq(cfg_addr), c.cfg_data.eq(cfg_data)]
 
         # network registers
+        rb = spec.widths.readout_bits
         T = Signal(tw)
         n_events = Signal(_bits(spec.max_events + 1) + 1)
+        ee_margin, ee_steps = Signal(rb), Signal(tw)  # early exit: 0 in either is off
         net_we = cfg_we & (cfg_sel == spec.sel_net)
-        with m.If(net_we & (cfg_addr == 0)):
-            m.d.sync += T.eq(cfg_data)
-        with m.If(net_we & (cfg_addr == 1)):
-            m.d.sync += n_events.eq(cfg_data)
+        for a, reg in enumerate((T, n_events, ee_margin, ee_steps)):
+            with m.If(net_we & (cfg_addr == a)):
+                m.d.sync += reg.eq(cfg_data)
 
         # stimulus memory: {c, t}
         ib = _bits(spec.layers[0].n_in)
@@ -294,6 +314,24 @@ class Network(wiring.Component):
         last = cores[-1]
         m.d.comb += [r_wr.addr.eq(t * nc + last.rec.payload.j), r_wr.data.eq(last.rec.payload.value),
                      r_wr.en.eq(last.rec.valid), last.rec.ready.eq(1)]
+        # early exit: the top two readout sums of this step (records come in ascending j, j = 0 first)
+        best, second = Signal(signed(rb)), Signal(signed(rb))
+        value = last.rec.payload.value
+        with m.If(last.rec.valid):
+            with m.If(last.rec.payload.j == 0):
+                m.d.sync += [best.eq(value), second.eq(-(1 << (rb - 1)))]
+            with m.Elif(value > best):
+                m.d.sync += [best.eq(value), second.eq(best)]
+            with m.Elif(value > second):
+                m.d.sync += second.eq(value)
+        lead = Signal(signed(rb + 2))
+        m.d.comb += lead.eq(best - second)
+        streak = Signal(tw)
+        streak_next = Signal(tw + 1)
+        m.d.comb += streak_next.eq(Mux(lead >= ee_margin, streak + 1, 0))
+        exit_now = Signal()
+        m.d.comb += exit_now.eq((ee_margin != 0) & (ee_steps != 0) & (streak_next >= ee_steps))
+        exit_step, exited = Signal(tw), Signal()
 
         # sequencer
         cycles = Signal(32)
@@ -321,7 +359,8 @@ class Network(wiring.Component):
         # sequencer states (a plain state register: Verilator lints the incomplete case of an FSM)
         S_IDLE, S_CLEAR, S_STEP, S_WAIT, S_DONE = range(5)
         state = Signal(3)
-        restart = [cycles.eq(0), t.eq(0), ev_ptr.eq(0), rec_overflow.eq(0)] + [cnt.eq(0) for cnt in rec_counts]
+        restart = [cycles.eq(0), t.eq(0), ev_ptr.eq(0), rec_overflow.eq(0), streak.eq(0), exit_step.eq(0),
+                   exited.eq(0)] + [cnt.eq(0) for cnt in rec_counts]
         with m.If(state == S_CLEAR):
             m.d.sync += cycles.eq(cycles + 1)
             with m.If(all_done):
@@ -334,8 +373,8 @@ class Network(wiring.Component):
             m.d.sync += cycles.eq(cycles + 1)
             with m.If(all_done & ~feeding):
                 m.d.comb += sc_wr.en.eq(1)
-                m.d.sync += t.eq(t + 1)
-                m.d.sync += state.eq(Mux(t + 1 >= T, S_DONE, S_STEP))
+                m.d.sync += [t.eq(t + 1), streak.eq(streak_next), exit_step.eq(t), exited.eq(exit_now)]
+                m.d.sync += state.eq(Mux((t + 1 >= T) | exit_now, S_DONE, S_STEP))
         with m.Elif((state == S_IDLE) | (state == S_DONE)):
             m.d.comb += self.done.eq((state == S_DONE) & ~start)  # a new start clears done at once
             with m.If(start):
@@ -346,7 +385,7 @@ class Network(wiring.Component):
         m.d.comb += self.busy.eq(~self.done)
 
         # result port
-        status = [cycles, rec_overflow] + [Const(0, 1)] * (8 - 2)
+        status = [cycles, rec_overflow, exit_step, exited] + [Const(0, 1)] * (8 - 4)
         for l, c in enumerate(cores):
             rc = rec_counts[l] if l < L - 1 else Const(0, 1)
             status += [c.cnt_busy, c.cnt_sop, c.cnt_stall, c.cnt_spike, rc, c.peak, c.overflow, c.dropped]

@@ -17,16 +17,17 @@ from hw.network import HdlSample, Network, NetworkSpec, config_writes, decode_re
 
 
 def run_network(spec: NetworkSpec, model: Model, X: np.ndarray, mode: str, vcd: str | None = None,
-                max_cycles: int = 10_000_000, progress=None, corrupt=None) -> list[HdlSample]:
+                max_cycles: int = 10_000_000, progress=None, corrupt=None, early_exit=None) -> list[HdlSample]:
     """Simulate every sample of ``X`` (``[B, T, C]`` or ``[T, C]``); returns one
     :class:`HdlSample` each. ``vcd``: path of a waveform file (or set
     ``SPIKELINE_WAVES``). ``corrupt``: extra ``(sel, addr, data)`` writes applied
-    after programming (fault injection for tests). ``progress(n)`` is called per sample."""
+    after programming (fault injection for tests). ``progress(n)`` is called per sample.
+    ``early_exit``: ``None`` or ``(margin, steps)`` (:func:`hw.network.config_writes`)."""
     X = np.asarray(X, dtype=bool)
     if X.ndim == 2:
         X = X[None]
     dut = Network(spec)
-    cfg = config_writes(spec, model, mode) + list(corrupt or [])
+    cfg = config_writes(spec, model, mode, early_exit) + list(corrupt or [])
     results: list[HdlSample] = []
 
     async def bench(ctx):
@@ -81,7 +82,7 @@ async def _result_addresses(spec: NetworkSpec, model: Model, ctx, dut):
     """Every (sel, addr) that :func:`decode_results` will read, reading the
     record counts first so that only written records are fetched."""
     from hw.network import CORE_STATUS
-    keys = [(spec.sel_status, 0), (spec.sel_status, 1)]
+    keys = [(spec.sel_status, a) for a in range(4)]  # cycles, record overflow, exit step, early exit
     keys += [(spec.sel_status, spec.status_addr(l, n)) for l in range(len(spec.layers)) for n in CORE_STATUS]
     counts = []
     for l in range(len(spec.layers) - 1):

@@ -44,6 +44,63 @@ Readings chosen where the contract is silent (real-hardware readings):
 * SCDQ occupancy counts events by emission step only; events whose every tap
   arrives at or after ``T`` are still held (the queue does not know T).
 
+SCDQ at a fixed capacity (``simulate(..., scdq_capacity=[C per layer])``)
+--------------------------------------------------------------------------
+The SCDQ of layer ``l`` holds the events of layer ``l-1`` emitted in the last
+``D_l + 1`` steps. An event emitted at step ``t`` is pushed when it arrives,
+in the previous layer's emission order (ascending ``j`` in layered mode,
+ascending channel for the input). It is *stored* iff the queue then holds
+fewer than ``C`` events, i.e. iff (stored events emitted in ``[t - D_l, t - 1]``)
++ (events of step ``t`` stored before it) ``< C``; otherwise the new event is
+dropped (nothing stored is touched), the layer's dropped-event count grows by
+one and its sticky overflow flag is set. So in every step the first
+``min(n_t, C - held)`` events are stored and the rest are dropped
+(:func:`scdq_admitted`). The events of step ``t - D_l`` are retired only at the
+end of step ``t``, after they have been read.
+
+* A dropped event loses its delayed taps (``d_k > 0``) only: its ``d = 0`` taps
+  do not pass through the queue and are applied (and counted as SOPs) as
+  usual.
+* The same rule holds in both modes: the layered core also writes each input
+  spike into its SCDQ once, at emission, and sums the due events into its input
+  accumulator; a fixed capacity is a property of the chip, not of the mode.
+* Occupancy, peak and SOPs count stored events only; the peak at a capacity
+  below the unlimited peak is therefore ``C`` (when it overflows).
+* The capacity is per layer; ``None`` (for the whole list or one layer) is an
+  unlimited queue. A layer whose largest delay is 0 has no queue and ignores
+  its capacity. The ring buffer has no event capacity: a capacity with
+  ``delay_unit='ring'`` is refused.
+
+Early exit (``simulate(..., early_exit=(m, s))``)
+-------------------------------------------------
+A run-time rule on the readout may end a sample before ``T``. After the readout
+sum of step ``t`` (``R[t]``), let ``lead_t = R[t][top] - R[t][runner-up]``: the
+largest sum minus the second largest (equal sums give ``lead 0``; a one-class
+readout's runner-up is the smallest readout value ``-2^(readout_bits-1)``).
+Step ``t`` is a *hit* when ``lead_t >= m``. The sample exits at the first step
+``t`` that ends a run of ``s`` consecutive hits (:func:`early_exit_step`).
+``m = 0`` or ``s = 0`` turns the rule off; ``m`` and ``s`` are run-time
+configuration (``0 <= m < 2^readout_bits``).
+
+* ``exit_step`` is the last step run (``T - 1`` when the rule never fires) and
+  ``early_exit`` says whether the rule fired; the prediction is the argmax of
+  ``R[exit_step]`` (lowest index on ties).
+* No step after ``exit_step`` runs in any layer: no spikes, no SOPs, no
+  queue traffic; the readout keeps its exit value (``readout`` rows after the
+  exit repeat ``R[exit_step]``) and the time to decision is computed on that
+  frozen readout. Occupancy after the exit is 0; peak and dropped counts cover
+  steps ``0..exit_step``.
+* Which SOPs count: exactly those the hardware's counters saw in steps
+  ``0..exit_step`` of every layer. The network starts each step in all cores
+  together and ends it when every core is done, so no core runs ahead into a
+  later step, in either mode; in async mode the hidden cores may finish step
+  ``t`` before the readout does, but they have done only step ``t``'s work. A
+  ring buffer counts a delayed tap when it is written into the ring, at
+  emission: taps written before the exit for arrival after it were spent and
+  count. An SCDQ counts a tap when the event is due, so events still queued at
+  the exit do not count. (Without an exit both units count the same total.)
+* Cycles stop at the end of ``exit_step`` (the HDL's cycle counter).
+
 Because each layer's state depends only on its own ordered input sequence, the
 reference runs one layer over all ``T`` steps, then the next layer on the
 emission list it produced. The HDL interleaves the layers in time and must
@@ -106,7 +163,20 @@ class LayerTrace:
     emit_t: np.ndarray  # int32 [n_spikes], step of each emission, in emission order
     emit_j: np.ndarray  # int32 [n_spikes], neuron of each emission
     sops: int  # synaptic operations applied in this layer
-    occupancy: np.ndarray  # int64 [T], SCDQ occupancy after each step
+    occupancy: np.ndarray  # int64 [T], SCDQ occupancy (stored events) after each step
+    dropped: int = 0  # events the layer's fixed-capacity SCDQ dropped (0 when unlimited)
+    sops_t: np.ndarray | None = None  # int64 [T], SOPs by the step in which the hardware counts them
+    dropped_t: np.ndarray | None = None  # int64 [T], dropped events by emission step
+
+    @property
+    def peak(self) -> int:
+        """Largest SCDQ occupancy over the sample (the HDL's peak register)."""
+        return int(self.occupancy.max(initial=0))
+
+    @property
+    def overflow(self) -> bool:
+        """The HDL's sticky overflow flag: some event was dropped."""
+        return self.dropped > 0
 
 
 @dataclass
@@ -114,9 +184,11 @@ class SampleResult:
     """Everything the reference says about one sample."""
 
     layers: list[LayerTrace]
-    readout: np.ndarray  # int64 [T, n_classes], R after each step
+    readout: np.ndarray  # int64 [T, n_classes], R after each step (frozen after an early exit)
     prediction: int
     time_to_decision: int
+    exit_step: int = -1  # the last step run: T - 1, or the step at which the early-exit rule fired
+    early_exit: bool = False  # the early-exit rule fired (at exit_step)
 
     @property
     def sops(self) -> np.ndarray:
@@ -142,12 +214,24 @@ class BatchResult:
         return np.stack([np.stack([L.occupancy for L in s.layers]) for s in self.samples])
 
     @property
+    def dropped(self) -> np.ndarray:  # [B, L]
+        return np.array([[L.dropped for L in s.layers] for s in self.samples], dtype=np.int64)
+
+    @property
     def readout(self) -> np.ndarray:  # [B, T, n_classes]
         return np.stack([s.readout for s in self.samples])
 
     @property
     def time_to_decision(self) -> np.ndarray:
         return np.array([s.time_to_decision for s in self.samples], dtype=np.int64)
+
+    @property
+    def exit_step(self) -> np.ndarray:
+        return np.array([s.exit_step for s in self.samples], dtype=np.int64)
+
+    @property
+    def early_exit(self) -> np.ndarray:
+        return np.array([s.early_exit for s in self.samples], dtype=bool)
 
     def spikes(self, layer: int) -> np.ndarray:  # [B, T, n_out]
         return np.stack([s.layers[layer].spikes for s in self.samples])
@@ -210,41 +294,173 @@ def scdq_occupancy(counts: np.ndarray, max_delay: int) -> np.ndarray:
     return c - shifted
 
 
-def _sop_count(S_prev: np.ndarray, layer: Layer) -> np.ndarray:
-    """SOPs per sample: every spike's non-zero taps that arrive before T. ``S_prev``: [B, T, n_in]."""
-    T = S_prev.shape[1]
-    nnz = (layer.weights != 0).sum(axis=2)  # [K, n_in]
-    total = np.zeros(S_prev.shape[0], dtype=np.int64)
+def scdq_admitted(counts: np.ndarray, max_delay: int, capacity: int | None) -> np.ndarray:
+    """Events per step that an SCDQ of ``capacity`` stores, from the previous
+    layer's per-step spike counts ``[..., T]`` (the rule of "SCDQ at a fixed
+    capacity" above): the first ``min(n_t, C - held_t)`` events of step ``t``,
+    where ``held_t`` counts the stored events emitted in ``[t - D, t - 1]``.
+    ``capacity=None`` or ``max_delay == 0``: everything (no queue limit)."""
+    counts = np.asarray(counts, dtype=np.int64)
+    if capacity is None or max_delay == 0:
+        return counts.copy()
+    kept = np.zeros_like(counts)
+    held = np.zeros(counts.shape[:-1], dtype=np.int64)  # stored events of [t - D, t - 1]
+    for t in range(counts.shape[-1]):
+        kept[..., t] = np.minimum(counts[..., t], capacity - held)
+        held = held + kept[..., t]
+        if t - max_delay >= 0:
+            held = held - kept[..., t - max_delay]
+    return kept
+
+
+def _check_early_exit(early_exit, readout_bits: int) -> tuple[int, int]:
+    """``(m, s)`` from the ``early_exit`` argument (``None``: off)."""
+    if early_exit is None:
+        return 0, 0
+    try:
+        m, s = early_exit
+    except (TypeError, ValueError):
+        raise ValueError(f"early_exit must be (margin, steps), got {early_exit!r}") from None
+    for name, v, hi in (("margin", m, (1 << readout_bits) - 1), ("steps", s, None)):
+        if isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, np.integer)) or v < 0 or (hi and v > hi):
+            raise ValueError(f"early_exit {name} must be an int in [0, {hi or 'T'}], got {v!r}")
+    return int(m), int(s)
+
+
+def early_exit_step(R: np.ndarray, margin: int, steps: int, readout_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """The early-exit rule on readout histories ``R[..., T, n]``: returns
+    ``(exit_step, fired)``; ``exit_step`` is ``T - 1`` where the rule does not
+    fire (and whenever ``margin == 0`` or ``steps == 0``: the rule is off)."""
+    R = np.asarray(R, dtype=np.int64)
+    T = R.shape[-2]
+    exit_step = np.full(R.shape[:-2], T - 1, dtype=np.int64)
+    fired = np.zeros(R.shape[:-2], dtype=bool)
+    if margin == 0 or steps == 0 or T == 0:
+        return exit_step, fired
+    if R.shape[-1] == 1:
+        second = np.full(R.shape[:-1], -(1 << (readout_bits - 1)), dtype=np.int64)
+    else:
+        second = np.sort(R, axis=-1)[..., -2]
+    hit = R.max(axis=-1) - second >= margin  # [..., T]
+    run = np.zeros(R.shape[:-2], dtype=np.int64)
+    for t in range(T):
+        run = np.where(hit[..., t], run + 1, 0)
+        now = (run >= steps) & ~fired
+        exit_step = np.where(now, t, exit_step)
+        fired |= now
+    return exit_step, fired
+
+
+def _apply_exit(r: SampleResult, exit_step: int, fired: bool) -> SampleResult:
+    """The sample as the hardware ends it at ``exit_step`` (module docstring, "Early exit")."""
+    e = int(exit_step)
+    if e == r.readout.shape[0] - 1:
+        r.early_exit = bool(fired)
+        return r
+    for L in r.layers:
+        keep = L.emit_t <= e
+        L.emit_t, L.emit_j = L.emit_t[keep], L.emit_j[keep]
+        L.spikes = L.spikes.copy()
+        L.spikes[e + 1:] = False
+        L.sops_t = L.sops_t.copy()
+        L.sops_t[e + 1:] = 0
+        L.sops = int(L.sops_t.sum())
+        L.occupancy = L.occupancy.copy()
+        L.occupancy[e + 1:] = 0
+        L.dropped_t = L.dropped_t.copy()
+        L.dropped_t[e + 1:] = 0
+        L.dropped = int(L.dropped_t.sum())
+    R = r.readout.copy()
+    R[e + 1:] = R[e]
+    return SampleResult(r.layers, R, int(argmax_lowest(R[e])), int(time_to_decision(R)), e, bool(fired))
+
+
+def _check_capacity(model: Model, scdq_capacity, delay_unit: str) -> list:
+    """Per-layer capacities (int >= 1, or None for unlimited) from the ``scdq_capacity`` argument."""
+    L = len(model.layers)
+    if scdq_capacity is None:
+        return [None] * L
+    if delay_unit != "scdq":
+        raise ValueError(f"scdq_capacity applies to delay_unit='scdq' only (the ring buffer has no event "
+                         f"capacity), got delay_unit={delay_unit!r}")
+    try:
+        caps = list(scdq_capacity)
+    except TypeError:
+        raise ValueError(f"scdq_capacity must be a list of one capacity per layer, got {scdq_capacity!r}") from None
+    if len(caps) != L:
+        raise ValueError(f"scdq_capacity has {len(caps)} entries but the model has {L} layers")
+    for l, c in enumerate(caps):
+        if c is None:
+            continue
+        if isinstance(c, (bool, np.bool_)) or not isinstance(c, (int, np.integer)) or c < 1:
+            raise ValueError(f"scdq_capacity[{l}] must be an int >= 1 (or None: unlimited), got {c!r}")
+    return [None if c is None else int(c) for c in caps]
+
+
+def _kept_raster(S_prev: np.ndarray, kept: np.ndarray) -> np.ndarray:
+    """The events of ``S_prev[B, T, n]`` a fixed-capacity SCDQ stores: in every step the
+    first ``kept[b, t]`` in emission order (ascending index in layered mode)."""
+    return S_prev & (np.cumsum(S_prev, axis=2) <= kept[..., None])
+
+
+def _sop_steps(S_prev: np.ndarray, layer: Layer, ring: bool, S_delayed: np.ndarray | None = None) -> np.ndarray:
+    """SOPs per sample and step ``[B, T]``: every spike's non-zero taps that arrive before T,
+    counted when the hardware counts them: the ring buffer at emission, the SCDQ
+    when the event is due (``d = 0`` taps at emission in both). ``S_prev``: [B, T, n_in];
+    ``S_delayed``: the spikes whose delayed taps (``d > 0``) are applied (default ``S_prev``)."""
+    B, T, n_in = S_prev.shape
+    nnz = (layer.weights != 0).sum(axis=2).T.astype(np.float64)  # [n_in, K]; per-step sums are exact
+
+    def taps(S):
+        return np.rint(S.reshape(B * T, n_in).astype(np.float32) @ nnz).astype(np.int64).reshape(B, T, -1)
+
+    P = taps(S_prev)
+    P_del = P if S_delayed is None else taps(S_delayed)
+    out = np.zeros((B, T), dtype=np.int64)
     for k, d in enumerate(layer.delays):
         if d < T:
-            total += S_prev[:, : T - d, :].sum(axis=1, dtype=np.int64) @ nnz[k].astype(np.int64)
-    return total
+            per = (P if d == 0 else P_del)[:, : T - d, k]
+            if ring:
+                out[:, : T - d] += per
+            else:
+                out[:, d:] += per
+    return out
 
 
 # ---------------------------------------------------------------- layered (vectorized over the batch)
-def _layer_input_layered(S_prev: np.ndarray, layer: Layer, acc_bits: int) -> np.ndarray:
+def _layer_input_layered(S_prev: np.ndarray, layer: Layer, acc_bits: int,
+                         S_delayed: np.ndarray | None = None) -> np.ndarray:
     """``I[b, t, j]`` for all steps at once. Floating-point matmul is exact here:
-    every partial sum is bounded by sum|W| < 2^(acc_bits-1) (loader rule)."""
+    every partial sum is bounded by sum|W| < 2^(acc_bits-1) (loader rule).
+    ``S_delayed``: the spikes whose ``d > 0`` taps apply (the SCDQ's stored events)."""
     B, T, n_in = S_prev.shape
     dtype = np.float32 if acc_bits <= 25 else np.float64
     K = len(layer.delays)
     Wcat = layer.weights.astype(dtype).transpose(1, 0, 2).reshape(n_in, K * layer.n_out)
-    P = (S_prev.reshape(B * T, n_in).astype(dtype) @ Wcat).reshape(B, T, K, layer.n_out)
+
+    def taps(S):
+        return (S.reshape(B * T, n_in).astype(dtype) @ Wcat).reshape(B, T, K, layer.n_out)
+
+    P = taps(S_prev)
+    P_del = P if S_delayed is None else taps(S_delayed)
     I = np.zeros((B, T, layer.n_out), dtype=np.int64)
     for k, d in enumerate(layer.delays):
         if d < T:
-            I[:, d:, :] += np.rint(P[:, : T - d, k, :]).astype(np.int64)
+            I[:, d:, :] += np.rint((P if d == 0 else P_del)[:, : T - d, k, :]).astype(np.int64)
     return I
 
 
-def _run_layered_chunk(model: Model, X: np.ndarray) -> list[SampleResult]:
+def _run_layered_chunk(model: Model, X: np.ndarray, caps: list, ring: bool) -> list[SampleResult]:
     w = model.widths
     B, T, _ = X.shape
     S_prev = X
     traces: list[list[LayerTrace]] = [[] for _ in range(B)]
     R_hist = None
-    for layer in model.layers:
-        I = _layer_input_layered(S_prev, layer, w.acc_bits)
+    for layer, cap in zip(model.layers, caps):
+        counts = S_prev.sum(axis=2, dtype=np.int64)
+        kept = scdq_admitted(counts, layer.max_delay, cap)
+        S_del = None if cap is None or layer.max_delay == 0 else _kept_raster(S_prev, kept)
+        I = _layer_input_layered(S_prev, layer, w.acc_bits, S_del)
         v = np.zeros((B, layer.n_out), dtype=np.int64)
         S = np.zeros((B, T, layer.n_out), dtype=bool)
         if not layer.spiking:
@@ -262,15 +478,17 @@ def _run_layered_chunk(model: Model, X: np.ndarray) -> list[SampleResult]:
             else:
                 R = sat(R + v, w.readout_bits)
                 R_hist[:, t] = R
-        sops = _sop_count(S_prev, layer)
-        occ = scdq_occupancy(S_prev.sum(axis=2), layer.max_delay)
+        sops_t = _sop_steps(S_prev, layer, ring, S_del)
+        occ = scdq_occupancy(kept, layer.max_delay)
+        dropped_t = counts - kept
         for b in range(B):
             et, ej = events_from_raster(S[b])
-            traces[b].append(LayerTrace(S[b], et, ej, int(sops[b]), occ[b]))
+            traces[b].append(LayerTrace(S[b], et, ej, int(sops_t[b].sum()), occ[b], int(dropped_t[b].sum()),
+                                        sops_t[b], dropped_t[b]))
         S_prev = S
     preds = argmax_lowest(R_hist[:, -1])
     ttd = time_to_decision(R_hist)
-    return [SampleResult(traces[b], R_hist[b], int(preds[b]), int(ttd[b])) for b in range(B)]
+    return [SampleResult(traces[b], R_hist[b], int(preds[b]), int(ttd[b]), T - 1) for b in range(B)]
 
 
 # ---------------------------------------------------------------- async (event by event, one layer at a time)
@@ -290,11 +508,13 @@ def _update(v, refr, j, x, vmin, vmax, threshold, subtract, spiking, t, out_t, o
 
 
 @njit(cache=True)
-def _async_layer(pre_t, pre_i, T, delays, row_ptr, cols, vals, n_out, threshold, decay,
+def _async_layer(pre_t, pre_i, kept, T, delays, row_ptr, cols, vals, n_out, threshold, decay,
                  subtract, spiking, vbits, rbits, ring):  # pragma: no cover - compiled
     """One layer over all steps. Inputs: the previous layer's emissions in
-    order, and the synapses in CSR per row ``k * n_in + i``. Returns the
-    layer's emissions, the readout history and the SOP count."""
+    order, ``kept[t]``: how many of step ``t``'s emissions the SCDQ stored
+    (the first ones; SCDQ only), and the synapses in CSR per row
+    ``k * n_in + i``. Returns the layer's emissions, the readout history and
+    the SOPs per step (counted where the hardware counts them)."""
     vmax = (1 << (vbits - 1)) - 1
     vmin = -vmax - 1
     rmax = (1 << (rbits - 1)) - 1
@@ -316,7 +536,7 @@ def _async_layer(pre_t, pre_i, T, delays, row_ptr, cols, vals, n_out, threshold,
     out_t = np.empty(T * n_out, dtype=np.int32)
     out_j = np.empty(T * n_out, dtype=np.int32)
     n_out_ev = 0
-    sops = 0
+    sops_t = np.zeros(T, dtype=np.int64)
     for t in range(T):
         for j in range(n_out):
             q = (abs(v[j]) * decay) >> 12
@@ -336,10 +556,10 @@ def _async_layer(pre_t, pre_i, T, delays, row_ptr, cols, vals, n_out, threshold,
                 d = delays[k]
                 if d == 0 or t - d < 0:
                     continue
-                for e in range(step_start[t - d], step_start[t - d + 1]):
+                for e in range(step_start[t - d], step_start[t - d] + kept[t - d]):
                     r = k * n_in + pre_i[e]
                     for p in range(row_ptr[r], row_ptr[r + 1]):
-                        sops += 1
+                        sops_t[t] += 1
                         n_out_ev = _update(v, refr, cols[p], vals[p], vmin, vmax, threshold, subtract, spiking,
                                            t, out_t, out_j, n_out_ev)
         # phase 2: this step's emissions of the previous layer, in order
@@ -354,18 +574,18 @@ def _async_layer(pre_t, pre_i, T, delays, row_ptr, cols, vals, n_out, threshold,
                     s = (t + d) % (D + 1)
                     for p in range(row_ptr[r], row_ptr[r + 1]):
                         slots[s, cols[p]] += vals[p]
-                        sops += 1
+                        sops_t[t] += 1
             if delays[0] == 0:
                 r = i  # k = 0
                 for p in range(row_ptr[r], row_ptr[r + 1]):
-                    sops += 1
+                    sops_t[t] += 1
                     n_out_ev = _update(v, refr, cols[p], vals[p], vmin, vmax, threshold, subtract, spiking,
                                        t, out_t, out_j, n_out_ev)
         if not spiking:
             for j in range(n_out):
                 R[j] = min(max(R[j] + v[j], rmin), rmax)
                 R_hist[t, j] = R[j]
-    return out_t[:n_out_ev].copy(), out_j[:n_out_ev].copy(), R_hist, sops
+    return out_t[:n_out_ev].copy(), out_j[:n_out_ev].copy(), R_hist, sops_t
 
 
 def csr_rows(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -379,55 +599,67 @@ def csr_rows(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.cumsum(row_ptr), cols.astype(np.int64), flat[rows, cols].astype(np.int64)
 
 
-def _async_sample(model: Model, X: np.ndarray, csr, ring: bool) -> SampleResult:
+def _async_sample(model: Model, X: np.ndarray, csr, ring: bool, caps: list) -> SampleResult:
     w = model.widths
     T = model.T
     pre_t, pre_i = events_from_raster(X)
     traces = []
     R_hist = None
-    for layer, (row_ptr, cols, vals) in zip(model.layers, csr):
-        et, ej, Rh, sops = _async_layer(
-            pre_t, pre_i, T, layer.delays.astype(np.int64), row_ptr, cols, vals, layer.n_out,
+    for layer, (row_ptr, cols, vals), cap in zip(model.layers, csr, caps):
+        counts = np.bincount(pre_t, minlength=T).astype(np.int64)
+        kept = scdq_admitted(counts, layer.max_delay, cap)
+        et, ej, Rh, sops_t = _async_layer(
+            pre_t, pre_i, kept, T, layer.delays.astype(np.int64), row_ptr, cols, vals, layer.n_out,
             int(layer.threshold), int(layer.decay), layer.reset == "subtract", bool(layer.spiking),
             w.membrane_bits, w.readout_bits, ring,
         )
         S = np.zeros((T, layer.n_out), dtype=bool)
         S[et, ej] = True
-        counts = np.bincount(pre_t, minlength=T)
-        traces.append(LayerTrace(S, et, ej, int(sops), scdq_occupancy(counts, layer.max_delay)))
+        traces.append(LayerTrace(S, et, ej, int(sops_t.sum()), scdq_occupancy(kept, layer.max_delay),
+                                 int((counts - kept).sum()), sops_t, counts - kept))
         if not layer.spiking:
             R_hist = Rh
         pre_t, pre_i = et, ej
-    return SampleResult(traces, R_hist, int(argmax_lowest(R_hist[-1])), int(time_to_decision(R_hist)))
+    return SampleResult(traces, R_hist, int(argmax_lowest(R_hist[-1])), int(time_to_decision(R_hist)), T - 1)
 
 
 # ---------------------------------------------------------------- public entry point
 def simulate(model: Model, X: np.ndarray, mode: str = "layered", delay_unit: str = "scdq",
-             chunk: int = 256, progress=None) -> BatchResult:
+             chunk: int = 256, progress=None, scdq_capacity=None, early_exit=None) -> BatchResult:
     """Run the reference on binary input rasters ``X`` (``[T, C]`` or ``[B, T, C]``).
 
     ``mode``: ``layered`` or ``async``. ``delay_unit``: ``ring`` or ``scdq``
     (changes only the async event order). ``progress``: optional callable
-    ``progress(n_done)`` called as samples finish.
+    ``progress(n_done)`` called as samples finish. ``scdq_capacity``: ``None``
+    (unlimited queues) or one capacity per layer (int >= 1, or ``None`` for an
+    unlimited layer); events that arrive at a full SCDQ are dropped exactly as
+    the HDL drops them (module docstring, "SCDQ at a fixed capacity").
+    ``early_exit``: ``None`` (off) or ``(margin, steps)``, the run-time rule of
+    the module docstring, "Early exit".
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
     if delay_unit not in DELAY_UNITS:
         raise ValueError(f"delay_unit must be one of {DELAY_UNITS}, got {delay_unit!r}")
     validate(model)
+    caps = _check_capacity(model, scdq_capacity, delay_unit)
+    margin, steps = _check_early_exit(early_exit, model.widths.readout_bits)
     X = _check_input(model, X)
     out: list[SampleResult] = []
     if mode == "layered":
         for s in range(0, X.shape[0], chunk):
-            out.extend(_run_layered_chunk(model, X[s:s + chunk]))
+            out.extend(_run_layered_chunk(model, X[s:s + chunk], caps, delay_unit == "ring"))
             if progress:
                 progress(len(out))
     else:
         csr = [csr_rows(L.weights) for L in model.layers]
         for b in range(X.shape[0]):
-            out.append(_async_sample(model, X[b], csr, delay_unit == "ring"))
+            out.append(_async_sample(model, X[b], csr, delay_unit == "ring", caps))
             if progress:
                 progress(len(out))
+    if margin and steps and out:
+        ex, fired = early_exit_step(np.stack([r.readout for r in out]), margin, steps, model.widths.readout_bits)
+        out = [_apply_exit(r, e, f) for r, e, f in zip(out, ex, fired)]
     return BatchResult(out)
 
 
@@ -501,6 +733,6 @@ def memory_report(model: Model, scdq_capacity: list[int] | None = None) -> list[
 __all__ = [
     "DECAY_ONE", "MODES", "DELAY_UNITS", "LayerTrace", "SampleResult", "BatchResult", "simulate",
     "trunc0_leak", "sat", "argmax_lowest", "time_to_decision", "raster_from_events", "events_from_raster",
-    "scdq_occupancy", "csr_rows", "clog2", "ring_buffer_bits", "scdq_bits", "scdq_layered_accumulator_bits",
+    "scdq_occupancy", "scdq_admitted", "early_exit_step", "csr_rows", "clog2", "ring_buffer_bits", "scdq_bits", "scdq_layered_accumulator_bits",
     "synapse_bits", "dense_synapse_bits", "state_bits", "memory_report",
 ]

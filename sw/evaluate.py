@@ -122,7 +122,8 @@ def load_eval_data(source: str, model: Model, model_path: str = "model", samples
     if seed is None:
         seed = int(model.info.get("seed", 0)) if isinstance(model.info, dict) else 0
     if source == "synthetic":
-        from sw.train import load_config, load_data
+        from sw.config import load_config
+        from sw.data.splits import load_data
 
         data = {"source": "synthetic", "T": int(model.T), "dt": float(model.dt), "val_fraction": 0.0}
         trained = _training_config(model, model_path)
@@ -133,7 +134,8 @@ def load_eval_data(source: str, model: Model, model_path: str = "model", samples
         if C != model.n_inputs:
             raise DataMismatch(f"model '{model_path}' has n_inputs={model.n_inputs} but the synthetic task has "
                                f"{C} channels")
-        X, y = load_data(cfg)[4:6]
+        split = load_data(cfg)
+        X, y = split.Xte, split.yte
     else:
         from sw.data.shd import load_rasters
 

@@ -49,16 +49,30 @@ def qmax(bits: int) -> int:
     return (1 << (bits - 1)) - 1
 
 
+# Low-bit weights (2..4 bits) clip at this many standard deviations of the live weights
+# (near the MSE-optimal clip of a Gaussian), or at max|w| if that is smaller; their
+# range is symmetric, [-qmax, qmax] (2 bits = ternary).
+LOW_BITS = 4
+LOW_BIT_CLIP = {2: 1.2, 3: 2.2, 4: 2.6}
+
+
 def layer_scale(w: torch.Tensor, bits: int) -> torch.Tensor:
-    """Per-layer scale: the largest |w| maps to ``qmax``. Detached (a statistic, not a parameter)."""
-    m = w.detach().abs().max()
+    """Per-layer scale. Above 4 bits the largest |w| maps to ``qmax``; at 2..4 bits the
+    clip is ``min(max|w|, LOW_BIT_CLIP[bits] * rms of the non-zero weights)``, so that
+    a few large weights do not round all others to 0. Detached (a statistic)."""
+    w = w.detach()
+    m = w.abs().max()
+    if bits <= LOW_BITS:
+        nnz = (w != 0).sum().clamp_min(1)
+        rms = ((w * w).sum() / nnz).sqrt()
+        m = torch.minimum(m, LOW_BIT_CLIP[bits] * rms)
     return torch.clamp(m, min=1e-8) / qmax(bits)
 
 
 def fake_quant(w: torch.Tensor, scale: torch.Tensor, bits: int) -> torch.Tensor:
     """Integer-valued float tensor ``round(clamp(w / scale))`` with a straight-through gradient."""
     q = qmax(bits)
-    return round_ste(torch.clamp(w / scale, -q - 1, q))
+    return round_ste(torch.clamp(w / scale, -q if bits <= LOW_BITS else -q - 1, q))
 
 
 def threshold_int(theta: float, scale: torch.Tensor | float, membrane_bits: int) -> int:

@@ -34,11 +34,8 @@ if __package__ in (None, ""):  # run as a script (python sw/train.py): make the 
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
-import importlib
-import copy
 import json
 import math
-import os
 import sys
 import time
 from pathlib import Path
@@ -48,241 +45,39 @@ import torch
 from tqdm import tqdm
 
 from hw.model_file import ModelFileError, save
+from sw.checkpoint import (atomic_save as _atomic_save, build_model, diff_fields as _diff_fields, evaluate,  # noqa: F401
+                           load_float_model, net_config, neuron_factory as _neuron_factory, save_float_model)
+from sw.config import (CHOICES, DEFAULT_CONFIG, MODES, NEURONS, SCHEDULERS, ConfigError, load_config,  # noqa: F401
+                       rate_terms, set_path as _set_path)
+from sw.data.splits import DataSplits, load_data  # noqa: F401
 from sw.data import augment
 from sw.export import BudgetError, IntegerResult, integer_forward, parity, to_model_file
 from sw.models.delay import DelayNet, NetConfig, mem_sum_loss, unquantized
 from sw.prune import METHODS, enforce_budget, mask_stats, prune_net, schedule
 
-DEFAULT_CONFIG = Path(__file__).resolve().parent / "configs" / "default.json"
-NEURONS = ("lif", "psu", "ipsu", "rpsu")
-MODES = ("layered", "unlayered")
-SCHEDULERS = ("fifo", "random", "momentum")
-# fields whose value may be null, or have a fixed set of values
-NULLABLE = {"data.limit", "budget.max_taps", "unlayered.forward_group"}
-CHOICES = {"mode": MODES, "neuron": NEURONS, "prune.method": METHODS + ("none",),
-           "train.lr_schedule": ("cosine", "constant"), "budget.on_exceed": ("prune", "error"),
-           "unlayered.scheduler": SCHEDULERS}
 
 
-class ConfigError(ValueError):
-    """A bad config field or flag; the message names it."""
-
-    def __init__(self, field: str, message: str):
-        self.field = field
-        super().__init__(f"config field '{field}': {message}")
-
-
-# ---------------------------------------------------------------- config
-def _read_json(path) -> dict:
-    path = Path(path)
-    try:
-        cfg = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError("--config", f"no such file '{path}'") from None
-    except json.JSONDecodeError as e:
-        raise ConfigError("--config", f"'{path}' is not valid JSON ({e})") from None
-    if not isinstance(cfg, dict):
-        raise ConfigError("--config", f"'{path}' must hold a JSON object")
-    return cfg
+def pick_device(name: str, mode: str = "layered") -> torch.device:
+    """``train.device``: ``cpu``, ``cuda`` (an error naming the field if there is none) or ``auto``.
+    Unlayered training runs on the CPU (its scheduler draws from a CPU generator)."""
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device", "'cuda' asked for, but torch sees no CUDA device (use cpu or auto)")
+    if name == "cuda" and mode != "layered":
+        raise ConfigError("train.device", f"'cuda' supports mode 'layered' only, got mode {mode!r}")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() and mode == "layered" else "cpu"
+    return torch.device(name)
 
 
-def _merge(base: dict, over: dict, prefix: str = "") -> dict:
-    """Deep-merge ``over`` into a copy of ``base``; unknown keys and wrong types are errors."""
-    out = copy.deepcopy(base)
-    for k, v in over.items():
-        name = f"{prefix}{k}"
-        if k not in base:
-            raise ConfigError(name, f"unknown field (known: {', '.join(sorted(base))})")
-        b = base[k]
-        if isinstance(b, dict):
-            if not isinstance(v, dict):
-                raise ConfigError(name, f"must be an object, got {v!r}")
-            out[k] = _merge(b, v, name + ".")
-            continue
-        if v is None and name in NULLABLE:
-            out[k] = None
-            continue
-        ok = (isinstance(v, bool) if isinstance(b, bool)
-              else isinstance(v, (int, float)) and not isinstance(v, bool) if isinstance(b, float)
-              else isinstance(v, int) and not isinstance(v, bool) if isinstance(b, int)
-              else isinstance(v, type(b)) if b is not None else True)
-        if name in NULLABLE and name != "data.limit":
-            ok = ok or isinstance(v, (int, list))
-        if not ok:
-            raise ConfigError(name, f"must be of type {type(b).__name__}, got {v!r}")
-        out[k] = v
-    return out
-
-
-def _check(cfg: dict) -> dict:
-    for name, allowed in CHOICES.items():
-        sec, _, key = name.rpartition(".")
-        v = cfg[sec][key] if sec else cfg[key]
-        if v not in allowed:
-            raise ConfigError(name, f"must be one of {list(allowed)}, got {v!r}")
-    t, d, p = cfg["train"], cfg["data"], cfg["prune"]
-    for name, v, lo in (("train.augment_shift", t["augment_shift"], 0), ("train.epochs", t["epochs"], 1), ("train.batch_size", t["batch_size"], 1),
-                        ("train.threads", t["threads"], 1), ("data.T", d["T"], 1), ("data.pool", d["pool"], 1),
-                        ("prune.k", p["k"], 1), ("prune.max_levels", p["max_levels"], 1), ("prune.steps", p["steps"], 1)):
-        if v < lo:
-            raise ConfigError(name, f"must be >= {lo}, got {v!r}")
-    for name, v in (("train.lr", t["lr"]), ("data.dt", d["dt"])):
-        if not v > 0:
-            raise ConfigError(name, f"must be positive, got {v!r}")
-    if not 0 <= d["val_fraction"] < 1:
-        raise ConfigError("data.val_fraction", f"must be in [0, 1), got {d['val_fraction']!r}")
-    if not 0 <= p["start"] <= p["end"] <= 1:
-        raise ConfigError("prune.start", f"need 0 <= start <= end <= 1, got start={p['start']}, end={p['end']}")
-    if d["limit"] is not None and (not isinstance(d["limit"], int) or d["limit"] < 1):
-        raise ConfigError("data.limit", f"must be null or a positive int, got {d['limit']!r}")
-    try:
-        augment.Augment.from_train_config(t)
-    except augment.AugmentError as e:
-        raise ConfigError(e.field, e.message) from None
-    mt = cfg["budget"]["max_taps"]
-    if mt is not None and not (isinstance(mt, int) and mt >= 1 or isinstance(mt, list) and all(
-            x is None or isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in mt)):
-        raise ConfigError("budget.max_taps", f"must be null, a positive int or a list of them, got {mt!r}")
-    fg = cfg["unlayered"]["forward_group"]
-    if fg is not None and (not isinstance(fg, int) or isinstance(fg, bool) or fg < 1):
-        raise ConfigError("unlayered.forward_group", f"must be null (all) or a positive int, got {fg!r}")
-    return cfg
-
-
-def load_config(path=None, overrides: dict | None = None) -> dict:
-    """Default config, merged with the file at ``path`` and then ``overrides``; validated."""
-    cfg = _read_json(DEFAULT_CONFIG)
-    if path is not None and Path(path).resolve() != DEFAULT_CONFIG:
-        cfg = _merge(cfg, _read_json(path))
-    if overrides:
-        cfg = _merge(cfg, overrides)
-    return _check(cfg)
-
-
-def _set_path(over: dict, dotted: str, value) -> None:
-    keys = dotted.split(".")
-    d = over
-    for k in keys[:-1]:
-        d = d.setdefault(k, {})
-    d[keys[-1]] = value
-
-
-# ---------------------------------------------------------------- data
-def load_data(cfg: dict):
-    """``(Xtr, ytr, Xval, yval, Xte, yte, n_classes)`` as bool/int64 numpy arrays."""
-    d, seed = cfg["data"], cfg["seed"]
-    src = d["source"]
-    if src == "synthetic":
-        from sw.data.synthetic import make_delay_task
-
-        s = d["synthetic"]
-        kw = dict(n_channels=s["n_channels"], n_classes=s["n_classes"], T=d["T"], gap=s["gap"], jitter=s["jitter"],
-                  noise=s["noise"], class_seed=seed)
-        Xtr, ytr = make_delay_task(s["n_train"], seed=seed * 2 + 1, **kw)
-        Xte, yte = make_delay_task(s["n_test"], seed=seed * 2 + 2, **kw)
-        n_classes = s["n_classes"]
-    else:
-        from sw.data.shd import load_rasters
-
-        if src == "offline":
-            from sw.data.generate import ensure_default_dataset
-
-            tr, te = ensure_default_dataset(root=d["root"], seed=0, workers=2)  # processes, not torch threads
-        else:
-            root = Path(src)
-            for tr, te in ((root / "shd_train.h5", root / "shd_test.h5"),
-                           (root / "SHD" / "shd_train.h5", root / "SHD" / "shd_test.h5")):
-                if tr.is_file() and te.is_file():
-                    break
-            else:
-                raise ConfigError("data.source", f"'{src}' is neither 'synthetic', 'offline' nor a directory "
-                                                 "holding shd_train.h5 and shd_test.h5")
-        Xtr, ytr = load_rasters(tr, dt=d["dt"], T=d["T"], pool=d["pool"], limit=d["limit"])
-        Xte, yte = load_rasters(te, dt=d["dt"], T=d["T"], pool=d["pool"], limit=d["limit"])
-        n_classes = 20
-    # validation split held out of train (model selection never sees test)
-    perm = np.random.default_rng([seed, 7]).permutation(len(ytr))
-    n_val = int(round(d["val_fraction"] * len(ytr)))
-    val, tr_idx = perm[:n_val], np.sort(perm[n_val:])
-    return Xtr[tr_idx], ytr[tr_idx], Xtr[np.sort(val)], ytr[np.sort(val)], Xte, yte, n_classes
-
-
-# ---------------------------------------------------------------- model
-def net_config(cfg: dict, n_inputs: int, n_classes: int) -> NetConfig:
-    try:
-        return NetConfig(n_inputs=n_inputs, n_classes=n_classes, T=cfg["data"]["T"], dt=cfg["data"]["dt"],
-                         **cfg["model"]).validate()
-    except ValueError as e:
-        raise ConfigError("model", str(e)) from None
-
-
-def _neuron_factory(kind: str):
-    if kind == "lif":
-        return None
-    try:
-        psu = importlib.import_module("sw.models.psu")  # honours sys.modules, unlike a from-import
-    except ImportError as e:
-        raise ConfigError("neuron", f"'{kind}' needs sw/models/psu.py with make_neuron(), which cannot be "
-                                    f"imported ({e})") from None
-    if not hasattr(psu, "make_neuron"):
-        raise ConfigError("neuron", f"'{kind}' needs sw.models.psu.make_neuron(kind, n, T, **cfg), which is missing")
-    return lambda n, T, **kw: psu.make_neuron(kind, n, T, **kw)
-
-
-def build_model(cfg: dict, n_inputs: int, n_classes: int):
-    """``(module to train, its DelayNet)``; the two are the same object in layered mode."""
-    torch.manual_seed(cfg["seed"])
-    net = DelayNet(net_config(cfg, n_inputs, n_classes), _neuron_factory(cfg["neuron"]))
-    if cfg["mode"] == "layered":
-        return net, net
-    try:
-        unlayered = importlib.import_module("sw.models.unlayered")
-    except ImportError as e:
-        raise ConfigError("mode", f"'unlayered' needs sw/models/unlayered.py, which cannot be imported ({e})") from None
-    if not hasattr(getattr(unlayered, "UnlayeredNet", None), "from_delay_net"):
-        raise ConfigError("mode", "'unlayered' needs sw.models.unlayered.UnlayeredNet.from_delay_net, which is missing")
-    u = cfg["unlayered"]
-    return unlayered.UnlayeredNet.from_delay_net(net, u["scheduler"], u["forward_group"], cfg["seed"]), net
-
-
-def load_float_model(path) -> DelayNet:
-    """Rebuild the float DelayNet from ``<out>/checkpoints/final.pt`` (for cosim's float prediction)."""
-    ck = torch.load(path, map_location="cpu", weights_only=True)
-    cfg = json.loads(ck["config"])
-    net = DelayNet(NetConfig(**json.loads(ck["net_config"])), _neuron_factory(cfg["neuron"]))
-    net.load_state_dict(ck["model"])
-    return net.eval()
-
-
-@torch.no_grad()
-def evaluate(model, X: np.ndarray, y: np.ndarray, batch: int = 128) -> tuple[float, list[float]]:
-    """Float accuracy and spike density per hidden layer."""
-    correct, dens, n = 0, None, len(y)
-    for s in range(0, n, batch):
-        logits, rec = model(torch.from_numpy(X[s:s + batch]).float())
-        correct += int((logits.argmax(1) == torch.from_numpy(y[s:s + batch])).sum())
-        d = [float(z.sum()) for z in rec["spikes"]]
-        dens = d if dens is None else [a + b for a, b in zip(dens, d)]
-    sizes = [z.shape[2] for z in rec["spikes"]]
-    return correct / max(n, 1), [x / (n * X.shape[1] * m) for x, m in zip(dens or [], sizes)]
-
-
-# ---------------------------------------------------------------- checkpoints
-def _atomic_save(obj, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)  # a kill mid-write never leaves a torn checkpoint
-
-
-def _diff_fields(a: dict, b: dict, prefix: str = "") -> list[str]:
-    out = []
-    for k in sorted(set(a) | set(b)):
-        if isinstance(a.get(k), dict) and isinstance(b.get(k), dict):
-            out += _diff_fields(a[k], b[k], f"{prefix}{k}.")
-        elif a.get(k) != b.get(k):
-            out.append(prefix + k)
-    return out
+def rate_loss(spikes: list, targets, weights) -> torch.Tensor:
+    """Spike-rate regulariser: ``sum_l weight_l * (mean rate_l - target_l)^2`` over the hidden
+    layers (``reg.rate_target``, ``reg.rate_weight``). Lower rates mean fewer SCDQ events
+    and SOPs; the gradient reaches the weights through the spike surrogate."""
+    loss = spikes[0].new_zeros(()) if spikes else torch.zeros(())
+    for z, tgt, w in zip(spikes, targets, weights):
+        if w > 0:
+            loss = loss + w * (z.mean() - tgt) ** 2
+    return loss.to(torch.float32)
 
 
 # ---------------------------------------------------------------- main loop
@@ -291,12 +86,17 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
     """Run the whole pipeline; return the summary (None if stopped early by ``stop_after``)."""
     t_start = time.time()
     torch.set_num_threads(cfg["train"]["threads"])
+    device = pick_device(cfg["train"]["device"], cfg["mode"])
+    rate_targets, rate_weights = rate_terms(cfg)
     torch.use_deterministic_algorithms(True, warn_only=True)
     out = Path(cfg["out"])
     ck_dir = out / "checkpoints"
-    Xtr, ytr, Xval, yval, Xte, yte, n_classes = load_data(cfg)
+    data = load_data(cfg)
+    Xtr, ytr, Xval, yval, Xte, yte, n_classes = (data.Xtr, data.ytr, data.Xval, data.yval, data.Xte, data.yte,
+                                                 data.n_classes)
     t_data = time.time() - t_start
     model, net = build_model(cfg, Xtr.shape[2], n_classes)
+    net.to(device)
     tc = cfg["train"]
     E = tc["epochs"]
     opt = torch.optim.Adam(net.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
@@ -328,7 +128,7 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
     Xtr_t, ytr_t = torch.from_numpy(Xtr), torch.from_numpy(ytr)
     B = tc["batch_size"]
     g = torch.Generator().manual_seed(cfg["seed"])
-    calib = Xtr_t[torch.randperm(len(ytr_t), generator=g)[:128]].float()  # fixed, seeded batch of train
+    calib = Xtr_t[torch.randperm(len(ytr_t), generator=g)[:128]].to(device, torch.float32)  # fixed, seeded batch of train
     if start == 0 and net.cfg.init_rate > 0:  # data-driven init
         mults = net.calibrate(calib, net.cfg.init_rate)
         log("init: hidden weight scale x " + ", ".join(f"{m:.3g}" for m in mults))
@@ -357,13 +157,16 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
             xb = Xtr_t[idx].float()
             if aug.active:  # seeded per (seed, epoch, sample): identical on --resume
                 xb = torch.from_numpy(augment.augment_batch(Xtr[idx.numpy()], idx.numpy(), epoch, cfg["seed"], aug)).float()
-            logits, _ = model(xb)
-            loss = mem_sum_loss(logits, ytr_t[idx])
+            yb = ytr_t[idx].to(device)
+            logits, rec = model(xb.to(device))
+            loss = mem_sum_loss(logits, yb)
+            if any(w > 0 for w in rate_weights):
+                loss = loss + rate_loss(rec["spikes"], rate_targets, rate_weights)
             opt.zero_grad()
             loss.backward()
             opt.step()
             tot += loss.item() * len(idx)
-            n_ok += int((logits.argmax(1) == ytr_t[idx]).sum())
+            n_ok += int((logits.argmax(1) == yb).sum())
             bar.set_postfix(loss=f"{loss.item():.3f}")
         sched.step()
         model.eval()
@@ -393,9 +196,9 @@ def finish(cfg, model, net, history, Xte, yte, t_start, t_data, log=print, progr
     float_acc, float_density = evaluate(model, Xte, yte)
     with unquantized(net):  # same weights, no integer mapping (layered float LIF)
         float_unq_acc = evaluate(net, Xte, yte)[0]
+    net.cpu()  # export and the integer checks run on the CPU
     final_ck = out / "checkpoints" / "final.pt"
-    _atomic_save({"config": json.dumps(cfg, sort_keys=True), "net_config": json.dumps(net.cfg.as_dict()),
-                  "model": net.state_dict()}, final_ck)
+    save_float_model(net, cfg, final_ck)
     m = to_model_file(net, max_taps=cfg["budget"]["max_taps"],
                       info={"float_checkpoint": "checkpoints/final.pt",  # relative to the model file
                             "seed": cfg["seed"], "no_delays": cfg["model"]["no_delays"]})
@@ -422,7 +225,8 @@ def finish(cfg, model, net, history, Xte, yte, t_start, t_data, log=print, progr
         "parameters_grid": sum(p.numel() for p in (s.weight for s in net.synapses)),
         "layers": layers, "float_spike_density": float_density, "history": history,
         "model_path": str(model_path), "float_checkpoint": str(final_ck),
-        "seconds_total": time.time() - t_start, "seconds_data": t_data, "config": cfg,
+        "seconds_total": time.time() - t_start, "seconds_data": t_data,
+        "seconds_training": float(sum(h["seconds"] for h in history)), "config": cfg,
     }
     (out / "train_summary.json").write_text(json.dumps(summary, indent=1))
     log(format_table(summary))
@@ -471,6 +275,13 @@ def parse_args(argv=None):
     ap.add_argument("--augment", metavar="NAMES",
                     help="keep only these augmentations: all | none | comma list of " + ",".join(augment.NAMES))
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--device", choices=("cpu", "cuda", "auto"), help="train.device (default cpu)")
+    ap.add_argument("--threads", type=int, help="torch threads (train.threads)")
+    ap.add_argument("--synapse", choices=("auto", "event", "dense"), help="synapse path (train.synapse)")
+    ap.add_argument("--rate-target", help="hidden spike-rate target: a number or one per hidden layer, comma-separated")
+    ap.add_argument("--rate-weight", help="weight of the rate regulariser: a number or one per hidden layer")
+    ap.add_argument("--weight-bits", type=int, help="weight bits (model.weight_bits, 2..16)")
+    ap.add_argument("--delays", choices=("fixed", "learnable"), help="delay grid taps, or DCLS-style learnable positions")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
                     help="override any config field, e.g. --set train.lr=0.001")
     return ap.parse_args(argv)
@@ -485,6 +296,19 @@ def config_from_args(a) -> dict:
                              ("--scheduler", "unlayered.scheduler", a.scheduler), ("--limit", "data.limit", a.limit)):
         if val is not None:
             _set_path(over, field, val)
+    for flag, field, val in (("--device", "train.device", a.device), ("--threads", "train.threads", a.threads),
+                             ("--synapse", "train.synapse", a.synapse), ("--weight-bits", "model.weight_bits", a.weight_bits),
+                             ("--delays", "model.delay_mode", a.delays)):
+        if val is not None:
+            _set_path(over, field, val)
+    for flag, field, val in (("--rate-target", "reg.rate_target", a.rate_target),
+                             ("--rate-weight", "reg.rate_weight", a.rate_weight)):
+        if val is not None:
+            try:
+                xs = [float(x) for x in val.split(",")]
+            except ValueError:
+                raise ConfigError(flag, f"must be a number or comma-separated numbers, got {val!r}") from None
+            _set_path(over, field, xs[0] if len(xs) == 1 else xs)
     if a.no_delays:
         _set_path(over, "model.no_delays", True)
     if a.forward_group is not None:

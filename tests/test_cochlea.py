@@ -8,7 +8,9 @@ import soundfile
 
 from sw.data import cochlea
 
-REF = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "lauscher_reference"
+# committed fixture: a 0.16 s espeak-ng clip and the original lauscher==1.0.1's
+# spikes for it, made by tests/fixtures/make_lauscher_reference.py
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 
 def _clip(n=3001, seed=0):
@@ -87,31 +89,34 @@ def test_bushy_cell_rate_matches_lauscher(p):
 
 @pytest.fixture(scope="module")
 def recording():
-    audio = REF / "spoken_digit.flac"
-    spikes = REF / "spoken_digit_lauscher_1.0.1_spikes.npz"
-    if not (audio.is_file() and spikes.is_file()):
-        pytest.skip(f"lauscher reference fixture not found at {REF}")
-    x, sr = soundfile.read(audio)
-    ref = np.load(spikes)
+    x, sr = soundfile.read(FIXTURES / "lauscher_short.flac", dtype="float64")
+    ref = np.load(FIXTURES / "lauscher_short_spikes.npz")
+    assert str(ref["lauscher"]) == "1.0.1"
     return x, sr, ref["times"], ref["units"].astype(np.int64)
 
 
-def test_real_recording_matches_original_lauscher(recording):
+def test_short_clip_matches_original_lauscher(recording):
     x, sr, ref_t, ref_u = recording
+    assert sr == 48000 and ref_t.size > 2000
     t, u = cochlea.audio_to_spikes(x, sr, seed=0)
     assert t.dtype == np.float64 and u.dtype == np.int64
     order = np.lexsort((u, t))
     assert np.array_equal(order, np.arange(t.size))  # sorted by time, then channel
+    # the model is stochastic: totals within 5 %, and the same place/time structure.
+    # (2.5 k spikes over ~490 channels: per-channel counts carry Poisson noise,
+    # so the per-channel bound is looser than for a whole word; 10-channel bands are tight)
     assert abs(t.size - ref_t.size) <= 0.05 * ref_t.size, (t.size, ref_t.size)
     r_chan = np.corrcoef(np.bincount(u, minlength=700), np.bincount(ref_u, minlength=700))[0, 1]
-    assert r_chan >= 0.9, r_chan
-    bins = np.arange(0, x.size / sr + 0.01, 0.01)
+    assert r_chan >= 0.8, r_chan
+    r_band = np.corrcoef(np.bincount(u // 10, minlength=70), np.bincount(ref_u // 10, minlength=70))[0, 1]
+    assert r_band >= 0.95, r_band
+    bins = np.arange(0, x.size / sr + 0.005, 0.005)
     r_time = np.corrcoef(np.histogram(t, bins)[0], np.histogram(ref_t, bins)[0])[0, 1]
     assert r_time >= 0.99, r_time
 
 
 def test_seed_determinism_and_thread_independence(recording):
-    x, sr = recording[0][:19200], recording[1]
+    x, sr = recording[0], recording[1]
     a = cochlea.audio_to_spikes(x, sr, seed=5, threads=1)
     b = cochlea.audio_to_spikes(x, sr, seed=5, threads=2)
     c = cochlea.audio_to_spikes(x, sr, seed=6)

@@ -22,7 +22,8 @@ def _export(tmp_path, name, n_inputs=6, T=50, seed=0):
 
 def test_cli_compares_models_and_matches_integer_path(tmp_path, capsys):
     from sw.export import integer_forward
-    from sw.train import load_config, load_data
+    from sw.config import load_config
+    from sw.data.splits import load_data
 
     p1, m1 = _export(tmp_path, "a.safetensors", seed=1)
     p2, m2 = _export(tmp_path, "b.safetensors", seed=2)
@@ -38,7 +39,8 @@ def test_cli_compares_models_and_matches_integer_path(tmp_path, capsys):
         (("layered", "-"), ("async", "scdq"), ("async", "ring"))]
     # layered rows against the independent torch integer path on the same test split
     cfg = load_config(overrides={"data": {"source": "synthetic", "T": 50}})
-    X, y = load_data(cfg)[4:6]
+    split = load_data(cfg)
+    X, y = split.Xte, split.yte
     X, y = X[:40], y[:40]
     for r, m in ((rows[0], m1), (rows[3], m2)):
         ours = integer_forward(m, X)

@@ -10,7 +10,8 @@ import pytest
 from sw.data import generate as G
 from sw.data.shd import read_shd
 
-# only the tests that run espeak-ng skip without it; the parameter tests run everywhere
+# only the tests that really run espeak-ng are skipped without it; speakers,
+# labels (espeak-ng monkeypatched) and the CLI are tested everywhere
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
 
 

@@ -54,6 +54,11 @@ BAD_MODELS = [
     ("layers[0].delays", lambda m: setattr(layer(m), "delays", np.array([0, 2, 64]))),
     ("layers[0].weights", lambda m: setattr(layer(m), "weights", layer(m).weights.astype(np.float32))),
     ("layers[0].weights", lambda m: setattr(layer(m), "weights", np.full((3, 4, 3), 128, dtype=np.int16))),
+    ("layers[0].weights", lambda m: setattr(layer(m), "weights", np.full((3, 4, 3), -129, dtype=np.int16))),
+    ("layers[0].delays", lambda m: setattr(layer(m), "delays", np.array([-1, 2, 5]))),
+    ("layers[0].threshold", lambda m: setattr(layer(m), "threshold", True)),
+    ("layers[0].decay", lambda m: setattr(layer(m), "decay", 100.0)),
+    ("layers[0].spiking", lambda m: setattr(layer(m), "spiking", 1)),
     ("layers[0].weights", lambda m: setattr(layer(m), "weights", np.zeros((3, 5, 3), dtype=np.int8))),  # n_in vs n_inputs
     ("layers[1].weights", lambda m: setattr(layer(m, 1), "weights", np.zeros((1, 4, 2), dtype=np.int8))),  # n_in vs prev n_out
     ("layers[0].threshold", lambda m: setattr(layer(m), "threshold", 0)),
@@ -92,8 +97,121 @@ def test_accumulator_overflow_is_refused_and_named_with_acc_bits():
     assert e.value.field == "layers[0].weights"
 
 
+def readout_model(W, delays=(0,), widths=Widths(weight_bits=8, acc_bits=10)):
+    W = np.asarray(W)
+    return Model([Layer(np.array(delays), W, 1, 0, spiking=False)], W.shape[1], 4, widths=widths)
+
+
+def _column(total, n=5, k=1, sign=1):
+    """A [k, n] block of weights whose |sum| is exactly ``total`` (signs mixed when sign=-1)."""
+    vals = np.full(k * n, total // (k * n), dtype=np.int64)
+    vals[: total % (k * n)] += 1
+    if sign < 0:
+        vals[::2] *= -1
+    return vals.reshape(k, n)
+
+
+@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("sign", [1, -1])
+def test_accumulator_rule_boundary_511_512(k, sign, tmp_path):
+    # acc_bits = 10: the worst-case sum must stay below 2^9 = 512; 511 fits, 512 does not.
+    # Two output columns: column 0 always at 511, column 1 decides; |W| counts negative taps too.
+    for total, ok in ((511, True), (512, False)):
+        W = np.zeros((k, 5, 2), dtype=np.int16)
+        W[:, :, 0] = _column(511, k=k, sign=sign)
+        W[:, :, 1] = _column(total, k=k, sign=sign)
+        m = readout_model(W, delays=tuple(range(k)))
+        p = tmp_path / f"m{total}.safetensors"
+        if ok:
+            mf.save(m, p)
+            assert np.array_equal(mf.load(p).layers[0].weights, W)
+        else:
+            with pytest.raises(ModelFileError, match="acc_bits=10") as e:
+                mf.save(m, p)
+            assert e.value.field == "layers[0].weights"
+            write_raw(p, {"layers.0.weights": W}, raw_header(m))  # and through load() from a file
+            with pytest.raises(ModelFileError, match="acc_bits=10") as e:
+                mf.load(p)
+            assert e.value.field == "layers[0].weights"
+
+
+def test_accumulator_rule_is_per_column_not_per_matrix_or_row():
+    # each column sums to 300 (< 512) though the whole matrix sums to 1200: accepted
+    W = np.zeros((1, 5, 4), dtype=np.int16)
+    W[0, :, :] = 60
+    mf.validate(readout_model(W))
+    # column 2 alone reaches 512, the other columns stay at 300: refused (the worst column counts)
+    W[0, :, 2] = [120, 120, 120, 120, 32]  # 512
+    with pytest.raises(ModelFileError, match="512"):
+        mf.validate(readout_model(W))
+
+
+@pytest.mark.parametrize("wb,values,ok", [
+    (8, [-128, 127], True), (8, [-129], False), (8, [128], False),
+    (4, [-8, 7], True), (4, [-9], False), (4, [8], False),
+    (2, [-2, 1], True), (2, [-3], False), (2, [2], False),
+])
+def test_weight_range_boundaries(wb, values, ok, tmp_path):
+    W = np.zeros((1, 2, 1), dtype=np.int16)
+    W[0, : len(values), 0] = values
+    m = readout_model(W, widths=Widths(weight_bits=wb, acc_bits=16))
+    p = tmp_path / "w.safetensors"
+    write_raw(p, {"layers.0.weights": W}, raw_header(m))
+    if ok:
+        mf.validate(m)
+        assert mf.load(p).layers[0].weights[0, :, 0].tolist()[: len(values)] == values
+    else:
+        for check in (lambda: mf.validate(m), lambda: mf.load(p)):
+            with pytest.raises(ModelFileError, match=f"weight_bits={wb}") as e:
+                check()
+            assert e.value.field == "layers[0].weights"
+
+
+@pytest.mark.parametrize("field,edit", [
+    ("layers[0].threshold", lambda m: setattr(layer(m), "threshold", 2**23 - 1)),  # the membrane maximum
+    ("layers[0].threshold", lambda m: setattr(layer(m), "threshold", 1)),
+    ("layers[0].decay", lambda m: setattr(layer(m), "decay", 0)),
+    ("layers[0].decay", lambda m: setattr(layer(m), "decay", 4096)),
+    ("layers[0].delays", lambda m: setattr(layer(m), "delays", np.array([0, 2, 63]))),  # max_delay itself
+])
+def test_values_at_the_boundary_are_accepted(field, edit, tmp_path):
+    m = make_model()
+    edit(m)
+    back = mf.load(mf.save(m, tmp_path / "ok.safetensors"))
+    got = {"threshold": layer(back).threshold, "decay": layer(back).decay, "delays": layer(back).delays.tolist()}
+    want = {"threshold": layer(m).threshold, "decay": layer(m).decay, "delays": layer(m).delays.tolist()}
+    assert got == want
+
+
 def write_raw(path, tensors, header):
     save_file(tensors, str(path), metadata={"spikeline": json.dumps(header)} if header is not None else None)
+
+
+def raw_header(m):
+    """The file header of ``m`` with every value as given (no coercion), to write
+    models that ``save`` would refuse."""
+    py = lambda x: x.item() if isinstance(x, np.generic) else x
+    return {"schema_version": mf.SCHEMA_VERSION, "n_inputs": py(m.n_inputs), "T": py(m.T), "dt": py(m.dt),
+            "widths": m.widths.as_dict(),
+            "layers": [{"n_in": int(L.weights.shape[1]) if L.weights.ndim == 3 else 0,
+                        "n_out": int(L.weights.shape[2]) if L.weights.ndim == 3 else 0,
+                        "delays": [py(d) for d in np.asarray(L.delays).tolist()],
+                        "threshold": py(L.threshold), "decay": py(L.decay), "reset": py(L.reset),
+                        "spiking": py(L.spiking)} for L in m.layers],
+            "info": {}}
+
+
+@pytest.mark.parametrize("field,breaks", BAD_MODELS, ids=[f"{f}-{i}" for i, (f, _) in enumerate(BAD_MODELS)])
+def test_load_of_a_file_names_the_field(field, breaks, tmp_path):
+    """Every rule again, through load() on a file written without validation."""
+    m = make_model()
+    breaks(m)
+    p = tmp_path / "bad.safetensors"
+    write_raw(p, {f"layers.{l}.weights": np.ascontiguousarray(L.weights) for l, L in enumerate(m.layers)},
+              raw_header(m))
+    with pytest.raises(ModelFileError) as e:
+        mf.load(p)
+    assert e.value.field == field and str(p) in str(e.value)
 
 
 def good_header_and_tensors(tmp_path):

@@ -8,13 +8,14 @@ from __future__ import annotations
 import random
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from cocotb_ring_buffer import RingDriver, RingPlan, check_ring, make_ring_plan, ring_expected
 from hdl_util import pack, run_pysim, run_pysim_driver, stream_recv, stream_send
 from hw.delay.ring_buffer import RingBufferDelay, add_layout
 from hw.reference import ring_buffer_bits
+from props import hdl_settings
 
 
 def _run(plan: RingPlan, acc_bits: int, seed: int, name: str, **drv_kw) -> RingDriver:
@@ -25,15 +26,19 @@ def _run(plan: RingPlan, acc_bits: int, seed: int, name: str, **drv_kw) -> RingD
     return drv
 
 
-@settings(max_examples=30, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
-@given(n=st.integers(1, 5), D=st.integers(0, 6), wb=st.integers(2, 8), extra_acc=st.integers(8, 12),
+@hdl_settings(max_examples=20)
+@given(n=st.integers(1, 48), D=st.one_of(st.integers(0, 7), st.integers(8, 63), st.just(63)), wb=st.integers(2, 8),
+       extra_acc=st.integers(0, 12),
        adds=st.integers(0, 6), segments=st.integers(1, 2), seed=st.integers(0, 2**32 - 1),
        p_idle=st.sampled_from([0.0, 0.3]), p_stall=st.sampled_from([0.0, 0.4]))
 def test_random_traffic_matches_contract(n, D, wb, extra_acc, adds, segments, seed, p_idle, p_stall):
     rng = random.Random(seed)
     steps = 2 * (D + 1) + 2  # every slot is reused at least twice
     plan = make_ring_plan(rng, n, D, wb, steps, adds, n_segments=segments)
-    _run(plan, wb + extra_acc, seed, "ring_random", p_idle=p_idle, p_stall=p_stall)
+    # the narrowest slot that the loader rule would allow: every partial sum fits
+    worst = max([sum(abs(op[3]) for op in ops if op[0] == "add") for seg in plan.segments for ops in seg] + [0])
+    acc = max(wb + extra_acc, (worst * (D + 1)).bit_length() + 1)
+    _run(plan, acc, seed, "ring_random", p_idle=p_idle, p_stall=p_stall)
 
 
 def _one_step_plan(n, D, wb, ops_by_step):

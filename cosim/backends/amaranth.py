@@ -17,7 +17,7 @@ class AmaranthBackend:
         self.spec = spec
 
     def run(self, model: Model, X: np.ndarray, mode: str, workers: int = 1, progress=None, corrupt=None,
-            vcd: str | None = None) -> list[HdlSample]:
+            vcd: str | None = None, early_exit=None) -> list[HdlSample]:
         # pysim is single-threaded Python; one process keeps waveforms and order simple
-        return run_network(self.spec, model, X, mode, vcd=vcd, corrupt=corrupt,
+        return run_network(self.spec, model, X, mode, vcd=vcd, corrupt=corrupt, early_exit=early_exit,
                            progress=(lambda n: progress(1)) if progress else None)

@@ -2,18 +2,20 @@
 with a small C++ harness (``harness.cpp``) that runs many samples per process.
 
 The build is cached under ``build/verilator/<hash>`` by the hash of the Verilog,
-the harness and the flags. Samples are split over ``workers`` processes.
+the harness and the flags; concurrent builds of one design are safe (see ``build``). Samples are split over ``workers`` processes.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import tempfile
 import threading
 from pathlib import Path
 
 import numpy as np
+from filelock import FileLock, Timeout
 
 from hw.model_file import Model
 from hw.network import (CORE_STATUS, STATUS_BASE, HdlSample, Network, NetworkSpec, config_writes,
@@ -32,23 +34,58 @@ class BuildError(RuntimeError):
     pass
 
 
-def build(spec: NetworkSpec, root: str | os.PathLike = BUILD_ROOT, log=print) -> Path:
-    """Compile (or reuse) the harness binary for ``spec``; returns its path."""
+def design_key(spec: NetworkSpec) -> tuple[str, str]:
+    """``(cache key, Verilog text)`` of ``spec``: the key hashes the Verilog, the harness and the flags."""
     vtext = to_verilog(Network(spec), "network")
-    key = hashlib.sha256((vtext + HARNESS.read_text() + " ".join(FLAGS)).encode()).hexdigest()[:16]
-    d = Path(root) / key
+    return hashlib.sha256((vtext + HARNESS.read_text() + " ".join(FLAGS)).encode()).hexdigest()[:16], vtext
+
+
+def build(spec: NetworkSpec, root: str | os.PathLike = BUILD_ROOT, log=print) -> Path:
+    """Compile (or reuse) the harness binary for ``spec``; returns its path.
+
+    Safe for any number of processes asking for one design at once: the build
+    runs in a private temporary folder under ``root``, while holding the file
+    lock ``root/<key>.lock``, and the finished folder is renamed into place.
+    A ``root/<key>`` folder therefore only ever appears complete, and a build
+    that fails or is killed leaves nothing behind that a later run would trust.
+    """
+    key, vtext = design_key(spec)
+    root = Path(root)
+    d = root / key
     exe = d / "obj_dir" / "Vnetwork"
     if exe.is_file():
         return exe
-    d.mkdir(parents=True, exist_ok=True)
-    (d / "network.v").write_text(vtext)
-    if log:
-        log(f"building Verilator model in {d} (once per design) ...")
-    cmd = [str(verilator_bin_dir() / "verilator"), "--cc", "--exe", "--build", "-j", "2", *FLAGS,
-           "--top-module", "network", str(HARNESS.resolve()), "network.v"]
-    r = subprocess.run(cmd, cwd=d, capture_output=True, text=True, env=verilator_env())
-    if r.returncode != 0 or not exe.is_file():
-        raise BuildError(f"verilator build failed in {d}:\n{r.stdout[-4000:]}{r.stderr[-4000:]}")
+    root.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(root / f"{key}.lock")
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        if log:
+            log(f"waiting for another process building {d} ...")
+        lock.acquire()
+    try:
+        if exe.is_file():  # built by whoever held the lock before us
+            return exe
+        # we hold the lock, so no one else is building this key: anything left is a dead build
+        for stale in [d, *root.glob(f".{key}.*")]:
+            if stale.exists():
+                shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=root))
+        try:
+            (tmp / "network.v").write_text(vtext)
+            if log:
+                log(f"building Verilator model in {d} (once per design) ...")
+            cmd = [str(verilator_bin_dir() / "verilator"), "--cc", "--exe", "--build", "-j", "2", *FLAGS,
+                   "--top-module", "network", str(HARNESS.resolve()), "network.v"]
+            r = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, env=verilator_env())
+            if r.returncode != 0 or not (tmp / "obj_dir" / "Vnetwork").is_file():
+                raise BuildError(f"verilator build failed for {d}:\n{r.stdout[-4000:]}{r.stderr[-4000:]}")
+            os.rename(tmp, d)  # atomic on one file system; d cannot exist here (we hold the lock)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+    finally:
+        lock.release()
     return exe
 
 
@@ -93,11 +130,11 @@ class VerilatorBackend:
         self.exe = build(spec, root, log)
 
     def run(self, model: Model, X: np.ndarray, mode: str, workers: int = 1, progress=None,
-            corrupt=None) -> list[HdlSample]:
+            corrupt=None, early_exit=None) -> list[HdlSample]:
         X = np.asarray(X, dtype=bool)
         if X.ndim == 2:
             X = X[None]
-        head = _script(config_writes(self.spec, model, mode) + list(corrupt or []))
+        head = _script(config_writes(self.spec, model, mode, early_exit) + list(corrupt or []))
         chunks = np.array_split(np.arange(X.shape[0]), max(1, min(workers, X.shape[0])))
         results: list[list[HdlSample]] = [[] for _ in chunks]
         errors: list[str] = []

@@ -1,15 +1,18 @@
 """Feed-forward LIF SNN with per-synapse delay taps, hardware-aware (Norse-style).
 
-Structure: pure step functions (:func:`lif_step`, :func:`spike_fn`) and thin
-modules. A :class:`DelayLayer` is a :class:`DelaySynapse` (spikes ``[B,T,n_in]``
--> current ``[B,T,n_out]``, all steps at once with a dilated causal conv over the
-delay taps) followed by a pluggable neuron (current -> spikes, or membrane for
-the readout) that runs the recurrence over ``T``.
+Structure: the neuron's pure functions live in :mod:`sw.models.lif` (shared
+with the unlayered model) and the synapse's in :mod:`sw.models.synapse`; this
+module holds thin modules. A :class:`DelayLayer` is a :class:`DelaySynapse`
+(spikes ``[B,T,n_in]`` -> current ``[B,T,n_out]``, all steps at once, event-driven
+or dense over the live delay levels) followed by a pluggable neuron (current ->
+spikes, or membrane for the readout) that runs the recurrence over ``T`` (the
+fused :func:`sw.models.lif.lif_sequence` for the contract LIF).
 
 Everything runs in integer units (see :mod:`sw.quantize`): with ``quantize`` on
 (the default) the forward pass computes the same integers as the layered
-hw.reference; the neuron recurrence is float64 so products like ``v * a / 4096``
-are exact.
+hw.reference. Currents are float32 while their integer bound stays below 2^24
+(:func:`sw.models.synapse.exact_dtype`); the membrane recurrence is float64 so
+products like ``v * a / 4096`` are exact.
 """
 from __future__ import annotations
 
@@ -21,41 +24,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from sw.quantize import DECAY_ONE, decay_int, fake_quant, layer_scale, qmax, threshold_int, trunc0_ste
-
-
-# ---------------------------------------------------------------- pure functions
-class _SpikeFn(torch.autograd.Function):
-    """Heaviside(x >= 0) forward; fast-sigmoid surrogate ``1 / (1 + slope|x|)^2`` backward."""
-
-    @staticmethod
-    def forward(ctx, x, slope):
-        ctx.save_for_backward(x)
-        ctx.slope = slope
-        return (x >= 0).to(x.dtype)
-
-    @staticmethod
-    def backward(ctx, g):
-        (x,) = ctx.saved_tensors
-        return g / (1.0 + ctx.slope * x.abs()) ** 2, None
-
-
-def spike_fn(x: torch.Tensor, slope: float = 5.0) -> torch.Tensor:
-    return _SpikeFn.apply(x, slope)
-
-
-def lif_step(v: torch.Tensor, i: torch.Tensor, threshold: float, decay: int, spiking: bool,
-             membrane_bits: int, slope: float, exact: bool = True):
-    """One layered step of the contract: ``v = sat(trunc0(v*a/4096) + i)``; fire if
-    ``v >= threshold`` and reset to zero. Returns ``(z, v)`` (z is None if not spiking)."""
-    leak = v * (decay / DECAY_ONE)
-    v = (trunc0_ste(leak) if exact else leak) + i
-    vmax = qmax(membrane_bits)
-    v = torch.clamp(v, -vmax - 1, vmax)
-    if not spiking:
-        return None, v
-    z = spike_fn((v - threshold) / threshold, slope)
-    return z, v * (1.0 - z.detach())  # hard reset; no gradient through the reset (common practice)
+from sw.models.lif import LIFParams, li_sequence, li_step, lif_sequence, lif_step, mem_sum, spike_fn, surrogate  # noqa: F401
+from sw.models.synapse import exact_dtype, tap_sum
+from sw.quantize import decay_int, fake_quant, layer_scale, threshold_int
 
 
 # ---------------------------------------------------------------- config
@@ -78,10 +49,22 @@ class NetConfig:
     init_gain: float = 1.0
     init_rate: float = 0.0  # >0: calibrate each hidden layer's initial weight scale to this spike rate
     quantize: bool = True  # fake-quant weights + trunc0 (hardware-aware); off = plain float LIF
+    layer_max_delay: int | list | None = None  # per-layer cap on the grid (memory-aware); None = max_delay
+    delay_mode: str = "fixed"  # "learnable": a Gaussian-interpolated position per synapse (DCLS-style)
+    sigma_init: float = 0.5  # learnable delays: Gaussian width in grid steps at the start ...
+    sigma_final: float = 0.05  # ... and at the end of training (decays geometrically)
 
     @property
     def delays(self) -> list[int]:
         return [0] if self.no_delays else list(range(0, self.max_delay + 1, self.delay_stride))
+
+    def layer_delays(self, l: int) -> list[int]:
+        """Delay grid of synapse layer ``l`` (``0..layer_max_delay[l]`` step ``delay_stride``)."""
+        cap = self.layer_max_delay
+        if cap is None:
+            return self.delays
+        cap = cap[l] if isinstance(cap, list) else cap
+        return [d for d in self.delays if d <= cap]
 
     @property
     def sizes(self) -> list[int]:
@@ -107,6 +90,15 @@ class NetConfig:
             bad("init_rate", f"must be a number in [0, 1), got {self.init_rate!r}")
         if not 2 <= self.weight_bits <= 16:
             bad("weight_bits", f"must be in [2, 16], got {self.weight_bits}")
+        cap = self.layer_max_delay
+        if cap is not None:
+            caps = cap if isinstance(cap, list) else [cap]
+            if isinstance(cap, list) and len(cap) != len(self.hidden) + 1:
+                bad("layer_max_delay", f"needs one value per layer ({len(self.hidden) + 1}), got {len(cap)}")
+            if not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= self.max_delay for c in caps):
+                bad("layer_max_delay", f"must be ints in [0, max_delay={self.max_delay}], got {cap!r}")
+        if self.delay_mode not in ("fixed", "learnable"):
+            bad("delay_mode", f"must be 'fixed' or 'learnable', got {self.delay_mode!r}")
         return self
 
     def as_dict(self) -> dict:
@@ -122,8 +114,9 @@ class DelaySynapse(nn.Module):
     """
 
     def __init__(self, n_in: int, n_out: int, delays: list[int], weight_bits: int = 8, quantize: bool = True,
-                 init_gain: float = 1.0):
+                 init_gain: float = 1.0, mode: str = "auto"):
         super().__init__()
+        self.mode = mode  # tap_sum path: event / dense / auto (by input density)
         d = torch.tensor(delays, dtype=torch.int64)
         if d.numel() < 1 or (d.numel() > 1 and not bool((d[1:] - d[:-1] == d[1] - d[0]).all())) or int(d[0]) != 0:
             raise ValueError(f"delays must be a grid 0, s, 2s, ...; got {delays}")
@@ -143,7 +136,7 @@ class DelaySynapse(nn.Module):
         return self.weight * self.wscale * self.mask
 
     def scale(self) -> torch.Tensor:
-        return layer_scale(self.masked_weight(), self.weight_bits) if self.quantize else torch.tensor(1.0)
+        return layer_scale(self.masked_weight(), self.weight_bits) if self.quantize else self.weight.new_tensor(1.0)
 
     def effective_weight(self) -> torch.Tensor:
         """Weights in integer units (fake-quantized, STE) or plain floats when quantize is off."""
@@ -155,48 +148,43 @@ class DelaySynapse(nn.Module):
         with torch.no_grad():
             return self.effective_weight().round().to(torch.int64)
 
+    def live_levels(self) -> list[int]:
+        return torch.nonzero(self.mask.any(0).any(0)).flatten().tolist()
+
     def forward(self, s: torch.Tensor) -> torch.Tensor:
-        w = self.effective_weight()
-        live = torch.nonzero(self.mask.any(0).any(0)).flatten().tolist()
-        if len(live) <= self.K // 2:  # pruned: one matmul over the live levels, then shift-add
-            B, T, n_in = s.shape
-            Wl = w[:, :, live].permute(1, 2, 0).reshape(n_in, len(live) * self.n_out)
-            P = (s.reshape(B * T, n_in) @ Wl).reshape(B, T, len(live), self.n_out)
-            cur = s.new_zeros(B, T, self.n_out)
-            for a, k in enumerate(live):
-                d = k * self.stride
-                if d < T:
-                    cur = cur + F.pad(P[:, : T - d, a], (0, 0, d, 0))
-            return cur
-        pad = (self.K - 1) * self.stride
-        x = F.pad(s.transpose(1, 2), (pad, 0))  # causal: S at negative time is 0
-        # conv1d correlates, so flip taps: kernel index K-1-k sees input delayed by delays[k]
-        return F.conv1d(x, w.flip(-1), dilation=self.stride).transpose(1, 2)
+        w = self.effective_weight()  # [n_out, n_in, K]
+        live = self.live_levels() or [0]
+        dt = exact_dtype(self.weight_bits, self.n_in, len(live)) if self.quantize else torch.float32
+        Wl = w[:, :, live].permute(1, 2, 0).to(dt)  # [n_in, L, n_out]
+        return tap_sum(s, Wl, [int(self.delays[k]) for k in live], self.mode)
 
 
 class LIFNeuron(nn.Module):
-    """Sequential LIF over T in integer units; spikes, or membrane if ``spiking=False``.
+    """The contract LIF over T in integer units; spikes, or membrane if ``spiking=False``.
 
     ``forward(current [B,T,n], threshold) -> [B,T,n]``: ``threshold`` is the
-    (integer-valued) threshold in the units of ``current``.
+    (integer-valued) threshold in the units of ``current``. Runs the fused
+    :func:`sw.models.lif.lif_sequence` (or ``li_sequence`` for the readout);
+    ``fused=False`` loops the step functions with autograd (the oracle).
     """
 
     def __init__(self, n: int, decay: int, spiking: bool = True, membrane_bits: int = 24, slope: float = 5.0,
-                 exact: bool = True):
+                 exact: bool = True, fused: bool = True):
         super().__init__()
         self.n, self.decay, self.spiking = n, int(decay), spiking
-        self.membrane_bits, self.slope, self.exact = membrane_bits, slope, exact
+        self.membrane_bits, self.slope, self.exact, self.fused = membrane_bits, slope, exact, fused
+
+    def params(self, threshold: float) -> LIFParams:
+        return LIFParams(float(threshold), self.decay, self.membrane_bits, self.slope, self.exact, "zero")
 
     def forward(self, current: torch.Tensor, threshold: float) -> torch.Tensor:
-        cur = current.to(torch.float64)  # exact integer arithmetic (see module doc)
-        v = torch.zeros_like(cur[:, 0])
-        out = []
-        for t in range(cur.shape[1]):
-            z, v = lif_step(v, cur[:, t], threshold, self.decay, self.spiking, self.membrane_bits, self.slope,
-                            self.exact)
-            out.append(z if self.spiking else v)
-        out = torch.stack(out, 1)
-        return out.to(current.dtype) if self.spiking else out  # membrane stays float64: sums stay exact
+        p = self.params(threshold)
+        if not self.fused:
+            from sw.models.lif import lif_sequence_reference
+
+            out = lif_sequence_reference(current, p, self.spiking)
+            return out.to(current.dtype) if self.spiking else out
+        return lif_sequence(current, p) if self.spiking else li_sequence(current, p)
 
 
 class DelayLayer(nn.Module):
@@ -225,7 +213,7 @@ class DelayNet(nn.Module):
     membrane in integer units). ``argmax(logits)`` equals the integer readout's argmax.
     """
 
-    def __init__(self, cfg: NetConfig, neuron_factory=None):
+    def __init__(self, cfg: NetConfig, neuron_factory=None, synapse: str = "auto"):
         super().__init__()
         self.cfg = cfg.validate()
         sizes = cfg.sizes
@@ -233,7 +221,8 @@ class DelayNet(nn.Module):
         layers = []
         for l in range(len(sizes) - 1):
             spiking = l < len(sizes) - 2
-            syn = DelaySynapse(sizes[l], sizes[l + 1], cfg.delays, cfg.weight_bits, cfg.quantize, cfg.init_gain)
+            syn = DelaySynapse(sizes[l], sizes[l + 1], cfg.layer_delays(l), cfg.weight_bits, cfg.quantize,
+                               cfg.init_gain, synapse)
             kw = dict(decay=self.decays[l], spiking=spiking, membrane_bits=cfg.membrane_bits, slope=cfg.slope,
                       exact=cfg.quantize)
             if spiking and neuron_factory is not None:
@@ -290,8 +279,7 @@ class DelayNet(nn.Module):
             s = L(s)
             spikes.append(s)
         v = self.layers[-1](s)
-        scale = self.layers[-1].synapse.scale().to(v.dtype)
-        logits = (v.sum(1) * (scale / v.shape[1]) * self.logit_scale.exp()).to(torch.float32)  # mem_sum
+        logits = mem_sum(v, self.layers[-1].synapse.scale(), self.logit_scale)
         return logits, {"spikes": spikes, "readout": v}
 
 

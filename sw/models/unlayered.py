@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from hw.model_file import DECAY_ONE, Model
+from sw.models.lif import mem_sum, surrogate
 
 SCHEDULERS = ("fifo", "random", "momentum")
 _INF = float("inf")
@@ -59,7 +60,7 @@ class _AsyncSpike(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g):
         (u,) = ctx.saved_tensors
-        return g / (ctx.slope * u.abs() + 1.0) ** 2, None, None
+        return g * surrogate(u, ctx.slope), None, None
 
 
 def _shift(x: torch.Tensor, d: int, fill: float) -> torch.Tensor:
@@ -168,11 +169,7 @@ def _delay_net_output(net):
 
     def out(outs: list["LayerOut"]):
         v = outs[-1].v.to(torch.float64)
-        scale = net.layers[-1].synapse.scale().to(v.dtype)
-        logits = v.sum(1) * (scale / v.shape[1])
-        if getattr(net, "logit_scale", None) is not None:  # the delay net's learnable temperature
-            logits = logits * net.logit_scale.exp()
-        logits = logits.to(torch.float32)
+        logits = mem_sum(v, net.layers[-1].synapse.scale(), getattr(net, "logit_scale", None))
         return logits, {"spikes": [o.spikes for o in outs[:-1]], "readout": v}
 
     return out

@@ -1,0 +1,70 @@
+"""The train / validation / test split of a config's data set (library code).
+
+:func:`load_data` returns a :class:`DataSplits`; the validation split is held
+out of train with a generator seeded by ``(seed, 7)``, so model selection never
+sees the test split.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from sw.config import ConfigError
+
+
+@dataclass
+class DataSplits:
+    """Binary rasters ``X [N, T, C]`` (bool) and labels ``y [N]`` (int64) of each split."""
+
+    Xtr: np.ndarray
+    ytr: np.ndarray
+    Xval: np.ndarray
+    yval: np.ndarray
+    Xte: np.ndarray
+    yte: np.ndarray
+    n_classes: int
+
+    @property
+    def n_inputs(self) -> int:
+        return int(self.Xtr.shape[2])
+
+
+def load_data(cfg: dict) -> DataSplits:
+    """The splits of ``cfg["data"]`` (synthetic task, offline set, or an SHD directory)."""
+    d, seed = cfg["data"], cfg["seed"]
+    src = d["source"]
+    if src == "synthetic":
+        from sw.data.synthetic import make_delay_task
+
+        s = d["synthetic"]
+        kw = dict(n_channels=s["n_channels"], n_classes=s["n_classes"], T=d["T"], gap=s["gap"], jitter=s["jitter"],
+                  noise=s["noise"], class_seed=seed)
+        Xtr, ytr = make_delay_task(s["n_train"], seed=seed * 2 + 1, **kw)
+        Xte, yte = make_delay_task(s["n_test"], seed=seed * 2 + 2, **kw)
+        n_classes = s["n_classes"]
+    else:
+        from sw.data.shd import load_rasters
+
+        if src == "offline":
+            from sw.data.generate import ensure_default_dataset
+
+            tr, te = ensure_default_dataset(root=d["root"], seed=0, workers=2)  # processes, not torch threads
+        else:
+            root = Path(src)
+            for tr, te in ((root / "shd_train.h5", root / "shd_test.h5"),
+                           (root / "SHD" / "shd_train.h5", root / "SHD" / "shd_test.h5")):
+                if tr.is_file() and te.is_file():
+                    break
+            else:
+                raise ConfigError("data.source", f"'{src}' is neither 'synthetic', 'offline' nor a directory "
+                                                 "holding shd_train.h5 and shd_test.h5")
+        Xtr, ytr = load_rasters(tr, dt=d["dt"], T=d["T"], pool=d["pool"], limit=d["limit"])
+        Xte, yte = load_rasters(te, dt=d["dt"], T=d["T"], pool=d["pool"], limit=d["limit"])
+        n_classes = 20
+    # validation split held out of train (model selection never sees test)
+    perm = np.random.default_rng([seed, 7]).permutation(len(ytr))
+    n_val = int(round(d["val_fraction"] * len(ytr)))
+    val, tr_idx = perm[:n_val], np.sort(perm[n_val:])
+    return DataSplits(Xtr[tr_idx], ytr[tr_idx], Xtr[np.sort(val)], ytr[np.sort(val)], Xte, yte, n_classes)

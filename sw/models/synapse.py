@@ -1,0 +1,105 @@
+"""Delay-tap synapses as one autograd function: event-driven or dense, weight gradient only.
+
+``I[b, t, j] = sum_l sum_i W[i, l, j] * S[b, t - d_l, i]`` for binary spikes ``S``.
+
+* ``event``: the current of a step is a sum of weight rows over the active
+  inputs, ``F.embedding_bag(active inputs, W, mode="sum")``; the weight gradient
+  is the same kind of gather-sum, over the (step) rows of the output gradient
+  grouped by input: ``dW[i] = sum over the steps where i spiked of dP[step]``.
+* ``dense``: one matmul ``S @ W`` (and ``S^T @ dP``).
+
+Either way the per-level partial currents ``P[b, t, l]`` are shifted by their
+delay and summed. The input ``S`` gets no gradient (it is data, or spikes whose
+gradient ... flows through the weight path of the next layer only when asked:
+see ``needs_input_grad`` below), so hidden layers that need the spike gradient
+use the same function with an input gradient ``dS = dP @ W^T``.
+
+Exactness: with integer weights of ``wb`` bits every partial sum is bounded by
+``2^(wb-1) * n_in * L``; :func:`exact_dtype` picks float32 while that bound is
+below ``2^24`` (float32 holds every such integer exactly), float64 otherwise.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+MODES = ("auto", "event", "dense")
+# measured crossover (bench/train.py --synapse-sweep): the event path wins below this input density
+EVENT_MAX_DENSITY = 0.25
+
+
+def exact_dtype(weight_bits: int, n_in: int, levels: int) -> torch.dtype:
+    """float32 if every partial sum of integer weights stays below 2^24, else float64."""
+    return torch.float32 if (1 << (weight_bits - 1)) * n_in * levels < (1 << 24) else torch.float64
+
+
+def _shift_sum(P: torch.Tensor, delays: list[int]) -> torch.Tensor:
+    B, T, L, n = P.shape
+    I = P.new_zeros(B, T, n)
+    for l, d in enumerate(delays):
+        if d < T:
+            I[:, d:] += P[:, : T - d, l]
+    return I
+
+
+def _shift_split(dI: torch.Tensor, delays: list[int]) -> torch.Tensor:
+    B, T, n = dI.shape
+    dP = dI.new_zeros(B, T, len(delays), n)
+    for l, d in enumerate(delays):
+        if d < T:
+            dP[:, : T - d, l] = dI[:, d:]
+    return dP
+
+
+class _TapSum(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, S, W, delays, event):
+        B, T, n_in = S.shape
+        _, L, n_out = W.shape
+        W2 = W.detach().reshape(n_in, L * n_out)
+        Sf = S.detach().reshape(B * T, n_in)
+        if event:
+            nz = Sf.nonzero()
+            bt, i = nz[:, 0], nz[:, 1]
+            cnt = torch.bincount(bt, minlength=B * T)
+            offs = cnt.cumsum(0) - cnt
+            P = F.embedding_bag(i, W2, offs, mode="sum")
+            ctx.save_for_backward(bt, i, W)
+        else:
+            Sf = Sf.to(W2.dtype)
+            P = Sf @ W2
+            ctx.save_for_backward(Sf, W)
+        ctx.event, ctx.delays, ctx.shape = event, delays, (B, T, n_in, L, n_out)
+        return _shift_sum(P.view(B, T, L, n_out), delays)
+
+    @staticmethod
+    def backward(ctx, dI):
+        B, T, n_in, L, n_out = ctx.shape
+        dP = _shift_split(dI.to(ctx.saved_tensors[-1].dtype), ctx.delays).view(B * T, L * n_out)
+        dS = dW = None
+        if ctx.event:
+            bt, i, W = ctx.saved_tensors
+            if ctx.needs_input_grad[1]:
+                order = torch.argsort(i, stable=True)
+                cnt = torch.bincount(i, minlength=n_in)
+                dW = F.embedding_bag(bt[order], dP, cnt.cumsum(0) - cnt, mode="sum").view(n_in, L, n_out)
+        else:
+            Sf, W = ctx.saved_tensors
+            if ctx.needs_input_grad[1]:
+                dW = (Sf.t() @ dP).view(n_in, L, n_out)
+        if ctx.needs_input_grad[0]:
+            dS = (dP @ W.detach().reshape(n_in, L * n_out).t()).view(B, T, n_in)
+        return dS, dW, None, None
+
+
+def tap_sum(S: torch.Tensor, W: torch.Tensor, delays: list[int], mode: str = "auto") -> torch.Tensor:
+    """Current ``[B, T, n_out]`` of binary spikes ``S [B, T, n_in]`` through taps ``W [n_in, L, n_out]``
+    at ``delays`` (one per level ``l``). ``mode``: ``event``, ``dense`` or ``auto`` (by the measured
+    density of ``S``). ``S`` must hold 0/1 values only; the result has ``W``'s dtype."""
+    if mode == "auto":
+        event = float(S.detach().float().mean()) < EVENT_MAX_DENSITY if S.numel() else False
+    elif mode in ("event", "dense"):
+        event = mode == "event"
+    else:
+        raise ValueError(f"synapse mode must be one of {MODES}, got {mode!r}")
+    return _TapSum.apply(S, W, [int(d) for d in delays], event)

@@ -1,0 +1,173 @@
+"""Fast training paths against their oracles: the fused LIF against the step
+functions looped with autograd (same numbers, same gradients), the event-driven
+and dense synapse against an explicit delayed sum, and the training features
+built on them (rate regulariser, low-bit weights, per-layer max delay, devices)."""
+import numpy as np
+import pytest
+import torch
+
+from sw.models.lif import LIFParams, li_sequence, lif_sequence, lif_sequence_reference
+from sw.models.synapse import exact_dtype, tap_sum
+
+
+def _current(seed, B=3, T=30, n=5, scale=40.0):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(B, T, n, generator=g, dtype=torch.float64) * scale + 10).round()
+
+
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+@pytest.mark.parametrize("exact", [True, False])
+@pytest.mark.parametrize("spiking", [True, False])
+def test_fused_lif_equals_step_functions_values_and_gradients(reset, exact, spiking):
+    p = LIFParams(threshold=60.0, decay=2484, membrane_bits=10, slope=5.0, exact=exact, reset=reset)
+    cur = _current(0, scale=200.0)  # large enough to hit the 10-bit saturation
+    g = torch.Generator().manual_seed(1)
+    w_out = torch.randn(cur.shape, generator=g, dtype=torch.float64)
+    x1 = cur.clone().requires_grad_(True)
+    x2 = cur.clone().requires_grad_(True)
+    y1 = (lif_sequence(x1, p) if spiking else li_sequence(x1, p))
+    y2 = lif_sequence_reference(x2, p, spiking)
+    assert torch.equal(y1.detach(), y2.detach().to(y1.dtype))
+    if not spiking:
+        assert y1.abs().max() >= 511  # saturation was exercised
+    (y1 * w_out).sum().backward()
+    (y2 * w_out).sum().backward()
+    assert torch.allclose(x1.grad, x2.grad, rtol=1e-10, atol=1e-12)
+    assert x1.grad.abs().sum() > 0
+
+
+def test_fused_lif_gradcheck_readout():
+    # the readout is piecewise linear away from rounding points: the hand BPTT is the true gradient
+    p = LIFParams(decay=3000, membrane_bits=24, exact=False)
+    x = torch.randn(2, 12, 3, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda c: li_sequence(c, p), (x,))
+
+
+def _explicit(S, W, delays):
+    B, T, _ = S.shape
+    I = torch.zeros(B, T, W.shape[2], dtype=W.dtype)
+    for l, d in enumerate(delays):
+        if d < T:
+            I[:, d:] += S[:, : T - d].to(W.dtype) @ W[:, l]
+    return I
+
+
+@pytest.mark.parametrize("mode", ["event", "dense", "auto"])
+def test_tap_sum_equals_explicit_sum_and_its_gradients(mode):
+    g = torch.Generator().manual_seed(3)
+    S = (torch.rand(4, 25, 11, generator=g) < 0.2).float().requires_grad_(True)
+    W = torch.randint(-128, 128, (11, 4, 6), generator=g).float().requires_grad_(True)
+    delays = [0, 2, 7, 30]  # one delay beyond T
+    I = tap_sum(S, W, delays, mode)
+    S2, W2 = S.detach().clone().requires_grad_(True), W.detach().clone().requires_grad_(True)
+    ref = _explicit(S2, W2, delays)
+    assert torch.equal(I, ref)  # integers: exact in float32
+    gI = torch.randn(I.shape, generator=g)
+    (I * gI).sum().backward()
+    (ref * gI).sum().backward()
+    assert torch.allclose(W.grad, W2.grad, atol=1e-4)
+    assert torch.allclose(S.grad, S2.grad, atol=1e-4)
+
+
+def test_exact_dtype_bound():
+    assert exact_dtype(8, 700, 31) == torch.float32  # 128 * 700 * 31 < 2^24
+    assert exact_dtype(16, 700, 31) == torch.float64
+
+
+def _net(**kw):
+    from sw.models.delay import DelayNet, NetConfig
+
+    torch.manual_seed(0)
+    cfg = dict(n_inputs=20, hidden=[12, 10], n_classes=4, T=30, max_delay=12, delay_stride=2, init_gain=3.0)
+    cfg.update(kw)
+    return DelayNet(NetConfig(**cfg))
+
+
+def test_fused_net_gradients_equal_the_unfused_oracle():
+    from sw.models.delay import mem_sum_loss
+
+    x = (torch.rand(6, 30, 20, generator=torch.Generator().manual_seed(4)) < 0.15).float()
+    y = torch.tensor([0, 1, 2, 3, 0, 1])
+    grads = []
+    for fused, mode in ((True, "event"), (True, "dense"), (False, "dense")):
+        net = _net()
+        for L in net.layers:
+            L.neuron.fused = fused
+            L.synapse.mode = mode
+        logits, rec = net(x)
+        mem_sum_loss(logits, y).backward()
+        grads.append((logits.detach(), [s.weight.grad.clone() for s in net.synapses]))
+    for logits, gs in grads[1:]:
+        assert torch.equal(logits, grads[0][0])
+        for a, b in zip(gs, grads[0][1]):
+            assert torch.allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_layer_max_delay_limits_each_grid_and_exports():
+    from sw.export import integer_forward, to_model_file
+    from hw.reference import simulate
+
+    net = _net(layer_max_delay=[12, 4, 0])
+    assert [s.delays.tolist() for s in net.synapses] == [[0, 2, 4, 6, 8, 10, 12], [0, 2, 4], [0]]
+    m = to_model_file(net.eval())
+    assert [int(L.delays.max()) for L in m.layers] == [12, 4, 0]
+    X = (np.random.default_rng(0).random((5, 30, 20)) < 0.2)
+    ours, ref = integer_forward(m, X), simulate(m, X, "layered")
+    assert np.array_equal(ours.readout, ref.readout)
+
+
+@pytest.mark.parametrize("bits", [2, 3, 4])
+def test_low_bit_weights_use_the_range_and_stay_bit_exact(bits):
+    from hw.reference import simulate
+    from sw.export import integer_forward, to_model_file
+
+    net = _net(weight_bits=bits)
+    q = torch.cat([s.int_weight().flatten() for s in net.synapses])
+    lim = (1 << (bits - 1)) - 1
+    assert int(q.max()) == lim and int(q.min()) == -lim  # symmetric, saturating scale
+    # not collapsed to zero: a useful share of the taps is non-zero
+    assert float((q != 0).float().mean()) > 0.3
+    m = to_model_file(net.eval())
+    X = (np.random.default_rng(1).random((5, 30, 20)) < 0.2)
+    x = torch.from_numpy(X).float()
+    logits, rec = net(x)
+    ref = simulate(m, X, "layered")
+    assert np.array_equal(integer_forward(m, X).readout, ref.readout)
+    assert np.array_equal(rec["spikes"][0].detach().numpy().astype(bool), ref.spikes(0))
+
+
+def test_rate_regulariser_moves_rates_towards_target():
+    from sw.train import rate_loss
+
+    net = _net()
+    x = (torch.rand(16, 30, 20, generator=torch.Generator().manual_seed(5)) < 0.3).float()
+    opt = torch.optim.Adam(net.parameters(), lr=0.02)
+    r0 = [float(z.detach().mean()) for z in net(x)[1]["spikes"]]
+    for _ in range(30):
+        loss = rate_loss(net(x)[1]["spikes"], [0.01, 0.01], [1.0, 1.0])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    r1 = [float(z.detach().mean()) for z in net(x)[1]["spikes"]]
+    assert all(b < a for a, b in zip(r0, r1) if a > 0.02), (r0, r1)
+    assert rate_loss(net(x)[1]["spikes"], [0.5, 0.5], [0.0, 0.0]).item() == 0.0
+
+
+def test_device_choice():
+    from sw.train import pick_device
+    from sw.config import ConfigError
+
+    assert pick_device("cpu").type == "cpu"
+    assert pick_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="train.device"):
+            pick_device("cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine")
+def test_cuda_forward_equals_cpu():
+    net = _net()
+    x = (torch.rand(4, 30, 20, generator=torch.Generator().manual_seed(6)) < 0.2).float()
+    a = net(x)[0]
+    b = net.to("cuda")(x.cuda())[0].cpu()
+    assert torch.equal(a.detach(), b.detach())
