@@ -157,7 +157,7 @@ def main(argv=None) -> int:
         runs += [(v, True, s) for s in seeds]
         if v in a.no_delay_variants:
             runs += [(v, False, s) for s in seeds]
-    runs.sort(key=lambda r: (r[0] not in ("all", "none"), r[2], r[0], not r[1]))  # all/none for every seed first
+    runs.sort(key=lambda r: (r[0] not in ("all", "none"), r[2], not r[1], r[0]))  # all/none for every seed first
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
     if not a.skip_training:
