@@ -5,14 +5,14 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := iverilog espeak-ng libsndfile1
 STAMP := $(VENV)/.installed
 
-.PHONY: apt-check setup sim test fuzz bench clean distclean
+.PHONY: apt-check setup sim test fuzz bench mutants clean distclean
 
 setup: $(STAMP) apt-check
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
 # Installs the system packages when root; otherwise names them and stops.
@@ -41,7 +41,11 @@ fuzz: setup
 	$(PY) bench/fuzz.py --cases $${CASES:-10000}
 
 bench: setup
-	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in bench/*.py; do case $$b in bench/__init__.py|bench/mutants.py) continue;; esac; echo "== $$b"; $(PY) $$b || exit 1; done
+
+# mutation check of the test suite (long: about 15-30 min); not part of make test or make bench
+mutants: setup
+	$(PY) bench/mutants.py
 
 clean:
 	rm -rf build .pytest_cache .hypothesis sim_build

@@ -9,8 +9,9 @@ The spec is TOML with three tables:
   (``"train.epochs" = 3`` or ``train.epochs = 3``);
 - ``[grid]``: dotted fields, each with a list of values; every combination is one
   design point (``seed`` may be one of them);
-- ``[hardware]``: ``delay_unit`` and ``mode`` lists, ``scdq_capacity`` list (ints,
-  or ``"peak"``: the measured peak occupancy, which never overflows), ``samples``
+- ``[hardware]``: ``delay_unit`` and ``mode`` lists, ``scdq_capacity`` list (ints;
+  ``"peak"``: the peak occupancy measured on the samples, which never overflows;
+  or a share of that peak per layer such as ``"50%"``), ``samples``
   (int or ``"all"``), optionally ``core_budget_bits``, and ``backend``
   (``"verilator"``, the default, or ``"amaranth"`` for tiny sweeps in seconds).
 
@@ -31,6 +32,7 @@ import hashlib
 import itertools
 import json
 import logging
+import math
 import shutil
 import sqlite3
 import sys
@@ -115,8 +117,9 @@ def load_spec(path) -> dict:
         if m not in MODES:
             raise SpecError(f"[hardware] mode: must be among {list(MODES)}, got {m!r}")
     for c in caps:
-        if c != "peak" and not (isinstance(c, int) and not isinstance(c, bool) and c >= 2):
-            raise SpecError(f"[hardware] scdq_capacity: each must be \"peak\" or an int >= 2, got {c!r}")
+        if not (c == "peak" or isinstance(c, int) and not isinstance(c, bool) and c >= 1 or _percent(c) is not None):
+            raise SpecError(f"[hardware] scdq_capacity: each must be \"peak\", an int >= 1 or a share of the "
+                            f"peak such as \"50%\", got {c!r}")
     samples = hw.get("samples", "all")
     if samples != "all" and not (isinstance(samples, int) and not isinstance(samples, bool) and samples >= 1):
         raise SpecError(f"[hardware] samples: must be a positive int or \"all\", got {samples!r}")
@@ -130,6 +133,17 @@ def load_spec(path) -> dict:
             "hardware": {"delay_unit": list(dict.fromkeys(units)), "mode": list(dict.fromkeys(modes)),
                          "scdq_capacity": list(dict.fromkeys(caps)), "samples": samples, "backend": backend,
                          "core_budget_bits": budget}}
+
+
+def _percent(c) -> float | None:
+    """``"50%"`` -> 0.5 (a share of the measured peak, in (0, 100] %); anything else -> None."""
+    if isinstance(c, str) and c.endswith("%"):
+        try:
+            f = float(c[:-1])
+        except ValueError:
+            return None
+        return f / 100 if 0 < f <= 100 else None
+    return None
 
 
 def _hash(obj) -> str:
@@ -149,7 +163,7 @@ def hardware_combos(hw: dict) -> list[dict]:
 
 def expand(spec: dict, out: Path) -> list[dict]:
     """One job per grid point: its validated training config and its rows' keys."""
-    from sw.train import ConfigError, load_config
+    from sw.config import ConfigError, load_config
 
     keys = list(spec["grid"])
     jobs = []
@@ -175,6 +189,7 @@ def run_point(job: dict) -> list[dict]:
     import numpy as np
 
     from hw.model_file import load
+    from hw.reference import simulate
     from sw.evaluate import load_eval_data
     from sw.train import train
 
@@ -199,7 +214,14 @@ def run_point(job: dict) -> list[dict]:
     rows = []
     for h, key in zip(job["hardware"], job["row_keys"]):
         t1 = time.time()
-        cap = None if h["scdq_capacity"] in (None, "peak") else int(h["scdq_capacity"])
+        c = h["scdq_capacity"]
+        if c in (None, "peak"):
+            cap = None  # sized to the peak measured on X: never drops
+        elif _percent(c) is not None:  # a share of the per-layer peak of the reference at unlimited capacity
+            peak = simulate(model, X, h["mode"], "scdq").occupancy.max(axis=(0, 2))
+            cap = [max(1, math.ceil(_percent(c) * int(p))) for p in peak]
+        else:
+            cap = int(c)
         rep = cosimulate(model, X, y, backend=h["backend"], modes=(h["mode"],), delay_units=(h["delay_unit"],),
                          workers=1, float_pred=fp, scdq_capacity=cap, progress=False, log=quiet)
         r = rep["runs"][0]
@@ -210,7 +232,8 @@ def run_point(job: dict) -> list[dict]:
             "key": key, "point_key": job["point_key"], "point": job["point"], "hardware": h,
             "model_path": str(model_path), "samples": r["samples"],
             "acc_float": r["accuracy"]["float"], "acc_reference": r["accuracy"]["reference"],
-            "acc_hdl": r["accuracy"]["hdl"], "acc_reference_unlimited": r["accuracy"].get("reference_unlimited"),
+            "acc_hdl": r["accuracy"]["hdl"],
+            "acc_reference_unlimited": r["accuracy"].get("reference_unlimited_capacity"),
             "parity_bit_exact": r["parity"]["bit_exact"], "parity_samples": r["parity"]["samples"],
             "first_divergence": r["parity"]["first_divergence"],
             "cycles_mean": r["latency"]["cycles"]["mean"], "cycles_p99": r["latency"]["cycles"]["p99"],
@@ -359,7 +382,7 @@ def _client(workers: int, scheduler: str | None):
         return Client(scheduler), None
     # non-daemonic workers: a point may start processes of its own (data generation)
     dask.config.set({"distributed.worker.daemon": False})
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                            silence_logs=logging.ERROR)
     return Client(cluster), cluster
 
@@ -463,4 +486,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from sw.errors import guarded  # exit codes 0/1/2/3 as in every spikeline command
+
+    sys.exit(guarded(main, None, "sweep"))

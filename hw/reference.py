@@ -1,6 +1,6 @@
 """The bit-exact behavioural reference of the spikeline hardware (numpy + numba).
 
-This module *is* the contract of DESIGN.md in executable form. The Amaranth
+This module *is* the contract of docs/contract.md in executable form. The Amaranth
 components, the generated Verilog and the integer inference of trained models
 are all tested against it; nothing else restates these rules.
 
@@ -68,7 +68,12 @@ end of step ``t``, after they have been read.
   below the unlimited peak is therefore ``C`` (when it overflows).
 * The capacity is per layer; ``None`` (for the whole list or one layer) is an
   unlimited queue. A layer whose largest delay is 0 has no queue and ignores
-  its capacity. The ring buffer has no event capacity: a capacity with
+  its capacity.
+* The queue's window is the build's largest delay level ``D_q`` (its table of
+  ``D_q + 1`` step pointers), not the programmed model's: a model with fewer
+  levels in a larger build keeps its events ``D_q + 1`` steps. ``scdq_window``
+  gives ``D_q`` per layer (default: the layer's own ``max(delays)``, which is
+  the build ``NetworkSpec.for_model`` makes); it also sets the occupancy. The ring buffer has no event capacity: a capacity with
   ``delay_unit='ring'`` is refused.
 
 Early exit (``simulate(..., early_exit=(m, s))``)
@@ -375,6 +380,22 @@ def _apply_exit(r: SampleResult, exit_step: int, fired: bool) -> SampleResult:
     return SampleResult(r.layers, R, int(argmax_lowest(R[e])), int(time_to_decision(R)), e, bool(fired))
 
 
+def _check_window(model: Model, scdq_window) -> list[int]:
+    """Per-layer SCDQ windows ``D_q >= max(delays)`` (default: the layer's own largest delay)."""
+    if scdq_window is None:
+        return [int(L.max_delay) for L in model.layers]
+    try:
+        wins = list(scdq_window)
+    except TypeError:
+        raise ValueError(f"scdq_window must be a list of one window per layer, got {scdq_window!r}") from None
+    if len(wins) != len(model.layers):
+        raise ValueError(f"scdq_window has {len(wins)} entries but the model has {len(model.layers)} layers")
+    for l, (w, L) in enumerate(zip(wins, model.layers)):
+        if isinstance(w, (bool, np.bool_)) or not isinstance(w, (int, np.integer)) or w < L.max_delay:
+            raise ValueError(f"scdq_window[{l}] must be an int >= the layer's largest delay {L.max_delay}, got {w!r}")
+    return [int(w) for w in wins]
+
+
 def _check_capacity(model: Model, scdq_capacity, delay_unit: str) -> list:
     """Per-layer capacities (int >= 1, or None for unlimited) from the ``scdq_capacity`` argument."""
     L = len(model.layers)
@@ -450,16 +471,16 @@ def _layer_input_layered(S_prev: np.ndarray, layer: Layer, acc_bits: int,
     return I
 
 
-def _run_layered_chunk(model: Model, X: np.ndarray, caps: list, ring: bool) -> list[SampleResult]:
+def _run_layered_chunk(model: Model, X: np.ndarray, caps: list, wins: list, ring: bool) -> list[SampleResult]:
     w = model.widths
     B, T, _ = X.shape
     S_prev = X
     traces: list[list[LayerTrace]] = [[] for _ in range(B)]
     R_hist = None
-    for layer, cap in zip(model.layers, caps):
+    for layer, cap, win in zip(model.layers, caps, wins):
         counts = S_prev.sum(axis=2, dtype=np.int64)
-        kept = scdq_admitted(counts, layer.max_delay, cap)
-        S_del = None if cap is None or layer.max_delay == 0 else _kept_raster(S_prev, kept)
+        kept = scdq_admitted(counts, win, cap)
+        S_del = None if cap is None or win == 0 else _kept_raster(S_prev, kept)
         I = _layer_input_layered(S_prev, layer, w.acc_bits, S_del)
         v = np.zeros((B, layer.n_out), dtype=np.int64)
         S = np.zeros((B, T, layer.n_out), dtype=bool)
@@ -479,7 +500,7 @@ def _run_layered_chunk(model: Model, X: np.ndarray, caps: list, ring: bool) -> l
                 R = sat(R + v, w.readout_bits)
                 R_hist[:, t] = R
         sops_t = _sop_steps(S_prev, layer, ring, S_del)
-        occ = scdq_occupancy(kept, layer.max_delay)
+        occ = scdq_occupancy(kept, win)
         dropped_t = counts - kept
         for b in range(B):
             et, ej = events_from_raster(S[b])
@@ -599,15 +620,15 @@ def csr_rows(weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return np.cumsum(row_ptr), cols.astype(np.int64), flat[rows, cols].astype(np.int64)
 
 
-def _async_sample(model: Model, X: np.ndarray, csr, ring: bool, caps: list) -> SampleResult:
+def _async_sample(model: Model, X: np.ndarray, csr, ring: bool, caps: list, wins: list) -> SampleResult:
     w = model.widths
     T = model.T
     pre_t, pre_i = events_from_raster(X)
     traces = []
     R_hist = None
-    for layer, (row_ptr, cols, vals), cap in zip(model.layers, csr, caps):
+    for layer, (row_ptr, cols, vals), cap, win in zip(model.layers, csr, caps, wins):
         counts = np.bincount(pre_t, minlength=T).astype(np.int64)
-        kept = scdq_admitted(counts, layer.max_delay, cap)
+        kept = scdq_admitted(counts, win, cap)
         et, ej, Rh, sops_t = _async_layer(
             pre_t, pre_i, kept, T, layer.delays.astype(np.int64), row_ptr, cols, vals, layer.n_out,
             int(layer.threshold), int(layer.decay), layer.reset == "subtract", bool(layer.spiking),
@@ -615,7 +636,7 @@ def _async_sample(model: Model, X: np.ndarray, csr, ring: bool, caps: list) -> S
         )
         S = np.zeros((T, layer.n_out), dtype=bool)
         S[et, ej] = True
-        traces.append(LayerTrace(S, et, ej, int(sops_t.sum()), scdq_occupancy(kept, layer.max_delay),
+        traces.append(LayerTrace(S, et, ej, int(sops_t.sum()), scdq_occupancy(kept, win),
                                  int((counts - kept).sum()), sops_t, counts - kept))
         if not layer.spiking:
             R_hist = Rh
@@ -625,7 +646,8 @@ def _async_sample(model: Model, X: np.ndarray, csr, ring: bool, caps: list) -> S
 
 # ---------------------------------------------------------------- public entry point
 def simulate(model: Model, X: np.ndarray, mode: str = "layered", delay_unit: str = "scdq",
-             chunk: int = 256, progress=None, scdq_capacity=None, early_exit=None) -> BatchResult:
+             chunk: int = 256, progress=None, scdq_capacity=None, early_exit=None,
+             scdq_window=None) -> BatchResult:
     """Run the reference on binary input rasters ``X`` (``[T, C]`` or ``[B, T, C]``).
 
     ``mode``: ``layered`` or ``async``. ``delay_unit``: ``ring`` or ``scdq``
@@ -635,7 +657,9 @@ def simulate(model: Model, X: np.ndarray, mode: str = "layered", delay_unit: str
     unlimited layer); events that arrive at a full SCDQ are dropped exactly as
     the HDL drops them (module docstring, "SCDQ at a fixed capacity").
     ``early_exit``: ``None`` (off) or ``(margin, steps)``, the run-time rule of
-    the module docstring, "Early exit".
+    the module docstring, "Early exit". ``scdq_window``: the SCDQ's window
+    ``D_q`` per layer when the build's largest delay exceeds the model's
+    (default: the model's own; it sets occupancy, peak and the drop rule).
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -643,18 +667,19 @@ def simulate(model: Model, X: np.ndarray, mode: str = "layered", delay_unit: str
         raise ValueError(f"delay_unit must be one of {DELAY_UNITS}, got {delay_unit!r}")
     validate(model)
     caps = _check_capacity(model, scdq_capacity, delay_unit)
+    wins = _check_window(model, scdq_window)
     margin, steps = _check_early_exit(early_exit, model.widths.readout_bits)
     X = _check_input(model, X)
     out: list[SampleResult] = []
     if mode == "layered":
         for s in range(0, X.shape[0], chunk):
-            out.extend(_run_layered_chunk(model, X[s:s + chunk], caps, delay_unit == "ring"))
+            out.extend(_run_layered_chunk(model, X[s:s + chunk], caps, wins, delay_unit == "ring"))
             if progress:
                 progress(len(out))
     else:
         csr = [csr_rows(L.weights) for L in model.layers]
         for b in range(X.shape[0]):
-            out.append(_async_sample(model, X[b], csr, delay_unit == "ring", caps))
+            out.append(_async_sample(model, X[b], csr, delay_unit == "ring", caps, wins))
             if progress:
                 progress(len(out))
     if margin and steps and out:
@@ -663,7 +688,7 @@ def simulate(model: Model, X: np.ndarray, mode: str = "layered", delay_unit: str
     return BatchResult(out)
 
 
-# ---------------------------------------------------------------- memory accounting (DESIGN.md)
+# ---------------------------------------------------------------- memory accounting (docs/contract.md)
 def clog2(n: int) -> int:
     """``ceil(log2 n)`` for ``n >= 1`` (``clog2(1) == 0``)."""
     if n < 1:

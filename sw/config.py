@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from pathlib import Path
 
 from sw.data import augment
+from hw.model_file import MAX_T, MIN_DT
+from sw.errors import InputError
+
 from sw.models.unlayered import SCHEDULERS
 from sw.prune import METHODS
 
@@ -30,7 +34,7 @@ CHOICES = {"mode": MODES, "neuron": NEURONS, "prune.method": METHODS + ("none",)
            "train.device": DEVICES, "train.synapse": SYNAPSES, "model.delay_mode": DELAY_MODES}
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A bad config field or flag; the message names it."""
 
     def __init__(self, field: str, message: str):
@@ -98,8 +102,12 @@ def _check(cfg: dict) -> dict:
         if v < lo:
             raise ConfigError(name, f"must be >= {lo}, got {v!r}")
     for name, v in (("train.lr", t["lr"]), ("data.dt", d["dt"])):
-        if not v > 0:
-            raise ConfigError(name, f"must be positive, got {v!r}")
+        if not (v > 0 and math.isfinite(v)):
+            raise ConfigError(name, f"must be positive and finite, got {v!r}")
+    if d["dt"] < MIN_DT:
+        raise ConfigError("data.dt", f"must be >= {MIN_DT} s (the model file's limit), got {d['dt']!r}")
+    if d["T"] > MAX_T:
+        raise ConfigError("data.T", f"must be <= {MAX_T} (the model file's limit), got {d['T']!r}")
     if not 0 <= d["val_fraction"] < 1:
         raise ConfigError("data.val_fraction", f"must be in [0, 1), got {d['val_fraction']!r}")
     if not 0 <= p["start"] <= p["end"] <= 1:

@@ -36,12 +36,14 @@ import numpy as np
 from tqdm import tqdm
 
 from hw.model_file import Model, ModelFileError, load
+from sw.errors import EXIT_OK, InputError, check_out_dir, guarded, write_json
+from sw.metrics import neurobench
 from hw.reference import DELAY_UNITS, MODES, simulate
 
 SHD_CHANNELS = 700
 
 
-class DataMismatch(ValueError):
+class DataMismatch(InputError):
     """Model file and data set do not fit together; the message names both."""
 
 
@@ -144,20 +146,46 @@ def load_eval_data(source: str, model: Model, model_path: str = "model", samples
                 raise DataMismatch(f"model '{model_path}' has n_inputs={model.n_inputs}, which is not "
                                    f"{SHD_CHANNELS} / pool for any pool (SHD has {SHD_CHANNELS} channels)")
             pool = SHD_CHANNELS // model.n_inputs
-        if source == "offline":
-            from sw.data.generate import ensure_default_dataset
+        from sw.data import tonic_io
 
-            path = ensure_default_dataset()[1]
+        if tonic_io.parse(source) is not None:  # tonic's SHD / SSC classes, local files only
+            X, y, _, path = tonic_io.load(source, "test", float(model.dt), int(model.T), pool, samples)
         else:
-            path = _shd_files(source)[0]
-        X, y = load_rasters(path, dt=float(model.dt), T=int(model.T), pool=pool, limit=samples)
+            if source == "offline":
+                from sw.data.generate import ensure_default_dataset
+
+                path = ensure_default_dataset()[1]
+            else:
+                path = _shd_files(source)[0]
+            X, y = load_rasters(path, dt=float(model.dt), T=int(model.T), pool=pool, limit=samples)
+        check_provenance(model, source, path, model_path)
         if X.shape[2] != model.n_inputs:
             raise DataMismatch(f"model '{model_path}' has n_inputs={model.n_inputs} but '{path}' with pool={pool} "
                                f"gives {X.shape[2]} channels")
     if samples is not None:
         X, y = X[:samples], y[:samples]
+    if len(X) == 0:
+        raise DataMismatch(f"'{source}': the test split holds 0 samples")
     check_fit(model, X, y, model_path)
     return X, y
+
+
+def check_provenance(model: Model, source: str, path, model_path: str = "model", warn=None) -> dict:
+    """Compare the test file about to be used with the one the model was trained on (``info.data_hash``,
+    written by ``sw.train``). A different file is never silent: a warning line on stderr names both.
+    Returns ``{"trained_on", "evaluated_on", "match"}`` (``match`` None when the model records no hash)."""
+    from sw.data.tonic_io import file_hash
+
+    warn = warn or (lambda m: print(m, file=sys.stderr))
+    trained_src, trained_hash = model.info.get("data_source"), model.info.get("data_hash")
+    out = {"trained_on": trained_src, "evaluated_on": str(source), "match": None}
+    if trained_hash:
+        out["match"] = file_hash(path) == trained_hash
+        if not out["match"]:
+            warn(f"warning: model '{model_path}' was trained on '{trained_src}' ({trained_hash[:19]}...), but "
+                 f"--data '{source}' reads '{path}', a different data set: its figures are not the model's "
+                 "test accuracy")
+    return out
 
 
 def check_fit(model: Model, X: np.ndarray, y: np.ndarray, model_path: str = "model") -> None:
@@ -202,6 +230,8 @@ def evaluate_model(model: Model, X: np.ndarray, y: np.ndarray, execution: str = 
         "sops_per_layer": [float(x) for x in sops.mean(0)],
         "time_to_decision_mean": float(ttd.mean()), "time_to_decision_median": float(np.median(ttd)),
         "scdq_peak_occupancy": [int(x) for x in ref.occupancy.max(axis=(0, 2))],
+        "neurobench": neurobench(model, sops, np.stack([ref.spikes(l).sum(axis=(1, 2)) for l in hidden], axis=1)
+                                 if hidden else np.zeros((len(y), 0)), ref.predictions, y),
         "predictions": ref.predictions.tolist(),
     }
 
@@ -289,9 +319,14 @@ def format_generalization(gen: list[dict]) -> str:
 
 
 def main(argv=None) -> int:
+    """Exit codes (sw.errors): 0 ok, 2 bad flag/file/field, 3 internal error."""
+    return guarded(_main, argv, "evaluate")
+
+
+def _main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m sw.evaluate", description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", action="append", required=True, help="model file (repeat to compare)")
-    ap.add_argument("--data", required=True, help="synthetic | offline | SHD directory or .h5 file")
+    ap.add_argument("--data", required=True, help="synthetic | offline | SHD directory or .h5 file | tonic-shd:ROOT | tonic-ssc:ROOT")
     ap.add_argument("--execution", nargs="+", default=["layered"], choices=MODES)
     ap.add_argument("--delay-unit", nargs="+", default=["scdq"], choices=DELAY_UNITS)
     ap.add_argument("--samples", type=int, help="first N test samples only")
@@ -304,21 +339,27 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="also write the rows as JSON here")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
+    if a.json:
+        check_out_dir(Path(a.json).parent, "--json")
+        if Path(a.json).is_dir():
+            raise InputError(f"--json: '{a.json}' is a folder, not a file")
     try:
         rows = run(a.model, a.data, a.execution, a.delay_unit, a.samples, a.seed, a.pool, not a.no_progress,
                    a.extra_test, not a.no_shifted)
-    except (ModelFileError, DataMismatch, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+    except (ValueError, OSError) as e:  # a data problem; a model-file problem names its file and field
+        if isinstance(e, ModelFileError):
+            raise
+        if str(e).startswith(("--extra-test", "shifted split")):  # already names its flag and file
+            raise InputError(str(e)) from None
+        raise InputError(f"--data: {e}") from None
     print(format_table(rows))
     if len({r.get("split") for r in rows}) > 1 or len(a.model) > 1:
         print()
         print(format_generalization(generalization(rows)))
     if a.json:
-        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.json).write_text(json.dumps(rows, indent=1))
+        write_json(rows, a.json)
         print(f"wrote {a.json}")
-    return 0
+    return EXIT_OK
 
 
 if __name__ == "__main__":

@@ -69,10 +69,12 @@ def layer_scale(w: torch.Tensor, bits: int) -> torch.Tensor:
     return torch.clamp(m, min=1e-8) / qmax(bits)
 
 
-def fake_quant(w: torch.Tensor, scale: torch.Tensor, bits: int) -> torch.Tensor:
-    """Integer-valued float tensor ``round(clamp(w / scale))`` with a straight-through gradient."""
+def fake_quant(w: torch.Tensor, scale: torch.Tensor, bits: int, symmetric: bool = False) -> torch.Tensor:
+    """Integer-valued float tensor ``round(clamp(w / scale))`` with a straight-through gradient.
+    The clamp is the contract's range ``[-qmax - 1, qmax]``, or ``[-qmax, qmax]`` if ``symmetric``
+    (the delay model's low-bit weights: 2 bits = ternary)."""
     q = qmax(bits)
-    return round_ste(torch.clamp(w / scale, -q if bits <= LOW_BITS else -q - 1, q))
+    return round_ste(torch.clamp(w / scale, -q if symmetric else -q - 1, q))
 
 
 def threshold_int(theta: float, scale: torch.Tensor | float, membrane_bits: int) -> int:

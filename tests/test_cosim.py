@@ -13,6 +13,7 @@ from hw.reference import simulate
 from sw.evaluate import load_eval_data
 
 from cosim.run import cosimulate, main
+from test_fault_localisation import expected_divergence
 
 TINY = {
     "data": {"source": "synthetic", "T": 40, "val_fraction": 0.2,
@@ -38,9 +39,24 @@ def trained(tmp_path_factory):
     return path, model, X, y
 
 
-def test_cli_end_to_end_verilator_all_modes_and_units(trained, tmp_path, capsys):
+def running_argmax_settles(R: np.ndarray) -> int:
+    """Time to decision by hand: the first step from which argmax (lowest index on ties) never changes."""
+    am = [min(range(R.shape[1]), key=lambda j: (-R[t, j], j)) for t in range(R.shape[0])]
+    return next(t for t in range(len(am)) if all(a == am[-1] for a in am[t:]))
+
+
+def test_cli_end_to_end_verilator_all_modes_and_units(trained, tmp_path, capsys, monkeypatch):
     path, model, X, y = trained
     out = tmp_path / "out"
+    import cosim.run as cosim_run
+    hdl_runs = {}
+    real_report = cosim_run.run_report
+
+    def capture(model_, mode, unit, backend, hdl, *rest, **kw):  # keep the HDL samples the report was made from
+        hdl_runs[(mode, unit)] = hdl
+        return real_report(model_, mode, unit, backend, hdl, *rest, **kw)
+
+    monkeypatch.setattr(cosim_run, "run_report", capture)
     rc = main(["--model", str(path), "--data", "synthetic", "--samples", "8", "--backend", "verilator",
                "--mode", "layered", "async", "--delay-unit", "scdq", "ring", "--out", str(out), "--no-progress"])
     text = capsys.readouterr().out
@@ -53,7 +69,19 @@ def test_cli_end_to_end_verilator_all_modes_and_units(trained, tmp_path, capsys)
         assert r["accuracy"]["float"] is not None
         ref = simulate(model, X, r["mode"], r["delay_unit"])
         assert r["throughput"]["sops_per_layer"] == pytest.approx(ref.sops.mean(0).tolist())
-        assert r["latency"]["time_to_decision_steps"]["mean"] == pytest.approx(ref.time_to_decision.mean())
+        assert r["latency"]["microseconds"]["mean"] == pytest.approx(r["latency"]["cycles"]["mean"] / 100)
+        nb = r["neurobench"]  # NeuroBench names (sw.metrics), from the HDL's counters
+        assert nb["SynapticOperations"]["Effective_ACs"] == pytest.approx(ref.sops.sum(1).mean())
+        assert nb["ClassificationAccuracy"] == r["accuracy"]["hdl"]
+        # time to decision from the HDL's own readout and step-cycle counters, computed here
+        hdl = hdl_runs[(r["mode"], r["delay_unit"])]
+        ttd = [running_argmax_settles(h.readout) for h in hdl]
+        assert r["latency"]["time_to_decision_steps"]["mean"] == pytest.approx(np.mean(ttd))
+        assert r["latency"]["time_to_decision_cycles"]["mean"] == pytest.approx(
+            np.mean([h.step_cycles[t] for h, t in zip(hdl, ttd)]))
+        for h in hdl:  # step_cycles[t]: cycles at the end of step t, so increasing and within the total
+            assert np.all(np.diff(h.step_cycles) > 0) and 0 < h.step_cycles[-1] <= h.cycles
+        assert r["latency"]["cycles"]["mean"] == pytest.approx(np.mean([h.cycles for h in hdl]))
         for row, peak in zip(r["memory"]["layers"], ref.occupancy.max(axis=(0, 2))):
             if r["delay_unit"] == "scdq" and model.layers[row["layer"]].max_delay > 0:
                 assert row["hdl_peak"] == peak and not row["overflow"]
@@ -83,50 +111,62 @@ def test_corrupted_weight_is_caught_and_located(trained):
     broken.layers[0].weights = broken.layers[0].weights.copy()
     broken.layers[0].weights[k, i, j] = bad_w
     good, faulty = simulate(model, X, "async", "scdq"), simulate(broken, X, "async", "scdq")
-    expected = None
-    for b in range(len(X)):
-        g, f = good[b].layers[0], faulty[b].layers[0]
-        steps = [t for t in range(model.T) if g.emit_j[g.emit_t == t].tolist() != f.emit_j[f.emit_t == t].tolist()]
-        if steps:
-            expected = (b, 0, steps[0])
-            break
-        rdiff = np.argwhere(good[b].readout != faulty[b].readout)
-        if len(rdiff):
-            expected = (b, len(model.layers) - 1, int(rdiff[0][0]))
-            break
+    expected = expected_divergence(good, faulty)
     assert expected is not None, "the injected fault must change the reference's behaviour"
     rep = cosimulate(model, X, None, modes=("async",), delay_units=("scdq",), progress=False, log=None, corrupt=fault)
     d = rep["runs"][0]["parity"]["first_divergence"]
     assert rep["runs"][0]["parity"]["bit_exact"] < 3
-    assert (d["sample"], d["layer"], d["step"]) == expected
+    assert (d["sample"], d["layer"], d["step"], d["neuron"], d["what"].split(":")[0]) == expected
 
 
 def test_cli_errors_name_the_problem(trained, tmp_path, capsys):
     path, model, X, y = trained
-    with pytest.raises(SystemExit, match="no such file"):
-        main(["--model", str(tmp_path / "missing.safetensors"), "--data", "synthetic"])
+
+    def err(*args):  # exit code 2 and one line on stderr, no traceback
+        capsys.readouterr()
+        rc = main(list(args))
+        e = capsys.readouterr().err
+        assert rc == 2 and "Traceback" not in e, e
+        return e
+
+    assert "no such file" in err("--model", str(tmp_path / "missing.safetensors"), "--data", "synthetic")
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not a model")
-    with pytest.raises(SystemExit, match="bad.safetensors"):
-        main(["--model", str(bad), "--data", "synthetic"])
-    with pytest.raises(SystemExit, match="--samples"):
-        main(["--model", str(path), "--data", "synthetic", "--samples", "0"])
-    with pytest.raises(SystemExit, match="--samples"):
-        main(["--model", str(path), "--data", "synthetic", "--samples", "many"])
-    with pytest.raises(SystemExit, match="--workers"):
-        main(["--model", str(path), "--data", "synthetic", "--workers", "0"])
+    assert "bad.safetensors" in err("--model", str(bad), "--data", "synthetic")
+    assert "--samples" in err("--model", str(path), "--data", "synthetic", "--samples", "0")
+    assert "--samples" in err("--model", str(path), "--data", "synthetic", "--samples", "many")
+    assert "--workers" in err("--model", str(path), "--data", "synthetic", "--workers", "0")
     # a model whose input width does not fit the data
     m2 = load(path)
     m2.layers[0].weights = np.zeros((len(m2.layers[0].delays), 7, m2.layers[0].n_out), dtype=np.int8)
     m2.n_inputs = 7
     other = save(m2, tmp_path / "wide.safetensors")
-    with pytest.raises(SystemExit, match="n_inputs=7"):
-        main(["--model", str(other), "--data", "synthetic"])
-    with pytest.raises(SystemExit, match="--data"):
-        main(["--model", str(path), "--data", str(tmp_path / "nowhere")])
-    with pytest.raises(SystemExit):
-        main(["--model", str(path), "--backend", "spice"])
+    assert "n_inputs=7" in err("--model", str(other), "--data", "synthetic")
+    assert "--data" in err("--model", str(path), "--data", str(tmp_path / "nowhere"))
+    assert main(["--model", str(path), "--backend", "spice"]) == 2
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_cli_exits_non_zero_and_names_the_divergence_on_a_parity_failure(trained, tmp_path, capsys, monkeypatch):
+    """A fault written into the HDL after programming: cosim/run.py must report
+    PARITY FAILED with the first divergence and return 1 (0 without the fault)."""
+    import functools
+
+    import cosim.run as cosim_run
+    path, model, X, y = trained
+    args = ["--model", str(path), "--data", "synthetic", "--samples", "3", "--backend", "verilator",
+            "--mode", "async", "--out", str(tmp_path / "out"), "--no-progress"]
+    assert main(args) == 0
+    assert "PARITY FAILED" not in capsys.readouterr().out
+    # readout threshold is unused, so fault the first hidden layer's threshold register instead: 1 fires on any input
+    from hw.core import CFG_REG, REG_THRESHOLD
+    fault = [(NetworkSpec.for_model(model).sel_core(0, CFG_REG), REG_THRESHOLD, 1)]
+    monkeypatch.setattr(cosim_run, "cosimulate", functools.partial(cosim_run.cosimulate, corrupt=fault))
+    assert main(args) == 1
+    text = capsys.readouterr().out
+    assert "PARITY FAILED" in text and "FIRST DIVERGENCE (async/scdq): sample 0, layer 0" in text
+    rep = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert rep["runs"][0]["parity"]["bit_exact"] < 3 and rep["runs"][0]["parity"]["first_divergence"]["layer"] == 0
 
 
 def test_report_shows_shifted_splits_and_extra_test_accuracy(tmp_path, capsys):
@@ -148,7 +188,7 @@ def test_report_shows_shifted_splits_and_extra_test_accuracy(tmp_path, capsys):
     path = save(to_model_file(net, info={"seed": 0}), tmp_path / "m.safetensors")
     model = load(path)
     out = tmp_path / "cosim"
-    rc = main(["--model", str(path), "--data", str(d), "--backend", "amaranth", "--mode", "layered",
+    rc = main(["--model", str(path), "--data", str(d), "--backend", "amaranth", "--execution", "layered",
                "--extra-test", str(tmp_path / "other.h5"), "--out", str(out), "--no-progress"])
     assert rc == 0
     assert "accuracy on other test sets" in capsys.readouterr().out
@@ -159,6 +199,7 @@ def test_report_shows_shifted_splits_and_extra_test_accuracy(tmp_path, capsys):
         assert x["samples"] == len(y) and x["parity"]["bit_exact"] == len(y)
         ref = float((simulate(model, X, "layered").predictions == y).mean())
         assert x["accuracy"]["reference"] == pytest.approx(ref) and x["accuracy"]["hdl"] == pytest.approx(ref)
-    with pytest.raises(SystemExit, match="--extra-test.*missing.h5"):
-        main(["--model", str(path), "--data", str(d), "--backend", "amaranth", "--mode", "layered",
-              "--extra-test", str(tmp_path / "missing.h5"), "--out", str(out), "--no-progress"])
+    assert main(["--model", str(path), "--data", str(d), "--backend", "amaranth", "--execution", "layered",
+                 "--extra-test", str(tmp_path / "missing.h5"), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "--extra-test" in err and "missing.h5" in err

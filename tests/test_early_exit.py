@@ -145,7 +145,7 @@ def test_pysim_network_exits_exactly_like_the_reference(unit):
                                 run_network(spec, model, X, mode), exp)
 
 
-def test_pysim_early_exit_with_one_class_and_a_full_scdq():
+def test_pysim_early_exit_with_one_class_a_wider_build_and_a_full_scdq():
     # a one-class readout (runner-up is the smallest readout value) at a capacity below the peak
     rng = np.random.default_rng(9)
     model = random_model(rng, 2, 10)
@@ -157,7 +157,11 @@ def test_pysim_early_exit_with_one_class_and_a_full_scdq():
     full = ref.simulate(model, X, "async", scdq_capacity=caps)
     # the lead of one class is R + 2^31: exit once the sum passes its median over the run
     ee = ((1 << 31) + max(1, int(np.median(full.readout))), 2)
-    spec = NetworkSpec.for_model(model, "scdq", scdq_capacity=caps)
+    # a build with 3 readout neurons: its 2 padding classes (sums 0) must take no part in the rule
+    from hw.network import LayerSpec
+    own = NetworkSpec.for_model(model, "scdq", scdq_capacity=caps)
+    spec = NetworkSpec((own.layers[0], LayerSpec(model.layers[1].n_in, 3, own.layers[1].delays,
+                                                  own.layers[1].nnz_max, caps[1])), "scdq", T_max=model.T)
     for mode in ("layered", "async"):
         exp = ref.simulate(model, X, mode, scdq_capacity=caps, early_exit=ee)
         assert exp.dropped.sum() > 0 and exp.early_exit.any()
@@ -174,3 +178,28 @@ def test_verilator_network_exits_exactly_like_the_reference():
         exp = ref.simulate(model, X, mode, early_exit=ee)
         assert exp.early_exit.any() and not exp.early_exit.all()
         assert_exit_matches(model, X, be.run(model, X, mode, early_exit=ee), be.run(model, X, mode), exp)
+
+
+def test_cosim_early_exit_curve(tmp_path):
+    from cosim.run import CosimError, cosimulate
+    model, X, ee = exit_case(1)
+    y = np.arange(len(X)) % model.n_classes
+    out = tmp_path / "out"
+    rep = cosimulate(model, X, y, backend="amaranth", modes=("async",), delay_units=("scdq",), progress=False,
+                     log=None, out=out, early_exit=[f"{ee[0]},{ee[1]}", "0,0"])
+    (run,) = rep["early_exit"]
+    off, on = run["points"]
+    assert off["off"] and (on["margin"], on["steps"]) == ee
+    main = rep["runs"][0]
+    assert off["cycles"]["mean"] == main["latency"]["cycles"]["mean"]
+    assert off["sops_per_inference"] == pytest.approx(sum(main["throughput"]["sops_per_layer"]))
+    exp = ref.simulate(model, X, "async", early_exit=ee)
+    assert on["parity"]["bit_exact"] == len(X) and on["parity"]["exit_step_agree"] == len(X)
+    assert on["accuracy"]["hdl"] == on["accuracy"]["reference"] == float((exp.predictions == y).mean())
+    assert on["exit_step"]["mean"] == pytest.approx(exp.exit_step.mean())
+    assert on["sops_per_inference"] == pytest.approx(exp.sops.sum(1).mean())
+    assert on["cycles"]["mean"] < off["cycles"]["mean"]
+    assert (out / "early_exit.png").stat().st_size > 1000
+    for bad in (["5"], ["a,b"], ["-1,2"], ["3,-2"]):
+        with pytest.raises(CosimError, match="--early-exit"):
+            cosimulate(model, X, y, backend="amaranth", modes=("async",), progress=False, log=None, early_exit=bad)

@@ -52,13 +52,14 @@ def _explicit(S, W, delays):
     return I
 
 
+@pytest.mark.parametrize("int8", [False, True])
 @pytest.mark.parametrize("mode", ["event", "dense", "auto"])
-def test_tap_sum_equals_explicit_sum_and_its_gradients(mode):
+def test_tap_sum_equals_explicit_sum_and_its_gradients(mode, int8):
     g = torch.Generator().manual_seed(3)
     S = (torch.rand(4, 25, 11, generator=g) < 0.2).float().requires_grad_(True)
     W = torch.randint(-128, 128, (11, 4, 6), generator=g).float().requires_grad_(True)
     delays = [0, 2, 7, 30]  # one delay beyond T
-    I = tap_sum(S, W, delays, mode)
+    I = tap_sum(S, W, delays, mode, int8)
     S2, W2 = S.detach().clone().requires_grad_(True), W.detach().clone().requires_grad_(True)
     ref = _explicit(S2, W2, delays)
     assert torch.equal(I, ref)  # integers: exact in float32
@@ -171,3 +172,65 @@ def test_cuda_forward_equals_cpu():
     a = net(x)[0]
     b = net.to("cuda")(x.cuda())[0].cpu()
     assert torch.equal(a.detach(), b.detach())
+
+
+def test_learnable_delays_train_positions_and_export_bit_exact():
+    from hw.reference import simulate
+    from sw.export import integer_forward, to_model_file
+    from sw.models.delay import mem_sum_loss
+
+    net = _net(delay_mode="learnable", sigma_init=2.0, sigma_final=0.2)
+    x = (torch.rand(8, 30, 20, generator=torch.Generator().manual_seed(7)) < 0.2).float()
+    y = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
+    net.train()
+    net.set_delay_width(0, 5)
+    mem_sum_loss(net(x)[0], y).backward()
+    syn = net.synapses[0]
+    assert syn.pos.grad is not None and syn.pos.grad.abs().sum() > 0  # the position learns
+    assert float(syn.sigma) == 2.0 and net.set_delay_width(4, 5) == pytest.approx(0.2)
+    net.eval()
+    q = syn.int_weight()
+    assert int(((q != 0).sum(-1) > 1).sum()) == 0  # one tap per synapse
+    lv = syn.level()
+    nz = q.abs().sum(-1) != 0
+    assert torch.equal(q.abs().argmax(-1)[nz], lv[nz])  # at the rounded position
+    m = to_model_file(net)
+    X = (np.random.default_rng(2).random((6, 30, 20)) < 0.2)
+    logits, rec = net(torch.from_numpy(X).float())
+    ref = simulate(m, X, "layered")
+    assert np.array_equal(integer_forward(m, X).readout, ref.readout)
+    assert np.array_equal(rec["spikes"][0].detach().numpy().astype(bool), ref.spikes(0))
+    assert np.array_equal(logits.argmax(1).numpy(), ref.predictions)
+
+
+def test_cli_flags_reach_the_config_and_train(tmp_path):
+    import json
+
+    from sw.config import ConfigError, load_config
+    from sw.train import config_from_args, main, parse_args
+
+    cfg = config_from_args(parse_args(["--rate-target", "0.05,0.1", "--rate-weight", "2", "--weight-bits", "4",
+                                       "--delays", "learnable", "--threads", "1", "--device", "cpu",
+                                       "--synapse", "event", "--set", "model.hidden=[8, 8]"]))
+    assert cfg["reg"] == {"rate_target": [0.05, 0.1], "rate_weight": 2.0}
+    assert (cfg["model"]["weight_bits"], cfg["model"]["delay_mode"], cfg["train"]["synapse"]) == (4, "learnable", "event")
+    with pytest.raises(ConfigError, match="reg.rate_target"):
+        load_config(overrides={"reg": {"rate_target": [0.1, 0.2, 0.3]}})
+    with pytest.raises(ConfigError, match="--rate-weight"):
+        config_from_args(parse_args(["--rate-weight", "x"]))
+    with pytest.raises(ConfigError, match="layer_max_delay"):
+        load_config(overrides={"model": {"layer_max_delay": [60, 70, 0]}})
+    tiny = {"data": {"source": "synthetic", "T": 40, "val_fraction": 0.2,
+                     "synthetic": {"n_train": 96, "n_test": 48, "n_channels": 5, "n_classes": 3, "gap": 5,
+                                   "jitter": 1, "noise": 1}},
+            "model": {"hidden": [10], "max_delay": 20, "delay_stride": 2, "tau_ms": 10.0, "readout_tau_ms": 10.0,
+                      "init_gain": 2.0},
+            "train": {"epochs": 2, "batch_size": 32, "lr": 0.01, "threads": 1}}
+    p = tmp_path / "tiny.json"
+    p.write_text(json.dumps(tiny))
+    for extra in (["--delays", "learnable", "--weight-bits", "3"], ["--rate-target", "0.02", "--rate-weight", "5",
+                                                                     "--set", "model.layer_max_delay=[8, 0]"]):
+        out = tmp_path / extra[1]
+        assert main(["--config", str(p), "--out", str(out), "--no-progress", *extra]) == 0  # 0 = bit-exact parity
+        s = json.loads((out / "train_summary.json").read_text())
+        assert s["parity"]["all_bit_exact"] and s["seconds_training"] > 0

@@ -231,3 +231,24 @@ def test_cosim_at_a_forced_capacity_reports_both_accuracies_and_drops():
             capacity_per_layer(bad, model)
     with pytest.raises(CosimError, match="--scdq-capacity"):
         cosimulate(model, X, y, backend="verilator", scdq_capacity=[0], progress=False, log=None)
+
+
+def test_pysim_model_in_a_larger_build_holds_events_for_the_build_window():
+    # the build's queues span levels 0..6 (window 6) while the model uses at most delay 3:
+    # events stay queued 7 steps, and the drop rule and peak follow the build's window
+    from hw.network import LayerSpec
+    rng = np.random.default_rng(12)
+    model = random_model(rng, 2, 12, max_delay=3)
+    X = rng.random((2, 12, model.n_inputs)) < 0.6
+    wins = [6, 6]
+    peak = ref.simulate(model, X, "async", scdq_window=wins).occupancy.max(axis=(0, 2))
+    caps = [max(1, int(p) * 2 // 3) for p in peak]
+    spec = NetworkSpec(tuple(LayerSpec(L.n_in, L.n_out, tuple(range(7)), 7 * L.n_in * L.n_out, c)
+                             for L, c in zip(model.layers, caps)), "scdq", T_max=12)
+    for mode in ("layered", "async"):
+        exp = ref.simulate(model, X, mode, scdq_capacity=caps, scdq_window=wins)
+        own = ref.simulate(model, X, mode, scdq_capacity=caps)
+        assert exp.dropped.sum() > own.dropped.sum(), "the longer window holds more and drops more"
+        assert_hdl_matches(model, X, mode, run_network(spec, model, X, mode), exp)
+    with pytest.raises(ValueError, match=r"scdq_window\[0\]"):
+        ref.simulate(model, X, scdq_window=[0, 6])

@@ -108,8 +108,7 @@ def test_bad_config_fields_are_named(tmp_path, capsys, override, field):
 
 
 def test_bad_flags_and_files_are_named(tmp_path, tiny, capsys):
-    with pytest.raises(SystemExit):
-        main(["--prune", "random"])
+    assert main(["--prune", "random"]) == 2  # argparse usage error: the same exit code as bad input
     assert "--prune" in capsys.readouterr().err
     assert main(["--config", str(tmp_path / "missing.json")]) == 2
     assert "missing.json" in capsys.readouterr().err
@@ -163,3 +162,13 @@ def test_resume_with_shd_files_and_augmentation(tmp_path):
     assert (a / "model.safetensors").read_bytes() == (b / "model.safetensors").read_bytes()
     m = load(a / "model.safetensors")
     assert m.n_inputs == 20 and all(len(L.delays) <= 2 for L in m.layers)
+
+
+def test_execution_flag_and_deprecated_mode_alias(tiny, capsys):
+    from sw.train import config_from_args, parse_args
+    assert config_from_args(parse_args(["--config", str(tiny), "--execution", "async"]))["mode"] == "unlayered"
+    assert config_from_args(parse_args(["--config", str(tiny), "--execution", "layered"]))["mode"] == "layered"
+    assert config_from_args(parse_args(["--config", str(tiny), "--mode", "unlayered"]))["mode"] == "unlayered"
+    assert "deprecated" in capsys.readouterr().err
+    with pytest.raises(ConfigError, match="--mode"):
+        config_from_args(parse_args(["--config", str(tiny), "--mode", "layered", "--execution", "async"]))

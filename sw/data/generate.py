@@ -396,14 +396,21 @@ def generate(out: str | Path, n_train: int, n_test: int, seed: int = 0, workers:
 def ensure_default_dataset(root: str | Path = "data/offline_shd", n_train: int = DEFAULT_TRAIN,
                            n_test: int = DEFAULT_TEST, seed: int = 0, workers: int = 2,
                            n_shifted: int = DEFAULT_SHIFTED) -> tuple[Path, Path]:
-    """Paths of the default offline data set (with its shifted test splits), generating it on first use."""
-    return generate(root, n_train, n_test, seed=seed, workers=workers, n_shifted=n_shifted)
+    """Paths of the default offline data set (with its shifted test splits), generating it on first use.
+
+    The default name ``data/offline_shd`` resolves under ``sw.paths.data_dir()``
+    (``$SPIKELINE_CACHE/data``, the checkout's ``data/`` or the user cache)."""
+    from sw.paths import resolve_data_root
+
+    return generate(resolve_data_root(root), n_train, n_test, seed=seed, workers=workers, n_shifted=n_shifted)
 
 
 def default_shifted_splits(root: str | Path = "data/offline_shd") -> dict[str, Path]:
     """``{name: path}`` of the default set's shifted test splits (generating the set if needed)."""
+    from sw.paths import resolve_data_root
+
     ensure_default_dataset(root)
-    return {name: shifted_path(root, name) for name in SHIFTS}
+    return {name: shifted_path(resolve_data_root(root), name) for name in SHIFTS}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -446,4 +453,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from sw.errors import guarded  # exit codes 0/1/2/3 as in every spikeline command
+
+    sys.exit(guarded(main, None, "generate"))

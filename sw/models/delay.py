@@ -26,7 +26,7 @@ import torch.nn.functional as F
 
 from sw.models.lif import LIFParams, li_sequence, li_step, lif_sequence, lif_step, mem_sum, spike_fn, surrogate  # noqa: F401
 from sw.models.synapse import exact_dtype, tap_sum
-from sw.quantize import decay_int, fake_quant, layer_scale, threshold_int
+from sw.quantize import LOW_BITS, decay_int, fake_quant, layer_scale, threshold_int
 
 
 # ---------------------------------------------------------------- config
@@ -51,8 +51,8 @@ class NetConfig:
     quantize: bool = True  # fake-quant weights + trunc0 (hardware-aware); off = plain float LIF
     layer_max_delay: int | list | None = None  # per-layer cap on the grid (memory-aware); None = max_delay
     delay_mode: str = "fixed"  # "learnable": a Gaussian-interpolated position per synapse (DCLS-style)
-    sigma_init: float = 0.5  # learnable delays: Gaussian width in grid steps at the start ...
-    sigma_final: float = 0.05  # ... and at the end of training (decays geometrically)
+    sigma_init: float = 4.0  # learnable delays: Gaussian width in grid steps at the start ...
+    sigma_final: float = 0.2  # ... and at the end of training (decays geometrically)
 
     @property
     def delays(self) -> list[int]:
@@ -82,7 +82,7 @@ class NetConfig:
             bad("hidden", f"must be a list of positive ints, got {self.hidden!r}")
         if not isinstance(self.max_delay, int) or isinstance(self.max_delay, bool) or not 0 <= self.max_delay <= 4095:
             bad("max_delay", f"must be an int in [0, 4095], got {self.max_delay!r}")
-        for name in ("dt", "tau_ms", "readout_tau_ms", "theta", "slope", "init_gain"):
+        for name in ("dt", "tau_ms", "readout_tau_ms", "theta", "slope", "init_gain", "sigma_init", "sigma_final"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
                 bad(name, f"must be a positive number, got {v!r}")
@@ -141,7 +141,7 @@ class DelaySynapse(nn.Module):
     def effective_weight(self) -> torch.Tensor:
         """Weights in integer units (fake-quantized, STE) or plain floats when quantize is off."""
         w = self.masked_weight()
-        return fake_quant(w, self.scale(), self.weight_bits) if self.quantize else w
+        return fake_quant(w, self.scale(), self.weight_bits, self.weight_bits <= LOW_BITS) if self.quantize else w
 
     def int_weight(self) -> torch.Tensor:
         """Exported integer taps ``[n_out, n_in, K]`` (int64)."""
@@ -156,7 +156,73 @@ class DelaySynapse(nn.Module):
         live = self.live_levels() or [0]
         dt = exact_dtype(self.weight_bits, self.n_in, len(live)) if self.quantize else torch.float32
         Wl = w[:, :, live].permute(1, 2, 0).to(dt)  # [n_in, L, n_out]
-        return tap_sum(s, Wl, [int(self.delays[k]) for k in live], self.mode)
+        return tap_sum(s, Wl, [int(self.delays[k]) for k in live], self.mode, self.int_valued())
+
+    def int_valued(self) -> bool:
+        """Effective weights are integers in [-128, 127] (the byte gather of tap_sum may be used)."""
+        return self.quantize and self.weight_bits <= 8
+
+
+class LearnableDelaySynapse(DelaySynapse):
+    """One weight and one continuous delay position per synapse (DCLS-style).
+
+    While training, the tap of synapse ``(i, j)`` is spread over the delay grid
+    by a normalized Gaussian centred at ``pos[j, i]`` (in grid steps) of width
+    ``sigma`` (set by the trainer, decaying from ``sigma_init`` to ``sigma_final``),
+    so the position gets a gradient. In eval mode (and at export) the position
+    rounds to the nearest grid level (half to even) and the synapse is one
+    integer tap: exactly what the model file holds, so the integer path stays
+    bit-exact with ``hw.reference``. The weight's quantization scale comes from
+    the per-synapse weights, so it is the same in both modes.
+    """
+
+    def __init__(self, n_in: int, n_out: int, delays: list[int], weight_bits: int = 8, quantize: bool = True,
+                 init_gain: float = 1.0, mode: str = "auto", sigma: float = 0.5):
+        super().__init__(n_in, n_out, delays, weight_bits, quantize, init_gain, mode)
+        K = self.K
+        self.weight = nn.Parameter(torch.empty(n_out, n_in, 1))
+        nn.init.uniform_(self.weight, -1.0, 1.0)
+        # one tap per synapse, not K: the init scale is that of a K = 1 layer
+        self.wscale.fill_(init_gain * math.sqrt(3.0 / n_in))
+        self.pos = nn.Parameter(torch.rand(n_out, n_in) * (K - 1))
+        self.register_buffer("sigma", torch.tensor(float(sigma)))
+
+    def int_weight(self) -> torch.Tensor:
+        """Exported taps: always the rounded positions (eval mode), whatever mode the module is in."""
+        was = self.training
+        self.train(False)
+        try:
+            return super().int_weight()
+        finally:
+            self.train(was)
+
+    def level(self) -> torch.Tensor:
+        """Rounded grid level of each synapse ``[n_out, n_in]`` (int64)."""
+        return torch.round(self.pos.detach().clamp(0, self.K - 1)).to(torch.int64)
+
+    def _kernel(self) -> torch.Tensor:
+        k = torch.arange(self.K, dtype=self.pos.dtype, device=self.pos.device)
+        if not self.training:
+            return torch.nn.functional.one_hot(self.level(), self.K).to(self.pos.dtype)
+        pos = self.pos.clamp(0, self.K - 1)
+        g = torch.exp(-0.5 * ((k - pos[..., None]) / self.sigma.clamp_min(1e-3)) ** 2)
+        return g / g.sum(-1, keepdim=True)
+
+    def int_valued(self) -> bool:
+        return super().int_valued() and not self.training  # a spread (training) kernel is fractional
+
+    def scale(self) -> torch.Tensor:
+        w = self.weight * self.wscale * self.mask.any(-1, keepdim=True)
+        return layer_scale(w, self.weight_bits) if self.quantize else self.weight.new_tensor(1.0)
+
+    def masked_weight(self) -> torch.Tensor:
+        return self.weight * self.wscale * self._kernel() * self.mask
+
+    def effective_weight(self) -> torch.Tensor:
+        w = self.weight * self.wscale * self.mask.any(-1, keepdim=True)
+        if self.quantize:
+            w = fake_quant(w, self.scale(), self.weight_bits, self.weight_bits <= LOW_BITS)
+        return w * self._kernel() * self.mask
 
 
 class LIFNeuron(nn.Module):
@@ -221,8 +287,12 @@ class DelayNet(nn.Module):
         layers = []
         for l in range(len(sizes) - 1):
             spiking = l < len(sizes) - 2
-            syn = DelaySynapse(sizes[l], sizes[l + 1], cfg.layer_delays(l), cfg.weight_bits, cfg.quantize,
-                               cfg.init_gain, synapse)
+            if cfg.delay_mode == "learnable":
+                syn = LearnableDelaySynapse(sizes[l], sizes[l + 1], cfg.layer_delays(l), cfg.weight_bits,
+                                            cfg.quantize, cfg.init_gain, synapse, cfg.sigma_init)
+            else:
+                syn = DelaySynapse(sizes[l], sizes[l + 1], cfg.layer_delays(l), cfg.weight_bits, cfg.quantize,
+                                   cfg.init_gain, synapse)
             kw = dict(decay=self.decays[l], spiking=spiking, membrane_bits=cfg.membrane_bits, slope=cfg.slope,
                       exact=cfg.quantize)
             if spiking and neuron_factory is not None:
@@ -238,6 +308,16 @@ class DelayNet(nn.Module):
     @property
     def synapses(self) -> list[DelaySynapse]:
         return [L.synapse for L in self.layers]
+
+    def set_delay_width(self, epoch: int, epochs: int) -> float:
+        """Learnable delays: Gaussian width for ``epoch`` (geometric from ``sigma_init`` to ``sigma_final``)."""
+        c = self.cfg
+        f = epoch / max(1, epochs - 1)
+        sigma = c.sigma_init * (c.sigma_final / c.sigma_init) ** f
+        for syn in self.synapses:
+            if hasattr(syn, "sigma"):
+                syn.sigma.fill_(sigma)
+        return sigma
 
     @torch.no_grad()
     def layer_rates(self, x: torch.Tensor) -> list[float]:
