@@ -163,6 +163,7 @@ def run_tests(scratch: Path, tests, timeout: float) -> tuple[str, str, float]:
         return "timeout", f"no result within {timeout:.0f} s", time.perf_counter() - t0
     dt = time.perf_counter() - t0
     failed = re.findall(r"^FAILED (\S+)", res.stdout, re.M)
+    (scratch / "last_pytest.log").write_text(res.stdout + res.stderr)
     if res.returncode == 0:
         return "pass", "", dt
     if res.returncode == 1 and failed:
@@ -223,6 +224,8 @@ def main(argv=None) -> int:
             status, first, dt = run_tests(scratch, tests, a.timeout * 2)
             print(f"baseline (unmutated) {' '.join(tests)}: {status} in {dt:.0f} s", flush=True)
             if status != "pass":
+                log = (scratch / "last_pytest.log").read_text().splitlines()
+                print("\n".join(log[-40:]), file=sys.stderr)
                 print(f"mutants: the unmutated tests do not pass ({first}); fix them first", file=sys.stderr)
                 return 2
         for m in tqdm(mutants, desc="mutants", file=sys.stderr):
