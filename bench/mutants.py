@@ -124,8 +124,9 @@ MUTANTS = [
            "return Mux(x > hi, hi, x)", NET),
     Mutant("core-subtract-off-by-one", "hw/core.py", "reset_v = Mux(subtract, nv - threshold, 0)",
            "reset_v = Mux(subtract, nv - threshold + 1, 0)", NET),
-    Mutant("core-no-refractory", "hw/core.py", "(c_kind == OP_DRAIN)) & ~is_refr |", "(c_kind == OP_DRAIN)) |", NET),
-    Mutant("core-ring-arrival-at-T", "hw/core.py", "in_time = (t + d_k) < T", "in_time = (t + d_k) <= T", NET),
+    Mutant("core-no-refractory", "hw/core.py", "(c_kind == Op.DRAIN)) & ~is_refr |", "(c_kind == Op.DRAIN)) |", NET),
+    Mutant("core-ring-arrival-at-T", "hw/core.py", "(t + self.delays[k]) < T for k", "(t + self.delays[k]) <= T for k", NET),
+    Mutant("core-lazy-leak-off", "hw/core.py", "c_lk.eq(b_valid & b_touch & b_stale)", "c_lk.eq(0)", NET),
     # ---- export rounding
     Mutant("export-threshold-trunc", "sw/quantize.py", "t = int(round(float(theta) / float(scale)))",
            "t = int(float(theta) / float(scale))", EXPORT),

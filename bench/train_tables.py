@@ -7,7 +7,7 @@
     common: [--data offline] [--epochs N] [--limit N] [--set FIELD=JSON ...] [--out build/tables]
 
 Every point trains with 1 torch thread (``--workers`` points run at once, as
-separate processes, niced), exports, and is checked bit-exact against
+separate processes; run the command itself with nice), exports, and is checked bit-exact against
 ``hw.reference``. The table gives the integer (hw.reference, layered) test
 accuracy, the hidden spike densities, and per layer the ring-buffer bits and
 the SCDQ bits at the measured peak occupancy (layered run of the test split),
@@ -28,8 +28,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 def _run_point(args) -> dict:
     name, over, out = args
-    os.nice(10) if hasattr(os, "nice") else None
-    import numpy as np
     import torch
 
     torch.set_num_threads(1)
@@ -39,11 +37,16 @@ def _run_point(args) -> dict:
     from sw.data.splits import load_data
     from sw.train import train
 
-    over = json.loads(json.dumps(over))
-    over.setdefault("train", {})["threads"] = 1
-    over["out"] = str(out)
-    cfg = load_config(overrides=over)
-    s = train(cfg, progress=False, log=lambda m: print(f"[{name}] {m}", flush=True))
+    if over is None:  # a finished run given with --baseline NAME=DIR: read, do not train
+        s = json.loads((Path(out) / "train_summary.json").read_text())
+        cfg = s["config"]
+        over = {"baseline": str(out)}
+    else:
+        over = json.loads(json.dumps(over))
+        over.setdefault("train", {})["threads"] = 1
+        over["out"] = str(out)
+        cfg = load_config(overrides=over)
+        s = train(cfg, progress=False, log=lambda m: print(f"[{name}] {m}", flush=True))
     m = load(s["model_path"])
     d = load_data(cfg)
     ref = simulate(m, d.Xte, "layered")
@@ -143,17 +146,23 @@ def main(argv=None) -> int:
     ap.add_argument("--workers", type=int, default=1)
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=JSON")
     ap.add_argument("--out", default="build/tables")
+    ap.add_argument("--baseline", action="append", default=[], metavar="NAME=DIR",
+                    help="take point NAME from a finished sw.train output DIR instead of training it")
     a = ap.parse_args(argv)
     out = Path(a.out)
     pts = points(a)
-    jobs = [(n, o, out / a.table / n.replace(" ", "_")) for n, o in pts]
+    base = dict(b.split("=", 1) for b in a.baseline)
+    jobs = [(n, None, Path(base[n])) if n in base else (n, o, out / a.table / n.replace(" ", "_")) for n, o in pts]
+    todo = [j for j in jobs if j[1] is not None]
     if a.workers > 1:
         import multiprocessing as mp
 
         with ProcessPoolExecutor(a.workers, mp_context=mp.get_context("spawn")) as ex:
-            rows = list(ex.map(_run_point, jobs))
+            done = dict(zip([j[0] for j in todo], ex.map(_run_point, todo)))
     else:
-        rows = [_run_point(j) for j in jobs]
+        done = {j[0]: _run_point(j) for j in todo}
+    # baselines are read last: a baseline run may still be finishing while the others train
+    rows = [done[j[0]] if j[1] is not None else _run_point(j) for j in jobs]
     md = f"`{' '.join(['python bench/train_tables.py'] + (argv if argv is not None else sys.argv[1:]))}`\n\n" + table(rows, a.table)
     print(md)
     out.mkdir(parents=True, exist_ok=True)

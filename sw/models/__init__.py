@@ -2,7 +2,10 @@
 
 ``sw.models.delay`` holds the hardware-aware delay network (:class:`DelayNet`):
 layers are a :class:`DelaySynapse` (spikes ``[B,T,n_in]`` -> current
-``[B,T,n_out]`` in integer units) plus a pluggable neuron.
+``[B,T,n_out]`` in integer units; ``sw.models.synapse.tap_sum``, event-driven or
+dense) plus a pluggable neuron (``sw.models.lif``: :class:`LIFParams`,
+``lif_step`` / ``li_step`` and the fused ``lif_sequence`` / ``li_sequence``,
+shared with the unlayered model, as are the surrogate and ``mem_sum``).
 
 Hooks used by ``sw.train`` (imported lazily, only when selected):
 
