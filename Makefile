@@ -12,7 +12,7 @@ setup: $(STAMP) apt-check
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet -e '.[test]'
 	@touch $(STAMP)
 
 # Installs the system packages when root; otherwise names them and stops.
@@ -41,7 +41,7 @@ fuzz: setup
 	$(PY) bench/fuzz.py --cases $${CASES:-10000}
 
 bench: setup
-	@for b in bench/*.py; do [ $$b = bench/mutants.py ] && continue; echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in bench/*.py; do case $$b in bench/__init__.py|bench/mutants.py) continue;; esac; echo "== $$b"; $(PY) $$b || exit 1; done
 
 # mutation check of the test suite (long: about 15-30 min); not part of make test or make bench
 mutants: setup

@@ -21,15 +21,13 @@ few %. Every HDL sample is also checked against hw.reference.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import time
 from pathlib import Path
 from types import SimpleNamespace
 
 ROOT = Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT))  # before bench/ (script dir), which holds a cosim.py of its own
 
 import numpy as np  # noqa: E402
 
@@ -45,23 +43,16 @@ def harness_run(exe, spec: NetworkSpec, model: Model, mode: str, X: np.ndarray):
     """Run samples through the compiled harness; returns (HdlSamples, clock ticks, wall seconds,
     CPU seconds of the harness process)."""
     import resource
-    from cosim.backends.verilator import _harness_args, _parse
+    from cosim.backends.verilator import encode_writes, run_harness, sample_script
     shape = SimpleNamespace(T=model.T, n_classes=spec.n_classes)
-    w = config_writes(spec, model, mode)
-    script = ["".join(f"W {s} {a} {d}\n" for s, a, d in w)]
-    for x in X:
-        script.append("".join(f"W {s} {a} {d}\n" for s, a, d in stimulus_writes(spec, x)) + "R\n")
-    script = "".join(script)
+    script = encode_writes(config_writes(spec, model, mode)) + b"".join(sample_script(spec, x) for x in X)
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    p = subprocess.run([str(exe), *_harness_args(spec, shape)], input=script, capture_output=True, text=True)
+    hdl, ticks = run_harness(exe, spec, shape, script)
     wall = time.perf_counter() - t0
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (r1.ru_utime + r1.ru_stime) - (r0.ru_utime + r0.ru_stime)
-    if p.returncode != 0:
-        raise RuntimeError(p.stderr[-2000:])
-    ticks = int(p.stderr.split("ticks")[-1].split()[0])
-    return [_parse(spec, shape, line) for line in p.stdout.splitlines()], ticks, wall, cpu
+    return hdl, ticks, wall, cpu
 
 
 def check(model, X, mode, unit, hdl) -> None:
@@ -210,9 +201,13 @@ def main(argv=None) -> int:
     L0 = model.layers[0]
     for unit in ("ring", "scdq"):
         rows, dead = row_cycles(L0, X, unit, model.T)
-        print(f"core0 {unit}: per sample {rows} (event, level) rows, {dead} of them without a SOP (>= 1 cycle each); "
-              f"per-step passes over the {L0.n_out} neurons cost >= {model.T * L0.n_out} cycles"
-              + (f"; clearing the ring costs {L0.n_out * (L0.max_delay + 1)}" if unit == "ring" else ""))
+        print(f"core0 {unit}: per sample {rows} (event, level) rows, {dead} of them without a SOP (no issue slot: "
+              f"the row iterator drops empty rows" + ("; the ring's level mask skips them and taps arriving at or "
+                                                       "after T" if unit == "ring" else "") + ")"
+              + (f"; the ring is cleared on drain (a full clear would cost {L0.n_out * (L0.max_delay + 1)} cycles)"
+                 if unit == "ring" else ""))
+    print("per step, layered: a FIRE pass over every neuron of each core (after its input's end of step); "
+          "async: no leak pass (lazy leak), the ring's drain of slot t visits every neuron")
 
     # 3. pysim vs Verilator, same design (layered, scdq) and stimulus (sample 0)
     if not a.no_pysim:

@@ -5,12 +5,19 @@
 Uses the trained model and the offline test split when they exist (the split is
 replicated up to ``--samples``); otherwise a random 700-48-48-20 model with 15
 delay levels up to 60 and random 5 %-activity rasters, and says so. Prints wall
-time and simulated cycles/s for the Verilator backend with 1 and 2 workers,
-the Amaranth backend on 5 samples and the reference on the same samples.
+time and simulated cycles/s for the Verilator backend with 2 workers (and 1
+with ``--one-worker``), the reference on the same samples, and the Amaranth
+backend on ``--pysim`` samples; every HDL sample is checked bit for bit
+(:func:`hw.parity.first_divergence`). The profile splits the time into the
+harness processes' CPU (Verilator evaluation plus their I/O), Python building
+the binary stimulus and Python decoding the result words; the machine is
+shared, so CPU seconds are the figure to compare across runs.
 """
 from __future__ import annotations
 
 import argparse
+import os
+import resource
 import sys
 import time
 from pathlib import Path
@@ -44,6 +51,8 @@ def main(argv=None) -> int:
     ap.add_argument("--model", default="build/model.safetensors")
     ap.add_argument("--mode", default="async", choices=("layered", "async"))
     ap.add_argument("--delay-unit", default="scdq", choices=("ring", "scdq"))
+    ap.add_argument("--pysim", type=int, default=2, help="samples for the Amaranth-simulator comparison (0: skip)")
+    ap.add_argument("--one-worker", action="store_true", help="also time one Verilator worker")
     a = ap.parse_args(argv)
     from cosim.backends.amaranth import AmaranthBackend
     from cosim.backends.verilator import VerilatorBackend
@@ -69,31 +78,42 @@ def main(argv=None) -> int:
     spec = NetworkSpec.for_model(model, a.delay_unit, scdq_capacity=caps,
                                  max_events=_pow2(int(X.sum(axis=(1, 2)).max())), max_spikes=_pow2(spk))
     be = VerilatorBackend(spec)
+    from hw.parity import first_divergence
     rows = []
-    for w in (1, 2):
+    for w in ((1, 2) if a.one_worker else (2,)):
+        stats: dict = {}
+        c0, s0 = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)
         t0 = time.perf_counter()
-        hdl = be.run(model, X, a.mode, workers=w)
+        hdl = be.run(model, X, a.mode, workers=w, stats=stats)
         wall = time.perf_counter() - t0
+        c1, s1 = resource.getrusage(resource.RUSAGE_CHILDREN), resource.getrusage(resource.RUSAGE_SELF)
         cyc = sum(h.cycles for h in hdl)
-        exact = sum(np.array_equal(h.readout, r.readout) for h, r in zip(hdl, ref.samples))
-        rows.append((f"verilator, {w} worker{'s' if w > 1 else ''}", len(X), wall, cyc / wall, exact))
-    n5 = min(5, len(X))
-    t0 = time.perf_counter()
-    hdl5 = AmaranthBackend(spec).run(model, X[:n5], a.mode)
-    wall5 = time.perf_counter() - t0
-    rows.append(("amaranth (pysim)", n5, wall5, sum(h.cycles for h in hdl5) / wall5,
-                 sum(np.array_equal(h.readout, r.readout) for h, r in zip(hdl5, ref.samples))))
-    t0 = time.perf_counter()
-    simulate(model, X[:n5], a.mode, a.delay_unit)
-    t_ref5 = time.perf_counter() - t0
-    print(f"{'backend':<22} {'samples':>7} {'wall s':>9} {'cycles/s':>12} {'s/sample':>9} {'readout exact':>13}")
+        bad = [d for b, (h, r) in enumerate(zip(hdl, ref.samples)) if (d := first_divergence(b, h, r, counters=True))]
+        rows.append((f"verilator, {w} worker{'s' if w > 1 else ''}", len(X), wall, cyc / wall, len(X) - len(bad)))
+        hcpu = c1.ru_utime + c1.ru_stime - c0.ru_utime - c0.ru_stime
+        pcpu = s1.ru_utime + s1.ru_stime - s0.ru_utime - s0.ru_stime
+        print(f"profile ({w} worker{'s' if w > 1 else ''}): wall {wall:.2f} s; harness CPU {hcpu:.2f} s "
+              f"({stats['ticks'] / hcpu / 1e6:.2f} M clocks per CPU-s, {stats['ticks']:,} clocks incl. writes and reads, "
+              f"{cyc:,} to done); Python CPU {pcpu:.2f} s, of it stimulus encoding {stats['encode_s']:.2f} s and "
+              f"result decoding {stats['decode_s']:.2f} s (wall, summed over workers)")
+        if bad:
+            print(f"  {len(bad)} samples differ; first: {bad[0]}")
+    if a.pysim:
+        n5 = min(a.pysim, len(X))
+        t0 = time.perf_counter()
+        hdl5 = AmaranthBackend(spec).run(model, X[:n5], a.mode)
+        wall5 = time.perf_counter() - t0
+        rows.append(("amaranth (pysim)", n5, wall5, sum(h.cycles for h in hdl5) / wall5,
+                     sum(first_divergence(b, h, r, counters=True) is None for b, (h, r) in enumerate(zip(hdl5, ref.samples)))))
+    print(f"{'backend':<22} {'samples':>7} {'wall s':>9} {'cycles/s':>12} {'s/sample':>9} {'bit-exact':>13}")
     for name, n, wall, cps, ex in rows:
         print(f"{name:<22} {n:>7} {wall:>9.2f} {cps:>12,.0f} {wall / n:>9.4f} {ex:>10}/{n}")
     print(f"{'reference (numpy)':<22} {len(X):>7} {t_ref:>9.2f} {'-':>12} {t_ref / len(X):>9.4f}")
-    print(f"{'reference (numpy)':<22} {n5:>7} {t_ref5:>9.2f} {'-':>12} {t_ref5 / n5:>9.4f}")
-    v1, v2 = rows[0][2], rows[1][2]
-    print(f"ratios: 2 workers vs 1: {v1 / v2:.2f}x faster; verilator (2 w) vs pysim per sample: "
-          f"{(wall5 / n5) / (v2 / len(X)):,.0f}x")
+    v2 = rows[len(rows) - 1 - bool(a.pysim)][2]
+    print(f"verilator (2 workers) vs reference, same {len(X)} samples: {t_ref / v2:.2f}x the reference's speed"
+          + (f"; 2 workers vs 1: {rows[0][2] / v2:.2f}x" if a.one_worker else "")
+          + (f"; verilator vs pysim per sample: {(rows[-1][2] / rows[-1][1]) / (v2 / len(X)):,.0f}x" if a.pysim else "")
+          + f" (load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
     return 0
 
 

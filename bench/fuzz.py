@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import time
 from multiprocessing import get_context
@@ -35,7 +34,7 @@ import numpy as np  # noqa: E402
 
 from hw import reference as ref  # noqa: E402
 from hw.model_file import Layer, Model, Widths  # noqa: E402
-from hw.network import LayerSpec, NetworkSpec, config_writes, stimulus_writes  # noqa: E402
+from hw.network import LayerSpec, NetworkSpec, config_writes  # noqa: E402
 
 WIDTH = 8
 LEVELS = tuple(range(8))
@@ -59,8 +58,30 @@ def fix_verilator_pch() -> None:
         os.environ["MAKEFLAGS"] = (mf + " CFG_CXXFLAGS_PCH_I=-include").strip()
 
 
-def build_spec(n_layers: int, unit: str, small: bool = False) -> NetworkSpec:
-    """The build of a group; ``small``: the SCDQ at :data:`SMALL_CAPS` (overflowing)."""
+# ---------------------------------------------------------------- the second, large family
+# delays spread over 0..63 (so the SCDQ's circular table wraps over long T), T up to 128, layers up
+# to 48 wide, 1-3 layers, a narrow membrane and readout that saturate, and SCDQ capacities below the
+# peak of busy cases (a 48-wide layer may emit 48 x 64 events in one 64-step window)
+L_WIDTH = 48
+L_LEVELS = (0, 1, 2, 3, 5, 8, 12, 17, 23, 30, 37, 44, 50, 55, 60, 63)
+L_T_MAX = 128
+L_NNZ = 8192
+L_CAPS = (384, 192, 128)
+L_WIDTHS = Widths(weight_bits=8, membrane_bits=14, acc_bits=18, readout_bits=16, max_delay=63)
+P_LARGE = 0.2  # share of the cases drawn from the large family
+
+
+def family_widths(family: str) -> Widths:
+    return L_WIDTHS if family == "large" else WIDTHS
+
+
+def build_spec(n_layers: int, unit: str, small: bool = False, family: str = "base") -> NetworkSpec:
+    """The build of a group; ``small``: the SCDQ at :data:`SMALL_CAPS` (overflowing);
+    ``family == "large"``: the large build (:data:`L_WIDTH`, :data:`L_LEVELS`, :data:`L_CAPS`)."""
+    if family == "large":
+        layers = tuple(LayerSpec(L_WIDTH, L_WIDTH, L_LEVELS, L_NNZ, L_CAPS[l]) for l in range(n_layers))
+        return NetworkSpec(layers, unit, widths=L_WIDTHS, T_max=L_T_MAX, max_events=L_T_MAX * L_WIDTH,
+                           max_spikes=L_T_MAX * L_WIDTH)
     nnz = len(LEVELS) * WIDTH * WIDTH
     cap = (max(LEVELS) + 1) * WIDTH  # the most an SCDQ can hold here: never overflows
     caps = SMALL_CAPS[:n_layers] if small else (cap,) * n_layers
@@ -69,8 +90,50 @@ def build_spec(n_layers: int, unit: str, small: bool = False) -> NetworkSpec:
 
 
 # ---------------------------------------------------------------- random cases
-def make_case(seed: int, index: int, units=UNITS) -> dict:
-    """Case ``index`` of ``seed``: depends on nothing else."""
+def make_large_case(seed: int, index: int, units=UNITS) -> dict:
+    """Case ``index`` of ``seed`` in the large family (its own random stream)."""
+    rng = np.random.default_rng([seed, index, 4])
+    n_layers = int(rng.integers(1, 4))
+    unit = str(units[int(rng.integers(len(units)))])
+    mode = ("layered", "async")[int(rng.integers(2))]
+    T = int(rng.choice([rng.integers(1, L_T_MAX + 1), rng.integers(64, L_T_MAX + 1)]))  # half of them long
+    sizes = [int(rng.choice([rng.integers(1, L_WIDTH + 1), rng.integers(32, L_WIDTH + 1)])) for _ in range(n_layers + 1)]
+    layers = []
+    for l in range(n_layers):
+        K = int(rng.integers(1, len(L_LEVELS) + 1))
+        delays = np.sort(rng.choice(L_LEVELS, K, replace=False)).astype(np.int64)
+        shape = (K, sizes[l], sizes[l + 1])
+        wmax = int(rng.choice([8, 40, 128]))
+        W = np.clip(rng.integers(-wmax, wmax, shape) + int(rng.integers(0, wmax // 2 + 1)), -128, 127)
+        W = W * (rng.random(shape) < rng.uniform(0.02, 0.25))
+        nz = np.flatnonzero(W)
+        if len(nz) > L_NNZ:  # the build's synapse memory
+            W.flat[rng.choice(nz, len(nz) - L_NNZ, replace=False)] = 0
+        scale = max(1, int(np.abs(W).sum(axis=(0, 1)).mean() // 4) + 1)
+        threshold = min(int(rng.integers(1, 2 * scale + 2)), (1 << (L_WIDTHS.membrane_bits - 1)) - 1)
+        decay = int(rng.choice([0, 4096, int(rng.integers(0, 4097))], p=[0.1, 0.2, 0.7]))
+        layers.append(Layer(delays, W.astype(np.int8), threshold=threshold, decay=decay,
+                            reset=str(rng.choice(["zero", "subtract"])), spiking=l < n_layers - 1))
+    model = Model(layers, sizes[0], T, widths=L_WIDTHS)
+    B = int(rng.integers(1, 3))
+    X = rng.random((B, T, sizes[0])) < rng.uniform(0.01, 0.15)
+    early_exit = None
+    if rng.random() < 0.3:
+        early_exit = (int(2 ** rng.uniform(0, 15)), int(rng.integers(1, 6)))
+    return {"index": index, "seed": seed, "L": n_layers, "unit": unit, "mode": mode, "model": model, "X": X,
+            "small": False, "early_exit": early_exit, "family": "large"}
+
+
+def make_case(seed: int, index: int, units=UNITS, families=("base", "large")) -> dict:
+    """Case ``index`` of ``seed``: depends on nothing else. Its family is drawn from a
+    stream of its own, so the base family's cases of a seed are the same as before the
+    large family existed."""
+    if len(families) == 1:
+        fam = families[0]
+    else:
+        fam = "large" if np.random.default_rng([seed, index, 3]).random() < P_LARGE else "base"
+    if fam == "large":
+        return make_large_case(seed, index, units)
     rng = np.random.default_rng([seed, index])
     n_layers = int(rng.integers(1, 4))
     unit = str(units[int(rng.integers(len(units)))])
@@ -101,11 +164,11 @@ def make_case(seed: int, index: int, units=UNITS) -> dict:
     if erng.random() < 0.5:  # margins from 1 to 2^13 against readout sums of up to 2^13
         early_exit = (int(2 ** erng.uniform(0, 13)), int(erng.integers(1, 4)))
     return {"index": index, "seed": seed, "L": n_layers, "unit": unit, "mode": mode, "model": model, "X": X,
-            "small": small, "early_exit": early_exit}
+            "small": small, "early_exit": early_exit, "family": "base"}
 
 
 def group_key(case: dict) -> tuple:
-    return case["L"], case["unit"], case["small"]
+    return case["L"], case["unit"], case["small"], case["family"]
 
 
 def reference(case: dict, spec: NetworkSpec):
@@ -121,6 +184,8 @@ def reference(case: dict, spec: NetworkSpec):
 def describe(case: dict) -> str:
     m = case["model"]
     cap = f" at capacities {list(SMALL_CAPS[:case['L']])}" if case["small"] else ""
+    if case["family"] == "large":
+        cap = f" (large family, build capacities {list(L_CAPS[:case['L']])})"
     ee = f", early exit (m, s) = {case['early_exit']}" if case["early_exit"] else ""
     out = [f"seed {case['seed']} case {case['index']}: {case['L']} layer(s), unit {case['unit']}{cap}{ee}, mode {case['mode']}, "
            f"T {m.T}, n_inputs {m.n_inputs}, samples {case['X'].shape[0]}"]
@@ -132,31 +197,14 @@ def describe(case: dict) -> str:
 
 # ---------------------------------------------------------------- comparison
 def compare(case: dict, hdl: list, exp) -> str | None:
-    """First difference between the HDL samples and the reference, or None."""
-    m = case["model"]
+    """First difference between the HDL samples and the reference (sample, layer,
+    step, neuron: :func:`hw.parity.first_divergence`), or None."""
+    from hw.parity import first_divergence
     for b, (h, r) in enumerate(zip(hdl, exp)):
-        if (h.exit_step, h.early_exit) != (r.exit_step, r.early_exit):
-            return f"sample {b} exit (step, fired): hdl {(h.exit_step, h.early_exit)} reference {(r.exit_step, r.early_exit)}"
-        for l in range(len(m.layers) - 1):
-            ht, hj = (a.tolist() for a in h.emissions[l])
-            rt, rj = r.layers[l].emit_t.tolist(), r.layers[l].emit_j.tolist()
-            if (ht, hj) != (rt, rj):
-                n = next((e for e, (a, b2) in enumerate(zip(zip(ht, hj), zip(rt, rj))) if a != b2), min(len(ht), len(rt)))
-                return (f"sample {b} layer {l}: emission {n} differs: hdl (t, j) {list(zip(ht, hj))[n:n + 3]} "
-                        f"reference {list(zip(rt, rj))[n:n + 3]} ({len(ht)} vs {len(rt)} spikes)")
-        R = h.readout[:m.T, :m.n_classes]
-        if not np.array_equal(R, r.readout):
-            t, j = np.argwhere(R != r.readout)[0]
-            return f"sample {b} readout step {t} class {j}: hdl {R[t, j]} reference {r.readout[t, j]}"
-        sops = [c["sops"] for c in h.counters]
-        if sops != r.sops.tolist():
-            return f"sample {b} SOP counters {sops} reference {r.sops.tolist()}"
-        spikes = [c["spikes"] for c in h.counters[:-1]]
-        if spikes != [len(L.emit_t) for L in r.layers[:-1]]:
-            return f"sample {b} spike counters {spikes} reference {[len(L.emit_t) for L in r.layers[:-1]]}"
-        if h.record_overflow:
-            return f"sample {b}: spike record overflow flagged {h.counters}"
-        for l, L in enumerate(m.layers):
+        d = first_divergence(b, h, r, counters=True)
+        if d is not None:
+            return str(d)
+        for l, L in enumerate(case["model"].layers):
             c = h.counters[l]
             got = (c["dropped"], bool(c["overflow"])) + ((c["peak"],) if case["unit"] == "scdq" else ())
             want = (r.layers[l].dropped, r.layers[l].overflow) + ((r.layers[l].peak,) if case["unit"] == "scdq" else ())
@@ -181,28 +229,22 @@ def corrupt_writes(spec: NetworkSpec, writes: list) -> list:
 
 def run_group(exe: Path, spec: NetworkSpec, cases: list[dict], corrupt: bool = False) -> list[list]:
     """All samples of ``cases`` through one harness process; returns per case its HdlSamples."""
-    from cosim.backends.verilator import _harness_args, _parse
+    from cosim.backends.verilator import encode_writes, run_harness, sample_script
     # the harness reads the same number of readout words for every sample: pad to the build's shape
     shape = SimpleNamespace(T=spec.T_max, n_classes=spec.n_classes)
-    lines = []
+    script = []
     for c in cases:
         w = config_writes(spec, c["model"], c["mode"], c["early_exit"])
-        if corrupt:
-            w = corrupt_writes(spec, w)
-        for X in c["X"]:
-            w = w + stimulus_writes(spec, X)
-            lines.append("".join(f"W {s} {a} {d}\n" for s, a, d in w))
-            lines.append("R\n")
-            w = []
-    p = subprocess.run([str(exe), *_harness_args(spec, shape)], input="".join(lines), capture_output=True, text=True)
-    out = p.stdout.splitlines()
+        script.append(encode_writes(corrupt_writes(spec, w) if corrupt else w))
+        script += [sample_script(spec, X) for X in c["X"]]
+    out, _ = run_harness(exe, spec, shape, b"".join(script))
     n_expected = sum(c["X"].shape[0] for c in cases)
-    if p.returncode != 0 or len(out) != n_expected:
-        raise RuntimeError(f"harness exit {p.returncode}, {len(out)} of {n_expected} results: {p.stderr.strip()[-2000:]}")
+    if len(out) != n_expected:
+        raise RuntimeError(f"harness: {len(out)} of {n_expected} results")
     res, pos = [], 0
     for c in cases:
         B = c["X"].shape[0]
-        res.append([_parse(spec, shape, line) for line in out[pos:pos + B]])
+        res.append(out[pos:pos + B])
         pos += B
     return res
 
@@ -217,19 +259,20 @@ def _init_worker(exes: dict) -> None:
 def run_chunk(args) -> tuple[int, int, str | None, int, dict]:
     """Generate, run and check cases ``lo..hi-1``: (n, mismatches, first mismatch text, first index,
     activity statistics)."""
-    seed, lo, hi, units, corrupt = args
-    cases = [make_case(seed, i, units) for i in range(lo, hi)]
+    seed, lo, hi, units, corrupt, families = args
+    cases = [make_case(seed, i, units, families) for i in range(lo, hi)]
     groups: dict = {}
     for c in cases:
         groups.setdefault(group_key(c), []).append(c)
     bad, first, first_i = 0, None, None
     stats = {"samples": 0, "sops": 0, "spikes": 0, "hidden_cases": 0, "hidden_spiking_cases": 0, "saturated": 0,
-             "v_saturated": 0, "scdq_dropping_cases": 0, "early_exit_samples": 0}
-    rmax = (1 << (WIDTHS.readout_bits - 1)) - 1
-    vmax = (1 << (WIDTHS.membrane_bits - 1)) - 1
+             "v_saturated": 0, "scdq_dropping_cases": 0, "early_exit_samples": 0, "large_cases": 0}
     for key, cs in sorted(groups.items()):
         L = key[0]
         spec = build_spec(*key)
+        rmax = (1 << (spec.widths.readout_bits - 1)) - 1
+        vmax = (1 << (spec.widths.membrane_bits - 1)) - 1
+        stats["large_cases"] += len(cs) if key[3] == "large" else 0
         for c, hdl in zip(cs, run_group(_EXES[key], spec, cs, corrupt)):
             exp = reference(c, spec)
             stats["scdq_dropping_cases"] += int(exp.dropped.sum() > 0)
@@ -261,7 +304,11 @@ def main(argv=None) -> int:
     ap.add_argument("--corrupt", action="store_true",
                     help="fault injection: corrupt one weight in the HDL (the fuzzer must report mismatches)")
     ap.add_argument("--case", type=int, default=None, help="replay one case index of --seed, verbosely")
+    ap.add_argument("--family", choices=("base", "large", "both"), default="both",
+                    help=f"build family: base (8 wide, delays 0..7, T <= 16), large (48 wide, delays over 0..63, "
+                         f"T <= 128); both draws {P_LARGE:.0%} large")
     a = ap.parse_args(argv)
+    families = ("base", "large") if a.family == "both" else (a.family,)
     from tqdm import tqdm
 
     from cosim.backends.verilator import build
@@ -272,21 +319,21 @@ def main(argv=None) -> int:
         lo, hi = 0, a.cases
     os.chdir(ROOT)  # the build cache lives under build/verilator
     fix_verilator_pch()
-    needed = {group_key(c) for c in (make_case(a.seed, i, units) for i in range(lo, hi))} \
-        if hi - lo <= 64 else {(L, u, small) for L in (1, 2, 3) for u in units for small in (False, True)
-                               if u == "scdq" or not small}
+    needed = {group_key(c) for c in (make_case(a.seed, i, units, families) for i in range(lo, hi))} \
+        if hi - lo <= 64 else {(L, u, small, f) for L in (1, 2, 3) for u in units for small in (False, True)
+                               for f in families if (u == "scdq" or not small) and (f == "base" or not small)}
     t0 = time.time()
     exes = {k: build(build_spec(*k), log=lambda s: print(s, file=sys.stderr)) for k in sorted(needed)}
     t_build = time.time() - t0
     if a.case is not None:
         _init_worker(exes)
-        c = make_case(a.seed, a.case, units)
+        c = make_case(a.seed, a.case, units, families)
         print(describe(c))
-        n, bad, first, _, _ = run_chunk((a.seed, lo, hi, units, a.corrupt))
+        n, bad, first, _, _ = run_chunk((a.seed, lo, hi, units, a.corrupt, families))
         print(first or "  -> matches the reference")
         print(f"{n} cases, {bad} mismatches")
         return int(bad > 0)
-    tasks = [(a.seed, s, min(s + a.chunk, hi), units, a.corrupt) for s in range(lo, hi, a.chunk)]
+    tasks = [(a.seed, s, min(s + a.chunk, hi), units, a.corrupt, families) for s in range(lo, hi, a.chunk)]
     total = bad = 0
     first, first_i = None, None
     agg: dict = {}
@@ -315,14 +362,17 @@ def main(argv=None) -> int:
           f"{agg.get('hidden_spiking_cases', 0)} of {agg.get('hidden_cases', 0)} multi-layer cases, readout saturated in "
           f"{agg.get('saturated', 0)} samples, readout membrane in {agg.get('v_saturated', 0)}; "
           f"SCDQ dropped events in {agg.get('scdq_dropping_cases', 0)} cases, "
-          f"{agg.get('early_exit_samples', 0)} samples exited before T)", file=sys.stderr)
+          f"{agg.get('early_exit_samples', 0)} samples exited before T; {agg.get('large_cases', 0)} cases of the "
+          f"large family)", file=sys.stderr)
     print(f"{total} cases, {bad} mismatches")
     if first is not None:
-        print(f"first mismatch (replay: python bench/fuzz.py --seed {a.seed} --unit {a.unit} --case {first_i}"
+        print(f"first mismatch (replay: python bench/fuzz.py --seed {a.seed} --unit {a.unit} --family {a.family} --case {first_i}"
               f"{' --corrupt' if a.corrupt else ''}):")
         print(first)
     return int(bad > 0)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from sw.errors import guarded  # exit codes 0/1/2/3 as in every spikeline command
+
+    sys.exit(guarded(main, None, "fuzz"))

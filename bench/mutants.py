@@ -85,9 +85,9 @@ MUTANTS = [
     Mutant("ref-occupancy-window", "hw/reference.py", "n = c.shape[-1] - max_delay - 1\n    if n > 0:\n"
            "        shifted[..., max_delay + 1:] = c[..., :n]",
            "n = c.shape[-1] - max_delay\n    if n > 0:\n        shifted[..., max_delay:] = c[..., :n]", REF),
-    Mutant("ref-sop-count-at-T", "hw/reference.py", "        if d < T:\n            total +=",
-           "        if d <= T:\n            total +=", REF,
-           equivalent="for d == T the slice S_prev[:, :T - d] is empty, so the added count is 0"),
+    Mutant("ref-sop-count-at-T", "hw/reference.py", "        if d < T:\n            per = ",
+           "        if d <= T:\n            per = ", REF,
+           equivalent="for d == T the slice [:, :T - d] is empty, so the added count is 0"),
     # ---- loader rules
     Mutant("load-weight-lower", "hw/model_file.py", "W.min() < wmin or", "W.min() < wmin - 1 or", LOADER),
     Mutant("load-weight-upper", "hw/model_file.py", "W.max() > wmax)", "W.max() > wmax + 1)", LOADER),
@@ -108,6 +108,8 @@ MUTANTS = [
            "t.eq(Mux(t == S, 0, t + 1))", RING),
     Mutant("ring-no-forwarding", "hw/delay/ring_buffer.py", "fifo.w_data.eq(rp_drain.data + Mux(same, a1_w, 0))",
            "fifo.w_data.eq(rp_drain.data)", RING),
+    Mutant("ring-clear-short", "hw/delay/ring_buffer.py", "with m.If(clr_addr == self.depth - 1):",
+           "with m.If(clr_addr == self.depth - 2):", RING),
     Mutant("scdq-dist-no-wrap", "hw/delay/scdq.py", "return a.idx - b.idx + Mux(a.wrap != b.wrap, self.capacity, 0)",
            "return a.idx - b.idx", SCDQ),
     Mutant("scdq-inc-last", "hw/delay/scdq.py", "last = p.idx == C - 1", "last = p.idx == C", SCDQ),
@@ -122,17 +124,16 @@ MUTANTS = [
            "return Mux(x > hi, hi, x)", NET),
     Mutant("core-subtract-off-by-one", "hw/core.py", "reset_v = Mux(subtract, nv - threshold, 0)",
            "reset_v = Mux(subtract, nv - threshold + 1, 0)", NET),
-    Mutant("core-no-refractory", "hw/core.py", "(c_kind == OP_DRAIN)) & ~is_refr |", "(c_kind == OP_DRAIN)) |", NET),
-    Mutant("core-ring-arrival-at-T", "hw/core.py", "in_time = (t + d_k) < T", "in_time = (t + d_k) <= T", NET),
+    Mutant("core-no-refractory", "hw/core.py", "(c_kind == Op.DRAIN)) & ~is_refr |", "(c_kind == Op.DRAIN)) |", NET),
+    Mutant("core-ring-arrival-at-T", "hw/core.py", "(t + self.delays[k]) < T for k", "(t + self.delays[k]) <= T for k", NET),
+    Mutant("core-lazy-leak-off", "hw/core.py", "c_lk.eq(b_valid & b_touch & b_stale)", "c_lk.eq(0)", NET),
     # ---- export rounding
     Mutant("export-threshold-trunc", "sw/quantize.py", "t = int(round(float(theta) / float(scale)))",
            "t = int(float(theta) / float(scale))", EXPORT),
     Mutant("export-round-half-up", "sw/quantize.py", "        return torch.round(x)",
            "        return torch.floor(x + 0.5)", EXPORT),
-    Mutant("export-clamp-symmetric", "sw/quantize.py", "-q if bits <= LOW_BITS else -q - 1, q)",
-           "-q if bits <= LOW_BITS else -q, q)", EXPORT),
-    Mutant("export-low-bit-asymmetric", "sw/quantize.py", "-q if bits <= LOW_BITS else -q - 1, q)",
-           "-q - 1, q)", EXPORT),
+    Mutant("export-clamp-symmetric", "sw/quantize.py", "-q if symmetric else -q - 1, q)", "-q, q)", EXPORT),
+    Mutant("export-symmetric-ignored", "sw/quantize.py", "-q if symmetric else -q - 1, q)", "-q - 1, q)", EXPORT),
     Mutant("export-threshold-min", "sw/quantize.py", "return max(1, min(t, qmax(membrane_bits)))",
            "return max(0, min(t, qmax(membrane_bits)))", EXPORT),
 ]
@@ -162,12 +163,30 @@ def run_tests(scratch: Path, tests, timeout: float) -> tuple[str, str, float]:
         return "timeout", f"no result within {timeout:.0f} s", time.perf_counter() - t0
     dt = time.perf_counter() - t0
     failed = re.findall(r"^FAILED (\S+)", res.stdout, re.M)
+    (scratch / "last_pytest.log").write_text(res.stdout + res.stderr)
     if res.returncode == 0:
         return "pass", "", dt
     if res.returncode == 1 and failed:
         return "fail", failed[0], dt
     tail = (res.stdout + res.stderr).strip().splitlines()[-3:]
     return "error", f"pytest exit {res.returncode}: {' | '.join(tail)}", dt
+
+
+def write_markdown(path: Path, rows: list[dict], n: int, k: int, n_eq: int) -> None:
+    cell = lambda x: " ".join(x.split()).replace("|", "\\|")
+    lines = ["# Mutation check", "",
+             "Made by `python bench/mutants.py --markdown docs/mutants.md` (see the script's docstring).", "",
+             f"**{n} mutants, {k} killed**" + (f", {n_eq} equivalent (they survive by design, reason given)."
+                                              if n_eq else "."), "",
+             "| mutant | file | change | result | killed by (first failing test) |", "| --- | --- | --- | --- | --- |"]
+    for r in rows:
+        res = "killed" if r["killed"] else ("equivalent" if r["equivalent"] else "SURVIVED")
+        by = r["killed_by"] or (f"equivalent: {r['equivalent']}" if r["equivalent"] else "")
+        lines.append(f"| {r['name']} | `{r['path']}` | `{cell(r['old'])}` → `{cell(r['new'])}` | {res} | "
+                     f"`{by}` |" if r["killed_by"] else f"| {r['name']} | `{r['path']}` | `{cell(r['old'])}` → "
+                     f"`{cell(r['new'])}` | {res} | {by} |")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
 
 
 def main(argv=None) -> int:
@@ -177,6 +196,7 @@ def main(argv=None) -> int:
     ap.add_argument("--timeout", type=float, default=900, help="seconds per test run (default 900)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the unmutated run of the selected tests")
     ap.add_argument("--out", default=str(ROOT / "build" / "mutants.json"))
+    ap.add_argument("--markdown", metavar="PATH", help="also write the table as markdown (e.g. docs/mutants.md)")
     a = ap.parse_args(argv)
     mutants = [m for m in MUTANTS if not a.only or m.name.startswith(a.only)]
     if not mutants:
@@ -204,6 +224,8 @@ def main(argv=None) -> int:
             status, first, dt = run_tests(scratch, tests, a.timeout * 2)
             print(f"baseline (unmutated) {' '.join(tests)}: {status} in {dt:.0f} s", flush=True)
             if status != "pass":
+                log = (scratch / "last_pytest.log").read_text().splitlines()
+                print("\n".join(log[-40:]), file=sys.stderr)
                 print(f"mutants: the unmutated tests do not pass ({first}); fix them first", file=sys.stderr)
                 return 2
         for m in tqdm(mutants, desc="mutants", file=sys.stderr):
@@ -239,6 +261,9 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"mutants": n, "killed": k, "equivalent": n_eq, "rows": rows}, indent=1))
     print(f"wrote {out}")
+    if a.markdown:
+        write_markdown(Path(a.markdown), rows, n, k, n_eq)
+        print(f"wrote {a.markdown}")
     if bad:
         print("\n".join(bad), file=sys.stderr)
         return 1

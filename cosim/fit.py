@@ -178,4 +178,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from sw.errors import guarded  # exit codes 0/1/2/3 as in every spikeline command
+
+    sys.exit(guarded(main, None, "fit"))

@@ -1,7 +1,6 @@
 """The co-simulation report: one entry per (mode, delay unit) run, printed as a table and saved as JSON."""
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -10,6 +9,8 @@ import numpy as np
 from hw.model_file import Model
 from hw.network import HdlSample
 from hw.reference import BatchResult, memory_report
+
+from sw.metrics import neurobench
 
 from cosim.parity import first_divergence
 
@@ -109,6 +110,7 @@ def run_report(model: Model, mode: str, unit: str, backend: str, hdl: list[HdlSa
                    "synapse_bits_total": int(sum(r["synapse_bits"] for r in mem)),
                    "dense_synapse_bits_total": int(sum(r["dense_synapse_bits"] for r in mem)),
                    "state_bits_total": int(sum(r["state_bits"] for r in mem))},
+        "neurobench": neurobench(model, sops, spikes[:, :L - 1], hdl_pred, y),
         "energy": {"constants_pj": asdict(energy),
                    "per_inference_nj": energy.estimate(float(sops.sum(1).mean()), updates, float(cycles.mean())) / 1e3},
     }
@@ -139,6 +141,8 @@ def format_table(report: dict) -> str:
         ("cycles/inference p50", [_fmt(r["latency"]["cycles"]["p50"]) for r in runs]),
         ("cycles/inference p99", [_fmt(r["latency"]["cycles"]["p99"]) for r in runs]),
         ("cycles/step", [_fmt(r["latency"]["cycles_per_step"]) for r in runs]),
+        (f"latency mean, µs @ {report.get('clock_mhz', 100):g} MHz",
+         [_fmt(r["latency"].get("microseconds", {}).get("mean")) for r in runs]),
         ("time to decision, steps", [_fmt(r["latency"]["time_to_decision_steps"]["mean"]) for r in runs]),
         ("time to decision, cycles", [_fmt(r["latency"]["time_to_decision_cycles"]["mean"]) for r in runs]),
         ("SOPs/inference per layer", [" ".join(f"{x:,.0f}" for x in r["throughput"]["sops_per_layer"]) for r in runs]),
@@ -171,11 +175,33 @@ def format_table(report: dict) -> str:
     e = runs[0]["energy"]["constants_pj"] if runs else {}
     out.append(f"energy constants (pJ): SOP {e.get('sop_pj')}, neuron update {e.get('neuron_update_pj')}, "
                f"cycle {e.get('cycle_pj')}")
+    if report.get("extra_tests"):
+        out.append(format_extra_tests(report["extra_tests"], report["runs"][0] if runs else None))
+    return "\n".join(out)
+
+
+def extra_test_entry(name: str, path: str | Path, sub: dict) -> dict:
+    """One extra test set (a shifted split or an ``--extra-test`` file) from its one-run co-simulation report."""
+    r = sub["runs"][0]
+    return {"name": name, "file": str(path), "samples": sub["samples"], "mode": r["mode"],
+            "delay_unit": r["delay_unit"], "accuracy": r["accuracy"], "parity": r["parity"]}
+
+
+def format_extra_tests(extras: list[dict], main_run: dict | None = None) -> str:
+    """Accuracy on each extra test set, next to the main test split's."""
+    out = ["accuracy on other test sets (float / reference / HDL, bit-exact samples)"]
+    rows = ([("test split", main_run["samples"],
+              main_run["accuracy"], main_run["parity"])] if main_run else [])
+    rows += [(x["name"], x["samples"], x["accuracy"], x["parity"]) for x in extras]
+    w = max(len(r[0]) for r in rows)
+    for name, n, acc, par in rows:
+        out.append(f"  {name:<{w}}  {n:>5} samples  {_fmt(acc['float'], True):>8} / {_fmt(acc['reference'], True):>8}"
+                   f" / {_fmt(acc['hdl'], True):>8}   {par['bit_exact']}/{par['samples']}")
     return "\n".join(out)
 
 
 def save_json(report: dict, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(report, indent=1))
-    return path
+    """Strict JSON (no NaN), written atomically: a reader never sees half a report."""
+    from sw.errors import write_json
+
+    return write_json(report, path)

@@ -1,14 +1,18 @@
 """Co-simulate a trained model: stream its test spikes through the HDL, check
 bit-exact parity with hw.reference, count cycles and memory, write a report.
 
-    python cosim/run.py --model build/model.safetensors --backend verilator --mode layered async
+    python cosim/run.py --model build/model.safetensors --backend verilator --execution layered async
     python cosim/run.py --default      # what `make sim` runs: data, training if needed, cosim, report
+
+Exit codes: 0 ok, 1 parity (or another check) failed, 2 bad flag, file or
+field (one line naming it; checked before any simulation), 3 internal error.
 """
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import sys
+import warnings
 import time
 from pathlib import Path
 
@@ -22,13 +26,15 @@ from hw.model_file import Model, ModelFileError, load  # noqa: E402
 from hw.network import NetworkSpec  # noqa: E402
 from hw.reference import DELAY_UNITS, MODES, simulate  # noqa: E402
 
+from sw.errors import EXIT_CHECK_FAILED, EXIT_OK, InputError, check_out_dir, guarded  # noqa: E402
+
 from cosim import plots  # noqa: E402
-from cosim.report import EnergyModel, format_table, run_report, save_json  # noqa: E402
+from cosim.report import EnergyModel, extra_test_entry, format_table, run_report, save_json  # noqa: E402
 
 BACKENDS = ("amaranth", "verilator")
 
 
-class CosimError(ValueError):
+class CosimError(InputError):
     """Bad input to the co-simulation; the message names the flag or file."""
 
 
@@ -36,10 +42,10 @@ def _pow2(n: int, lo: int = 16) -> int:
     return max(lo, 1 << (max(1, int(n)) - 1).bit_length())
 
 
-def capacity_per_layer(values, model: Model) -> list[int]:
-    """``--scdq-capacity``: one value for every layer or one per layer, each an int >= 1."""
+def capacity_per_layer(values, model: Model | None) -> list[int]:
+    """``--scdq-capacity``: one value for every layer or one per layer, each an int >= 1
+    (with ``model=None`` only the values are checked)."""
     vals = list(values) if isinstance(values, (list, tuple)) else [values]
-    L = len(model.layers)
     caps = []
     for v in vals:
         try:
@@ -49,6 +55,9 @@ def capacity_per_layer(values, model: Model) -> list[int]:
         if isinstance(v, bool) or c < 1 or (isinstance(v, float) and v != c):
             raise CosimError(f"--scdq-capacity must be ints >= 1, got {v!r}")
         caps.append(c)
+    if model is None:
+        return caps
+    L = len(model.layers)
     if len(caps) == 1:
         caps = caps * L
     if len(caps) != L:
@@ -66,16 +75,26 @@ def make_backend(name: str, spec: NetworkSpec, log=print):
     raise CosimError(f"--backend must be one of {BACKENDS}, got {name!r}")
 
 
-def float_predictions(model: Model, model_path: Path, X: np.ndarray, checkpoint: str | None = None):
-    """Predictions of the float model behind the file, when its checkpoint is known."""
-    ck = checkpoint or (model.info.get("float_checkpoint") if isinstance(model.info, dict) else None)
-    if not ck:
-        return None
-    ck = Path(ck)
-    if not ck.is_absolute() and not ck.is_file():
-        ck = model_path.parent / ck
-    if not ck.is_file():
-        raise CosimError(f"--float-checkpoint: no file at '{ck}'")
+def float_predictions(model: Model, model_path: Path, X: np.ndarray, checkpoint: str | None = None, log=print):
+    """Predictions of the float model behind the file, when its checkpoint is known.
+
+    An explicit ``checkpoint`` (``--float-checkpoint``) must exist. The one named in
+    the model file's ``info.float_checkpoint`` is optional: a model copied without
+    it is co-simulated all the same, with no float accuracy (and a note saying why).
+    """
+    if checkpoint:
+        ck = Path(checkpoint)
+        if not ck.is_file():
+            raise CosimError(f"--float-checkpoint: no file at '{ck}'")
+    else:
+        named = model.info.get("float_checkpoint")
+        if not named:
+            return None
+        ck = Path(named) if Path(named).is_absolute() else model_path.parent / named
+        if not ck.is_file():
+            log(f"note: no float accuracy: the float checkpoint named in '{model_path}' (info.float_checkpoint "
+                f"= {named!r}) is not at '{ck}'; pass --float-checkpoint to use another")
+            return None
     import torch
     from sw.checkpoint import load_float_model
     net = load_float_model(ck)
@@ -91,7 +110,7 @@ def cosimulate(model: Model, X: np.ndarray, y: np.ndarray | None, *, backend: st
                modes=("layered", "async"), delay_units=("scdq",), workers: int = 2, float_pred=None,
                scdq_capacity=None, energy: EnergyModel = EnergyModel(), out: Path | None = None,
                vcd_sample: int | None = None, progress: bool = True, log=print, corrupt=None,
-               early_exit=None) -> dict:
+               clock_mhz: float = plots.DEFAULT_CLOCK_MHZ, early_exit=None) -> dict:
     """Run every (mode, delay unit) over all samples; returns the report dict.
 
     ``scdq_capacity``: ``None`` sizes each SCDQ to the peak measured on ``X``
@@ -99,13 +118,10 @@ def cosimulate(model: Model, X: np.ndarray, y: np.ndarray | None, *, backend: st
     capacity: the HDL is compared with the reference at that capacity, and the
     report also gives the reference's accuracy at unlimited capacity.
     ``early_exit``: ``None`` or a list of ``"m,s"`` settings (``--early-exit``):
-    every (mode, unit) also runs each setting (cosim/early_exit.py)."""
-    for m_ in modes:
-        if m_ not in MODES:
-            raise CosimError(f"--mode must be among {MODES}, got {m_!r}")
-    for u in delay_units:
-        if u not in DELAY_UNITS:
-            raise CosimError(f"--delay-unit must be among {DELAY_UNITS}, got {u!r}")
+    every (mode, unit) also runs each setting (cosim/early_exit.py).
+
+    Every argument is checked before any simulation starts (:func:`check_inputs`)."""
+    check_inputs(modes, delay_units, scdq_capacity, energy, vcd_sample, len(X), model, clock_mhz)
     combos = [(m_, u) for u in delay_units for m_ in modes]
     forced = None if scdq_capacity is None else capacity_per_layer(scdq_capacity, model)
     ee_settings, ee_runs = None, []
@@ -116,7 +132,7 @@ def cosimulate(model: Model, X: np.ndarray, y: np.ndarray | None, *, backend: st
         except ee_mod.EarlyExitError as e:
             raise CosimError(str(e)) from None
     if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
+        out = check_out_dir(out, "--out")
     refs, unlimited = {}, {}
     for m_, u in combos:
         bar = tqdm(total=len(X), desc=f"reference {m_}/{u}", disable=not progress, leave=False, file=sys.stderr)
@@ -150,22 +166,23 @@ def cosimulate(model: Model, X: np.ndarray, y: np.ndarray | None, *, backend: st
                                             forced if u == "scdq" else None, progress))
             if out is not None and m_ == modes[0] and u == delay_units[0] and len(X):
                 plots.raster(X[0], hdl[0].emissions, out / "raster_sample0.png",
-                             f"sample 0 on the HDL ({m_}/{u})")
+                             f"sample 0 on the HDL ({m_}/{u})", label=None if y is None else int(y[0]),
+                             readout=hdl[0].readout)
+    for r in runs:  # latency in time at the stated clock
+        r["latency"]["microseconds"] = {k: v / clock_mhz for k, v in r["latency"]["cycles"].items()}
     report = {"model": model.info.get("name", ""), "samples": int(len(X)), "T": int(model.T),
-              "layers": [[L.n_in, L.n_out] for L in model.layers], "runs": runs}
+              "layers": [[L.n_in, L.n_out] for L in model.layers], "clock_mhz": float(clock_mhz), "runs": runs}
     if ee_settings:
         report["early_exit"] = ee_runs
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         save_json(report, out / "report.json")
         plots.memory_bars(runs, out / "memory.png")
-        plots.cycles_histogram(cycles, out / "cycles.png")
+        plots.cycles_histogram(cycles, out / "cycles.png", clock_mhz)
         if ee_runs:
             ee_mod.plot(ee_runs, out / "early_exit.png")
         if vcd_sample is not None:
             from cosim.backends.amaranth import AmaranthBackend
-            if not 0 <= vcd_sample < len(X):
-                raise CosimError(f"--vcd: sample {vcd_sample} is outside 0..{len(X) - 1}")
             m_, u = combos[0]
             spec = NetworkSpec.for_model(model, u, scdq_capacity=forced or [
                                              max(2, int(p)) for p in refs[(m_, u)].occupancy.max(axis=(0, 2))],
@@ -174,13 +191,38 @@ def cosimulate(model: Model, X: np.ndarray, y: np.ndarray | None, *, backend: st
     return report
 
 
+def check_inputs(modes, delay_units, scdq_capacity, energy: EnergyModel, vcd_sample, n_samples: int,
+                 model: Model | None = None, clock_mhz: float = plots.DEFAULT_CLOCK_MHZ) -> None:
+    """Raise :class:`CosimError` naming the flag for any bad co-simulation argument
+    (``model``: also check the number of per-layer values)."""
+    for m_ in modes:
+        if m_ not in MODES:
+            raise CosimError(f"--execution must be among {MODES}, got {m_!r}")
+    for u in delay_units:
+        if u not in DELAY_UNITS:
+            raise CosimError(f"--delay-unit must be among {DELAY_UNITS}, got {u!r}")
+    if scdq_capacity is not None:
+        capacity_per_layer(scdq_capacity, model)
+    for name, v in (("--energy-sop-pj", energy.sop_pj), ("--energy-update-pj", energy.neuron_update_pj),
+                    ("--energy-cycle-pj", energy.cycle_pj)):
+        if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+            raise CosimError(f"{name}: must be a finite number >= 0 (pJ), got {v!r}")
+    if not isinstance(clock_mhz, (int, float)) or not math.isfinite(clock_mhz) or clock_mhz <= 0:
+        raise CosimError(f"--clock-mhz: must be a finite number > 0, got {clock_mhz!r}")
+    if n_samples < 1:
+        raise CosimError("--data: the data set holds 0 samples")
+    if vcd_sample is not None and not 0 <= vcd_sample < n_samples:
+        raise CosimError(f"--vcd: sample {vcd_sample} is outside 0..{n_samples - 1}")
+
+
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(prog="cosim/run.py", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="build/model.safetensors", help="model file (default build/model.safetensors)")
-    ap.add_argument("--data", default="offline", help="synthetic | offline (default set) | SHD .h5 file or directory")
+    ap.add_argument("--data", default="offline", help="synthetic | offline (default set) | SHD .h5 file or directory | tonic-shd:ROOT | tonic-ssc:ROOT")
     ap.add_argument("--backend", default="verilator", choices=BACKENDS)
-    ap.add_argument("--mode", nargs="+", default=["layered", "async"], choices=MODES)
+    ap.add_argument("--execution", nargs="+", choices=MODES, help="layered and/or async (default both)")
+    ap.add_argument("--mode", nargs="+", choices=MODES, help="deprecated alias of --execution")
     ap.add_argument("--delay-unit", nargs="+", default=["scdq"], choices=DELAY_UNITS)
     ap.add_argument("--samples", default="all", help="N or 'all' (default all test samples)")
     ap.add_argument("--workers", type=int, default=2, help="harness processes (verilator backend)")
@@ -198,55 +240,101 @@ def parse_args(argv=None):
     ap.add_argument("--energy-cycle-pj", type=float, default=EnergyModel.cycle_pj)
     ap.add_argument("--default", action="store_true",
                     help="make sim: default data and model (made/trained if missing), all modes and both units")
+    ap.add_argument("--clock-mhz", type=float, default=plots.DEFAULT_CLOCK_MHZ,
+                    help="clock for latency in µs in the report and cycles.png (default 100)")
+    ap.add_argument("--extra-test", nargs="+", default=[], metavar="FILE",
+                    help="more SHD-format test files; the report gives their accuracy (first mode and delay unit). "
+                         "The shifted splits next to the test split (slow/fast/noisy) are always added")
     ap.add_argument("--no-progress", action="store_true")
     return ap.parse_args(argv)
 
 
+def _load_extra_tests(a, model: Model, model_path: Path, samples) -> dict:
+    """``{name: (path, X, y)}``: the shifted test splits next to ``--data`` and every
+    ``--extra-test`` file, loaded and checked before any simulation runs."""
+    from sw.evaluate import DataMismatch, load_split, shifted_files
+    sets = {**{k: (v, f"shifted split '{k}'") for k, v in shifted_files(a.data).items()},
+            **{str(p): (Path(p), "--extra-test") for p in a.extra_test}}
+    try:
+        return {name: (path, *load_split(path, model, str(model_path), samples, flag=flag))
+                for name, (path, flag) in sets.items()}
+    except (DataMismatch, ValueError, OSError) as e:  # names the flag (or split) and the file
+        raise CosimError(str(e)) from None
+
+
+def _extra_tests(a, model: Model, model_path: Path, sets: dict, energy) -> list[dict]:
+    """Co-simulate each extra test set in the first mode and delay unit; one report entry each."""
+    out = []
+    for name, (path, X, y) in sets.items():
+        fp = float_predictions(model, model_path, X, a.float_checkpoint)
+        sub = cosimulate(model, X, y, backend=a.backend, modes=(a.execution[0],), delay_units=(a.delay_unit[0],),
+                         workers=a.workers, float_pred=fp, scdq_capacity=a.scdq_capacity, energy=energy,
+                         progress=not a.no_progress, clock_mhz=a.clock_mhz)
+        out.append(extra_test_entry(name, path, sub))
+    return out
+
+
 def main(argv=None) -> int:
+    """Exit codes (sw.errors): 0 ok, 1 parity failed, 2 bad flag/file/field, 3 internal error."""
+    return guarded(_main, argv, "cosim")
+
+
+def _main(argv=None) -> int:
     a = parse_args(argv)
+    if a.mode is not None:
+        warnings.warn("--mode is deprecated; use --execution", DeprecationWarning, stacklevel=1)
+        print("note: --mode is deprecated; use --execution", file=sys.stderr)
+        if a.execution is not None and a.execution != a.mode:
+            raise CosimError("--mode: deprecated alias of --execution; give one of them, not both")
+    a.execution = a.execution or a.mode or ["layered", "async"]
     model_path = Path(a.model)
+    out = Path(a.out)
     if a.default:
-        a.mode, a.delay_unit = ["layered", "async"], ["scdq", "ring"]
-        if not model_path.is_file():
-            print(f"{model_path} is missing: training the default model (python sw/train.py)", flush=True)
-            from sw.train import main as train_main
-            rc = train_main(["--out", str(model_path.parent)] + (["--no-progress"] if a.no_progress else []))
-            if rc:
-                return rc
+        a.execution, a.delay_unit = ["layered", "async"], ["scdq", "ring"]
+    samples = None
     if a.samples != "all":
         try:
             samples = int(a.samples)
         except ValueError:
-            raise SystemExit(f"cosim: --samples must be an int or 'all', got {a.samples!r}")
+            raise CosimError(f"--samples must be an int or 'all', got {a.samples!r}") from None
         if samples < 1:
-            raise SystemExit(f"cosim: --samples must be >= 1, got {samples}")
-    else:
-        samples = None
+            raise CosimError(f"--samples must be >= 1, got {samples}")
     if a.workers < 1:
-        raise SystemExit(f"cosim: --workers must be >= 1, got {a.workers}")
-    try:
-        model = load(model_path)
-    except ModelFileError as e:
-        raise SystemExit(f"cosim: {e}")
+        raise CosimError(f"--workers must be >= 1, got {a.workers}")
+    energy = EnergyModel(a.energy_sop_pj, a.energy_update_pj, a.energy_cycle_pj)
+    # everything that needs no data is checked now, before training, data generation or simulation
+    check_inputs(a.execution, a.delay_unit, a.scdq_capacity, energy, None, 1, None, a.clock_mhz)
+    if a.early_exit is not None:  # settings checked before any data, training or simulation
+        from cosim import early_exit as ee_mod
+        try:
+            ee_mod.parse_settings(a.early_exit)
+        except ee_mod.EarlyExitError as e:
+            raise CosimError(str(e)) from None
+    if a.vcd is not None and a.vcd < 0:
+        raise CosimError(f"--vcd: sample {a.vcd} is negative")
+    out = check_out_dir(out, "--out")
+    if a.default and not model_path.is_file():
+        print(f"{model_path} is missing: training the default model (python sw/train.py)", flush=True)
+        from sw.train import main as train_main
+        rc = train_main(["--out", str(model_path.parent)] + (["--no-progress"] if a.no_progress else []))
+        if rc:
+            return rc
+    model = load(model_path)  # ModelFileError names the file and field
     from sw.evaluate import DataMismatch, load_eval_data
     try:
         X, y = load_eval_data(a.data, model, str(model_path), samples=samples)
-    except (DataMismatch, ValueError, OSError) as e:
-        raise SystemExit(f"cosim: --data: {e}")
-    try:
-        fp = float_predictions(model, model_path, X, a.float_checkpoint)
-    except CosimError as e:
-        raise SystemExit(f"cosim: {e}")
-    energy = EnergyModel(a.energy_sop_pj, a.energy_update_pj, a.energy_cycle_pj)
-    out = Path(a.out)
-    try:
-        report = cosimulate(model, X, y, backend=a.backend, modes=tuple(a.mode), delay_units=tuple(a.delay_unit),
-                            workers=a.workers, float_pred=fp, scdq_capacity=a.scdq_capacity, energy=energy,
-                            out=out, vcd_sample=a.vcd, progress=not a.no_progress, early_exit=a.early_exit)
-    except CosimError as e:
-        raise SystemExit(f"cosim: {e}")
+    except (DataMismatch, ValueError, OSError) as e:  # DataMismatch and ShdFormatError name the file/field
+        raise CosimError(f"--data: {e}") from None
+    check_inputs(a.execution, a.delay_unit, a.scdq_capacity, energy, a.vcd, len(X), model, a.clock_mhz)
+    extra_sets = _load_extra_tests(a, model, model_path, samples)
+    fp = float_predictions(model, model_path, X, a.float_checkpoint)
+    report = cosimulate(model, X, y, backend=a.backend, modes=tuple(a.execution), delay_units=tuple(a.delay_unit),
+                        workers=a.workers, float_pred=fp, scdq_capacity=a.scdq_capacity, energy=energy,
+                        out=out, vcd_sample=a.vcd, progress=not a.no_progress, clock_mhz=a.clock_mhz,
+                        early_exit=a.early_exit)
     report["model"] = str(model_path)
     report["data"] = a.data
+    report["extra_tests"] = _extra_tests(a, model, model_path, extra_sets, energy)
     save_json(report, out / "report.json")
     print(f"spikeline co-simulation: {model_path} on {len(X)} samples of '{a.data}' ({a.backend} backend)")
     print(format_table(report))
@@ -255,12 +343,12 @@ def main(argv=None) -> int:
         from cosim.early_exit import format_table as ee_table
         print(ee_table(report["early_exit"]))
         print(f"wrote {out / 'early_exit.png'}")
-    exact = all(r["parity"]["bit_exact"] == r["parity"]["samples"] for r in report["runs"])
+    exact = all(r["parity"]["bit_exact"] == r["parity"]["samples"] for r in report["runs"] + report["extra_tests"])
     exact = exact and all(p["parity"]["bit_exact"] == p["parity"]["samples"]
                           for r in report.get("early_exit", []) for p in r["points"])
     if not exact:
         print("PARITY FAILED: the HDL is not bit-exact with hw.reference (see FIRST DIVERGENCE above)")
-    return 0 if exact else 1
+    return EXIT_OK if exact else EXIT_CHECK_FAILED
 
 
 if __name__ == "__main__":

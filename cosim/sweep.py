@@ -9,8 +9,9 @@ The spec is TOML with three tables:
   (``"train.epochs" = 3`` or ``train.epochs = 3``);
 - ``[grid]``: dotted fields, each with a list of values; every combination is one
   design point (``seed`` may be one of them);
-- ``[hardware]``: ``delay_unit`` and ``mode`` lists, ``scdq_capacity`` list (ints,
-  or ``"peak"``: the measured peak occupancy, which never overflows), ``samples``
+- ``[hardware]``: ``delay_unit`` and ``mode`` lists, ``scdq_capacity`` list (ints;
+  ``"peak"``: the peak occupancy measured on the samples, which never overflows;
+  or a share of that peak per layer such as ``"50%"``), ``samples``
   (int or ``"all"``), optionally ``core_budget_bits``, and ``backend``
   (``"verilator"``, the default, or ``"amaranth"`` for tiny sweeps in seconds).
 
@@ -31,6 +32,7 @@ import hashlib
 import itertools
 import json
 import logging
+import math
 import shutil
 import sqlite3
 import sys
@@ -115,8 +117,9 @@ def load_spec(path) -> dict:
         if m not in MODES:
             raise SpecError(f"[hardware] mode: must be among {list(MODES)}, got {m!r}")
     for c in caps:
-        if c != "peak" and not (isinstance(c, int) and not isinstance(c, bool) and c >= 2):
-            raise SpecError(f"[hardware] scdq_capacity: each must be \"peak\" or an int >= 2, got {c!r}")
+        if not (c == "peak" or isinstance(c, int) and not isinstance(c, bool) and c >= 1 or _percent(c) is not None):
+            raise SpecError(f"[hardware] scdq_capacity: each must be \"peak\", an int >= 1 or a share of the "
+                            f"peak such as \"50%\", got {c!r}")
     samples = hw.get("samples", "all")
     if samples != "all" and not (isinstance(samples, int) and not isinstance(samples, bool) and samples >= 1):
         raise SpecError(f"[hardware] samples: must be a positive int or \"all\", got {samples!r}")
@@ -130,6 +133,17 @@ def load_spec(path) -> dict:
             "hardware": {"delay_unit": list(dict.fromkeys(units)), "mode": list(dict.fromkeys(modes)),
                          "scdq_capacity": list(dict.fromkeys(caps)), "samples": samples, "backend": backend,
                          "core_budget_bits": budget}}
+
+
+def _percent(c) -> float | None:
+    """``"50%"`` -> 0.5 (a share of the measured peak, in (0, 100] %); anything else -> None."""
+    if isinstance(c, str) and c.endswith("%"):
+        try:
+            f = float(c[:-1])
+        except ValueError:
+            return None
+        return f / 100 if 0 < f <= 100 else None
+    return None
 
 
 def _hash(obj) -> str:
@@ -149,7 +163,7 @@ def hardware_combos(hw: dict) -> list[dict]:
 
 def expand(spec: dict, out: Path) -> list[dict]:
     """One job per grid point: its validated training config and its rows' keys."""
-    from sw.train import ConfigError, load_config
+    from sw.config import ConfigError, load_config
 
     keys = list(spec["grid"])
     jobs = []
@@ -175,6 +189,7 @@ def run_point(job: dict) -> list[dict]:
     import numpy as np
 
     from hw.model_file import load
+    from hw.reference import simulate
     from sw.evaluate import load_eval_data
     from sw.train import train
 
@@ -199,7 +214,14 @@ def run_point(job: dict) -> list[dict]:
     rows = []
     for h, key in zip(job["hardware"], job["row_keys"]):
         t1 = time.time()
-        cap = None if h["scdq_capacity"] in (None, "peak") else int(h["scdq_capacity"])
+        c = h["scdq_capacity"]
+        if c in (None, "peak"):
+            cap = None  # sized to the peak measured on X: never drops
+        elif _percent(c) is not None:  # a share of the per-layer peak of the reference at unlimited capacity
+            peak = simulate(model, X, h["mode"], "scdq").occupancy.max(axis=(0, 2))
+            cap = [max(1, math.ceil(_percent(c) * int(p))) for p in peak]
+        else:
+            cap = int(c)
         rep = cosimulate(model, X, y, backend=h["backend"], modes=(h["mode"],), delay_units=(h["delay_unit"],),
                          workers=1, float_pred=fp, scdq_capacity=cap, progress=False, log=quiet)
         r = rep["runs"][0]
@@ -210,7 +232,8 @@ def run_point(job: dict) -> list[dict]:
             "key": key, "point_key": job["point_key"], "point": job["point"], "hardware": h,
             "model_path": str(model_path), "samples": r["samples"],
             "acc_float": r["accuracy"]["float"], "acc_reference": r["accuracy"]["reference"],
-            "acc_hdl": r["accuracy"]["hdl"], "acc_reference_unlimited": r["accuracy"].get("reference_unlimited"),
+            "acc_hdl": r["accuracy"]["hdl"],
+            "acc_reference_unlimited": r["accuracy"].get("reference_unlimited_capacity"),
             "parity_bit_exact": r["parity"]["bit_exact"], "parity_samples": r["parity"]["samples"],
             "first_divergence": r["parity"]["first_divergence"],
             "cycles_mean": r["latency"]["cycles"]["mean"], "cycles_p99": r["latency"]["cycles"]["p99"],
@@ -290,15 +313,18 @@ def _label(r: dict) -> str:
 
 
 def format_table(rows: list[dict], budget: int | None = None) -> str:
-    cols = ["point", "hardware", "float", "ref", "HDL", "exact", "cycles mean", "cycles p99", "TTD steps",
-            "SOPs", "delay bits", "total bits", "energy nJ", "train s"] + (["fits"] if budget is not None else [])
+    cols = ["point", "hardware", "float", "ref", "HDL", "ref unlim.", "exact", "cycles mean", "cycles p99",
+            "TTD steps", "SOPs", "C per layer", "dropped", "delay bits", "total bits", "energy nJ", "train s"] + \
+        (["fits"] if budget is not None else [])
     pct = lambda x: "-" if x is None else f"{100 * x:.1f}"  # noqa: E731
     body = []
     for r in rows:
         line = [" ".join(f"{k}={json.dumps(v)}" for k, v in r["point"].items()) or "-", _label(r),
-                pct(r["acc_float"]), pct(r["acc_reference"]), pct(r["acc_hdl"]),
+                pct(r["acc_float"]), pct(r["acc_reference"]), pct(r["acc_hdl"]), pct(r["acc_reference_unlimited"]),
                 f"{r['parity_bit_exact']}/{r['parity_samples']}", f"{r['cycles_mean']:,.0f}",
-                f"{r['cycles_p99']:,.0f}", f"{r['ttd_steps']:.1f}", f"{r['sops']:,.0f}", f"{r['delay_bits']:,}",
+                f"{r['cycles_p99']:,.0f}", f"{r['ttd_steps']:.1f}", f"{r['sops']:,.0f}",
+                "-" if r["scdq_capacity"] is None else "/".join(map(str, r["scdq_capacity"])),
+                "/".join(map(str, r["dropped"])), f"{r['delay_bits']:,}",
                 f"{r['total_bits']:,}", f"{r['energy_nj']:.1f}", f"{r['train_seconds']:.0f}"]
         if budget is not None:
             line.append("yes" if r["max_core_bits"] <= budget else "no")
@@ -350,6 +376,38 @@ def plot_pareto(rows: list[dict], out: Path) -> list[Path]:
     return paths
 
 
+def plot_capacity(rows: list[dict], out: Path) -> Path | None:
+    """``DIR/scdq_capacity.png``: accuracy against SCDQ bits, one line per (point, mode), when a
+    point was run at several SCDQ capacities; ``None`` otherwise."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups: dict = {}
+    for r in rows:
+        if r["hardware"]["delay_unit"] == "scdq":
+            groups.setdefault((r["point_key"], r["hardware"]["mode"]), []).append(r)
+    groups = {k: sorted(v, key=lambda r: r["delay_bits"]) for k, v in groups.items() if len(v) > 1}
+    if not groups:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for (pk, mode), rs in groups.items():
+        name = " ".join(f"{k}={json.dumps(v)}" for k, v in rs[0]["point"].items())
+        line = ax.plot([r["delay_bits"] for r in rs], [100 * r["acc_hdl"] for r in rs], "o-",
+                       label=f"{mode} {name}"[:70])[0]
+        for r in rs:
+            ax.annotate(str(r["hardware"]["scdq_capacity"]), (r["delay_bits"], 100 * r["acc_hdl"]), fontsize=7,
+                        textcoords="offset points", xytext=(3, 3), color=line.get_color())
+    ax.set_xlabel("SCDQ delay memory, all cores (bits; layered mode includes the input accumulators)")
+    ax.set_ylabel("HDL accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "scdq_capacity.png", dpi=120)
+    plt.close(fig)
+    return out / "scdq_capacity.png"
+
+
 # ---------------------------------------------------------------- driver
 def _client(workers: int, scheduler: str | None):
     import dask
@@ -359,7 +417,7 @@ def _client(workers: int, scheduler: str | None):
         return Client(scheduler), None
     # non-daemonic workers: a point may start processes of its own (data generation)
     dask.config.set({"distributed.worker.daemon": False})
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None,
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0",
                            silence_logs=logging.ERROR)
     return Client(cluster), cluster
 
@@ -455,6 +513,9 @@ def main(argv=None) -> int:
     print(f"\nnon-dominated ({len(front)} of {len(rows)}: HDL accuracy up, total memory bits down, cycles down):")
     print(format_table(sorted(front, key=lambda r: -(r["acc_hdl"] or 0)), budget))
     paths = plot_pareto(rows, out)
+    cap = plot_capacity(rows, out)
+    if cap is not None:
+        paths.append(cap)
     print(f"wrote {', '.join(str(p) for p in paths)}")
     bad = [r for r in rows if r["parity_bit_exact"] != r["parity_samples"]]
     if bad:
@@ -463,4 +524,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from sw.errors import guarded  # exit codes 0/1/2/3 as in every spikeline command
+
+    sys.exit(guarded(main, None, "sweep"))

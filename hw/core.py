@@ -15,13 +15,29 @@ transparent read ports, so back-to-back updates of one neuron see each other
 without stalls. A stall happens only when the spike output or the ring
 buffer's add port is not ready.
 
+Stages: the row iterator (:class:`hw.row_iterator.RowIterator`, its own
+component: ``(event, level)`` rows in, synapse pointers out; empty CSR rows
+cost no issue slot), the update pipeline (issue -> B -> C below) and the step
+controller (:class:`Phase`).
+
 Per step the controller runs these phases (see hw/reference.py for the rules):
 
-* async:   LEAK all -> delayed events (SCDQ stream, or ring drain of slot t)
-           -> same-step input events until end-of-step -> readout sum (readout core)
+* async:   delayed events (SCDQ stream, or ring drain of slot t)
+           -> same-step input events until end-of-step -> readout sum (readout core).
+           The leak of every neuron at the start of the step is lazy: each
+           neuron is marked stale, and the first op that touches it in stage B
+           (update, drain, readout sum or a background leak issued in an idle
+           slot) leaks it first. A neuron is unobservable until it is touched,
+           so this equals leak-all-first; a spiking core leaks the neurons it
+           has not touched before its end of step.
 * layered: delayed events (SCDQ -> input accumulator) -> same-step input events
            (into the accumulator, or every tap into the ring) -> FIRE pass
            ``v = sat(leak(v) + x)``, threshold, reset, readout sum
+
+The ring buffer is cleared on drain: every slot a sample writes (arrival
+``t + d < T``) is drained and zeroed at its arrival step, so after a sample
+that ran all ``T`` steps it is all zero; the ``n (D + 1)``-cycle clear runs only
+after reset or an unfinished (early-exit) sample.
 
 End of step is signalled downstream by an ``eos`` token on the output stream,
 so the next core can run concurrently (async) or hold the layer barrier
@@ -34,10 +50,11 @@ Synapses are programmed at run time through the configuration port
 from __future__ import annotations
 
 from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, memory, stream, wiring
+from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.reference import clog2
+from hw.row_iterator import RowIterator
 
 
 def _bits(n: int) -> int:
@@ -50,14 +67,36 @@ def event_layout(n: int) -> data.StructLayout:
     return data.StructLayout({"idx": unsigned(_bits(n)), "eos": unsigned(1)})
 
 
-# pipeline operation kinds
-OP_ADD, OP_ACC, OP_RING, OP_LEAK, OP_FIRE, OP_DRAIN, OP_RSUM, OP_CLEAR = range(8)
+class Op(enum.Enum, shape=3):
+    """What an operation does in the update stage (C)."""
 
-# controller phases
-(P_IDLE, P_CLEAR, P_CLEARWAIT, P_LEAK, P_DELAYED, P_INPUT, P_SETTLE, P_FIRE, P_RSUM,
- P_FLUSH, P_EOS, P_DONE) = range(12)
+    ADD = 0    # async update v <- sat(v + w), then the threshold check
+    ACC = 1    # layered SCDQ: input accumulator += w
+    RING = 2   # ring buffer: add w into slot t + d
+    LEAK = 3   # async: leak a neuron that is still stale this step (else nothing)
+    FIRE = 4   # layered: v <- sat(leak(v) + x), threshold, reset; readout R += v
+    DRAIN = 5  # async ring: the pre-summed slot of step t as one update
+    RSUM = 6   # async readout: R += v (leaking a stale neuron first)
+    CLEAR = 7  # start of a sample: v, accumulator, R <- 0
 
-CFG_ROWPTR, CFG_SYN, CFG_REG = 0, 1, 2
+
+class Phase(enum.Enum, shape=4):
+    """The step controller's phase (one step: DELAYED -> INPUT -> SETTLE -> [FIRE | RSUM] -> FLUSH -> EOS)."""
+
+    IDLE = 0
+    CLEAR = 1      # zero every neuron's state
+    CLEARWAIT = 2  # wait for the pipeline (and a ring clear)
+    DELAYED = 3    # delayed events due at t (SCDQ stream, or async ring drain)
+    INPUT = 4      # same-step input events until the input's end-of-step token
+    SETTLE = 5     # wait for the pipeline (a spiking async core also leaks its stale neurons)
+    FIRE = 6       # layered: the neuron pass
+    RSUM = 7       # async readout: the readout sums
+    FLUSH = 8      # wait for the pipeline
+    EOS = 9        # send the end-of-step token
+    DONE = 10      # step (or clear) finished: wait for the next step_start or clear
+
+
+CFG_ROWPTR, CFG_SYN, CFG_REG, CFG_LEVELS = 0, 1, 2, 3
 REG_THRESHOLD, REG_DECAY, REG_SUBTRACT, REG_ASYNC, REG_T = range(5)
 
 
@@ -74,7 +113,7 @@ class NeuronCore(wiring.Component):
     delay_unit : ``"ring"`` or ``"scdq"``.
     scdq_capacity : event capacity ``C`` of the SCDQ.
     T_max : the largest number of steps a sample may have.
-    membrane_bits, acc_bits, readout_bits, weight_bits : widths (DESIGN.md).
+    membrane_bits, acc_bits, readout_bits, weight_bits : widths (docs/contract.md).
     """
 
     def __init__(self, *, n_in, n_out, delays, nnz_max, spiking=True, delay_unit="scdq",
@@ -95,7 +134,7 @@ class NeuronCore(wiring.Component):
         self.membrane_bits, self.acc_bits, self.readout_bits, self.weight_bits = membrane_bits, acc_bits, readout_bits, weight_bits
         self.n_rows = self.K * n_in
         self.tw = clog2(T_max + 1) + 1
-        self.cfg_data_bits = max(32, _bits(n_out) + weight_bits, clog2(nnz_max + 1))
+        self.cfg_data_bits = max(32, _bits(n_out) + weight_bits, clog2(nnz_max + 1), self.K)
         members = {
             "inp": In(stream.Signature(event_layout(n_in))),
             "step_start": In(1),
@@ -148,13 +187,9 @@ class NeuronCore(wiring.Component):
         t = Signal(self.tw)
 
         # ---------------- memories
-        m.submodules.rowptr = rowptr = memory.Memory(shape=unsigned(PW), depth=self.n_rows + 1, init=[])
         syn_layout = data.StructLayout({"col": unsigned(OW), "w": signed(self.weight_bits)})
         m.submodules.syn = syn = memory.Memory(shape=syn_layout, depth=self.nnz_max, init=[])
         m.submodules.vmem = vmem = memory.Memory(shape=signed(vb), depth=n_out, init=[])
-        rp_wr = rowptr.write_port()
-        rp_lo = rowptr.read_port()
-        rp_hi = rowptr.read_port()
         syn_wr = syn.write_port()
         syn_rd = syn.read_port()
         v_wr = vmem.write_port()
@@ -171,9 +206,7 @@ class NeuronCore(wiring.Component):
         # ---------------- configuration port
         # (If chains rather than Switch: Verilator lints incomplete case statements)
         cfg_reg = self.cfg_we & (self.cfg_sel == CFG_REG)
-        m.d.comb += [rp_wr.addr.eq(self.cfg_addr), rp_wr.data.eq(self.cfg_data),
-                     rp_wr.en.eq(self.cfg_we & (self.cfg_sel == CFG_ROWPTR)),
-                     syn_wr.addr.eq(self.cfg_addr), syn_wr.data.eq(self.cfg_data),
+        m.d.comb += [syn_wr.addr.eq(self.cfg_addr), syn_wr.data.eq(self.cfg_data),
                      syn_wr.en.eq(self.cfg_we & (self.cfg_sel == CFG_SYN))]
         for reg, sig in ((REG_THRESHOLD, threshold), (REG_DECAY, decay), (REG_SUBTRACT, subtract),
                          (REG_ASYNC, is_async), (REG_T, T)):
@@ -182,6 +215,15 @@ class NeuronCore(wiring.Component):
 
         # ---------------- delay unit
         if self.delay_unit == "ring":
+            # level mask: bit k of word i is set when row (k, i) holds synapses (cfg_sel CFG_LEVELS)
+            m.submodules.lvmask = lvmask = memory.Memory(shape=unsigned(K), depth=self.n_in, init=[])
+            lm_wr = lvmask.write_port()
+            lm_rd = lvmask.read_port(domain="comb")
+            m.d.comb += [lm_wr.addr.eq(self.cfg_addr), lm_wr.data.eq(self.cfg_data),
+                         lm_wr.en.eq(self.cfg_we & (self.cfg_sel == CFG_LEVELS))]
+            lv_done = Signal(K)  # levels of the current input event already sent
+            in_time_mask = Signal(K)  # levels whose arrival t + d_k is before T
+            m.d.comb += in_time_mask.eq(Cat(*[(t + self.delays[k]) < T for k in range(K)]))
             from hw.delay.ring_buffer import RingBufferDelay
             m.submodules.delay = dunit = RingBufferDelay(n_out, self.D, acc_bits=ab, weight_bits=self.weight_bits)
         elif self.uses_scdq:
@@ -192,7 +234,7 @@ class NeuronCore(wiring.Component):
 
         # ---------------- pipeline: issue (synapse address) -> B (synapse data, state address) -> C (update)
         adv = Signal()  # the pipeline moves this cycle; low only on output backpressure
-        op_layout = data.StructLayout({"kind": unsigned(3), "syn": unsigned(1),
+        op_layout = data.StructLayout({"kind": Op, "syn": unsigned(1),
                                        "col": unsigned(OW), "x": signed(ab), "k": unsigned(KW)})
         b_valid = Signal()
         b_op = Signal(op_layout)
@@ -214,6 +256,30 @@ class NeuronCore(wiring.Component):
         with m.If(adv):
             m.d.sync += [c_valid.eq(b_valid), c_op.eq(b_op), c_op.col.eq(b_col), c_op.x.eq(b_x)]
 
+        # ---------------- lazy leak (async): at step start every neuron becomes ``stale``; the first
+        # op that touches a stale neuron in stage B (an update, a drain, a background leak or the
+        # readout sum) applies the leak in stage C before its own work and clears the flag. All ops
+        # pass stage B in order, so each neuron is leaked exactly once, before its first update of
+        # the step, as the contract's leak-all-first. Idle issue slots leak stale neurons in the
+        # background (lowest index first); a spiking core leaks the rest before its end of step.
+        stale = Signal(n_out)
+        c_lk = Signal()
+        b_touch = (b_op.kind == Op.ADD) | (b_op.kind == Op.DRAIN) | (b_op.kind == Op.LEAK) | (b_op.kind == Op.RSUM)
+        b_stale = stale.bit_select(b_col, 1)
+        with m.If(adv):
+            m.d.sync += c_lk.eq(b_valid & b_touch & b_stale)
+            with m.If(b_valid & b_touch):
+                m.d.sync += stale.eq(stale & ~(1 << b_col))
+        # background pick: the lowest stale neuron not already in stage B
+        bg_mask = Signal(n_out)
+        m.d.comb += bg_mask.eq(stale & ~Mux(b_valid, 1 << b_col, 0))
+        bg_valid, bg_col = Signal(), Signal(OW)
+        bg_phase = Signal()  # phases in which idle issue slots leak stale neurons (set by the controller)
+        m.d.comb += bg_valid.eq(bg_mask.any())
+        for jj in reversed(range(n_out)):
+            with m.If(bg_mask[jj]):
+                m.d.comb += bg_col.eq(jj)
+
         # stage C: compute
         v = v_rd.data
         refr = Signal(n_out)
@@ -228,41 +294,44 @@ class NeuronCore(wiring.Component):
         def sat(x, lo, hi):
             return Mux(x > hi, hi, Mux(x < lo, lo, x))
 
+        base = Signal(signed(vb))  # the membrane an async op starts from: leaked first if stale
+        m.d.comb += base.eq(Mux(c_lk, leaked, v))
         drive_x = Signal(signed(ab))
         if self.delay_unit == "scdq":
-            m.d.comb += drive_x.eq(Mux(c_kind == OP_FIRE, a_rd.data, c_op.x))
+            m.d.comb += drive_x.eq(Mux(c_kind == Op.FIRE, a_rd.data, c_op.x))
         else:
             m.d.comb += drive_x.eq(c_op.x)
         nv = Signal(signed(vb))
         with m.Switch(c_kind):
-            with m.Case(OP_LEAK):
-                m.d.comb += nv.eq(leaked)
-            with m.Case(OP_FIRE):
+            with m.Case(Op.LEAK):
+                m.d.comb += nv.eq(base)
+            with m.Case(Op.FIRE):
                 m.d.comb += nv.eq(sat(leaked + drive_x, vmin, vmax))
-            with m.Case(OP_RSUM, OP_CLEAR):
-                m.d.comb += nv.eq(Mux(c_kind == OP_CLEAR, 0, v))
-            with m.Default():  # OP_ADD, OP_DRAIN
-                m.d.comb += nv.eq(sat(v + drive_x, vmin, vmax))
+            with m.Case(Op.RSUM, Op.CLEAR):
+                m.d.comb += nv.eq(Mux(c_kind == Op.CLEAR, 0, base))
+            with m.Default():  # Op.ADD, Op.DRAIN
+                m.d.comb += nv.eq(sat(base + drive_x, vmin, vmax))
         is_refr = refr.bit_select(c_op.col, 1)
         checks = Signal()
-        m.d.comb += checks.eq(((c_kind == OP_ADD) | (c_kind == OP_DRAIN)) & ~is_refr | (c_kind == OP_FIRE))
+        m.d.comb += checks.eq(((c_kind == Op.ADD) | (c_kind == Op.DRAIN)) & ~is_refr | (c_kind == Op.FIRE))
         fire = Signal()
         if self.spiking:
             m.d.comb += fire.eq(c_valid & checks & (nv >= threshold))
         reset_v = Mux(subtract, nv - threshold, 0)
-        writes_v = (c_kind == OP_ADD) | (c_kind == OP_DRAIN) | (c_kind == OP_LEAK) | (c_kind == OP_FIRE) | (c_kind == OP_CLEAR)
+        writes_v = ((c_kind == Op.ADD) | (c_kind == Op.DRAIN) | (c_kind == Op.LEAK) | (c_kind == Op.FIRE)
+                    | (c_kind == Op.CLEAR) | ((c_kind == Op.RSUM) & c_lk))
         m.d.comb += [v_wr.addr.eq(c_op.col), v_wr.data.eq(Mux(fire, reset_v, nv)),
                      v_wr.en.eq(c_valid & adv & writes_v)]
         if self.delay_unit == "scdq":
             m.d.comb += [a_wr.addr.eq(c_op.col),
-                         a_wr.data.eq(Mux(c_kind == OP_ACC, a_rd.data + c_op.x, 0)),
-                         a_wr.en.eq(c_valid & adv & ((c_kind == OP_ACC) | (c_kind == OP_FIRE) | (c_kind == OP_CLEAR)))]
+                         a_wr.data.eq(Mux(c_kind == Op.ACC, a_rd.data + c_op.x, 0)),
+                         a_wr.en.eq(c_valid & adv & ((c_kind == Op.ACC) | (c_kind == Op.FIRE) | (c_kind == Op.CLEAR)))]
         ring_stall = Signal()
         if self.delay_unit == "ring":
             m.d.comb += [dunit.add.payload.neuron.eq(c_op.col), dunit.add.payload.delay.eq(delays[c_op.k]),
                          dunit.add.payload.weight.eq(c_op.x),
-                         dunit.add.valid.eq(c_valid & (c_kind == OP_RING)),
-                         ring_stall.eq(c_valid & (c_kind == OP_RING) & ~dunit.add.ready)]
+                         dunit.add.valid.eq(c_valid & (c_kind == Op.RING)),
+                         ring_stall.eq(c_valid & (c_kind == Op.RING) & ~dunit.add.ready)]
         out_stall = Signal()
         ctrl_eos = Signal()
         if self.spiking:
@@ -273,65 +342,29 @@ class NeuronCore(wiring.Component):
             with m.If(fire & adv):
                 m.d.sync += refr.eq(refr | (1 << c_op.col))
         else:
-            rsum = (c_kind == OP_RSUM) | (c_kind == OP_FIRE)
+            rsum = (c_kind == Op.RSUM) | (c_kind == Op.FIRE)
             newr = Signal(signed(rb))
             m.d.comb += newr.eq(sat(r_rd.data + nv, rmin, rmax))
-            m.d.comb += [r_wr.addr.eq(c_op.col), r_wr.data.eq(Mux(c_kind == OP_CLEAR, 0, newr)),
-                         r_wr.en.eq(c_valid & adv & (rsum | (c_kind == OP_CLEAR))),
+            m.d.comb += [r_wr.addr.eq(c_op.col), r_wr.data.eq(Mux(c_kind == Op.CLEAR, 0, newr)),
+                         r_wr.en.eq(c_valid & adv & (rsum | (c_kind == Op.CLEAR))),
                          self.rec.valid.eq(c_valid & adv & rsum),
                          self.rec.payload.j.eq(c_op.col), self.rec.payload.value.eq(newr)]
         m.d.comb += adv.eq(~out_stall & ~ring_stall)
 
-        # ---------------- row iterator: events (row r, op kind) -> synapse ops
-        ev_valid = Signal()
-        ev_ready = Signal()
-        ev_row = Signal(_bits(self.n_rows + 1))
-        ev_kind = Signal(3)
-        ev_k = Signal(KW)
-        rd_pend = Signal()  # row_ptr read issued last cycle
-        rd_kind = Signal(3)
-        rd_k = Signal(KW)
-        nx_valid = Signal()  # latched next range
-        nx_lo, nx_hi = Signal(PW), Signal(PW)
-        nx_kind, nx_k = Signal(3), Signal(KW)
-        cur_valid = Signal()
-        cur_p, cur_hi = Signal(PW), Signal(PW)
-        cur_kind, cur_k = Signal(3), Signal(KW)
-        m.d.comb += [rp_lo.addr.eq(ev_row), rp_hi.addr.eq(ev_row + 1), rp_lo.en.eq(ev_ready), rp_hi.en.eq(ev_ready)]
-        # candidate range for cur: latched next first, else the read just returned
-        cand_valid = nx_valid | rd_pend
-        cand_lo = Mux(nx_valid, nx_lo, rp_lo.data)
-        cand_hi = Mux(nx_valid, nx_hi, rp_hi.data)
-        cand_kind = Mux(nx_valid, nx_kind, rd_kind)
-        cand_k = Mux(nx_valid, nx_k, rd_k)
-        syn_issue = Signal()  # a synapse op enters stage A this cycle
-        cur_last = cur_valid & (cur_p + 1 == cur_hi)
-        cur_free = ~cur_valid | (cur_last & syn_issue)
-        load = Signal()
-        m.d.comb += load.eq(cur_free & cand_valid)
-        # accept a new event when the read result has a place to go
-        m.d.comb += ev_ready.eq(~nx_valid & (~rd_pend | load))
-        m.d.sync += rd_pend.eq(0)
-        with m.If(ev_valid & ev_ready):
-            m.d.sync += [rd_pend.eq(1), rd_kind.eq(ev_kind), rd_k.eq(ev_k)]
-        with m.If(rd_pend & ~load):
-            m.d.sync += [nx_valid.eq(1), nx_lo.eq(rp_lo.data), nx_hi.eq(rp_hi.data), nx_kind.eq(rd_kind), nx_k.eq(rd_k)]
-        with m.Elif(load & nx_valid):
-            m.d.sync += nx_valid.eq(rd_pend)
-            with m.If(rd_pend):
-                m.d.sync += [nx_lo.eq(rp_lo.data), nx_hi.eq(rp_hi.data), nx_kind.eq(rd_kind), nx_k.eq(rd_k)]
-        with m.If(syn_issue):
-            m.d.sync += cur_p.eq(cur_p + 1)
-            with m.If(cur_last):
-                m.d.sync += cur_valid.eq(0)
-        with m.If(load):
-            m.d.sync += [cur_valid.eq(cand_lo != cand_hi), cur_p.eq(cand_lo), cur_hi.eq(cand_hi),
-                         cur_kind.eq(cand_kind), cur_k.eq(cand_k)]
-        iter_idle = ~cur_valid & ~nx_valid & ~rd_pend & ~ev_valid
+        # ---------------- row iterator (hw.row_iterator): (event, level) rows -> synapse pointers
+        m.submodules.rows = it = RowIterator(self.n_rows, self.nnz_max, Op, KW)
+        m.d.comb += [it.cfg_we.eq(self.cfg_we & (self.cfg_sel == CFG_ROWPTR)), it.cfg_addr.eq(self.cfg_addr),
+                     it.cfg_data.eq(self.cfg_data)]
+        ev_valid, ev_ready = it.rows.valid, it.rows.ready
+        ev_row, ev_kind, ev_k = it.rows.payload.row, it.rows.payload.kind, it.rows.payload.k
+        cur_valid, cur_p, cur_kind, cur_k = it.ptrs.valid, it.ptrs.payload.p, it.ptrs.payload.kind, it.ptrs.payload.k
+        syn_issue = Signal()  # a synapse op enters stage B this cycle
+        m.d.comb += it.ptrs.ready.eq(adv)  # taken whenever the pipeline moves: rows go first
+        iter_idle = it.idle & ~ev_valid
 
         # ---------------- issue: the row iterator first, else the controller
         ctl_valid = Signal()
-        ctl_kind = Signal(3)
+        ctl_kind = Signal(Op)
         ctl_col = Signal(OW)
         ctl_x = Signal(signed(ab))
         m.d.comb += syn_rd.addr.eq(cur_p)
@@ -343,6 +376,8 @@ class NeuronCore(wiring.Component):
             with m.Elif(ctl_valid):
                 m.d.sync += [b_valid.eq(1), b_op.kind.eq(ctl_kind), b_op.syn.eq(0), b_op.col.eq(ctl_col),
                              b_op.x.eq(ctl_x)]
+            with m.Elif(bg_valid & bg_phase):
+                m.d.sync += [b_valid.eq(1), b_op.kind.eq(Op.LEAK), b_op.syn.eq(0), b_op.col.eq(bg_col)]
         ctl_taken = adv & ~cur_valid & ctl_valid
         pipe_empty = ~b_valid & ~c_valid & iter_idle
 
@@ -358,50 +393,47 @@ class NeuronCore(wiring.Component):
             m.d.sync += self.cnt_spike.eq(self.cnt_spike + 1)
 
         # ---------------- controller
-        phase = Signal(4)
+        phase = Signal(Phase)
         scdq_started = Signal()  # due_done is only meaningful from the cycle after start
         drain_j = Signal(OW)
         fire_j = Signal(OW)
         j = Signal(OW + 1)
-        sub = Signal(KW + 1)  # level counter for ring fan-out of one input event
-        m.d.comb += [self.done.eq(phase == P_DONE), busy.eq((phase != P_IDLE) & (phase != P_DONE))]
+        m.d.comb += [self.done.eq(phase == Phase.DONE), busy.eq((phase != Phase.IDLE) & (phase != Phase.DONE)),
+                     bg_phase.eq((phase == Phase.DELAYED) | (phase == Phase.INPUT)
+                                 | ((phase == Phase.SETTLE) if self.spiking else Const(0)))]
         inp = self.inp
         last_j = j == n_out - 1
 
         with m.If(self.clear):
-            m.d.sync += [phase.eq(P_CLEAR), j.eq(0), refr.eq(0), self.cnt_busy.eq(0), self.cnt_sop.eq(0),
+            m.d.sync += [phase.eq(Phase.CLEAR), j.eq(0), refr.eq(0), stale.eq(0), self.cnt_busy.eq(0), self.cnt_sop.eq(0),
                          self.cnt_stall.eq(0), self.cnt_spike.eq(0)]
         with m.Elif(self.step_start):
-            m.d.sync += [t.eq(self.t), j.eq(0), sub.eq(0), refr.eq(0),
-                         phase.eq(Mux(is_async, P_LEAK, P_DELAYED))]
+            if self.delay_unit == "ring":
+                m.d.sync += lv_done.eq(0)
+            m.d.sync += [t.eq(self.t), j.eq(0), refr.eq(0), phase.eq(Phase.DELAYED),
+                         stale.eq(Mux(is_async, (1 << n_out) - 1, 0))]
         with m.Else():
             if True:  # an If chain, not a Switch: Verilator lints incomplete cases
-                with m.If((phase == P_CLEAR)):
-                    m.d.comb += [ctl_valid.eq(1), ctl_kind.eq(OP_CLEAR), ctl_col.eq(j)]
+                with m.If((phase == Phase.CLEAR)):
+                    m.d.comb += [ctl_valid.eq(1), ctl_kind.eq(Op.CLEAR), ctl_col.eq(j)]
                     with m.If(ctl_taken):
                         m.d.sync += j.eq(j + 1)
                         with m.If(last_j):
-                            m.d.sync += phase.eq(P_CLEARWAIT)
-                with m.Elif((phase == P_CLEARWAIT)):
+                            m.d.sync += phase.eq(Phase.CLEARWAIT)
+                with m.Elif((phase == Phase.CLEARWAIT)):
                     if self.delay_unit == "ring":
                         ready = pipe_empty & ~dunit.busy
                     else:
                         ready = pipe_empty
                     with m.If(ready):
-                        m.d.sync += phase.eq(P_DONE)
-                with m.Elif((phase == P_LEAK)):
-                    m.d.comb += [ctl_valid.eq(1), ctl_kind.eq(OP_LEAK), ctl_col.eq(j)]
-                    with m.If(ctl_taken):
-                        m.d.sync += j.eq(j + 1)
-                        with m.If(last_j):
-                            m.d.sync += [phase.eq(P_DELAYED), j.eq(0)]
-                with m.Elif((phase == P_DELAYED)):
+                        m.d.sync += phase.eq(Phase.DONE)
+                with m.Elif((phase == Phase.DELAYED)):
                     if self.uses_scdq:
                         m.d.comb += [ev_valid.eq(dunit.out.valid), dunit.out.ready.eq(ev_ready),
                                      ev_row.eq(dunit.out.payload.level * self.n_in + dunit.out.payload.pre),
-                                     ev_kind.eq(Mux(is_async, OP_ADD, OP_ACC)), ev_k.eq(dunit.out.payload.level)]
+                                     ev_kind.eq(Mux(is_async, Op.ADD, Op.ACC)), ev_k.eq(dunit.out.payload.level)]
                         with m.If(scdq_started & dunit.due_done & ~dunit.out.valid):
-                            m.d.sync += phase.eq(P_INPUT)
+                            m.d.sync += phase.eq(Phase.INPUT)
                     elif self.delay_unit == "ring":
                         with m.If(is_async):
                             # drain slot t of every neuron; a zero slot is no update
@@ -409,93 +441,110 @@ class NeuronCore(wiring.Component):
                             with m.If(dunit.drain_req.valid & dunit.drain_req.ready):
                                 m.d.sync += j.eq(j + 1)
                             m.d.comb += [ctl_valid.eq(dunit.drain_resp.valid & (dunit.drain_resp.payload != 0)),
-                                         ctl_kind.eq(OP_DRAIN), ctl_x.eq(dunit.drain_resp.payload), ctl_col.eq(drain_j)]
+                                         ctl_kind.eq(Op.DRAIN), ctl_x.eq(dunit.drain_resp.payload), ctl_col.eq(drain_j)]
                             m.d.comb += dunit.drain_resp.ready.eq(ctl_taken | (dunit.drain_resp.payload == 0))
                             with m.If(dunit.drain_resp.valid & dunit.drain_resp.ready):
                                 m.d.sync += drain_j.eq(drain_j + 1)
                                 with m.If(drain_j == n_out - 1):
-                                    m.d.sync += [phase.eq(P_INPUT), drain_j.eq(0), j.eq(0)]
+                                    m.d.sync += [phase.eq(Phase.INPUT), drain_j.eq(0), j.eq(0)]
                         with m.Else():
-                            m.d.sync += phase.eq(P_INPUT)
+                            m.d.sync += phase.eq(Phase.INPUT)
                     else:
-                        m.d.sync += phase.eq(P_INPUT)
-                with m.Elif((phase == P_INPUT)):
+                        m.d.sync += phase.eq(Phase.INPUT)
+                with m.Elif((phase == Phase.INPUT)):
                     with m.If(inp.valid & inp.payload.eos):
                         m.d.comb += inp.ready.eq(1)
-                        m.d.sync += phase.eq(P_SETTLE)
+                        m.d.sync += phase.eq(Phase.SETTLE)
                     with m.Elif(inp.valid):
                         i = inp.payload.idx
                         if self.delay_unit == "ring":
-                            # one row per level; rows whose arrival t + d >= T are skipped
-                            kk = sub[:KW] if K > 1 else Const(0, KW)
-                            d_k = delays[kk]
-                            in_time = (t + d_k) < T
-                            direct = is_async & (d_k == 0)
-                            m.d.comb += [ev_valid.eq(in_time), ev_row.eq(kk * self.n_in + i), ev_k.eq(kk),
-                                         ev_kind.eq(Mux(direct, OP_ADD, OP_RING))]
-                            with m.If(~in_time | ev_ready):
-                                with m.If(sub == K - 1):
-                                    m.d.comb += inp.ready.eq(1)
-                                    m.d.sync += sub.eq(0)
-                                with m.Else():
-                                    m.d.sync += sub.eq(sub + 1)
+                            # one row per live level, lowest first: a level is live when the event's
+                            # row there holds synapses (the level mask) and its arrival t + d < T;
+                            # other levels cost no cycle
+                            m.d.comb += lm_rd.addr.eq(i)
+                            live = Signal(K)
+                            m.d.comb += live.eq(lm_rd.data & in_time_mask & ~lv_done)
+                            kk = Signal(KW)
+                            for k in reversed(range(K)):
+                                with m.If(live[k]):
+                                    m.d.comb += kk.eq(k)
+                            direct = is_async & (delays[kk] == 0)
+                            m.d.comb += [ev_valid.eq(live.any()), ev_row.eq(kk * self.n_in + i), ev_k.eq(kk),
+                                         ev_kind.eq(Mux(direct, Op.ADD, Op.RING))]
+                            last_level = (live & ~(1 << kk)[:K]) == 0
+                            with m.If(~live.any() | (ev_ready & last_level)):
+                                m.d.comb += inp.ready.eq(1)
+                                m.d.sync += lv_done.eq(0)
+                            with m.Elif(ev_ready):
+                                m.d.sync += lv_done.eq(lv_done | (1 << kk)[:K])
                         else:
                             push_ok = Const(1)
                             if self.uses_scdq:
                                 push_ok = dunit.push.ready
                             m.d.comb += [ev_valid.eq(Const(int(has_d0)) & push_ok), ev_row.eq(i), ev_k.eq(0),
-                                         ev_kind.eq(Mux(is_async, OP_ADD, OP_ACC))]
+                                         ev_kind.eq(Mux(is_async, Op.ADD, Op.ACC))]
                             go = push_ok & (ev_ready | Const(int(not has_d0)))
                             if self.uses_scdq:
                                 m.d.comb += [dunit.push.valid.eq(ev_ready | Const(int(not has_d0))), dunit.push.payload.eq(i)]
                             m.d.comb += inp.ready.eq(go)
-                with m.Elif((phase == P_SETTLE)):
-                    with m.If(pipe_empty):
-                        m.d.sync += [j.eq(0), phase.eq(Mux(is_async, P_RSUM if not self.spiking else P_EOS, P_FIRE))]
-                with m.Elif((phase == P_FIRE)):
+                with m.Elif((phase == Phase.SETTLE)):
+                    # a spiking core leaks its remaining stale neurons (background issue) first
+                    with m.If(pipe_empty & (~stale.any() if self.spiking else Const(1))):
+                        m.d.sync += [j.eq(0), phase.eq(Mux(is_async, Phase.RSUM if not self.spiking else Phase.EOS, Phase.FIRE))]
+                with m.Elif((phase == Phase.FIRE)):
                     if self.delay_unit == "ring":
                         m.d.comb += [dunit.drain_req.valid.eq(j < n_out), dunit.drain_req.payload.eq(j)]
                         with m.If(dunit.drain_req.valid & dunit.drain_req.ready):
                             m.d.sync += j.eq(j + 1)
-                        m.d.comb += [ctl_valid.eq(dunit.drain_resp.valid), ctl_kind.eq(OP_FIRE),
+                        m.d.comb += [ctl_valid.eq(dunit.drain_resp.valid), ctl_kind.eq(Op.FIRE),
                                      ctl_x.eq(dunit.drain_resp.payload), ctl_col.eq(fire_j),
                                      dunit.drain_resp.ready.eq(ctl_taken)]
                         with m.If(ctl_taken):
                             m.d.sync += fire_j.eq(fire_j + 1)
                             with m.If(fire_j == n_out - 1):
-                                m.d.sync += [phase.eq(P_FLUSH), fire_j.eq(0)]
+                                m.d.sync += [phase.eq(Phase.FLUSH), fire_j.eq(0)]
                     else:
-                        m.d.comb += [ctl_valid.eq(1), ctl_kind.eq(OP_FIRE), ctl_col.eq(j)]
+                        m.d.comb += [ctl_valid.eq(1), ctl_kind.eq(Op.FIRE), ctl_col.eq(j)]
                         with m.If(ctl_taken):
                             m.d.sync += j.eq(j + 1)
                             with m.If(last_j):
-                                m.d.sync += phase.eq(P_FLUSH)
-                with m.Elif((phase == P_RSUM)):
-                    m.d.comb += [ctl_valid.eq(1), ctl_kind.eq(OP_RSUM), ctl_col.eq(j)]
+                                m.d.sync += phase.eq(Phase.FLUSH)
+                with m.Elif((phase == Phase.RSUM)):
+                    m.d.comb += [ctl_valid.eq(1), ctl_kind.eq(Op.RSUM), ctl_col.eq(j)]
                     with m.If(ctl_taken):
                         m.d.sync += j.eq(j + 1)
                         with m.If(last_j):
-                            m.d.sync += phase.eq(P_FLUSH)
-                with m.Elif((phase == P_FLUSH)):
+                            m.d.sync += phase.eq(Phase.FLUSH)
+                with m.Elif((phase == Phase.FLUSH)):
                     with m.If(pipe_empty):
-                        m.d.sync += phase.eq(P_EOS)
-                with m.Elif((phase == P_EOS)):
+                        m.d.sync += phase.eq(Phase.EOS)
+                with m.Elif((phase == Phase.EOS)):
                     if self.spiking:
                         m.d.comb += ctrl_eos.eq(~c_valid)
                         with m.If(self.out.ready & ~c_valid):
-                            m.d.sync += phase.eq(P_DONE)
+                            m.d.sync += phase.eq(Phase.DONE)
                     else:
-                        m.d.sync += phase.eq(P_DONE)
-                with m.Elif((phase == P_IDLE) | (phase == P_DONE)):
+                        m.d.sync += phase.eq(Phase.DONE)
+                with m.Elif((phase == Phase.IDLE) | (phase == Phase.DONE)):
                     pass
                 with m.Else():  # unused encodings: back to idle
-                    m.d.sync += phase.eq(P_IDLE)
+                    m.d.sync += phase.eq(Phase.IDLE)
         # delay-unit strobes: start of the delayed phase, advance at end of step, clear with the core
-        eos_sent = (phase == P_EOS) & ((self.out.ready & ~c_valid) if self.spiking else Const(1))
+        eos_sent = (phase == Phase.EOS) & ((self.out.ready & ~c_valid) if self.spiking else Const(1))
         if self.delay_unit == "ring":
-            m.d.comb += [dunit.clear.eq(self.clear), dunit.advance.eq(eos_sent)]
+            # clear on drain: every slot a sample writes (arrival t + d < T) is drained and zeroed at
+            # its arrival step, so after a sample that ran all T steps the ring is all zero and
+            # needs no n * (D + 1)-cycle clear; after reset or an unfinished sample it is cleared
+            ring_dirty = Signal(init=1)
+            m.d.comb += [dunit.clear.eq(self.clear & ring_dirty), dunit.advance.eq(eos_sent)]
+            with m.If(self.clear):
+                m.d.sync += ring_dirty.eq(0)
+            with m.Elif(self.step_start):
+                m.d.sync += ring_dirty.eq(1)
+            with m.Elif(eos_sent & (t + 1 >= T)):
+                m.d.sync += ring_dirty.eq(0)
         elif self.uses_scdq:
-            m.d.comb += [dunit.clear.eq(self.clear), dunit.start.eq((phase == P_DELAYED) & ~scdq_started),
+            m.d.comb += [dunit.clear.eq(self.clear), dunit.start.eq((phase == Phase.DELAYED) & ~scdq_started),
                          dunit.advance.eq(eos_sent)]
-            m.d.sync += scdq_started.eq(phase == P_DELAYED)
+            m.d.sync += scdq_started.eq(phase == Phase.DELAYED)
         return m

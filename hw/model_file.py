@@ -15,14 +15,16 @@ File layout (schema version 1)
      "layers": [{"n_in": 700, "n_out": 48, "delays": [0, 2, ...],
                  "threshold": 64, "decay": 3686, "reset": "zero",
                  "spiking": true}, ...],
-     "info": {...free-form, not validated...}}
+     "info": {...free-form; the keys in INFO_TYPES are type-checked...}}
 
 No pickle is involved anywhere: safetensors stores raw little-endian arrays.
 """
 from __future__ import annotations
 
 import json
+import math
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,12 @@ SCHEMA_VERSION = 1
 HEADER_KEY = "spikeline"
 RESETS = ("zero", "subtract")
 DECAY_ONE = 4096  # decay a means v <- trunc0(v * a / 4096)
+MAX_T = 65535  # steps per sample: a chosen bound, so a header cannot demand unbounded per-step memories
+# (the HDL sizes its step counter and result memory, T x n_classes readout words, from the model's T)
+MIN_DT = 1e-6  # seconds per step: event times have microsecond resolution at best
+# ``info`` is free-form, but these keys, when present, are read by the tools and must have these types
+INFO_TYPES = {"seed": (int,), "float_checkpoint": (str,), "name": (str,), "no_delays": (bool,),
+              "data_source": (str,), "data_hash": (str,)}
 
 
 class ModelFileError(ValueError):
@@ -50,7 +58,7 @@ class ModelFileError(ValueError):
 
 @dataclass(frozen=True)
 class Widths:
-    """Hardware word widths; the defaults are DESIGN.md's."""
+    """Hardware word widths; the defaults are docs/contract.md's."""
 
     weight_bits: int = 8
     membrane_bits: int = 24
@@ -107,7 +115,7 @@ def _is_int(x: Any) -> bool:
 
 
 def validate(model: Model, path: str | os.PathLike | None = None) -> Model:
-    """Check every rule of DESIGN.md "What the loader refuses"; return the model.
+    """Check every rule of docs/contract.md "The model file and what the loader refuses"; return the model.
 
     Raises :class:`ModelFileError` naming the field.
     """
@@ -123,10 +131,17 @@ def validate(model: Model, path: str | os.PathLike | None = None) -> Model:
             raise err(f"widths.{name}", f"must be an int in [{lo}, {hi}], got {v!r}")
     if not _is_int(model.n_inputs) or model.n_inputs < 1:
         raise err("n_inputs", f"must be a positive int, got {model.n_inputs!r}")
-    if not _is_int(model.T) or model.T < 1:
-        raise err("T", f"must be a positive int, got {model.T!r}")
-    if not isinstance(model.dt, (float, int)) or isinstance(model.dt, bool) or not model.dt > 0:
-        raise err("dt", f"must be a positive number of seconds, got {model.dt!r}")
+    if not _is_int(model.T) or not 1 <= model.T <= MAX_T:
+        raise err("T", f"must be an int in [1, {MAX_T}], got {model.T!r}")
+    if (not isinstance(model.dt, (float, int)) or isinstance(model.dt, bool) or not math.isfinite(model.dt)
+            or not MIN_DT <= model.dt):
+        raise err("dt", f"must be a finite number of seconds >= {MIN_DT}, got {model.dt!r}")
+    if not isinstance(model.info, dict):
+        raise err("info", f"must be a JSON object, got {type(model.info).__name__}")
+    for key, types in INFO_TYPES.items():
+        v = model.info.get(key)
+        if key in model.info and (not isinstance(v, types) or (types == (int,) and isinstance(v, bool))):
+            raise err(f"info.{key}", f"must be of type {types[0].__name__}, got {v!r}")
     if not model.layers:
         raise err("layers", "a model needs at least one layer")
     wmin, wmax = -(1 << (w.weight_bits - 1)), (1 << (w.weight_bits - 1)) - 1
@@ -211,9 +226,26 @@ def save(model: Model, path: str | os.PathLike) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {f"layers.{l}.weights": np.ascontiguousarray(L.weights) for l, L in enumerate(model.layers)}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file(tensors, str(tmp), metadata={HEADER_KEY: json.dumps(_header(model))})
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: save_file(tensors, tmp, metadata={HEADER_KEY: json.dumps(_header(model))}))
+    return path
+
+
+def atomic_write(path: str | os.PathLike, write) -> Path:
+    """Call ``write(tmp_name)`` on a uniquely named temp file beside ``path``, then
+    rename it over ``path``; on any failure the temp file is removed and ``path``
+    is untouched. Readers never see half a file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
     return path
 
 
@@ -286,6 +318,6 @@ def load(path: str | os.PathLike) -> Model:
         T=_get(h, "T", "T", path),
         dt=_get(h, "dt", "dt", path),
         widths=widths,
-        info=h.get("info", {}) or {},
+        info={} if h.get("info") is None else h["info"],
     )
     return validate(model, path)

@@ -17,7 +17,8 @@ Result port (``res_sel``, ``res_addr`` -> ``res_data`` one cycle later):
   ``STATUS_BASE + 8 l + i`` for ``CORE_STATUS[i]``
 
 Early exit (the rule of :mod:`hw.reference`, "Early exit"): network registers
-``2`` (margin ``m``) and ``3`` (steps ``s``) of the configuration port; the
+``2`` (margin ``m``), ``3`` (steps ``s``) and ``4`` (the model's class count:
+a build's padding classes take no part) of the configuration port; the
 sequencer tracks the top two readout sums as the readout core writes them and
 ends the sample after a step that closes a run of ``s`` steps with a lead
 ``>= m``. Readout rows after the exit step are not written; the host reads
@@ -33,7 +34,7 @@ from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.core import (CFG_REG, CFG_ROWPTR, CFG_SYN, REG_ASYNC, REG_DECAY, REG_SUBTRACT, REG_T,
+from hw.core import (CFG_LEVELS, CFG_REG, CFG_ROWPTR, CFG_SYN, REG_ASYNC, REG_DECAY, REG_SUBTRACT, REG_T,
                      REG_THRESHOLD, NeuronCore, _bits, event_layout)
 from hw.model_file import Model, Widths
 from hw.reference import _check_early_exit, clog2, csr_rows, events_from_raster
@@ -142,6 +143,10 @@ def config_writes(spec: NetworkSpec, model: Model, mode: str, early_exit=None) -
         if len(cols) > S.nnz_max:
             raise ConfigError(f"{f}.weights: {len(cols)} non-zero taps exceed the build's nnz_max={S.nnz_max}")
         writes += [(spec.sel_core(l, CFG_ROWPTR), r, int(p)) for r, p in enumerate(row_ptr)]
+        if spec.delay_unit == "ring":  # the ring core's level mask: which rows (k, i) hold synapses
+            full = (np.diff(np.asarray(row_ptr)) > 0).reshape(len(S.delays), S.n_in)
+            writes += [(spec.sel_core(l, CFG_LEVELS), i, int(sum(1 << k for k in np.flatnonzero(full[:, i]))))
+                       for i in range(S.n_in)]
         wb = spec.widths.weight_bits
         ob = _bits(S.n_out)
         writes += [(spec.sel_core(l, CFG_SYN), p, int(c) | ((int(w) & ((1 << wb) - 1)) << ob))
@@ -154,20 +159,31 @@ def config_writes(spec: NetworkSpec, model: Model, mode: str, early_exit=None) -
             (spec.sel_core(l, CFG_REG), REG_ASYNC, int(mode == "async")),
             (spec.sel_core(l, CFG_REG), REG_T, int(model.T)),
         ]
-    writes += [(spec.sel_net, 0, int(model.T)), (spec.sel_net, 2, margin), (spec.sel_net, 3, steps)]
+    writes += [(spec.sel_net, 0, int(model.T)), (spec.sel_net, 2, margin), (spec.sel_net, 3, steps),
+               (spec.sel_net, 4, int(model.n_classes))]
     return writes
 
 
-def stimulus_writes(spec: NetworkSpec, X: np.ndarray) -> list[tuple[int, int, int]]:
-    """Writes that load one sample's binary raster ``X[T, C]`` as events sorted by (t, c)."""
-    t, c = events_from_raster(np.asarray(X, dtype=bool))
+def stimulus_array(spec: NetworkSpec, X: np.ndarray) -> np.ndarray:
+    """The writes of :func:`stimulus_writes` as a ``[n, 3]`` int64 array ``(sel, addr, data)``."""
+    X = np.asarray(X, dtype=bool)
+    t, c = events_from_raster(X)
     if len(t) > spec.max_events:
         raise ConfigError(f"input: {len(t)} events exceed the build's max_events={spec.max_events}")
     if X.shape[1] > spec.layers[0].n_in:
         raise ConfigError(f"input: {X.shape[1]} channels exceed the build's n_in={spec.layers[0].n_in}")
     ib = _bits(spec.layers[0].n_in)
-    return [(spec.sel_stimulus, e, int(cc) | (int(tt) << ib)) for e, (tt, cc) in enumerate(zip(t, c))] + \
-        [(spec.sel_net, 1, len(t))]
+    out = np.empty((len(t) + 1, 3), dtype=np.int64)
+    out[:-1, 0] = spec.sel_stimulus
+    out[:-1, 1] = np.arange(len(t))
+    out[:-1, 2] = np.asarray(c, dtype=np.int64) | (np.asarray(t, dtype=np.int64) << ib)
+    out[-1] = (spec.sel_net, 1, len(t))
+    return out
+
+
+def stimulus_writes(spec: NetworkSpec, X: np.ndarray) -> list[tuple[int, int, int]]:
+    """Writes that load one sample's binary raster ``X[T, C]`` as events sorted by (t, c)."""
+    return [tuple(w) for w in stimulus_array(spec, X).tolist()]
 
 
 @dataclass
@@ -184,30 +200,99 @@ class HdlSample:
     early_exit: bool = False  # the early-exit rule fired
 
 
+# ---------------------------------------------------------------- the result-port protocol
+@dataclass(frozen=True)
+class ReadRun:
+    """``n`` consecutive result-port reads ``(sel, start + a)``. With ``count_word``
+    set, only ``min(n, status[count_word])`` of them are read, where ``status`` is
+    the first run's words (the status block, always read first)."""
+
+    sel: int
+    start: int
+    n: int
+    count_word: int | None = None
+
+    def count(self, status) -> int:
+        return self.n if self.count_word is None else min(self.n, int(status[self.count_word]))
+
+
+def result_plan(spec: NetworkSpec, T: int, n_classes: int) -> list[ReadRun]:
+    """The reads for one finished sample, in order: the status block, the spike
+    records of each spiking layer (as many as its record counter says), the
+    readout sums of ``T`` steps and the per-step cycle stamps. pysim, cocotb and
+    the Verilator harness all read exactly this list (:func:`result_reads`) and
+    decode the words with :func:`decode_words`."""
+    L = len(spec.layers)
+    nc = spec.n_classes
+    plan = [ReadRun(spec.sel_status, 0, STATUS_BASE + 8 * L)]
+    plan += [ReadRun(l, 0, spec.max_spikes, spec.status_addr(l, "records")) for l in range(L - 1)]
+    # readout words are laid out t * nc + j: one run covers the T steps of the build's nc classes
+    plan += [ReadRun(spec.sel_readout, 0, T * nc), ReadRun(spec.sel_step_cycles, 0, T)]
+    return plan
+
+
+def result_reads(plan: list[ReadRun], status) -> list[tuple[int, int]]:
+    """Every ``(sel, addr)`` of ``plan`` once the status block ``status`` is known."""
+    return [(r.sel, r.start + a) for r in plan for a in range(r.count(status))]
+
+
+class ResultWords:
+    """The words of one sample read in :func:`result_plan` order, addressable as
+    ``read(sel, addr)`` and in blocks (``block(sel, start, n)``)."""
+
+    def __init__(self, plan: list[ReadRun], words):
+        self.words = np.asarray(words, dtype=np.uint64)
+        self.base: dict[int, tuple[int, int, int]] = {}
+        status = self.words[:plan[0].n]
+        pos = 0
+        for r in plan:
+            n = r.count(status)
+            self.base[r.sel] = (pos, r.start, n)
+            pos += n
+        if pos != len(self.words):
+            raise ValueError(f"result words: the plan reads {pos}, got {len(self.words)}")
+
+    def block(self, sel: int, start: int, n: int) -> np.ndarray:
+        pos, s0, have = self.base[sel]
+        if start < s0 or start + n > s0 + have:
+            raise KeyError(f"result port: sel {sel} addresses {start}..{start + n - 1} were not read")
+        return self.words[pos + start - s0: pos + start - s0 + n].astype(np.int64)
+
+    def __call__(self, sel: int, addr: int) -> int:
+        return int(self.block(sel, addr, 1)[0])
+
+
+def _block(read, sel: int, start: int, n: int) -> np.ndarray:
+    if hasattr(read, "block"):
+        return read.block(sel, start, n)
+    return np.array([read(sel, start + a) for a in range(n)], dtype=np.int64)
+
+
 def decode_results(spec: NetworkSpec, model: Model, read) -> HdlSample:
-    """Read a finished sample through ``read(sel, addr) -> int``."""
-    status = lambda a: read(spec.sel_status, a)
+    """Decode a finished sample through ``read(sel, addr) -> int`` (or a :class:`ResultWords`)."""
+    status = lambda a: int(read(spec.sel_status, a))
     counters = [{n: status(spec.status_addr(l, n)) for n in CORE_STATUS} for l in range(len(spec.layers))]
     emissions = []
     for l in range(len(spec.layers) - 1):
-        n = counters[l]["records"]
+        n = min(counters[l]["records"], spec.max_spikes)
         ib = spec.idx_bits(l)
-        words = [read(l, a) for a in range(min(n, spec.max_spikes))]
-        emissions.append((np.array([w >> ib for w in words], dtype=np.int64),
-                          np.array([w & ((1 << ib) - 1) for w in words], dtype=np.int64)))
+        words = _block(read, l, 0, n)
+        emissions.append((words >> ib, words & ((1 << ib) - 1)))
     nc = spec.n_classes
     rb = spec.widths.readout_bits
     # rows after the exit step were never written: the readout keeps its exit value
     last = min(status(2), model.T - 1)
-    R = np.zeros((model.T, model.n_classes), dtype=np.int64)
-    for t in range(last + 1):
-        for j in range(model.n_classes):
-            w = read(spec.sel_readout, t * nc + j)
-            R[t, j] = w - (1 << rb) if w >> (rb - 1) else w
-    R[last + 1:] = R[last]
-    steps = np.array([read(spec.sel_step_cycles, t) for t in range(last + 1)], dtype=np.int64)
+    R = _block(read, spec.sel_readout, 0, (last + 1) * nc).reshape(last + 1, nc)[:, :model.n_classes]
+    R = np.where(R >> (rb - 1) & 1, R - (1 << rb), R).astype(np.int64)
+    R = np.concatenate([R, np.repeat(R[-1:], model.T - last - 1, axis=0)])
+    steps = _block(read, spec.sel_step_cycles, 0, last + 1)
     steps = np.concatenate([steps, np.full(model.T - last - 1, steps[-1], dtype=np.int64)])
     return HdlSample(emissions, R, status(0), counters, bool(status(1)), steps, last, bool(status(3)))
+
+
+def decode_words(spec: NetworkSpec, model: Model, words) -> HdlSample:
+    """Decode the words of one sample read in :func:`result_plan` order."""
+    return decode_results(spec, model, ResultWords(result_plan(spec, model.T, model.n_classes), words))
 
 
 class Network(wiring.Component):
@@ -261,8 +346,9 @@ class Network(wiring.Component):
         T = Signal(tw)
         n_events = Signal(_bits(spec.max_events + 1) + 1)
         ee_margin, ee_steps = Signal(rb), Signal(tw)  # early exit: 0 in either is off
+        ee_classes = Signal(range(spec.n_classes + 1))  # the model's classes; the build may have more
         net_we = cfg_we & (cfg_sel == spec.sel_net)
-        for a, reg in enumerate((T, n_events, ee_margin, ee_steps)):
+        for a, reg in enumerate((T, n_events, ee_margin, ee_steps, ee_classes)):
             with m.If(net_we & (cfg_addr == a)):
                 m.d.sync += reg.eq(cfg_data)
 
@@ -317,7 +403,7 @@ class Network(wiring.Component):
         # early exit: the top two readout sums of this step (records come in ascending j, j = 0 first)
         best, second = Signal(signed(rb)), Signal(signed(rb))
         value = last.rec.payload.value
-        with m.If(last.rec.valid):
+        with m.If(last.rec.valid & (last.rec.payload.j < ee_classes)):
             with m.If(last.rec.payload.j == 0):
                 m.d.sync += [best.eq(value), second.eq(-(1 << (rb - 1)))]
             with m.Elif(value > best):

@@ -13,7 +13,8 @@ import numpy as np
 from amaranth.sim import Simulator
 
 from hw.model_file import Model
-from hw.network import HdlSample, Network, NetworkSpec, config_writes, decode_results, stimulus_writes
+from hw.network import (HdlSample, Network, NetworkSpec, ResultWords, config_writes, decode_results, result_plan,
+                        result_reads, stimulus_writes)
 
 
 def run_network(spec: NetworkSpec, model: Model, X: np.ndarray, mode: str, vcd: str | None = None,
@@ -38,6 +39,12 @@ def run_network(spec: NetworkSpec, model: Model, X: np.ndarray, mode: str, vcd: 
             ctx.set(dut.cfg_data, data)
             await ctx.tick()
 
+        async def read(sel, addr):
+            ctx.set(dut.res_sel, sel)
+            ctx.set(dut.res_addr, addr)
+            await ctx.tick()
+            return ctx.get(dut.res_data)
+
         for w in cfg:
             await write(*w)
         for b in range(X.shape[0]):
@@ -53,19 +60,11 @@ def run_network(spec: NetworkSpec, model: Model, X: np.ndarray, mode: str, vcd: 
                 n += 1
                 if n > max_cycles:
                     raise TimeoutError(f"sample {b}: no done after {max_cycles} cycles")
-            cache = {}
-
-            # the result port answers one cycle after the address
-            def read(sel, addr):
-                return cache[(sel, addr)]
-
-            wanted = _result_addresses(spec, model, ctx, dut)
-            for key in await wanted:
-                ctx.set(dut.res_sel, key[0])
-                ctx.set(dut.res_addr, key[1])
-                await ctx.tick()
-                cache[key] = ctx.get(dut.res_data)
-            results.append(decode_results(spec, model, read))
+            # the result port answers one cycle after the address; the status block comes first
+            plan = result_plan(spec, model.T, model.n_classes)
+            status = [await read(spec.sel_status, a) for a in range(plan[0].n)]
+            words = status + [await read(*key) for key in result_reads(plan[1:], status)]
+            results.append(decode_results(spec, model, ResultWords(plan, words)))
             if progress:
                 progress(len(results))
 
@@ -76,22 +75,3 @@ def run_network(spec: NetworkSpec, model: Model, X: np.ndarray, mode: str, vcd: 
     with (sim.write_vcd(vcd, gtkw_file=vcd.rsplit(".", 1)[0] + ".gtkw") if vcd else nullcontext()):
         sim.run()
     return results
-
-
-async def _result_addresses(spec: NetworkSpec, model: Model, ctx, dut):
-    """Every (sel, addr) that :func:`decode_results` will read, reading the
-    record counts first so that only written records are fetched."""
-    from hw.network import CORE_STATUS
-    keys = [(spec.sel_status, a) for a in range(4)]  # cycles, record overflow, exit step, early exit
-    keys += [(spec.sel_status, spec.status_addr(l, n)) for l in range(len(spec.layers)) for n in CORE_STATUS]
-    counts = []
-    for l in range(len(spec.layers) - 1):
-        ctx.set(dut.res_sel, spec.sel_status)
-        ctx.set(dut.res_addr, spec.status_addr(l, "records"))
-        await ctx.tick()
-        counts.append(ctx.get(dut.res_data))
-    for l, n in enumerate(counts):
-        keys += [(l, a) for a in range(min(n, spec.max_spikes))]
-    keys += [(spec.sel_readout, t * spec.n_classes + j) for t in range(model.T) for j in range(model.n_classes)]
-    keys += [(spec.sel_step_cycles, t) for t in range(model.T)]
-    return keys

@@ -1,6 +1,6 @@
 """The bit-exact behavioural reference of the spikeline hardware (numpy + numba).
 
-This module *is* the contract of DESIGN.md in executable form. The Amaranth
+This module *is* the contract of docs/contract.md in executable form. The Amaranth
 components, the generated Verilog and the integer inference of trained models
 are all tested against it; nothing else restates these rules.
 
@@ -688,7 +688,7 @@ def simulate(model: Model, X: np.ndarray, mode: str = "layered", delay_unit: str
     return BatchResult(out)
 
 
-# ---------------------------------------------------------------- memory accounting (DESIGN.md)
+# ---------------------------------------------------------------- memory accounting (docs/contract.md)
 def clog2(n: int) -> int:
     """``ceil(log2 n)`` for ``n >= 1`` (``clog2(1) == 0``)."""
     if n < 1:

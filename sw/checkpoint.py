@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hw.model_file import atomic_write
 from sw.config import ConfigError
 from sw.models.delay import DelayNet, NetConfig
 
@@ -88,9 +89,8 @@ def evaluate(model, X: np.ndarray, y: np.ndarray, batch: int = 128) -> tuple[flo
 def atomic_save(obj, path: Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)  # a kill mid-write never leaves a torn checkpoint
+    # unique temp name, removed on failure: a kill mid-write never leaves a torn checkpoint
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 
 def diff_fields(a: dict, b: dict, prefix: str = "") -> list[str]:

@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from pathlib import Path
+
+from sw.data import augment
+from hw.model_file import MAX_T, MIN_DT
+from sw.errors import InputError
 
 from sw.models.unlayered import SCHEDULERS
 from sw.prune import METHODS
@@ -29,7 +34,7 @@ CHOICES = {"mode": MODES, "neuron": NEURONS, "prune.method": METHODS + ("none",)
            "train.device": DEVICES, "train.synapse": SYNAPSES, "model.delay_mode": DELAY_MODES}
 
 
-class ConfigError(ValueError):
+class ConfigError(InputError):
     """A bad config field or flag; the message names it."""
 
     def __init__(self, field: str, message: str):
@@ -97,14 +102,22 @@ def _check(cfg: dict) -> dict:
         if v < lo:
             raise ConfigError(name, f"must be >= {lo}, got {v!r}")
     for name, v in (("train.lr", t["lr"]), ("data.dt", d["dt"])):
-        if not v > 0:
-            raise ConfigError(name, f"must be positive, got {v!r}")
+        if not (v > 0 and math.isfinite(v)):
+            raise ConfigError(name, f"must be positive and finite, got {v!r}")
+    if d["dt"] < MIN_DT:
+        raise ConfigError("data.dt", f"must be >= {MIN_DT} s (the model file's limit), got {d['dt']!r}")
+    if d["T"] > MAX_T:
+        raise ConfigError("data.T", f"must be <= {MAX_T} (the model file's limit), got {d['T']!r}")
     if not 0 <= d["val_fraction"] < 1:
         raise ConfigError("data.val_fraction", f"must be in [0, 1), got {d['val_fraction']!r}")
     if not 0 <= p["start"] <= p["end"] <= 1:
         raise ConfigError("prune.start", f"need 0 <= start <= end <= 1, got start={p['start']}, end={p['end']}")
     if d["limit"] is not None and (not isinstance(d["limit"], int) or d["limit"] < 1):
         raise ConfigError("data.limit", f"must be null or a positive int, got {d['limit']!r}")
+    try:
+        augment.Augment.from_train_config(t)
+    except augment.AugmentError as e:
+        raise ConfigError(e.field, e.message) from None
     mt = cfg["budget"]["max_taps"]
     if mt is not None and not (isinstance(mt, int) and mt >= 1 or isinstance(mt, list) and all(
             x is None or isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in mt)):

@@ -15,10 +15,11 @@ import numpy as np
 import torch
 
 from hw.model_file import Layer, Model, Widths, save, validate
+from sw.errors import InputError
 from sw.quantize import int_dtype
 
 
-class BudgetError(ValueError):
+class BudgetError(InputError):
     """A layer has more non-zero taps than the per-core budget allows."""
 
 

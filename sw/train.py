@@ -2,7 +2,7 @@
 
     python -m sw.train [--config sw/configs/default.json] [--data synthetic|offline|<SHD dir>]
                        [--epochs N] [--seed S] [--no-delays] [--prune synaptic|axonal|layer|none]
-                       [--max-levels K] [--out build] [--resume] [--mode layered|unlayered]
+                       [--max-levels K] [--out build] [--resume] [--execution layered|async]
                        [--neuron lif|psu|ipsu|rpsu] [--scheduler fifo|random|momentum]
                        [--forward-group F] [--device cpu|cuda|auto] [--threads N] [--synapse auto|event|dense]
                        [--rate-target R[,R...]] [--rate-weight W[,W...]] [--weight-bits B] [--delays fixed|learnable]
@@ -56,11 +56,13 @@ import torch
 from tqdm import tqdm
 
 from hw.model_file import ModelFileError, save
+from sw.errors import EXIT_CHECK_FAILED, EXIT_OK, InputError, check_out_dir, guarded, write_json  # noqa: F401
 from sw.checkpoint import (atomic_save as _atomic_save, build_model, diff_fields as _diff_fields, evaluate,  # noqa: F401
                            load_float_model, net_config, neuron_factory as _neuron_factory, save_float_model)
 from sw.config import (CHOICES, DEFAULT_CONFIG, MODES, NEURONS, SCHEDULERS, ConfigError, load_config,  # noqa: F401
                        rate_terms, set_path as _set_path)
 from sw.data.splits import DataSplits, load_data  # noqa: F401
+from sw.data import augment
 from sw.export import BudgetError, IntegerResult, integer_forward, parity, to_model_file
 from sw.models.delay import DelayNet, NetConfig, mem_sum_loss, unquantized
 from sw.prune import METHODS, enforce_budget, mask_stats, prune_net, schedule
@@ -90,16 +92,6 @@ def rate_loss(spikes: list, targets, weights) -> torch.Tensor:
     return loss.to(torch.float32)
 
 
-def shift_channels(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """Move each sample's channels by ``shift[b]`` (zero fill): a cochlear frequency
-    shift, like a different vocal tract, for unseen-speaker robustness."""
-    B, T, C = x.shape
-    src = torch.arange(C)[None, :] - shift[:, None]  # [B, C]
-    valid = (src >= 0) & (src < C)
-    out = torch.gather(x, 2, src.clamp(0, C - 1)[:, None, :].expand(B, T, C))
-    return out * valid[:, None, :].to(x.dtype)
-
-
 # ---------------------------------------------------------------- main loop
 def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progress: bool = True,
           log=print) -> dict | None:
@@ -109,7 +101,7 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
     device = pick_device(cfg["train"]["device"], cfg["mode"])
     rate_targets, rate_weights = rate_terms(cfg)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    out = Path(cfg["out"])
+    out = check_out_dir(cfg["out"], "--out")  # before any work: a bad folder fails now, not after training
     ck_dir = out / "checkpoints"
     data = load_data(cfg)
     Xtr, ytr, Xval, yval, Xte, yte, n_classes = (data.Xtr, data.ytr, data.Xval, data.yval, data.Xte, data.yte,
@@ -153,8 +145,8 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
     if start == 0 and net.cfg.init_rate > 0:  # data-driven init
         mults = net.calibrate(calib, net.cfg.init_rate)
         log("init: hidden weight scale x " + ", ".join(f"{m:.3g}" for m in mults))
-    # channels are a cochlear frequency axis only in SHD-format data, not in the synthetic task
-    aug = tc["augment_shift"] if cfg["data"]["source"] != "synthetic" else 0
+    # channels/time are cochlear frequency/speech time only in SHD-format data, not in the synthetic task
+    aug = augment.Augment.from_train_config(tc) if cfg["data"]["source"] != "synthetic" else augment.Augment()
     done_now = 0
     for epoch in range(start, E):
         if epoch in plan or epoch == budget_epoch:
@@ -178,8 +170,8 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
         for s in bar:
             idx = perm[s:s + B]
             xb = Xtr_t[idx].float()
-            if aug:
-                xb = shift_channels(xb, torch.randint(-aug, aug + 1, (len(idx),), generator=g))
+            if aug.active:  # seeded per (seed, epoch, sample): identical on --resume
+                xb = torch.from_numpy(augment.augment_batch(Xtr[idx.numpy()], idx.numpy(), epoch, cfg["seed"], aug)).float()
             yb = ytr_t[idx].to(device)
             logits, rec = model(xb.to(device))
             loss = mem_sum_loss(logits, yb)
@@ -211,10 +203,24 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
         if stop_after is not None and done_now >= stop_after and epoch + 1 < E:
             log(f"stopping after {done_now} epoch(s) as asked; continue with --resume")
             return None
-    return finish(cfg, model, net, history, Xte, yte, t_start, t_data, log, progress)
+    return finish(cfg, model, net, history, Xte, yte, t_start, t_data, log, progress, data_provenance(data))
 
 
-def finish(cfg, model, net, history, Xte, yte, t_start, t_data, log=print, progress=True) -> dict:
+def data_provenance(data) -> dict:
+    """``info`` fields naming the training data: its source and the sha256 of its test and train files, so
+    that evaluation on another data set is never silent (``sw.evaluate.check_provenance``)."""
+    from sw.data.tonic_io import file_hash
+
+    info = {"data_source": getattr(data, "source", "") or ""}
+    files = getattr(data, "files", ()) or ()
+    if files:
+        info["data_hash"] = file_hash(files[1])  # the split that evaluation reads
+        info["data_train_hash"] = file_hash(files[0])
+    return info
+
+
+def finish(cfg, model, net, history, Xte, yte, t_start, t_data, log=print, progress=True,
+           data_info: dict | None = None) -> dict:
     """Float/integer test accuracy, export, parity with hw.reference, summary table and JSON."""
     from hw.reference import simulate
 
@@ -228,7 +234,7 @@ def finish(cfg, model, net, history, Xte, yte, t_start, t_data, log=print, progr
     save_float_model(net, cfg, final_ck)
     m = to_model_file(net, max_taps=cfg["budget"]["max_taps"],
                       info={"float_checkpoint": "checkpoints/final.pt",  # relative to the model file
-                            "seed": cfg["seed"], "no_delays": cfg["model"]["no_delays"]})
+                            "seed": cfg["seed"], "no_delays": cfg["model"]["no_delays"], **(data_info or {})})
     model_path = save(m, out / "model.safetensors")
     ours = integer_forward(m, Xte)
     bar = tqdm(total=len(yte), desc="hw.reference (layered)", leave=False, disable=not progress, file=sys.stderr)
@@ -255,7 +261,7 @@ def finish(cfg, model, net, history, Xte, yte, t_start, t_data, log=print, progr
         "seconds_total": time.time() - t_start, "seconds_data": t_data,
         "seconds_training": float(sum(h["seconds"] for h in history)), "config": cfg,
     }
-    (out / "train_summary.json").write_text(json.dumps(summary, indent=1))
+    write_json(summary, out / "train_summary.json")
     log(format_table(summary))
     return summary
 
@@ -284,7 +290,7 @@ def format_table(s: dict) -> str:
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(prog="python -m sw.train", description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default=None, help="JSON config (merged over sw/configs/default.json)")
-    ap.add_argument("--data", help="synthetic | offline | directory with shd_train.h5/shd_test.h5")
+    ap.add_argument("--data", help="synthetic | offline | directory with shd_train.h5/shd_test.h5 | tonic-shd:ROOT | tonic-ssc:ROOT")
     ap.add_argument("--epochs", type=int)
     ap.add_argument("--seed", type=int)
     ap.add_argument("--no-delays", action="store_true", help="baseline: delay 0 only, same topology")
@@ -293,12 +299,17 @@ def parse_args(argv=None):
     ap.add_argument("--max-levels", type=int, help="at most K distinct delays per layer")
     ap.add_argument("--out", help="output directory (default build)")
     ap.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.pt")
-    ap.add_argument("--mode", choices=MODES)
+    ap.add_argument("--execution", choices=("layered", "async"),
+                    help="train for layered execution, or for async execution (the unlayered model)")
+    ap.add_argument("--mode", choices=MODES, help="deprecated alias: layered = --execution layered, "
+                                                   "unlayered = --execution async")
     ap.add_argument("--neuron", choices=NEURONS)
     ap.add_argument("--scheduler", choices=SCHEDULERS)
     ap.add_argument("--forward-group", help="events per forward group (int) or 'all'")
     ap.add_argument("--limit", type=int, help="use at most this many samples per split")
     ap.add_argument("--stop-after", type=int, help="stop after this many epochs in this invocation (then --resume)")
+    ap.add_argument("--augment", metavar="NAMES",
+                    help="keep only these augmentations: all | none | comma list of " + ",".join(augment.NAMES))
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--device", choices=("cpu", "cuda", "auto"), help="train.device (default cpu)")
     ap.add_argument("--threads", type=int, help="torch threads (train.threads)")
@@ -312,8 +323,19 @@ def parse_args(argv=None):
     return ap.parse_args(argv)
 
 
+EXECUTION_TO_MODE = {"layered": "layered", "async": "unlayered"}
+
+
 def config_from_args(a) -> dict:
     over: dict = {}
+    if getattr(a, "execution", None) is not None:
+        mode = EXECUTION_TO_MODE[a.execution]
+        if a.mode is not None and a.mode != mode:
+            raise ConfigError("--mode", f"deprecated alias of --execution; '{a.mode}' contradicts "
+                                        f"--execution {a.execution}")
+        a.mode = mode
+    elif a.mode is not None:
+        print("note: --mode is deprecated; use --execution layered|async", file=sys.stderr)
     for flag, field, val in (("--data", "data.source", a.data), ("--epochs", "train.epochs", a.epochs),
                              ("--seed", "seed", a.seed), ("--prune", "prune.method", a.prune),
                              ("--max-levels", "prune.max_levels", a.max_levels), ("--out", "out", a.out),
@@ -353,22 +375,29 @@ def config_from_args(a) -> dict:
         except json.JSONDecodeError:
             val = raw  # bare strings
         _set_path(over, field.strip(), val)
-    return load_config(a.config, over)
+    cfg = load_config(a.config, over)
+    if a.augment is not None:
+        try:
+            cfg["train"] = augment.keep_only(cfg["train"], a.augment)
+        except augment.AugmentError as e:
+            raise ConfigError(e.field, e.message) from None
+    return cfg
+
+
+def _main(argv=None) -> int:
+    a = parse_args(argv)
+    cfg = config_from_args(a)
+    if a.stop_after is not None and a.stop_after < 1:
+        raise ConfigError("--stop-after", f"must be >= 1, got {a.stop_after}")
+    s = train(cfg, resume=a.resume, stop_after=a.stop_after, progress=not a.no_progress)
+    if s is None:
+        return EXIT_OK
+    return EXIT_OK if s["parity"]["all_bit_exact"] else EXIT_CHECK_FAILED
 
 
 def main(argv=None) -> int:
-    try:
-        a = parse_args(argv)
-        cfg = config_from_args(a)
-        if a.stop_after is not None and a.stop_after < 1:
-            raise ConfigError("--stop-after", f"must be >= 1, got {a.stop_after}")
-        s = train(cfg, resume=a.resume, stop_after=a.stop_after, progress=not a.no_progress)
-    except (ConfigError, BudgetError, ModelFileError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if s is None:
-        return 0
-    return 0 if s["parity"]["all_bit_exact"] else 1
+    """Exit codes (sw.errors): 0 ok, 1 parity failed, 2 bad flag/config/data, 3 internal error."""
+    return guarded(_main, argv, "train")
 
 
 if __name__ == "__main__":

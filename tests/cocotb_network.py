@@ -23,7 +23,7 @@ from cocotb.triggers import ClockCycles, FallingEdge
 
 from hdl_util import cocotb_params, cocotb_reset
 from hw.model_file import Layer, Model, Widths
-from hw.network import LayerSpec, NetworkSpec, decode_results
+from hw.network import LayerSpec, NetworkSpec, ResultWords, decode_results, result_plan, result_reads
 
 MAX_CYCLES = 2_000_000
 
@@ -69,25 +69,14 @@ async def read_many(dut, keys) -> dict:
 
 
 async def read_sample(dut, spec: NetworkSpec, model: Model):
-    """Decode one finished sample. ``decode_results`` asks for addresses through
-    a synchronous callback; unknown ones are collected and read, and decoding
-    is repeated until it asks for nothing new (the record counts decide which
-    record addresses exist)."""
-    cache: dict = {}
-    for _ in range(8):
-        missing = []
-
-        def read(sel, addr):
-            if (sel, addr) not in cache:
-                missing.append((sel, addr))
-                return 0
-            return cache[(sel, addr)]
-
-        res = decode_results(spec, model, read)
-        if not missing:
-            return res
-        cache.update(await read_many(dut, dict.fromkeys(missing)))
-    raise AssertionError("decode_results kept asking for new addresses")
+    """Decode one finished sample: the reads of ``result_plan`` (the status block
+    first, whose record counts decide how many record words follow)."""
+    plan = result_plan(spec, model.T, model.n_classes)
+    status = await read_many(dut, [(spec.sel_status, a) for a in range(plan[0].n)])
+    status = [status[(spec.sel_status, a)] for a in range(plan[0].n)]
+    keys = result_reads(plan[1:], status)
+    rest = await read_many(dut, keys)
+    return decode_results(spec, model, ResultWords(plan, status + [rest[k] for k in keys]))
 
 
 def check_sample(tag: str, got, exp: dict) -> None:

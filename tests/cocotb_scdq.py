@@ -3,7 +3,7 @@
 The pysim tests (tests/test_scdq.py) import the plan, expectation and driver
 from here, so pysim, Icarus and Verilator run the same stimulus.
 
-Expectation, built from the contract (DESIGN.md, hw.reference) and not from a
+Expectation, built from the contract (docs/contract.md, hw.reference) and not from a
 queue model: at step ``t`` the unit streams ``(i, k)`` for every stored event
 ``i`` emitted at ``t - d_k`` with ``d_k > 0``, ascending ``k``, within one ``k``
 in push order. Occupancy after step ``t`` is

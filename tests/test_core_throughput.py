@@ -3,7 +3,7 @@
 One spiking layer N x N with every tap non-zero at every delay level and every
 input channel active at every step, plus a small readout. The figure is the
 dense core's SOP counter divided by its busy-cycle counter (``cnt_busy``): a
-ratio of two hardware counters, not a time. DESIGN.md asks for one SOP per
+ratio of two hardware counters, not a time. The NeuronCore is specified to sustain one SOP per
 cycle with no bubbles on back-to-back events; what is left is the fixed work
 per step (leak / fire / drain passes over the N neurons, pipeline settle,
 end-of-step token), so the bound holds once a step carries enough SOPs.

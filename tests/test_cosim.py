@@ -52,9 +52,9 @@ def test_cli_end_to_end_verilator_all_modes_and_units(trained, tmp_path, capsys,
     hdl_runs = {}
     real_report = cosim_run.run_report
 
-    def capture(model_, mode, unit, backend, hdl, *rest):  # keep the HDL samples the report was made from
+    def capture(model_, mode, unit, backend, hdl, *rest, **kw):  # keep the HDL samples the report was made from
         hdl_runs[(mode, unit)] = hdl
-        return real_report(model_, mode, unit, backend, hdl, *rest)
+        return real_report(model_, mode, unit, backend, hdl, *rest, **kw)
 
     monkeypatch.setattr(cosim_run, "run_report", capture)
     rc = main(["--model", str(path), "--data", "synthetic", "--samples", "8", "--backend", "verilator",
@@ -69,6 +69,10 @@ def test_cli_end_to_end_verilator_all_modes_and_units(trained, tmp_path, capsys,
         assert r["accuracy"]["float"] is not None
         ref = simulate(model, X, r["mode"], r["delay_unit"])
         assert r["throughput"]["sops_per_layer"] == pytest.approx(ref.sops.mean(0).tolist())
+        assert r["latency"]["microseconds"]["mean"] == pytest.approx(r["latency"]["cycles"]["mean"] / 100)
+        nb = r["neurobench"]  # NeuroBench names (sw.metrics), from the HDL's counters
+        assert nb["SynapticOperations"]["Effective_ACs"] == pytest.approx(ref.sops.sum(1).mean())
+        assert nb["ClassificationAccuracy"] == r["accuracy"]["hdl"]
         # time to decision from the HDL's own readout and step-cycle counters, computed here
         hdl = hdl_runs[(r["mode"], r["delay_unit"])]
         ttd = [running_argmax_settles(h.readout) for h in hdl]
@@ -117,29 +121,29 @@ def test_corrupted_weight_is_caught_and_located(trained):
 
 def test_cli_errors_name_the_problem(trained, tmp_path, capsys):
     path, model, X, y = trained
-    with pytest.raises(SystemExit, match="no such file"):
-        main(["--model", str(tmp_path / "missing.safetensors"), "--data", "synthetic"])
+
+    def err(*args):  # exit code 2 and one line on stderr, no traceback
+        capsys.readouterr()
+        rc = main(list(args))
+        e = capsys.readouterr().err
+        assert rc == 2 and "Traceback" not in e, e
+        return e
+
+    assert "no such file" in err("--model", str(tmp_path / "missing.safetensors"), "--data", "synthetic")
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not a model")
-    with pytest.raises(SystemExit, match="bad.safetensors"):
-        main(["--model", str(bad), "--data", "synthetic"])
-    with pytest.raises(SystemExit, match="--samples"):
-        main(["--model", str(path), "--data", "synthetic", "--samples", "0"])
-    with pytest.raises(SystemExit, match="--samples"):
-        main(["--model", str(path), "--data", "synthetic", "--samples", "many"])
-    with pytest.raises(SystemExit, match="--workers"):
-        main(["--model", str(path), "--data", "synthetic", "--workers", "0"])
+    assert "bad.safetensors" in err("--model", str(bad), "--data", "synthetic")
+    assert "--samples" in err("--model", str(path), "--data", "synthetic", "--samples", "0")
+    assert "--samples" in err("--model", str(path), "--data", "synthetic", "--samples", "many")
+    assert "--workers" in err("--model", str(path), "--data", "synthetic", "--workers", "0")
     # a model whose input width does not fit the data
     m2 = load(path)
     m2.layers[0].weights = np.zeros((len(m2.layers[0].delays), 7, m2.layers[0].n_out), dtype=np.int8)
     m2.n_inputs = 7
     other = save(m2, tmp_path / "wide.safetensors")
-    with pytest.raises(SystemExit, match="n_inputs=7"):
-        main(["--model", str(other), "--data", "synthetic"])
-    with pytest.raises(SystemExit, match="--data"):
-        main(["--model", str(path), "--data", str(tmp_path / "nowhere")])
-    with pytest.raises(SystemExit):
-        main(["--model", str(path), "--backend", "spice"])
+    assert "n_inputs=7" in err("--model", str(other), "--data", "synthetic")
+    assert "--data" in err("--model", str(path), "--data", str(tmp_path / "nowhere"))
+    assert main(["--model", str(path), "--backend", "spice"]) == 2
     assert "invalid choice" in capsys.readouterr().err
 
 
@@ -163,3 +167,39 @@ def test_cli_exits_non_zero_and_names_the_divergence_on_a_parity_failure(trained
     assert "PARITY FAILED" in text and "FIRST DIVERGENCE (async/scdq): sample 0, layer 0" in text
     rep = json.loads((tmp_path / "out" / "report.json").read_text())
     assert rep["runs"][0]["parity"]["bit_exact"] < 3 and rep["runs"][0]["parity"]["first_divergence"]["layer"] == 0
+
+
+def test_report_shows_shifted_splits_and_extra_test_accuracy(tmp_path, capsys):
+    """Shifted splits next to the test split and --extra-test files run through the HDL
+    (pysim here) and the report gives their accuracy, equal to hw.reference's on that file."""
+    import torch
+
+    from sw.data.shd import load_rasters, write_shd
+    from sw.export import to_model_file
+    from sw.models.delay import DelayNet, NetConfig
+
+    rng = np.random.default_rng(0)
+    d = tmp_path / "set"
+    for f, n in ((d / "shd_test.h5", 3), (d / "shd_test_fast.h5", 3), (tmp_path / "other.h5", 2)):
+        times = [np.sort(rng.uniform(0, 0.3, 60)) for _ in range(n)]
+        write_shd(f, times, [rng.integers(0, 700, 60) for _ in range(n)], rng.integers(0, 3, n), None)
+    torch.manual_seed(0)
+    net = DelayNet(NetConfig(n_inputs=35, hidden=[6], n_classes=3, T=30, max_delay=6, delay_stride=2, init_gain=3.0))
+    path = save(to_model_file(net, info={"seed": 0}), tmp_path / "m.safetensors")
+    model = load(path)
+    out = tmp_path / "cosim"
+    rc = main(["--model", str(path), "--data", str(d), "--backend", "amaranth", "--execution", "layered",
+               "--extra-test", str(tmp_path / "other.h5"), "--out", str(out), "--no-progress"])
+    assert rc == 0
+    assert "accuracy on other test sets" in capsys.readouterr().out
+    extras = json.loads((out / "report.json").read_text())["extra_tests"]
+    assert [x["name"] for x in extras] == ["fast", str(tmp_path / "other.h5")]
+    for x in extras:
+        X, y = load_rasters(x["file"], dt=model.dt, T=model.T, pool=20)
+        assert x["samples"] == len(y) and x["parity"]["bit_exact"] == len(y)
+        ref = float((simulate(model, X, "layered").predictions == y).mean())
+        assert x["accuracy"]["reference"] == pytest.approx(ref) and x["accuracy"]["hdl"] == pytest.approx(ref)
+    assert main(["--model", str(path), "--data", str(d), "--backend", "amaranth", "--execution", "layered",
+                 "--extra-test", str(tmp_path / "missing.h5"), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "--extra-test" in err and "missing.h5" in err

@@ -18,10 +18,12 @@ def test_fake_quant_rounds_ties_half_to_even_and_clamps_both_ends():
     assert got == [0, 2, 2, 0, -2, -2, 0, 3, 126, 127, 127, -128, -128, -128]
     # the scale divides first: 3 * 0.25 / 0.5 = 1.5 -> 2, 5 * 0.25 / 0.5 = 2.5 -> 2
     assert fake_quant(torch.tensor([0.75, 1.25]), torch.tensor(0.5), 4).tolist() == [2, 2]
-    # above 4 bits the range is two's complement [-q - 1, q]; at 2..4 bits it is symmetric [-q, q]
+    # the contract's range is two's complement [-q - 1, q]; symmetric=True gives [-q, q] (2 bits: ternary)
     assert fake_quant(torch.tensor([20.0, -20.0, -16.4]), torch.tensor(1.0), 5).tolist() == [15, -16, -16]
-    assert fake_quant(torch.tensor([9.0, -9.0]), torch.tensor(1.0), 4).tolist() == [7, -7]
-    assert fake_quant(torch.tensor([0.5, 1.5, -3.0, -0.5]), torch.tensor(1.0), 2).tolist() == [0, 1, -1, 0]
+    assert fake_quant(torch.tensor([9.0, -9.0]), torch.tensor(1.0), 4).tolist() == [7, -8]
+    assert fake_quant(torch.tensor([9.0, -9.0]), torch.tensor(1.0), 4, symmetric=True).tolist() == [7, -7]
+    assert fake_quant(torch.tensor([0.5, 1.5, -3.0, -0.5]), torch.tensor(1.0), 2, symmetric=True).tolist() \
+        == [0, 1, -1, 0]
 
 
 def test_fake_quant_gradient_is_straight_through_inside_the_range():

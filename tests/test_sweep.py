@@ -10,6 +10,7 @@ import signal
 import sqlite3
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -58,7 +59,7 @@ def _exact(row: dict) -> dict:
 def cluster():
     from distributed import Client, LocalCluster
     import logging
-    c = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+    c = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
                      silence_logs=logging.ERROR)
     client = Client(c)
     yield client
@@ -157,6 +158,50 @@ def test_killed_worker_point_completes_on_retry_with_the_serial_row(swept, clust
     assert len(same) == 1 and _exact(same[0]) == _exact(serial[0])
 
 
+@pytest.mark.slow
+def test_capacity_below_the_peak_reuses_the_training_and_stays_bit_exact(swept):
+    d, spec, out, rows = swept
+    one = dict(spec, grid={"model.hidden": [[8]], "seed": [1]},
+               hardware=dict(spec["hardware"], scdq_capacity=["peak", "50%"]))
+    before = {r["point_key"]: r for r in rows}
+    rows2 = sweep.run_sweep(one, out, client=None, workers=1, progress=False, log=lambda *a: None)
+    assert len(rows2) == 2
+    peak_row, half = rows2
+    assert _exact(peak_row) == _exact(before[peak_row["point_key"]])  # already there: not recomputed
+    assert half["train_seconds"] == peak_row["train_seconds"]  # the finished training was reused
+    model = load(half["model_path"])
+    X, y = load_eval_data("synthetic", model, half["model_path"], samples=8)
+    peak = simulate(model, X, "layered", "scdq").occupancy.max(axis=(0, 2))
+    caps = [max(1, -(-int(p) // 2)) for p in peak]
+    assert half["scdq_capacity"] == caps
+    at_cap = simulate(model, X, "layered", "scdq", scdq_capacity=caps)
+    assert half["parity_bit_exact"] == half["parity_samples"] == 8  # HDL and reference drop the same events
+    assert half["acc_hdl"] == pytest.approx(float((at_cap.predictions == y).mean()))
+    assert half["acc_reference_unlimited"] == pytest.approx(float((simulate(model, X, "layered", "scdq").predictions
+                                                                    == y).mean()))
+    assert sum(half["dropped"]) > 0 and sum(peak_row["dropped"]) == 0
+    assert half["delay_bits"] < peak_row["delay_bits"]
+    png = sweep.plot_capacity(rows2, out)
+    assert png == out / "scdq_capacity.png" and png.stat().st_size > 1000
+    assert sweep.plot_capacity(rows, out) is None  # one capacity per point: no curve to draw
+    text = sweep.format_table(rows2)
+    assert "/".join(map(str, caps)) in text and "/".join(map(str, half["dropped"])) in text
+
+
+@pytest.mark.slow
+def test_force_recomputes_a_point_from_scratch(swept, cluster):
+    d, spec, out, rows = swept
+    one = dict(spec, grid={"model.hidden": [[6]], "seed": [1]})
+    old = next(r for r in rows if r["point"] == {"model.hidden": [6], "seed": 1})
+    ck = Path(old["model_path"]).parent / "checkpoints" / "last.pt"
+    before = ck.stat().st_mtime_ns
+    new = sweep.run_sweep(one, out, client=cluster, force=True, progress=False, log=lambda *a: None)
+    assert ck.stat().st_mtime_ns != before  # trained again
+    assert len(new) == 1 and _exact(new[0]) == _exact(old)  # and, being deterministic, to the same row
+    with sqlite3.connect(out / "results.sqlite") as db:
+        assert db.execute("SELECT COUNT(*) FROM results WHERE key = ?", (old["key"],)).fetchone()[0] == 1
+
+
 # ---------------------------------------------------------------- fit check
 @pytest.mark.slow
 def test_fit_check_on_a_fitting_and_a_non_fitting_model(swept, capsys):
@@ -201,7 +246,8 @@ def test_fit_worst_case_capacity_never_overflows_and_bad_input(tmp_path, capsys)
 # ---------------------------------------------------------------- spec and front (no simulation)
 @pytest.mark.parametrize("text, message", [
     ("[grid]\nseed = 3\n", "[grid] seed: must be a non-empty list"),
-    ("[hardware]\nscdq_capacity = [\"peak\", 1]\n", "[hardware] scdq_capacity: each must be \"peak\" or an int >= 2"),
+    ("[hardware]\nscdq_capacity = [\"peak\", 0]\n", "[hardware] scdq_capacity: each must be \"peak\", an int >= 1"),
+    ("[hardware]\nscdq_capacity = [\"120%\"]\n", "[hardware] scdq_capacity: each must be"),
     ("[hardware]\nmode = [\"sync\"]\n", "[hardware] mode: must be among"),
     ("[hardware]\nsamples = 0\n", "[hardware] samples: must be a positive int"),
     ("[hardware]\nqueue = 3\n", "[hardware] queue: unknown field"),

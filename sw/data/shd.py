@@ -23,11 +23,13 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from sw.errors import InputError
+
 N_CHANNELS = 700
 N_CLASSES = 20
 
 
-class ShdFormatError(ValueError):
+class ShdFormatError(InputError):
     """An SHD file is unreadable or breaks the layout; names the file and the field."""
 
     def __init__(self, path: str | os.PathLike, field: str | None, message: str):
@@ -212,10 +214,11 @@ def bin_events(times, units, dt: float, T: int, n_channels: int = N_CHANNELS, po
         raise ValueError(f"units: a channel lies outside [0, {n_channels})")
     if t.size and (not np.all(np.isfinite(t)) or t.min() < 0):
         raise ValueError("times: must be finite and non-negative")
-    k = np.floor(np.round(t / dt, 9)).astype(np.int64)
-    keep = k < T
+    with np.errstate(over="ignore"):  # t/dt may overflow to inf (t = 1e30, dt = 1e-300): such events lie beyond T
+        kf = np.floor(np.round(t / dt, 9))
+    keep = kf < T  # decided in float, before the cast, so huge times never wrap to a negative bin
     out = np.zeros((int(T), n_channels // int(pool)), dtype=bool)
-    out[k[keep], u[keep] // int(pool)] = True
+    out[kf[keep].astype(np.int64), u[keep] // int(pool)] = True
     return out
 
 

@@ -25,6 +25,8 @@ class DataSplits:
     Xte: np.ndarray
     yte: np.ndarray
     n_classes: int
+    source: str = ""  # provenance recorded in the model file (info.data_source)
+    files: tuple = ()  # (train file, test file) when the data comes from files (info.data_hash)
 
     @property
     def n_inputs(self) -> int:
@@ -35,7 +37,14 @@ def load_data(cfg: dict) -> DataSplits:
     """The splits of ``cfg["data"]`` (synthetic task, offline set, or an SHD directory)."""
     d, seed = cfg["data"], cfg["seed"]
     src = d["source"]
-    if src == "synthetic":
+    files: tuple = ()
+    from sw.data import tonic_io
+
+    if tonic_io.parse(src) is not None:  # tonic's SHD / SSC classes on local files; classes inferred
+        Xtr, ytr, c_tr, f_tr = tonic_io.load(src, "train", d["dt"], d["T"], d["pool"], d["limit"])
+        Xte, yte, c_te, f_te = tonic_io.load(src, "test", d["dt"], d["T"], d["pool"], d["limit"])
+        n_classes, files = max(c_tr, c_te), (f_tr, f_te)
+    elif src == "synthetic":
         from sw.data.synthetic import make_delay_task
 
         s = d["synthetic"]
@@ -60,11 +69,26 @@ def load_data(cfg: dict) -> DataSplits:
             else:
                 raise ConfigError("data.source", f"'{src}' is neither 'synthetic', 'offline' nor a directory "
                                                  "holding shd_train.h5 and shd_test.h5")
+        files = (Path(tr), Path(te))
         Xtr, ytr = load_rasters(tr, dt=d["dt"], T=d["T"], pool=d["pool"], limit=d["limit"])
         Xte, yte = load_rasters(te, dt=d["dt"], T=d["T"], pool=d["pool"], limit=d["limit"])
         n_classes = 20
+    for split, yy in (("train", ytr), ("test", yte)):
+        if len(yy) == 0:
+            raise ConfigError("data.source", f"the {split} split of '{src}' holds 0 samples")
     # validation split held out of train (model selection never sees test)
     perm = np.random.default_rng([seed, 7]).permutation(len(ytr))
     n_val = int(round(d["val_fraction"] * len(ytr)))
     val, tr_idx = perm[:n_val], np.sort(perm[n_val:])
-    return DataSplits(Xtr[tr_idx], ytr[tr_idx], Xtr[np.sort(val)], ytr[np.sort(val)], Xte, yte, n_classes)
+    return DataSplits(Xtr[tr_idx], ytr[tr_idx], Xtr[np.sort(val)], ytr[np.sort(val)], Xte, yte, n_classes,
+                      source=data_source_name(src), files=files)
+
+
+def data_source_name(src: str) -> str:
+    """The data source as recorded in a model file: ``synthetic``, ``offline``, ``tonic-shd:ROOT``,
+    ``tonic-ssc:ROOT`` or ``shd:DIR``."""
+    from sw.data import tonic_io
+
+    if src in ("synthetic", "offline") or tonic_io.parse(src) is not None:
+        return src
+    return f"shd:{src}"
