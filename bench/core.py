@@ -201,9 +201,13 @@ def main(argv=None) -> int:
     L0 = model.layers[0]
     for unit in ("ring", "scdq"):
         rows, dead = row_cycles(L0, X, unit, model.T)
-        print(f"core0 {unit}: per sample {rows} (event, level) rows, {dead} of them without a SOP (>= 1 cycle each); "
-              f"per-step passes over the {L0.n_out} neurons cost >= {model.T * L0.n_out} cycles"
-              + (f"; clearing the ring costs {L0.n_out * (L0.max_delay + 1)}" if unit == "ring" else ""))
+        print(f"core0 {unit}: per sample {rows} (event, level) rows, {dead} of them without a SOP (no issue slot: "
+              f"the row iterator drops empty rows" + ("; the ring's level mask skips them and taps arriving at or "
+                                                       "after T" if unit == "ring" else "") + ")"
+              + (f"; the ring is cleared on drain (a full clear would cost {L0.n_out * (L0.max_delay + 1)} cycles)"
+                 if unit == "ring" else ""))
+    print("per step, layered: a FIRE pass over every neuron of each core (after its input's end of step); "
+          "async: no leak pass (lazy leak), the ring's drain of slot t visits every neuron")
 
     # 3. pysim vs Verilator, same design (layered, scdq) and stimulus (sample 0)
     if not a.no_pysim:

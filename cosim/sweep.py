@@ -313,15 +313,18 @@ def _label(r: dict) -> str:
 
 
 def format_table(rows: list[dict], budget: int | None = None) -> str:
-    cols = ["point", "hardware", "float", "ref", "HDL", "exact", "cycles mean", "cycles p99", "TTD steps",
-            "SOPs", "delay bits", "total bits", "energy nJ", "train s"] + (["fits"] if budget is not None else [])
+    cols = ["point", "hardware", "float", "ref", "HDL", "ref unlim.", "exact", "cycles mean", "cycles p99",
+            "TTD steps", "SOPs", "C per layer", "dropped", "delay bits", "total bits", "energy nJ", "train s"] + \
+        (["fits"] if budget is not None else [])
     pct = lambda x: "-" if x is None else f"{100 * x:.1f}"  # noqa: E731
     body = []
     for r in rows:
         line = [" ".join(f"{k}={json.dumps(v)}" for k, v in r["point"].items()) or "-", _label(r),
-                pct(r["acc_float"]), pct(r["acc_reference"]), pct(r["acc_hdl"]),
+                pct(r["acc_float"]), pct(r["acc_reference"]), pct(r["acc_hdl"]), pct(r["acc_reference_unlimited"]),
                 f"{r['parity_bit_exact']}/{r['parity_samples']}", f"{r['cycles_mean']:,.0f}",
-                f"{r['cycles_p99']:,.0f}", f"{r['ttd_steps']:.1f}", f"{r['sops']:,.0f}", f"{r['delay_bits']:,}",
+                f"{r['cycles_p99']:,.0f}", f"{r['ttd_steps']:.1f}", f"{r['sops']:,.0f}",
+                "-" if r["scdq_capacity"] is None else "/".join(map(str, r["scdq_capacity"])),
+                "/".join(map(str, r["dropped"])), f"{r['delay_bits']:,}",
                 f"{r['total_bits']:,}", f"{r['energy_nj']:.1f}", f"{r['train_seconds']:.0f}"]
         if budget is not None:
             line.append("yes" if r["max_core_bits"] <= budget else "no")
@@ -371,6 +374,38 @@ def plot_pareto(rows: list[dict], out: Path) -> list[Path]:
         plt.close(fig)
         paths.append(out / fname)
     return paths
+
+
+def plot_capacity(rows: list[dict], out: Path) -> Path | None:
+    """``DIR/scdq_capacity.png``: accuracy against SCDQ bits, one line per (point, mode), when a
+    point was run at several SCDQ capacities; ``None`` otherwise."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups: dict = {}
+    for r in rows:
+        if r["hardware"]["delay_unit"] == "scdq":
+            groups.setdefault((r["point_key"], r["hardware"]["mode"]), []).append(r)
+    groups = {k: sorted(v, key=lambda r: r["delay_bits"]) for k, v in groups.items() if len(v) > 1}
+    if not groups:
+        return None
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for (pk, mode), rs in groups.items():
+        name = " ".join(f"{k}={json.dumps(v)}" for k, v in rs[0]["point"].items())
+        line = ax.plot([r["delay_bits"] for r in rs], [100 * r["acc_hdl"] for r in rs], "o-",
+                       label=f"{mode} {name}"[:70])[0]
+        for r in rs:
+            ax.annotate(str(r["hardware"]["scdq_capacity"]), (r["delay_bits"], 100 * r["acc_hdl"]), fontsize=7,
+                        textcoords="offset points", xytext=(3, 3), color=line.get_color())
+    ax.set_xlabel("SCDQ delay memory, all cores (bits; layered mode includes the input accumulators)")
+    ax.set_ylabel("HDL accuracy (%)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out / "scdq_capacity.png", dpi=120)
+    plt.close(fig)
+    return out / "scdq_capacity.png"
 
 
 # ---------------------------------------------------------------- driver
@@ -478,6 +513,9 @@ def main(argv=None) -> int:
     print(f"\nnon-dominated ({len(front)} of {len(rows)}: HDL accuracy up, total memory bits down, cycles down):")
     print(format_table(sorted(front, key=lambda r: -(r["acc_hdl"] or 0)), budget))
     paths = plot_pareto(rows, out)
+    cap = plot_capacity(rows, out)
+    if cap is not None:
+        paths.append(cap)
     print(f"wrote {', '.join(str(p) for p in paths)}")
     bad = [r for r in rows if r["parity_bit_exact"] != r["parity_samples"]]
     if bad:

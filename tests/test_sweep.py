@@ -181,6 +181,11 @@ def test_capacity_below_the_peak_reuses_the_training_and_stays_bit_exact(swept):
                                                                     == y).mean()))
     assert sum(half["dropped"]) > 0 and sum(peak_row["dropped"]) == 0
     assert half["delay_bits"] < peak_row["delay_bits"]
+    png = sweep.plot_capacity(rows2, out)
+    assert png == out / "scdq_capacity.png" and png.stat().st_size > 1000
+    assert sweep.plot_capacity(rows, out) is None  # one capacity per point: no curve to draw
+    text = sweep.format_table(rows2)
+    assert "/".join(map(str, caps)) in text and "/".join(map(str, half["dropped"])) in text
 
 
 @pytest.mark.slow
