@@ -183,7 +183,7 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
             if learnable:
                 with torch.no_grad():
                     for syn in net.synapses:
-                        syn.pos.clamp_(0, syn.K - 1)
+                        syn.pos_u.clamp_(0, 1)
             tot += loss.item() * len(idx)
             n_ok += int((logits.argmax(1) == yb).sum())
             bar.set_postfix(loss=f"{loss.item():.3f}")
