@@ -27,6 +27,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -208,6 +209,8 @@ def main(argv=None) -> int:
             print(f"{m.name:26s} {m.describe()}  tests: {' '.join(m.tests)}{eq}")
         return 0
     rows, problems = [], []
+    # a terminated run still removes its scratch copy (SIGTERM -> SystemExit -> cleanup)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with tempfile.TemporaryDirectory(prefix="spikeline-mutants-") as tmp:
         scratch = Path(tmp)
         make_scratch(scratch)

@@ -307,7 +307,7 @@ def format_generalization(gen: list[dict]) -> str:
     head = f"{'model':<34} {'exec':<7} {'unit':<4} " + " ".join(f"{n:>12}" for n in names)
     lines = ["accuracy % per split (gap to test in points)", head, "-" * len(head)]
     for g in gen:
-        name = g["model"] if len(g["model"]) <= 34 else "/".join(Path(g["model"]).parts[-2:])[-34:]
+        name = g["model"] if len(g["model"]) <= 34 else "..." + g["model"][-31:]  # runs differ in the folder
         cells = []
         for s in splits:
             a = g["accuracy"].get(s)

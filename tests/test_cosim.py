@@ -58,7 +58,7 @@ def test_cli_end_to_end_verilator_all_modes_and_units(trained, tmp_path, capsys,
 
     monkeypatch.setattr(cosim_run, "run_report", capture)
     rc = main(["--model", str(path), "--data", "synthetic", "--samples", "8", "--backend", "verilator",
-               "--mode", "layered", "async", "--delay-unit", "scdq", "ring", "--out", str(out), "--no-progress"])
+               "--execution", "layered", "async", "--delay-unit", "scdq", "ring", "--out", str(out), "--no-progress"])
     text = capsys.readouterr().out
     assert rc == 0, text
     rep = json.loads((out / "report.json").read_text())
@@ -155,7 +155,7 @@ def test_cli_exits_non_zero_and_names_the_divergence_on_a_parity_failure(trained
     import cosim.run as cosim_run
     path, model, X, y = trained
     args = ["--model", str(path), "--data", "synthetic", "--samples", "3", "--backend", "verilator",
-            "--mode", "async", "--out", str(tmp_path / "out"), "--no-progress"]
+            "--execution", "async", "--out", str(tmp_path / "out"), "--no-progress"]
     assert main(args) == 0
     assert "PARITY FAILED" not in capsys.readouterr().out
     # readout threshold is unused, so fault the first hidden layer's threshold register instead: 1 fires on any input
