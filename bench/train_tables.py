@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def _run_point(args) -> dict:
-    name, over, out = args
+    name, over, out, data_src = args
     import torch
 
     torch.set_num_threads(1)
@@ -41,6 +41,8 @@ def _run_point(args) -> dict:
     if over is None:  # a finished run given with --baseline NAME=DIR: read, do not train
         s = json.loads((Path(out) / "train_summary.json").read_text())
         cfg = s["config"]
+        if data_src is not None:  # the same files under another name (e.g. a copy of the offline set)
+            cfg["data"]["source"] = data_src
         over = {"baseline": str(out)}
     else:
         over = json.loads(json.dumps(over))
@@ -155,11 +157,15 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="build/tables")
     ap.add_argument("--baseline", action="append", default=[], metavar="NAME=DIR",
                     help="take point NAME from a finished sw.train output DIR instead of training it")
+    ap.add_argument("--baseline-data", help="read the test split of --baseline runs from this data source instead "
+                                            "of the one in their config (same files, e.g. a copy)")
     a = ap.parse_args(argv)
     out = Path(a.out)
     pts = points(a)
     base = dict(b.split("=", 1) for b in a.baseline)
-    jobs = [(n, None, Path(base[n])) if n in base else (n, o, out / a.table / n.replace(" ", "_")) for n, o in pts]
+    src = a.baseline_data
+    jobs = [(n, None, Path(base[n]), src) if n in base else (n, o, out / a.table / n.replace(" ", "_"), None)
+            for n, o in pts]
     todo = [j for j in jobs if j[1] is not None]
     if a.workers > 1:
         import multiprocessing as mp

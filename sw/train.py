@@ -154,7 +154,7 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
             if epoch in plan:
                 k, lv = plan[epoch]
                 prune_net(net, pr["method"], k, lv)
-            if epoch == budget_epoch:
+            if epoch == budget_epoch and not learnable:  # learnable: one tap per synapse, checked at export
                 enforce_budget(net, cfg["budget"]["max_taps"], cfg["budget"]["on_exceed"])
             if rates is not None:  # pruning removes drive: give each layer back its spike rate
                 net.calibrate(calib, rates, iters=10)
