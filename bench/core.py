@@ -201,9 +201,13 @@ def main(argv=None) -> int:
     L0 = model.layers[0]
     for unit in ("ring", "scdq"):
         rows, dead = row_cycles(L0, X, unit, model.T)
-        print(f"core0 {unit}: per sample {rows} (event, level) rows, {dead} of them without a SOP (>= 1 cycle each); "
-              f"per-step passes over the {L0.n_out} neurons cost >= {model.T * L0.n_out} cycles"
-              + (f"; clearing the ring costs {L0.n_out * (L0.max_delay + 1)}" if unit == "ring" else ""))
+        print(f"core0 {unit}: per sample {rows} (event, level) rows, {dead} of them without a SOP (no issue slot: "
+              f"the row iterator drops empty rows" + ("; the ring's level mask skips them and taps arriving at or "
+                                                       "after T" if unit == "ring" else "") + ")"
+              + (f"; the ring is cleared on drain (a full clear would cost {L0.n_out * (L0.max_delay + 1)} cycles)"
+                 if unit == "ring" else ""))
+    print("per step, layered: a FIRE pass over every neuron of each core (after its input's end of step); "
+          "async: no leak pass (lazy leak), the ring's drain of slot t visits every neuron")
 
     # 3. pysim vs Verilator, same design (layered, scdq) and stimulus (sample 0)
     if not a.no_pysim:
@@ -216,8 +220,9 @@ def main(argv=None) -> int:
         pwall, pcpu = time.perf_counter() - t0, time.process_time() - c0
         assert hp.cycles == hv[0].cycles and np.array_equal(hp.readout, hv[0].readout)
         # every clock pysim ran: config + stimulus writes, start, run to done, result reads
-        n_reads = 2 + 8 * len(spec.layers) + len(spec.layers) - 1 + sum(len(e[0]) for e in hp.emissions) \
-            + model.T * spec.n_classes + model.T
+        from hw.network import result_plan
+        plan = result_plan(spec, model.T, model.n_classes)  # the reads pysim made: status, records, readout, stamps
+        n_reads = sum(r.n for r in plan if r.count_word is None) + sum(len(e[0]) for e in hp.emissions)
         p_ticks = len(config_writes(spec, model, mode)) + len(stimulus_writes(spec, X[0])) + 1 + hp.cycles + n_reads
         print(f"\n== simulated cycles/s, {mode}/{unit} SHD-like design, sample 0 ({hp.cycles} cycles to done; "
               f"counting config, stimulus, run and readback clocks)")

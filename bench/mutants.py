@@ -1,6 +1,6 @@
 """Mutation check: does the test suite catch small, plausible faults?
 
-    python bench/mutants.py              # every mutant (about 15-30 min on 2 busy cores)
+    python bench/mutants.py              # every mutant (about 20 min on 2 busy cores)
     python bench/mutants.py --list       # the mutants and the tests that run for each
     python bench/mutants.py --only ref-   # mutants whose name starts with ref-
 
@@ -27,6 +27,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -124,8 +125,9 @@ MUTANTS = [
            "return Mux(x > hi, hi, x)", NET),
     Mutant("core-subtract-off-by-one", "hw/core.py", "reset_v = Mux(subtract, nv - threshold, 0)",
            "reset_v = Mux(subtract, nv - threshold + 1, 0)", NET),
-    Mutant("core-no-refractory", "hw/core.py", "(c_kind == OP_DRAIN)) & ~is_refr |", "(c_kind == OP_DRAIN)) |", NET),
-    Mutant("core-ring-arrival-at-T", "hw/core.py", "in_time = (t + d_k) < T", "in_time = (t + d_k) <= T", NET),
+    Mutant("core-no-refractory", "hw/core.py", "(c_kind == Op.DRAIN)) & ~is_refr |", "(c_kind == Op.DRAIN)) |", NET),
+    Mutant("core-ring-arrival-at-T", "hw/core.py", "(t + self.delays[k]) < T for k", "(t + self.delays[k]) <= T for k", NET),
+    Mutant("core-lazy-leak-off", "hw/core.py", "c_lk.eq(b_valid & b_touch & b_stale)", "c_lk.eq(0)", NET),
     # ---- export rounding
     Mutant("export-threshold-trunc", "sw/quantize.py", "t = int(round(float(theta) / float(scale)))",
            "t = int(float(theta) / float(scale))", EXPORT),
@@ -162,6 +164,7 @@ def run_tests(scratch: Path, tests, timeout: float) -> tuple[str, str, float]:
         return "timeout", f"no result within {timeout:.0f} s", time.perf_counter() - t0
     dt = time.perf_counter() - t0
     failed = re.findall(r"^FAILED (\S+)", res.stdout, re.M)
+    (scratch / "last_pytest.log").write_text(res.stdout + res.stderr)
     if res.returncode == 0:
         return "pass", "", dt
     if res.returncode == 1 and failed:
@@ -206,6 +209,8 @@ def main(argv=None) -> int:
             print(f"{m.name:26s} {m.describe()}  tests: {' '.join(m.tests)}{eq}")
         return 0
     rows, problems = [], []
+    # a terminated run still removes its scratch copy (SIGTERM -> SystemExit -> cleanup)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     with tempfile.TemporaryDirectory(prefix="spikeline-mutants-") as tmp:
         scratch = Path(tmp)
         make_scratch(scratch)
@@ -222,6 +227,8 @@ def main(argv=None) -> int:
             status, first, dt = run_tests(scratch, tests, a.timeout * 2)
             print(f"baseline (unmutated) {' '.join(tests)}: {status} in {dt:.0f} s", flush=True)
             if status != "pass":
+                log = (scratch / "last_pytest.log").read_text().splitlines()
+                print("\n".join(log[-40:]), file=sys.stderr)
                 print(f"mutants: the unmutated tests do not pass ({first}); fix them first", file=sys.stderr)
                 return 2
         for m in tqdm(mutants, desc="mutants", file=sys.stderr):

@@ -2,6 +2,7 @@
 
     python bench/train.py [--data auto|random|offline|<SHD dir>] [--samples 512] [--batch 64]
                           [--epochs 4] [--threads 2] [--oracle] [--json build/bench_train.json]
+    python bench/train.py --synapse-sweep [--threads 1]     # event vs dense synapse by input density
 
 Three models of the default topology (700-48-48-20, delays 0..60 step 2) train
 on the same samples with Adam, one epoch each in turn (interleaved, so machine
@@ -91,6 +92,31 @@ def _data(a, cfg):
     return src, d.Xtr, d.ytr, d.n_classes
 
 
+def synapse_sweep(batch: int, reps: int = 3) -> list[dict]:
+    """CPU seconds of one forward + backward of ``tap_sum`` (31 levels), event vs dense, by input density:
+    where the event path stops winning sets ``sw.models.synapse.EVENT_MAX_DENSITY``."""
+    from sw.models.synapse import tap_sum
+
+    rows = []
+    delays = list(range(0, 61, 2))
+    for n_in, n_out, grad_in in ((700, 48, False), (48, 48, True)):
+        for dens in (0.02, 0.05, 0.1, 0.2, 0.3, 0.4, 0.6):
+            g = torch.Generator().manual_seed(0)
+            S = (torch.rand(batch, 100, n_in, generator=g) < dens).float().requires_grad_(grad_in)
+            W = torch.randint(-128, 128, (n_in, len(delays), n_out), generator=g).float().requires_grad_(True)
+            t = {}
+            for _ in range(reps):
+                for mode in ("event", "dense"):
+                    c0 = time.process_time()
+                    tap_sum(S, W, delays, mode, int8=True).sum().backward()
+                    t.setdefault(mode, []).append(time.process_time() - c0)
+            rows.append({"n_in": n_in, "density": dens, "event_cpu_s": min(t["event"]), "dense_cpu_s": min(t["dense"])})
+            r = rows[-1]
+            print(f"n_in {n_in:4d} density {dens:.2f}: event {1e3 * r['event_cpu_s']:7.1f} ms  dense "
+                  f"{1e3 * r['dense_cpu_s']:7.1f} ms  dense/event {r['dense_cpu_s'] / r['event_cpu_s']:.2f}x", flush=True)
+    return rows
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="auto", help="auto (offline when present, else random) | random | offline | SHD dir")
@@ -100,8 +126,14 @@ def main(argv=None) -> int:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--oracle", action="store_true", help="also time the unfused autograd path")
     ap.add_argument("--json", default="build/bench_train.json")
+    ap.add_argument("--synapse-sweep", action="store_true", help="only time event vs dense synapses by density")
     a = ap.parse_args(argv)
     torch.set_num_threads(a.threads)
+    if a.synapse_sweep:
+        rows = synapse_sweep(a.batch)
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps({"argv": sys.argv, "threads": a.threads, "synapse_sweep": rows}, indent=1))
+        return 0
     cfg = load_config()
     src, X, y, n_classes = _data(a, cfg)
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)

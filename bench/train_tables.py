@@ -11,7 +11,8 @@ separate processes; run the command itself with nice), exports, and is checked b
 ``hw.reference``. The table gives the integer (hw.reference, layered) test
 accuracy, the hidden spike densities, and per layer the ring-buffer bits and
 the SCDQ bits at the measured peak occupancy (layered run of the test split),
-the synapse (CSR) bits and the training seconds. It prints a markdown table and
+the synapse (CSR) bits, the total (CSR synapses + SCDQ + neuron state) and the
+training seconds (wall). It prints a markdown table and
 writes ``<out>/<table>.json``, ``<out>/<table>.md`` and ``<out>/<table>.png``.
 """
 from __future__ import annotations
@@ -27,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def _run_point(args) -> dict:
-    name, over, out = args
+    name, over, out, data_src = args
     import torch
 
     torch.set_num_threads(1)
@@ -40,6 +41,8 @@ def _run_point(args) -> dict:
     if over is None:  # a finished run given with --baseline NAME=DIR: read, do not train
         s = json.loads((Path(out) / "train_summary.json").read_text())
         cfg = s["config"]
+        if data_src is not None:  # the same files under another name (e.g. a copy of the offline set)
+            cfg["data"]["source"] = data_src
         over = {"baseline": str(out)}
     else:
         over = json.loads(json.dumps(over))
@@ -56,6 +59,7 @@ def _run_point(args) -> dict:
             "parity": s["parity"]["all_bit_exact"], "density": [L["spike_density"] for L in s["layers"][:-1]],
             "ring_bits": [r["ring_bits"] for r in mem], "scdq_bits": [r["scdq_bits"] for r in mem],
             "scdq_capacity": caps, "synapse_bits": [r["synapse_bits"] for r in mem],
+            "state_bits": [r["state_bits"] for r in mem],
             "delay_levels": [L["delay_levels"] for L in s["layers"]], "weight_bits": m.widths.weight_bits,
             "seconds_training": s["seconds_training"], "test_samples": s["test_samples"]}
 
@@ -91,15 +95,20 @@ def _deep(a: dict, b: dict) -> dict:
     return out
 
 
+def _total(r: dict) -> int:
+    """CSR synapses + SCDQ at the measured capacity + neuron state, all layers (bits)."""
+    return sum(r["synapse_bits"]) + sum(r["scdq_bits"]) + sum(r.get("state_bits", []))
+
+
 def table(rows: list[dict], kind: str) -> str:
     f = lambda xs: " / ".join(f"{x:.3f}" for x in xs)
     kb = lambda xs: " / ".join(f"{x / 1000:.1f}" for x in xs)
     lines = ["| point | integer acc % | float acc % | hidden density | ring kbit / layer | SCDQ kbit / layer "
-             "(capacity) | synapse kbit total | train s |", "|" + "---|" * 8]
+             "(capacity) | synapse kbit total | total kbit | train s |", "|" + "---|" * 9]
     for r in rows:
         lines.append(f"| {r['name']} | {100 * r['integer_acc']:.2f} | {100 * r['float_acc']:.2f} | {f(r['density'])} | "
                      f"{kb(r['ring_bits'])} | {kb(r['scdq_bits'])} ({'/'.join(map(str, r['scdq_capacity']))}) | "
-                     f"{sum(r['synapse_bits']) / 1000:.1f} | {r['seconds_training']:.0f} |")
+                     f"{sum(r['synapse_bits']) / 1000:.1f} | {_total(r) / 1000:.1f} | {r['seconds_training']:.0f} |")
     if kind == "seeds":
         import statistics
 
@@ -148,11 +157,15 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="build/tables")
     ap.add_argument("--baseline", action="append", default=[], metavar="NAME=DIR",
                     help="take point NAME from a finished sw.train output DIR instead of training it")
+    ap.add_argument("--baseline-data", help="read the test split of --baseline runs from this data source instead "
+                                            "of the one in their config (same files, e.g. a copy)")
     a = ap.parse_args(argv)
     out = Path(a.out)
     pts = points(a)
     base = dict(b.split("=", 1) for b in a.baseline)
-    jobs = [(n, None, Path(base[n])) if n in base else (n, o, out / a.table / n.replace(" ", "_")) for n, o in pts]
+    src = a.baseline_data
+    jobs = [(n, None, Path(base[n]), src) if n in base else (n, o, out / a.table / n.replace(" ", "_"), None)
+            for n, o in pts]
     todo = [j for j in jobs if j[1] is not None]
     if a.workers > 1:
         import multiprocessing as mp

@@ -175,6 +175,28 @@ def format_table(report: dict) -> str:
     e = runs[0]["energy"]["constants_pj"] if runs else {}
     out.append(f"energy constants (pJ): SOP {e.get('sop_pj')}, neuron update {e.get('neuron_update_pj')}, "
                f"cycle {e.get('cycle_pj')}")
+    if report.get("extra_tests"):
+        out.append(format_extra_tests(report["extra_tests"], report["runs"][0] if runs else None))
+    return "\n".join(out)
+
+
+def extra_test_entry(name: str, path: str | Path, sub: dict) -> dict:
+    """One extra test set (a shifted split or an ``--extra-test`` file) from its one-run co-simulation report."""
+    r = sub["runs"][0]
+    return {"name": name, "file": str(path), "samples": sub["samples"], "mode": r["mode"],
+            "delay_unit": r["delay_unit"], "accuracy": r["accuracy"], "parity": r["parity"]}
+
+
+def format_extra_tests(extras: list[dict], main_run: dict | None = None) -> str:
+    """Accuracy on each extra test set, next to the main test split's."""
+    out = ["accuracy on other test sets (float / reference / HDL, bit-exact samples)"]
+    rows = ([("test split", main_run["samples"],
+              main_run["accuracy"], main_run["parity"])] if main_run else [])
+    rows += [(x["name"], x["samples"], x["accuracy"], x["parity"]) for x in extras]
+    w = max(len(r[0]) for r in rows)
+    for name, n, acc, par in rows:
+        out.append(f"  {name:<{w}}  {n:>5} samples  {_fmt(acc['float'], True):>8} / {_fmt(acc['reference'], True):>8}"
+                   f" / {_fmt(acc['hdl'], True):>8}   {par['bit_exact']}/{par['samples']}")
     return "\n".join(out)
 
 

@@ -29,7 +29,7 @@ from hw.reference import DELAY_UNITS, MODES, simulate  # noqa: E402
 from sw.errors import EXIT_CHECK_FAILED, EXIT_OK, InputError, check_out_dir, guarded  # noqa: E402
 
 from cosim import plots  # noqa: E402
-from cosim.report import EnergyModel, format_table, run_report, save_json  # noqa: E402
+from cosim.report import EnergyModel, extra_test_entry, format_table, run_report, save_json  # noqa: E402
 
 BACKENDS = ("amaranth", "verilator")
 
@@ -242,8 +242,36 @@ def parse_args(argv=None):
                     help="make sim: default data and model (made/trained if missing), all modes and both units")
     ap.add_argument("--clock-mhz", type=float, default=plots.DEFAULT_CLOCK_MHZ,
                     help="clock for latency in µs in the report and cycles.png (default 100)")
+    ap.add_argument("--extra-test", nargs="+", default=[], metavar="FILE",
+                    help="more SHD-format test files; the report gives their accuracy (first mode and delay unit). "
+                         "The shifted splits next to the test split (slow/fast/noisy) are always added")
     ap.add_argument("--no-progress", action="store_true")
     return ap.parse_args(argv)
+
+
+def _load_extra_tests(a, model: Model, model_path: Path, samples) -> dict:
+    """``{name: (path, X, y)}``: the shifted test splits next to ``--data`` and every
+    ``--extra-test`` file, loaded and checked before any simulation runs."""
+    from sw.evaluate import DataMismatch, load_split, shifted_files
+    sets = {**{k: (v, f"shifted split '{k}'") for k, v in shifted_files(a.data).items()},
+            **{str(p): (Path(p), "--extra-test") for p in a.extra_test}}
+    try:
+        return {name: (path, *load_split(path, model, str(model_path), samples, flag=flag))
+                for name, (path, flag) in sets.items()}
+    except (DataMismatch, ValueError, OSError) as e:  # names the flag (or split) and the file
+        raise CosimError(str(e)) from None
+
+
+def _extra_tests(a, model: Model, model_path: Path, sets: dict, energy) -> list[dict]:
+    """Co-simulate each extra test set in the first mode and delay unit; one report entry each."""
+    out = []
+    for name, (path, X, y) in sets.items():
+        fp = float_predictions(model, model_path, X, a.float_checkpoint)
+        sub = cosimulate(model, X, y, backend=a.backend, modes=(a.execution[0],), delay_units=(a.delay_unit[0],),
+                         workers=a.workers, float_pred=fp, scdq_capacity=a.scdq_capacity, energy=energy,
+                         progress=not a.no_progress, clock_mhz=a.clock_mhz)
+        out.append(extra_test_entry(name, path, sub))
+    return out
 
 
 def main(argv=None) -> int:
@@ -298,6 +326,7 @@ def _main(argv=None) -> int:
     except (DataMismatch, ValueError, OSError) as e:  # DataMismatch and ShdFormatError name the file/field
         raise CosimError(f"--data: {e}") from None
     check_inputs(a.execution, a.delay_unit, a.scdq_capacity, energy, a.vcd, len(X), model, a.clock_mhz)
+    extra_sets = _load_extra_tests(a, model, model_path, samples)
     fp = float_predictions(model, model_path, X, a.float_checkpoint)
     report = cosimulate(model, X, y, backend=a.backend, modes=tuple(a.execution), delay_units=tuple(a.delay_unit),
                         workers=a.workers, float_pred=fp, scdq_capacity=a.scdq_capacity, energy=energy,
@@ -305,6 +334,7 @@ def _main(argv=None) -> int:
                         early_exit=a.early_exit)
     report["model"] = str(model_path)
     report["data"] = a.data
+    report["extra_tests"] = _extra_tests(a, model, model_path, extra_sets, energy)
     save_json(report, out / "report.json")
     print(f"spikeline co-simulation: {model_path} on {len(X)} samples of '{a.data}' ({a.backend} backend)")
     print(format_table(report))
@@ -313,7 +343,7 @@ def _main(argv=None) -> int:
         from cosim.early_exit import format_table as ee_table
         print(ee_table(report["early_exit"]))
         print(f"wrote {out / 'early_exit.png'}")
-    exact = all(r["parity"]["bit_exact"] == r["parity"]["samples"] for r in report["runs"])
+    exact = all(r["parity"]["bit_exact"] == r["parity"]["samples"] for r in report["runs"] + report["extra_tests"])
     exact = exact and all(p["parity"]["bit_exact"] == p["parity"]["samples"]
                           for r in report.get("early_exit", []) for p in r["points"])
     if not exact:

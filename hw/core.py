@@ -15,13 +15,29 @@ transparent read ports, so back-to-back updates of one neuron see each other
 without stalls. A stall happens only when the spike output or the ring
 buffer's add port is not ready.
 
+Stages: the row iterator (:class:`hw.row_iterator.RowIterator`, its own
+component: ``(event, level)`` rows in, synapse pointers out; empty CSR rows
+cost no issue slot), the update pipeline (issue -> B -> C below) and the step
+controller (:class:`Phase`).
+
 Per step the controller runs these phases (see hw/reference.py for the rules):
 
-* async:   LEAK all -> delayed events (SCDQ stream, or ring drain of slot t)
-           -> same-step input events until end-of-step -> readout sum (readout core)
+* async:   delayed events (SCDQ stream, or ring drain of slot t)
+           -> same-step input events until end-of-step -> readout sum (readout core).
+           The leak of every neuron at the start of the step is lazy: each
+           neuron is marked stale, and the first op that touches it in stage B
+           (update, drain, readout sum or a background leak issued in an idle
+           slot) leaks it first. A neuron is unobservable until it is touched,
+           so this equals leak-all-first; a spiking core leaks the neurons it
+           has not touched before its end of step.
 * layered: delayed events (SCDQ -> input accumulator) -> same-step input events
            (into the accumulator, or every tap into the ring) -> FIRE pass
            ``v = sat(leak(v) + x)``, threshold, reset, readout sum
+
+The ring buffer is cleared on drain: every slot a sample writes (arrival
+``t + d < T``) is drained and zeroed at its arrival step, so after a sample
+that ran all ``T`` steps it is all zero; the ``n (D + 1)``-cycle clear runs only
+after reset or an unfinished (early-exit) sample.
 
 End of step is signalled downstream by an ``eos`` token on the output stream,
 so the next core can run concurrently (async) or hold the layer barrier
@@ -38,6 +54,7 @@ from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from hw.reference import clog2
+from hw.row_iterator import RowIterator
 
 
 def _bits(n: int) -> int:
@@ -79,7 +96,7 @@ class Phase(enum.Enum, shape=4):
     DONE = 10      # step (or clear) finished: wait for the next step_start or clear
 
 
-CFG_ROWPTR, CFG_SYN, CFG_REG = 0, 1, 2
+CFG_ROWPTR, CFG_SYN, CFG_REG, CFG_LEVELS = 0, 1, 2, 3
 REG_THRESHOLD, REG_DECAY, REG_SUBTRACT, REG_ASYNC, REG_T = range(5)
 
 
@@ -117,7 +134,7 @@ class NeuronCore(wiring.Component):
         self.membrane_bits, self.acc_bits, self.readout_bits, self.weight_bits = membrane_bits, acc_bits, readout_bits, weight_bits
         self.n_rows = self.K * n_in
         self.tw = clog2(T_max + 1) + 1
-        self.cfg_data_bits = max(32, _bits(n_out) + weight_bits, clog2(nnz_max + 1))
+        self.cfg_data_bits = max(32, _bits(n_out) + weight_bits, clog2(nnz_max + 1), self.K)
         members = {
             "inp": In(stream.Signature(event_layout(n_in))),
             "step_start": In(1),
@@ -170,13 +187,9 @@ class NeuronCore(wiring.Component):
         t = Signal(self.tw)
 
         # ---------------- memories
-        m.submodules.rowptr = rowptr = memory.Memory(shape=unsigned(PW), depth=self.n_rows + 1, init=[])
         syn_layout = data.StructLayout({"col": unsigned(OW), "w": signed(self.weight_bits)})
         m.submodules.syn = syn = memory.Memory(shape=syn_layout, depth=self.nnz_max, init=[])
         m.submodules.vmem = vmem = memory.Memory(shape=signed(vb), depth=n_out, init=[])
-        rp_wr = rowptr.write_port()
-        rp_lo = rowptr.read_port()
-        rp_hi = rowptr.read_port()
         syn_wr = syn.write_port()
         syn_rd = syn.read_port()
         v_wr = vmem.write_port()
@@ -193,9 +206,7 @@ class NeuronCore(wiring.Component):
         # ---------------- configuration port
         # (If chains rather than Switch: Verilator lints incomplete case statements)
         cfg_reg = self.cfg_we & (self.cfg_sel == CFG_REG)
-        m.d.comb += [rp_wr.addr.eq(self.cfg_addr), rp_wr.data.eq(self.cfg_data),
-                     rp_wr.en.eq(self.cfg_we & (self.cfg_sel == CFG_ROWPTR)),
-                     syn_wr.addr.eq(self.cfg_addr), syn_wr.data.eq(self.cfg_data),
+        m.d.comb += [syn_wr.addr.eq(self.cfg_addr), syn_wr.data.eq(self.cfg_data),
                      syn_wr.en.eq(self.cfg_we & (self.cfg_sel == CFG_SYN))]
         for reg, sig in ((REG_THRESHOLD, threshold), (REG_DECAY, decay), (REG_SUBTRACT, subtract),
                          (REG_ASYNC, is_async), (REG_T, T)):
@@ -204,6 +215,15 @@ class NeuronCore(wiring.Component):
 
         # ---------------- delay unit
         if self.delay_unit == "ring":
+            # level mask: bit k of word i is set when row (k, i) holds synapses (cfg_sel CFG_LEVELS)
+            m.submodules.lvmask = lvmask = memory.Memory(shape=unsigned(K), depth=self.n_in, init=[])
+            lm_wr = lvmask.write_port()
+            lm_rd = lvmask.read_port(domain="comb")
+            m.d.comb += [lm_wr.addr.eq(self.cfg_addr), lm_wr.data.eq(self.cfg_data),
+                         lm_wr.en.eq(self.cfg_we & (self.cfg_sel == CFG_LEVELS))]
+            lv_done = Signal(K)  # levels of the current input event already sent
+            in_time_mask = Signal(K)  # levels whose arrival t + d_k is before T
+            m.d.comb += in_time_mask.eq(Cat(*[(t + self.delays[k]) < T for k in range(K)]))
             from hw.delay.ring_buffer import RingBufferDelay
             m.submodules.delay = dunit = RingBufferDelay(n_out, self.D, acc_bits=ab, weight_bits=self.weight_bits)
         elif self.uses_scdq:
@@ -331,55 +351,16 @@ class NeuronCore(wiring.Component):
                          self.rec.payload.j.eq(c_op.col), self.rec.payload.value.eq(newr)]
         m.d.comb += adv.eq(~out_stall & ~ring_stall)
 
-        # ---------------- row iterator: events (row r, op kind) -> synapse ops
-        ev_valid = Signal()
-        ev_ready = Signal()
-        ev_row = Signal(_bits(self.n_rows + 1))
-        ev_kind = Signal(Op)
-        ev_k = Signal(KW)
-        rd_pend = Signal()  # row_ptr read issued last cycle
-        rd_kind = Signal(Op)
-        rd_k = Signal(KW)
-        nx_valid = Signal()  # latched next range
-        nx_lo, nx_hi = Signal(PW), Signal(PW)
-        nx_kind, nx_k = Signal(Op), Signal(KW)
-        cur_valid = Signal()
-        cur_p, cur_hi = Signal(PW), Signal(PW)
-        cur_kind, cur_k = Signal(Op), Signal(KW)
-        m.d.comb += [rp_lo.addr.eq(ev_row), rp_hi.addr.eq(ev_row + 1), rp_lo.en.eq(ev_ready), rp_hi.en.eq(ev_ready)]
-        # an empty row (lo == hi) is dropped as its read returns: it takes no issue slot
-        rd_ok = Signal()
-        m.d.comb += rd_ok.eq(rd_pend & (rp_lo.data != rp_hi.data))
-        # candidate range for cur: latched next first, else the read just returned
-        cand_valid = nx_valid | rd_ok
-        cand_lo = Mux(nx_valid, nx_lo, rp_lo.data)
-        cand_hi = Mux(nx_valid, nx_hi, rp_hi.data)
-        cand_kind = Mux(nx_valid, nx_kind, rd_kind)
-        cand_k = Mux(nx_valid, nx_k, rd_k)
-        syn_issue = Signal()  # a synapse op enters stage A this cycle
-        cur_last = cur_valid & (cur_p + 1 == cur_hi)
-        cur_free = ~cur_valid | (cur_last & syn_issue)
-        load = Signal()
-        m.d.comb += load.eq(cur_free & cand_valid)
-        # accept a new event when the read result has a place to go
-        m.d.comb += ev_ready.eq(~nx_valid & (~rd_ok | load))
-        m.d.sync += rd_pend.eq(0)
-        with m.If(ev_valid & ev_ready):
-            m.d.sync += [rd_pend.eq(1), rd_kind.eq(ev_kind), rd_k.eq(ev_k)]
-        with m.If(rd_ok & ~load):
-            m.d.sync += [nx_valid.eq(1), nx_lo.eq(rp_lo.data), nx_hi.eq(rp_hi.data), nx_kind.eq(rd_kind), nx_k.eq(rd_k)]
-        with m.Elif(load & nx_valid):
-            m.d.sync += nx_valid.eq(rd_ok)
-            with m.If(rd_ok):
-                m.d.sync += [nx_lo.eq(rp_lo.data), nx_hi.eq(rp_hi.data), nx_kind.eq(rd_kind), nx_k.eq(rd_k)]
-        with m.If(syn_issue):
-            m.d.sync += cur_p.eq(cur_p + 1)
-            with m.If(cur_last):
-                m.d.sync += cur_valid.eq(0)
-        with m.If(load):
-            m.d.sync += [cur_valid.eq(cand_lo != cand_hi), cur_p.eq(cand_lo), cur_hi.eq(cand_hi),
-                         cur_kind.eq(cand_kind), cur_k.eq(cand_k)]
-        iter_idle = ~cur_valid & ~nx_valid & ~rd_pend & ~ev_valid
+        # ---------------- row iterator (hw.row_iterator): (event, level) rows -> synapse pointers
+        m.submodules.rows = it = RowIterator(self.n_rows, self.nnz_max, Op, KW)
+        m.d.comb += [it.cfg_we.eq(self.cfg_we & (self.cfg_sel == CFG_ROWPTR)), it.cfg_addr.eq(self.cfg_addr),
+                     it.cfg_data.eq(self.cfg_data)]
+        ev_valid, ev_ready = it.rows.valid, it.rows.ready
+        ev_row, ev_kind, ev_k = it.rows.payload.row, it.rows.payload.kind, it.rows.payload.k
+        cur_valid, cur_p, cur_kind, cur_k = it.ptrs.valid, it.ptrs.payload.p, it.ptrs.payload.kind, it.ptrs.payload.k
+        syn_issue = Signal()  # a synapse op enters stage B this cycle
+        m.d.comb += it.ptrs.ready.eq(adv)  # taken whenever the pipeline moves: rows go first
+        iter_idle = it.idle & ~ev_valid
 
         # ---------------- issue: the row iterator first, else the controller
         ctl_valid = Signal()
@@ -417,7 +398,6 @@ class NeuronCore(wiring.Component):
         drain_j = Signal(OW)
         fire_j = Signal(OW)
         j = Signal(OW + 1)
-        sub = Signal(KW + 1)  # level counter for ring fan-out of one input event
         m.d.comb += [self.done.eq(phase == Phase.DONE), busy.eq((phase != Phase.IDLE) & (phase != Phase.DONE)),
                      bg_phase.eq((phase == Phase.DELAYED) | (phase == Phase.INPUT)
                                  | ((phase == Phase.SETTLE) if self.spiking else Const(0)))]
@@ -428,7 +408,9 @@ class NeuronCore(wiring.Component):
             m.d.sync += [phase.eq(Phase.CLEAR), j.eq(0), refr.eq(0), stale.eq(0), self.cnt_busy.eq(0), self.cnt_sop.eq(0),
                          self.cnt_stall.eq(0), self.cnt_spike.eq(0)]
         with m.Elif(self.step_start):
-            m.d.sync += [t.eq(self.t), j.eq(0), sub.eq(0), refr.eq(0), phase.eq(Phase.DELAYED),
+            if self.delay_unit == "ring":
+                m.d.sync += lv_done.eq(0)
+            m.d.sync += [t.eq(self.t), j.eq(0), refr.eq(0), phase.eq(Phase.DELAYED),
                          stale.eq(Mux(is_async, (1 << n_out) - 1, 0))]
         with m.Else():
             if True:  # an If chain, not a Switch: Verilator lints incomplete cases
@@ -476,19 +458,25 @@ class NeuronCore(wiring.Component):
                     with m.Elif(inp.valid):
                         i = inp.payload.idx
                         if self.delay_unit == "ring":
-                            # one row per level; rows whose arrival t + d >= T are skipped
-                            kk = sub[:KW] if K > 1 else Const(0, KW)
-                            d_k = delays[kk]
-                            in_time = (t + d_k) < T
-                            direct = is_async & (d_k == 0)
-                            m.d.comb += [ev_valid.eq(in_time), ev_row.eq(kk * self.n_in + i), ev_k.eq(kk),
+                            # one row per live level, lowest first: a level is live when the event's
+                            # row there holds synapses (the level mask) and its arrival t + d < T;
+                            # other levels cost no cycle
+                            m.d.comb += lm_rd.addr.eq(i)
+                            live = Signal(K)
+                            m.d.comb += live.eq(lm_rd.data & in_time_mask & ~lv_done)
+                            kk = Signal(KW)
+                            for k in reversed(range(K)):
+                                with m.If(live[k]):
+                                    m.d.comb += kk.eq(k)
+                            direct = is_async & (delays[kk] == 0)
+                            m.d.comb += [ev_valid.eq(live.any()), ev_row.eq(kk * self.n_in + i), ev_k.eq(kk),
                                          ev_kind.eq(Mux(direct, Op.ADD, Op.RING))]
-                            with m.If(~in_time | ev_ready):
-                                with m.If(sub == K - 1):
-                                    m.d.comb += inp.ready.eq(1)
-                                    m.d.sync += sub.eq(0)
-                                with m.Else():
-                                    m.d.sync += sub.eq(sub + 1)
+                            last_level = (live & ~(1 << kk)[:K]) == 0
+                            with m.If(~live.any() | (ev_ready & last_level)):
+                                m.d.comb += inp.ready.eq(1)
+                                m.d.sync += lv_done.eq(0)
+                            with m.Elif(ev_ready):
+                                m.d.sync += lv_done.eq(lv_done | (1 << kk)[:K])
                         else:
                             push_ok = Const(1)
                             if self.uses_scdq:

@@ -34,7 +34,7 @@ from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, memory, wiring
 from amaranth.lib.wiring import In, Out
 
-from hw.core import (CFG_REG, CFG_ROWPTR, CFG_SYN, REG_ASYNC, REG_DECAY, REG_SUBTRACT, REG_T,
+from hw.core import (CFG_LEVELS, CFG_REG, CFG_ROWPTR, CFG_SYN, REG_ASYNC, REG_DECAY, REG_SUBTRACT, REG_T,
                      REG_THRESHOLD, NeuronCore, _bits, event_layout)
 from hw.model_file import Model, Widths
 from hw.reference import _check_early_exit, clog2, csr_rows, events_from_raster
@@ -143,6 +143,10 @@ def config_writes(spec: NetworkSpec, model: Model, mode: str, early_exit=None) -
         if len(cols) > S.nnz_max:
             raise ConfigError(f"{f}.weights: {len(cols)} non-zero taps exceed the build's nnz_max={S.nnz_max}")
         writes += [(spec.sel_core(l, CFG_ROWPTR), r, int(p)) for r, p in enumerate(row_ptr)]
+        if spec.delay_unit == "ring":  # the ring core's level mask: which rows (k, i) hold synapses
+            full = (np.diff(np.asarray(row_ptr)) > 0).reshape(len(S.delays), S.n_in)
+            writes += [(spec.sel_core(l, CFG_LEVELS), i, int(sum(1 << k for k in np.flatnonzero(full[:, i]))))
+                       for i in range(S.n_in)]
         wb = spec.widths.weight_bits
         ob = _bits(S.n_out)
         writes += [(spec.sel_core(l, CFG_SYN), p, int(c) | ((int(w) & ((1 << wb) - 1)) << ob))

@@ -11,6 +11,7 @@ import json
 import math
 from pathlib import Path
 
+from sw.data import augment
 from hw.model_file import MAX_T, MIN_DT
 from sw.errors import InputError
 
@@ -113,6 +114,10 @@ def _check(cfg: dict) -> dict:
         raise ConfigError("prune.start", f"need 0 <= start <= end <= 1, got start={p['start']}, end={p['end']}")
     if d["limit"] is not None and (not isinstance(d["limit"], int) or d["limit"] < 1):
         raise ConfigError("data.limit", f"must be null or a positive int, got {d['limit']!r}")
+    try:
+        augment.Augment.from_train_config(t)
+    except augment.AugmentError as e:
+        raise ConfigError(e.field, e.message) from None
     mt = cfg["budget"]["max_taps"]
     if mt is not None and not (isinstance(mt, int) and mt >= 1 or isinstance(mt, list) and all(
             x is None or isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in mt)):

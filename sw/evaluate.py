@@ -4,13 +4,22 @@
                           --data synthetic|offline|<SHD dir or .h5 file>
                           [--execution layered|async ...] [--delay-unit scdq|ring ...]
                           [--samples N] [--seed S] [--pool P] [--json out.json]
+                          [--extra-test FILE ...] [--no-shifted]
 
-For every (model, execution, delay unit) the table gives accuracy, spike
+For every (model, split, execution, delay unit) the table gives accuracy, spike
 density per hidden layer (spikes / (T * neurons)), synaptic operations per
 inference, time to decision in steps (mean and median) and the peak SCDQ
 occupancy per layer. Delay units only change async execution, so layered rows
 are run once. The test split is used, defined as in ``sw.train``
 (synthetic classes from ``--seed``, default the model's training seed).
+
+Generalization: besides the test split, the shifted test splits that the
+offline generator writes next to it (``shd_test_{slow,fast,noisy}.h5``, speech
+made with parameters outside the training range, ``sw.data.generate.SHIFTS``)
+are evaluated when the data folder has them, and so is every SHD-format file
+named with ``--extra-test``. A second table gives each model's accuracy per split
+next to the in-distribution one; with several models (for example one per
+seed) it adds their mean, each model's value staying in its own row.
 """
 from __future__ import annotations
 
@@ -39,6 +48,48 @@ class DataMismatch(InputError):
 
 
 # ---------------------------------------------------------------- data
+def shifted_files(source: str) -> dict[str, Path]:
+    """``{name: path}`` of the shifted test splits next to the test split of ``source``
+    (``offline`` = the default set; a folder holding ``shd_test.h5``); empty otherwise."""
+    from sw.data.generate import SHIFTS, default_shifted_splits, shifted_path
+
+    if source == "synthetic":
+        return {}
+    if source == "offline":
+        return default_shifted_splits()
+    p = Path(source)
+    if not p.is_dir():
+        return {}
+    root = p if (p / "shd_test.h5").is_file() else p / "SHD"
+    return {name: shifted_path(root, name) for name in SHIFTS if shifted_path(root, name).is_file()}
+
+
+def load_split(path: str | Path, model: Model, model_path: str = "model", samples: int | None = None,
+               pool: int | None = None, flag: str = "--extra-test") -> tuple[np.ndarray, np.ndarray]:
+    """Rasters ``(X, y)`` of one SHD-format file for ``model``; errors name ``flag`` and the file."""
+    from sw.data.shd import load_rasters
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataMismatch(f"{flag}: no such file '{path}'")
+    if samples is not None and samples < 1:
+        raise ValueError(f"--samples must be >= 1, got {samples}")
+    if pool is None:
+        if SHD_CHANNELS % model.n_inputs:
+            raise DataMismatch(f"model '{model_path}' has n_inputs={model.n_inputs}, which is not "
+                               f"{SHD_CHANNELS} / pool for any pool (SHD has {SHD_CHANNELS} channels)")
+        pool = SHD_CHANNELS // model.n_inputs
+    try:
+        X, y = load_rasters(path, dt=float(model.dt), T=int(model.T), pool=pool, limit=samples)
+    except (OSError, KeyError, ValueError) as e:
+        raise DataMismatch(f"{flag}: '{path}' is not a readable SHD-format file ({e})") from None
+    try:
+        check_fit(model, X, y, model_path)
+    except DataMismatch as e:
+        raise DataMismatch(f"{flag} '{path}': {e}") from None
+    return X, y
+
+
 def _shd_files(src: str) -> tuple[Path, Path | None]:
     p = Path(src)
     if p.is_file():
@@ -186,33 +237,85 @@ def evaluate_model(model: Model, X: np.ndarray, y: np.ndarray, execution: str = 
 
 
 def format_table(rows: list[dict]) -> str:
-    head = (f"{'model':<34} {'exec':<7} {'unit':<4} {'N':>5} {'acc %':>6} {'density/layer':<20} "
+    head = (f"{'model':<34} {'split':<8} {'exec':<7} {'unit':<4} {'N':>5} {'acc %':>6} {'density/layer':<20} "
             f"{'SOP/inf':>9} {'TTD mean':>8} {'TTD med':>7}")
     lines = [head, "-" * len(head)]
     for r in rows:
         dens = " ".join(f"{d:.4f}" for d in r["spike_density"])
         name = r["model"] if len(r["model"]) <= 34 else "/".join(Path(r["model"]).parts[-2:])[-34:]
-        lines.append(f"{name:<34} {r['execution']:<7} {r['delay_unit']:<4} {r['samples']:>5} "
+        split = r.get("split", "test")
+        split = split if len(split) <= 8 else split[:2] + ".." + split[-4:]
+        lines.append(f"{name:<34} {split:<8} {r['execution']:<7} {r['delay_unit']:<4} {r['samples']:>5} "
                      f"{100 * r['accuracy']:>6.2f} {dens:<20} {r['sops_per_inference']:>9.1f} "
                      f"{r['time_to_decision_mean']:>8.2f} {r['time_to_decision_median']:>7.1f}")
     return "\n".join(lines)
 
 
 def run(models: list[str], data: str, executions=("layered",), delay_units=("scdq",), samples=None, seed=None,
-        pool=None, progress=True) -> list[dict]:
+        pool=None, progress=True, extra_tests=(), shifted: bool = True) -> list[dict]:
+    """One row per (model, split, execution, delay unit); ``split`` is ``test``, a
+    shifted split's name or an ``--extra-test`` file."""
     rows = []
     cache: dict = {}
+    extra = {f"extra:{p}": Path(p) for p in extra_tests}
+    others = {**(shifted_files(data) if shifted else {}), **extra}
     for path in models:
         model = load(path)  # raises ModelFileError naming the field
         key = (int(model.T), float(model.dt), int(model.n_inputs), seed if seed is not None else model.info.get("seed"))
         if key not in cache:
-            cache[key] = load_eval_data(data, model, str(path), samples, seed, pool)
-        X, y = cache[key]
-        check_fit(model, X, y, str(path))
-        for ex in executions:
-            for du in (delay_units if ex == "async" else delay_units[:1]):
-                rows.append(evaluate_model(model, X, y, ex, du, progress, str(path)))
+            cache[key] = {"test": load_eval_data(data, model, str(path), samples, seed, pool)}
+            for name, f in others.items():
+                flag = "--extra-test" if name.startswith("extra:") else f"shifted split '{name}'"
+                cache[key][name] = load_split(f, model, str(path), samples, pool, flag)
+        for split, (X, y) in cache[key].items():
+            check_fit(model, X, y, str(path))
+            for ex in executions:
+                for du in (delay_units if ex == "async" else delay_units[:1]):
+                    r = evaluate_model(model, X, y, ex, du, progress, str(path))
+                    r["split"] = split
+                    rows.append(r)
     return rows
+
+
+def generalization(rows: list[dict]) -> list[dict]:
+    """Per (model, execution, delay unit): accuracy per split, and the gap of each
+    split to the test split (in points); with several models, a mean row last."""
+    out: dict = {}
+    for r in rows:
+        k = (r["model"], r["execution"], r["delay_unit"])
+        out.setdefault(k, {"model": r["model"], "execution": r["execution"], "delay_unit": r["delay_unit"],
+                           "accuracy": {}})["accuracy"][r.get("split", "test")] = r["accuracy"]
+    res = list(out.values())
+    for g in res:
+        t = g["accuracy"].get("test")
+        g["gap_points"] = {s: (100 * (a - t) if t is not None else None) for s, a in g["accuracy"].items()
+                           if s != "test"}
+    for ex, du in dict.fromkeys((g["execution"], g["delay_unit"]) for g in res):
+        group = [g for g in res if (g["execution"], g["delay_unit"]) == (ex, du)]
+        if len(group) > 1:
+            splits = [s for s in group[0]["accuracy"] if all(s in g["accuracy"] for g in group)]
+            mean = {s: float(np.mean([g["accuracy"][s] for g in group])) for s in splits}
+            res.append({"model": f"mean of {len(group)}", "execution": ex, "delay_unit": du, "accuracy": mean,
+                        "gap_points": {s: 100 * (a - mean["test"]) for s, a in mean.items() if s != "test"}
+                        if "test" in mean else {}})
+    return res
+
+
+def format_generalization(gen: list[dict]) -> str:
+    splits = list(dict.fromkeys(s for g in gen for s in g["accuracy"]))
+    names = [s if len(s) <= 12 else "..." + s[-9:] for s in splits]
+    head = f"{'model':<34} {'exec':<7} {'unit':<4} " + " ".join(f"{n:>12}" for n in names)
+    lines = ["accuracy % per split (gap to test in points)", head, "-" * len(head)]
+    for g in gen:
+        name = g["model"] if len(g["model"]) <= 34 else "..." + g["model"][-31:]  # runs differ in the folder
+        cells = []
+        for s in splits:
+            a = g["accuracy"].get(s)
+            gap = g["gap_points"].get(s)
+            cells.append(f"{'-':>12}" if a is None else f"{100 * a:>12.2f}" if gap is None
+                         else f"{f'{100 * a:.2f} ({gap:+.1f})':>12}")
+        lines.append(f"{name:<34} {g['execution']:<7} {g['delay_unit']:<4} " + " ".join(cells))
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
@@ -229,6 +332,10 @@ def _main(argv=None) -> int:
     ap.add_argument("--samples", type=int, help="first N test samples only")
     ap.add_argument("--seed", type=int, help="synthetic task seed (default: the model's training seed)")
     ap.add_argument("--pool", type=int, help="SHD channel pooling (default 700 / n_inputs)")
+    ap.add_argument("--extra-test", nargs="+", default=[], metavar="FILE",
+                    help="more SHD-format test files, each reported as its own split")
+    ap.add_argument("--no-shifted", action="store_true",
+                    help="skip the shifted test splits (slow/fast/noisy) found next to the test split")
     ap.add_argument("--json", help="also write the rows as JSON here")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
@@ -237,12 +344,18 @@ def _main(argv=None) -> int:
         if Path(a.json).is_dir():
             raise InputError(f"--json: '{a.json}' is a folder, not a file")
     try:
-        rows = run(a.model, a.data, a.execution, a.delay_unit, a.samples, a.seed, a.pool, not a.no_progress)
+        rows = run(a.model, a.data, a.execution, a.delay_unit, a.samples, a.seed, a.pool, not a.no_progress,
+                   a.extra_test, not a.no_shifted)
     except (ValueError, OSError) as e:  # a data problem; a model-file problem names its file and field
         if isinstance(e, ModelFileError):
             raise
+        if str(e).startswith(("--extra-test", "shifted split")):  # already names its flag and file
+            raise InputError(str(e)) from None
         raise InputError(f"--data: {e}") from None
     print(format_table(rows))
+    if len({r.get("split") for r in rows}) > 1 or len(a.model) > 1:
+        print()
+        print(format_generalization(generalization(rows)))
     if a.json:
         write_json(rows, a.json)
         print(f"wrote {a.json}")

@@ -62,6 +62,7 @@ from sw.checkpoint import (atomic_save as _atomic_save, build_model, diff_fields
 from sw.config import (CHOICES, DEFAULT_CONFIG, MODES, NEURONS, SCHEDULERS, ConfigError, load_config,  # noqa: F401
                        rate_terms, set_path as _set_path)
 from sw.data.splits import DataSplits, load_data  # noqa: F401
+from sw.data import augment
 from sw.export import BudgetError, IntegerResult, integer_forward, parity, to_model_file
 from sw.models.delay import DelayNet, NetConfig, mem_sum_loss, unquantized
 from sw.prune import METHODS, enforce_budget, mask_stats, prune_net, schedule
@@ -89,16 +90,6 @@ def rate_loss(spikes: list, targets, weights) -> torch.Tensor:
         if w > 0:
             loss = loss + w * (z.mean() - tgt) ** 2
     return loss.to(torch.float32)
-
-
-def shift_channels(x: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
-    """Move each sample's channels by ``shift[b]`` (zero fill): a cochlear frequency
-    shift, like a different vocal tract, for unseen-speaker robustness."""
-    B, T, C = x.shape
-    src = torch.arange(C)[None, :] - shift[:, None]  # [B, C]
-    valid = (src >= 0) & (src < C)
-    out = torch.gather(x, 2, src.clamp(0, C - 1)[:, None, :].expand(B, T, C))
-    return out * valid[:, None, :].to(x.dtype)
 
 
 # ---------------------------------------------------------------- main loop
@@ -154,8 +145,8 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
     if start == 0 and net.cfg.init_rate > 0:  # data-driven init
         mults = net.calibrate(calib, net.cfg.init_rate)
         log("init: hidden weight scale x " + ", ".join(f"{m:.3g}" for m in mults))
-    # channels are a cochlear frequency axis only in SHD-format data, not in the synthetic task
-    aug = tc["augment_shift"] if cfg["data"]["source"] != "synthetic" else 0
+    # channels/time are cochlear frequency/speech time only in SHD-format data, not in the synthetic task
+    aug = augment.Augment.from_train_config(tc) if cfg["data"]["source"] != "synthetic" else augment.Augment()
     done_now = 0
     for epoch in range(start, E):
         if epoch in plan or epoch == budget_epoch:
@@ -163,7 +154,7 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
             if epoch in plan:
                 k, lv = plan[epoch]
                 prune_net(net, pr["method"], k, lv)
-            if epoch == budget_epoch:
+            if epoch == budget_epoch and not learnable:  # learnable: one tap per synapse, checked at export
                 enforce_budget(net, cfg["budget"]["max_taps"], cfg["budget"]["on_exceed"])
             if rates is not None:  # pruning removes drive: give each layer back its spike rate
                 net.calibrate(calib, rates, iters=10)
@@ -179,8 +170,8 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
         for s in bar:
             idx = perm[s:s + B]
             xb = Xtr_t[idx].float()
-            if aug:
-                xb = shift_channels(xb, torch.randint(-aug, aug + 1, (len(idx),), generator=g))
+            if aug.active:  # seeded per (seed, epoch, sample): identical on --resume
+                xb = torch.from_numpy(augment.augment_batch(Xtr[idx.numpy()], idx.numpy(), epoch, cfg["seed"], aug)).float()
             yb = ytr_t[idx].to(device)
             logits, rec = model(xb.to(device))
             loss = mem_sum_loss(logits, yb)
@@ -192,7 +183,7 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
             if learnable:
                 with torch.no_grad():
                     for syn in net.synapses:
-                        syn.pos.clamp_(0, syn.K - 1)
+                        syn.pos_u.clamp_(0, 1)
             tot += loss.item() * len(idx)
             n_ok += int((logits.argmax(1) == yb).sum())
             bar.set_postfix(loss=f"{loss.item():.3f}")
@@ -317,6 +308,8 @@ def parse_args(argv=None):
     ap.add_argument("--forward-group", help="events per forward group (int) or 'all'")
     ap.add_argument("--limit", type=int, help="use at most this many samples per split")
     ap.add_argument("--stop-after", type=int, help="stop after this many epochs in this invocation (then --resume)")
+    ap.add_argument("--augment", metavar="NAMES",
+                    help="keep only these augmentations: all | none | comma list of " + ",".join(augment.NAMES))
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--device", choices=("cpu", "cuda", "auto"), help="train.device (default cpu)")
     ap.add_argument("--threads", type=int, help="torch threads (train.threads)")
@@ -382,7 +375,13 @@ def config_from_args(a) -> dict:
         except json.JSONDecodeError:
             val = raw  # bare strings
         _set_path(over, field.strip(), val)
-    return load_config(a.config, over)
+    cfg = load_config(a.config, over)
+    if a.augment is not None:
+        try:
+            cfg["train"] = augment.keep_only(cfg["train"], a.augment)
+        except augment.AugmentError as e:
+            raise ConfigError(e.field, e.message) from None
+    return cfg
 
 
 def _main(argv=None) -> int:

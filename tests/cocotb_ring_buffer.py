@@ -218,3 +218,23 @@ async def ring_back_to_back_same_word(dut):
     await run_cocotb_driver(dut, drv)
     check_ring(plan, drv)
     assert drv._adds == 50
+
+
+@cocotb.test()
+async def ring_backpressure_sweep(dut):
+    """Idle cycles on the add/drain requests x backpressure on the drain responses,
+    p_idle in {0, 0.3} x p_stall in {0, 0.5}: exact in every combination."""
+    p = cocotb_params()
+    from cocotb.triggers import FallingEdge
+    await cocotb_reset(dut)  # starts the clock
+    for n, (p_idle, p_stall) in enumerate((a, b) for a in (0.0, 0.3) for b in (0.0, 0.5)):
+        await FallingEdge(dut.clk)  # leave the driver's ReadOnly phase, then reset again
+        dut.rst.value = 1
+        await FallingEdge(dut.clk)
+        await FallingEdge(dut.clk)
+        dut.rst.value = 0
+        plan, rng = _plan_from_params(dict(p, segments=1), p["seed"] + 100 + n)
+        drv = RingDriver(plan, rng, p["acc_bits"], p_idle=p_idle, p_stall=p_stall)
+        await run_cocotb_driver(dut, drv)
+        check_ring(plan, drv)
+        assert drv._adds > 0

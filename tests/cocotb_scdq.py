@@ -224,3 +224,23 @@ async def scdq_overflow(dut):
     drv = SCDQDriver(plan, rng)
     await run_cocotb_driver(dut, drv)
     check_scdq(plan, drv)
+
+
+@cocotb.test()
+async def scdq_backpressure_sweep(dut):
+    """Idle cycles on push x backpressure on the due-event output, p_idle in
+    {0, 0.3} x p_stall in {0, 0.5}: exact in every combination."""
+    p = cocotb_params()
+    from cocotb.triggers import FallingEdge
+    await cocotb_reset(dut)  # starts the clock
+    for n, (p_idle, p_stall) in enumerate((a, b) for a in (0.0, 0.3) for b in (0.0, 0.5)):
+        await FallingEdge(dut.clk)  # leave the driver's ReadOnly phase, then reset again
+        dut.rst.value = 1
+        await FallingEdge(dut.clk)
+        await FallingEdge(dut.clk)
+        dut.rst.value = 0
+        plan, rng = _plan(dict(p, segments=1), p["seed"] + 100 + n, p["capacity"])
+        drv = SCDQDriver(plan, rng, p_idle=p_idle, p_stall=p_stall)
+        await run_cocotb_driver(dut, drv)
+        check_scdq(plan, drv)
+        assert drv.n_out > 0

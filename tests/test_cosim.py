@@ -58,7 +58,7 @@ def test_cli_end_to_end_verilator_all_modes_and_units(trained, tmp_path, capsys,
 
     monkeypatch.setattr(cosim_run, "run_report", capture)
     rc = main(["--model", str(path), "--data", "synthetic", "--samples", "8", "--backend", "verilator",
-               "--mode", "layered", "async", "--delay-unit", "scdq", "ring", "--out", str(out), "--no-progress"])
+               "--execution", "layered", "async", "--delay-unit", "scdq", "ring", "--out", str(out), "--no-progress"])
     text = capsys.readouterr().out
     assert rc == 0, text
     rep = json.loads((out / "report.json").read_text())
@@ -155,7 +155,7 @@ def test_cli_exits_non_zero_and_names_the_divergence_on_a_parity_failure(trained
     import cosim.run as cosim_run
     path, model, X, y = trained
     args = ["--model", str(path), "--data", "synthetic", "--samples", "3", "--backend", "verilator",
-            "--mode", "async", "--out", str(tmp_path / "out"), "--no-progress"]
+            "--execution", "async", "--out", str(tmp_path / "out"), "--no-progress"]
     assert main(args) == 0
     assert "PARITY FAILED" not in capsys.readouterr().out
     # readout threshold is unused, so fault the first hidden layer's threshold register instead: 1 fires on any input
@@ -167,3 +167,39 @@ def test_cli_exits_non_zero_and_names_the_divergence_on_a_parity_failure(trained
     assert "PARITY FAILED" in text and "FIRST DIVERGENCE (async/scdq): sample 0, layer 0" in text
     rep = json.loads((tmp_path / "out" / "report.json").read_text())
     assert rep["runs"][0]["parity"]["bit_exact"] < 3 and rep["runs"][0]["parity"]["first_divergence"]["layer"] == 0
+
+
+def test_report_shows_shifted_splits_and_extra_test_accuracy(tmp_path, capsys):
+    """Shifted splits next to the test split and --extra-test files run through the HDL
+    (pysim here) and the report gives their accuracy, equal to hw.reference's on that file."""
+    import torch
+
+    from sw.data.shd import load_rasters, write_shd
+    from sw.export import to_model_file
+    from sw.models.delay import DelayNet, NetConfig
+
+    rng = np.random.default_rng(0)
+    d = tmp_path / "set"
+    for f, n in ((d / "shd_test.h5", 3), (d / "shd_test_fast.h5", 3), (tmp_path / "other.h5", 2)):
+        times = [np.sort(rng.uniform(0, 0.3, 60)) for _ in range(n)]
+        write_shd(f, times, [rng.integers(0, 700, 60) for _ in range(n)], rng.integers(0, 3, n), None)
+    torch.manual_seed(0)
+    net = DelayNet(NetConfig(n_inputs=35, hidden=[6], n_classes=3, T=30, max_delay=6, delay_stride=2, init_gain=3.0))
+    path = save(to_model_file(net, info={"seed": 0}), tmp_path / "m.safetensors")
+    model = load(path)
+    out = tmp_path / "cosim"
+    rc = main(["--model", str(path), "--data", str(d), "--backend", "amaranth", "--execution", "layered",
+               "--extra-test", str(tmp_path / "other.h5"), "--out", str(out), "--no-progress"])
+    assert rc == 0
+    assert "accuracy on other test sets" in capsys.readouterr().out
+    extras = json.loads((out / "report.json").read_text())["extra_tests"]
+    assert [x["name"] for x in extras] == ["fast", str(tmp_path / "other.h5")]
+    for x in extras:
+        X, y = load_rasters(x["file"], dt=model.dt, T=model.T, pool=20)
+        assert x["samples"] == len(y) and x["parity"]["bit_exact"] == len(y)
+        ref = float((simulate(model, X, "layered").predictions == y).mean())
+        assert x["accuracy"]["reference"] == pytest.approx(ref) and x["accuracy"]["hdl"] == pytest.approx(ref)
+    assert main(["--model", str(path), "--data", str(d), "--backend", "amaranth", "--execution", "layered",
+                 "--extra-test", str(tmp_path / "missing.h5"), "--out", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "--extra-test" in err and "missing.h5" in err

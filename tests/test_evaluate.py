@@ -111,3 +111,75 @@ def test_shd_file_with_inferred_pooling(tmp_path, capsys):
     p2, _ = _export(tmp_path, "odd.safetensors", n_inputs=33, T=50)
     assert main(["--model", str(p2), "--data", str(tmp_path / "shd_test.h5"), "--no-progress"]) == 2
     assert "n_inputs=33" in capsys.readouterr().err
+
+
+def _write_split(path, seed, n=8, labels=None):
+    from sw.data.shd import write_shd
+
+    rng = np.random.default_rng(seed)
+    times = [np.sort(rng.uniform(0, 0.5, 300)) for _ in range(n)]
+    units = [rng.integers(0, 700, 300) for _ in range(n)]
+    write_shd(path, times, units, rng.integers(0, 4, n) if labels is None else labels, None)
+
+
+def test_shifted_splits_and_extra_test_are_reported_per_split(tmp_path, capsys):
+    """Shifted splits next to the test split and --extra-test files each get rows whose
+    accuracy is the reference's on that file alone; the mean row averages the models."""
+    from hw.reference import simulate
+    from sw.data.shd import load_rasters
+
+    d = tmp_path / "set"
+    d.mkdir()
+    _write_split(d / "shd_test.h5", 0)
+    _write_split(d / "shd_test_slow.h5", 1)
+    _write_split(d / "shd_test_noisy.h5", 2, n=5)
+    _write_split(tmp_path / "other.h5", 3, n=7)
+    p1, m1 = _export(tmp_path, "s1.safetensors", n_inputs=70, T=50, seed=1)
+    p2, m2 = _export(tmp_path, "s2.safetensors", n_inputs=70, T=50, seed=2)
+    out = tmp_path / "g.json"
+    assert main(["--model", str(p1), "--model", str(p2), "--data", str(d), "--extra-test", str(tmp_path / "other.h5"),
+                 "--json", str(out), "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "accuracy % per split" in text and "mean of 2" in text
+    rows = json.loads(out.read_text())
+    extra = f"extra:{tmp_path / 'other.h5'}"
+    assert [(r["model"][-14:], r["split"]) for r in rows] == [
+        (n, s) for n in ("s1.safetensors", "s2.safetensors") for s in ("test", "slow", "noisy", extra)]
+    files = {"test": d / "shd_test.h5", "slow": d / "shd_test_slow.h5", "noisy": d / "shd_test_noisy.h5",
+             extra: tmp_path / "other.h5"}
+    for r in rows:
+        m = m1 if r["model"].endswith("s1.safetensors") else m2
+        X, y = load_rasters(files[r["split"]], dt=m.dt, T=m.T, pool=10)
+        assert r["samples"] == len(y)
+        assert r["accuracy"] == pytest.approx(float((simulate(m, X, "layered").predictions == y).mean()))
+    from sw.evaluate import generalization
+
+    gen = generalization(rows)
+    mean = gen[-1]
+    assert mean["model"] == "mean of 2"
+    for s in ("test", "slow", "noisy", extra):
+        assert mean["accuracy"][s] == pytest.approx(np.mean([r["accuracy"] for r in rows if r["split"] == s]))
+        if s != "test":
+            assert mean["gap_points"][s] == pytest.approx(100 * (mean["accuracy"][s] - mean["accuracy"]["test"]))
+    # --no-shifted leaves only the test split
+    assert main(["--model", str(p1), "--data", str(d), "--no-shifted", "--json", str(out), "--no-progress"]) == 0
+    assert [r["split"] for r in json.loads(out.read_text())] == ["test"]
+
+
+def test_extra_test_errors_name_the_flag_and_file(tmp_path, capsys):
+    d = tmp_path / "set"
+    d.mkdir()
+    _write_split(d / "shd_test.h5", 0)
+    p, _ = _export(tmp_path, "m.safetensors", n_inputs=70, T=50)
+    assert main(["--model", str(p), "--data", str(d), "--extra-test", str(tmp_path / "missing.h5"),
+                 "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "--extra-test" in err and "missing.h5" in err
+    (tmp_path / "junk.h5").write_bytes(b"not hdf5")
+    assert main(["--model", str(p), "--data", str(d), "--extra-test", str(tmp_path / "junk.h5"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "--extra-test" in err and "junk.h5" in err
+    _write_split(tmp_path / "many.h5", 4, labels=np.arange(8) % 8)  # labels 4..7 exceed the model's 4 classes
+    assert main(["--model", str(p), "--data", str(d), "--extra-test", str(tmp_path / "many.h5"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "--extra-test" in err and "many.h5" in err and "classes" in err

@@ -186,7 +186,7 @@ def test_learnable_delays_train_positions_and_export_bit_exact():
     net.set_delay_width(0, 5)
     mem_sum_loss(net(x)[0], y).backward()
     syn = net.synapses[0]
-    assert syn.pos.grad is not None and syn.pos.grad.abs().sum() > 0  # the position learns
+    assert syn.pos_u.grad is not None and syn.pos_u.grad.abs().sum() > 0  # the position learns
     assert float(syn.sigma) == 2.0 and net.set_delay_width(4, 5) == pytest.approx(0.2)
     net.eval()
     q = syn.int_weight()

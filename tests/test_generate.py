@@ -1,6 +1,7 @@
 """Offline SHD generator: determinism, caching, speakers, labels."""
 import json
 import shutil
+from dataclasses import replace
 
 import h5py
 import numpy as np
@@ -90,7 +91,7 @@ def test_speakers_disjoint_and_deterministic(seed):
     assert [s.sid for s in tr + te] == list(range(30))
     assert all(0.93 <= s.tract <= 1.07 and 0 <= s.pitch <= 99 for s in tr + te)
     with pytest.raises(ValueError, match="speakers"):
-        G.make_speakers(seed, len(G.VARIANTS), 1)
+        G.make_speakers(seed, len(G.VARIANTS) * len(G.EN_VOICES), 1)
 
 
 def test_label_word_voice_mapping(monkeypatch):
@@ -99,7 +100,7 @@ def test_label_word_voice_mapping(monkeypatch):
     assert G.KEYS[15] == "fuenf" and len(G.KEYS) == 20
     calls = []
 
-    def fake_espeak(word, voice, speed, pitch):
+    def fake_espeak(word, voice, speed, pitch, pitch_range=100.0):
         calls.append((word, voice))
         t = np.arange(8000) / G.ESPEAK_RATE
         return np.sin(2 * np.pi * 300 * t) * np.hanning(t.size)
@@ -126,3 +127,90 @@ def test_cli_help(capsys):
     assert ei.value.code == 0
     out = capsys.readouterr().out
     assert "--train" in out and "--workers" in out and "German" in out
+
+
+# ---------------------------------------------------------------- broader corpus (generator v2)
+def test_default_speakers_40_10_disjoint_variants_and_ranges():
+    p = G.GenParams()
+    tr, te = G.make_speakers(0, G.DEFAULT_TRAIN_SPEAKERS, G.DEFAULT_TEST_SPEAKERS)
+    assert (len(tr), len(te)) == (40, 10)
+    assert not {s.variant for s in tr} & {s.variant for s in te}
+    assert len({s.identity() for s in tr + te}) == 50
+    assert {s.en_voice for s in tr + te} <= set(G.EN_VOICES) and len({s.en_voice for s in tr}) > 3
+    for s in tr + te:
+        assert p.speaker_rate[0] <= s.speed <= p.speaker_rate[1]
+        assert p.speaker_range[0] <= s.pitch_range <= p.speaker_range[1]
+
+
+def test_per_word_draws_cover_the_stated_ranges():
+    p = G.GenParams()
+    spk = G.make_speakers(0, 2, 1)[0][0]
+    draws = [G.draw_utterance(spk, p, G.sample_rng(0, 0, i)) for i in range(400)]
+    rates = np.array([u.rate for u in draws]) / spk.speed
+    assert rates.min() >= 0.8 and rates.max() <= 1.2 and rates.min() < 0.83 and rates.max() > 1.17  # +-20 %
+    gains = np.array([u.gain_db for u in draws])
+    assert np.abs(gains).max() <= p.loudness_db and gains.std() > 1.5
+    for name, (lo, hi) in (("lead_s", p.lead_s), ("trail_s", p.trail_s), ("snr_db", p.snr_db)):
+        v = np.array([getattr(u, name) for u in draws])
+        assert v.min() >= lo and v.max() <= hi and v.max() - v.min() > 0.8 * (hi - lo)
+    assert len({u.pitch for u in draws}) > 8 and len({round(u.pitch_range) for u in draws}) > 8
+    assert G.draw_utterance(spk, replace(p, snr_db=None), G.sample_rng(0, 0, 0)).snr_db is None
+
+
+def test_shifted_splits_lie_outside_the_training_range():
+    p = G.GenParams()
+    train_lo = p.speaker_rate[0] * (1 - p.rate_jitter)
+    train_hi = p.speaker_rate[1] * (1 + p.rate_jitter)
+    assert G.SHIFTS["slow"]["rate"][1] < train_lo and G.SHIFTS["fast"]["rate"][0] > train_hi
+    assert G.SHIFTS["noisy"]["snr_db"][1] < p.snr_db[0]
+    spk = G.make_speakers(0, 2, 1)[1][0]
+    for name in ("slow", "fast"):
+        lo, hi = G.SHIFTS[name]["rate"]
+        q = G.shifted_params(p, name)
+        assert all(lo <= G.draw_utterance(spk, q, G.sample_rng(0, 2, i)).rate <= hi for i in range(50))
+    with pytest.raises(ValueError, match="unknown"):
+        G.shifted_params(p, "loud")
+
+
+def test_bad_generator_parameters_are_named():
+    for kw, field in (({"speaker_rate": (200.0, 90.0)}, "speaker_rate"), ({"rate_jitter": 1.5}, "rate_jitter"),
+                      ({"lead_s": (-0.1, 0.1)}, "lead_s"), ({"snr_db": (5.0,)}, "snr_db")):
+        with pytest.raises(ValueError, match=field):
+            replace(G.GenParams(), **kw).validate()
+
+
+def test_manifest_params_record_every_generator_parameter():
+    p = G.GenParams()
+    m = G._params(10, 5, 0, 40, 10, 3, p)
+    assert m["generator"] == p.as_dict() and set(m["generator"]) == set(G.GenParams.__dataclass_fields__)
+    assert m["shifts"]["slow"]["rate"] == list(G.SHIFTS["slow"]["rate"]) and m["n_shifted"] == 3
+    assert G._params(10, 5, 0, 40, 10, 3, replace(p, snr_db=None)) != m  # a change regenerates the cache
+
+
+@needs_espeak
+def test_silence_rate_and_slow_stretch_in_real_audio():
+    """No noise: the leading silence is exact zeros of the drawn length, the word follows;
+    a slow-split word (below espeak's 80 wpm floor, stretched) is longer than a fast one."""
+    p = replace(G.GenParams(), snr_db=None)
+    spk = G.make_speakers(0, 2, 1)[1][0]
+    u = G.draw_utterance(spk, p, G.sample_rng(0, 1, 7))
+    audio = G.synth_audio(7, spk, G.sample_rng(0, 1, 7), p)
+    lead = int(u.lead_s * 48000)
+    assert not audio[:lead].any() and np.abs(audio[lead:lead + 480]).max() > 0
+    dur = {}
+    for name in ("slow", "fast"):
+        q = G.shifted_params(p, name)
+        dur[name] = np.mean([np.ptp(np.flatnonzero(G.synth_audio(7, spk, G.sample_rng(0, 2, i), q))) for i in range(3)])
+    assert dur["slow"] > 2.5 * dur["fast"]
+
+
+@needs_espeak
+def test_generate_writes_shifted_splits_with_test_speakers(tmp_path):
+    tr, te = G.generate(tmp_path, 2, 1, seed=0, workers=1, progress=False, n_shifted=1)
+    man = json.loads((tmp_path / "manifest.json").read_text())
+    test_ids = {s["sid"] for s in man["speakers"]["test"]}
+    for name in G.SHIFTS:
+        f = G.shifted_path(tmp_path, name)
+        assert man["files"][f"test_{name}"] == f.name
+        e = read_shd(f)
+        assert len(e) == 1 and set(e.speakers.tolist()) <= test_ids and e.labels.tolist() == [0]

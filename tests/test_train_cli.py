@@ -139,18 +139,8 @@ def test_default_config_is_valid_and_flags_override():
         load_config(None, {"seed": "zero"})
 
 
-def test_shift_channels_moves_and_zero_fills():
-    from sw.train import shift_channels
-
-    x = torch.rand(3, 4, 9)
-    out = shift_channels(x, torch.tensor([0, 2, -3]))
-    assert torch.equal(out[0], x[0])
-    assert torch.equal(out[1, :, 2:], x[1, :, :7]) and (out[1, :, :2] == 0).all()
-    assert torch.equal(out[2, :, :6], x[2, :, 3:]) and (out[2, :, 6:] == 0).all()
-
-
 def test_resume_with_shd_files_and_augmentation(tmp_path):
-    """The SHD-format path (loader, channel pooling, shift augmentation) resumes bit-exactly too."""
+    """The SHD-format path (loader, channel pooling, every augmentation) resumes bit-exactly too."""
     from sw.data.shd import write_shd
 
     rng = np.random.default_rng(0)
@@ -160,7 +150,8 @@ def test_resume_with_shd_files_and_augmentation(tmp_path):
         write_shd(tmp_path / "shd" / f"shd_{split}.h5", times, units, rng.integers(0, 20, n), rng.integers(0, 3, n))
     cfg = {"data": {"T": 20, "pool": 35, "val_fraction": 0.25},
            "model": {"hidden": [8], "max_delay": 6, "delay_stride": 2},
-           "train": {"epochs": 2, "batch_size": 16, "threads": 1, "augment_shift": 3},
+           "train": {"epochs": 2, "batch_size": 16, "threads": 1, "augment_shift": 3,
+                     "augment_stretch": [0.7, 1.4], "augment_jitter": 1, "augment_dropout": 0.2},
            "prune": {"steps": 1, "start": 0.5, "end": 0.5, "k": 1, "max_levels": 2}}
     p = tmp_path / "c.json"
     p.write_text(json.dumps(cfg))

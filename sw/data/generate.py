@@ -2,21 +2,38 @@
 
 Labels follow SHD: 0-9 English "zero".."nine", 10-19 German "null".."neun".
 
-A *speaker* is a fixed (English voice, espeak variant, base pitch, base speed,
-vocal-tract factor) tuple; German words use the ``de`` voice with the same
-variant.  Train and test speakers are disjoint (different variants).  Each
-utterance jitters speed, pitch and tract factor around its speaker's values,
-starts after a short random silence, gets mild white noise, is resampled from
-22.05 kHz to 48 kHz with the tract factor (a +-7 % frequency/duration
-perturbation), and goes through :func:`sw.data.cochlea.audio_to_spikes`.
+A *speaker* is a fixed (English accent, espeak variant, base pitch, pitch range,
+base speaking rate, vocal-tract factor) tuple; German words use the ``de`` voice
+with the same variant.  Train and test speakers are disjoint: the variants are
+split into a train pool and a test pool, so no test speaker shares a voice
+variant with any training speaker.
 
-Sample ``i`` of a split depends only on ``(seed, split, i)`` and the speaker
-list (itself a function of ``seed``), so the result is identical for any number
-of worker processes.  Outputs ``<out>/shd_train.h5``, ``<out>/shd_test.h5``
-(exact SHD layout) and ``<out>/manifest.json``; a re-run with the same
-parameters reuses them.
+Each utterance (all ranges are fields of :class:`GenParams`, recorded in the manifest):
+- jitters the speaker's rate by a factor in ``1 +- rate_jitter`` (speaker rates span
+  ``speaker_rate``, words per minute), its pitch by ``+- pitch_jitter`` and its
+  intonation range (SSML ``<prosody range>``) by ``+- range_jitter``;
+- espeak-ng cannot speak slower than ``ESPEAK_MIN_RATE`` wpm: slower words are
+  spoken at that rate and stretched in time, pitch kept (librosa's phase vocoder);
+- has espeak's own silence trimmed, then a random leading and trailing silence;
+- gets a loudness change of ``+- loudness_db`` against a fixed background-noise
+  floor of ``snr_db`` (relative to the un-scaled speech; ``None`` = no noise).  The
+  cochlea's RmsNormalizer (as in SHD) removes absolute level, so loudness acts
+  through the noise floor and the silence share of the clip;
+- is resampled from 22.05 kHz to 48 kHz with the tract factor (a +-7 % formant
+  and duration perturbation) and goes through :func:`sw.data.cochlea.audio_to_spikes`.
 
-    python -m sw.data.generate --train 4000 --test 1000 --out data/offline_shd --seed 0 --workers 2
+Shifted test splits (``shd_test_<name>.h5``) use the test speakers with one
+parameter moved outside the training range (:data:`SHIFTS`): ``slow`` and ``fast``
+speech (the rate is drawn from the shift's range instead of the speaker's) and
+``noisy`` (a lower SNR).  They measure generalization, not training fit.
+
+Sample ``i`` of a split depends only on ``(seed, split, i)``, the parameters and
+the speaker list (itself a function of ``seed``), so the result is identical for
+any number of worker processes.  Outputs ``<out>/shd_train.h5``,
+``<out>/shd_test.h5``, ``<out>/shd_test_{slow,fast,noisy}.h5`` (exact SHD layout)
+and ``<out>/manifest.json``; a re-run with the same parameters reuses them.
+
+    python -m sw.data.generate --train 4000 --test 1000 --shifted 200 --out data/big --seed 0 --workers 2
 """
 from __future__ import annotations
 
@@ -26,7 +43,7 @@ import json
 import multiprocessing as mp
 import subprocess
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from importlib.metadata import version
 from pathlib import Path
@@ -39,20 +56,24 @@ from tqdm import tqdm
 
 from sw.data import cochlea
 
-GENERATOR_VERSION = 1
-# About 0.3 s of wall time per word on 2 busy cores (bench/cochlea.py); this keeps
-# the default set near 8 minutes.
+GENERATOR_VERSION = 2
+# About 0.3 s of wall time per word on 2 busy cores (bench/cochlea.py); 1200 + 400
+# + 3 x 120 words keep the default set near 10 minutes (README.md).
 DEFAULT_TRAIN = 1200
 DEFAULT_TEST = 400
-DEFAULT_TRAIN_SPEAKERS = 24
-DEFAULT_TEST_SPEAKERS = 6
+DEFAULT_SHIFTED = 120  # words per shifted test split
+DEFAULT_TRAIN_SPEAKERS = 40
+DEFAULT_TEST_SPEAKERS = 10
 
 ENGLISH = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 GERMAN = ["null", "eins", "zwei", "drei", "vier", "fünf", "sechs", "sieben", "acht", "neun"]
 WORDS = ENGLISH + GERMAN  # spoken text; index = label
 KEYS = ENGLISH + [w.replace("ü", "ue") for w in GERMAN]  # ASCII names stored in extra/keys
-EN_VOICES = ("en-us", "en-gb")
+# espeak-ng's own English accents (the mbrola voices need extra packages)
+EN_VOICES = ("en-us", "en-gb", "en-gb-scotland", "en-gb-x-rp", "en-gb-x-gbclan", "en-gb-x-gbcwmd", "en-us-nyc",
+             "en-029")
 ESPEAK_RATE = 22050
+ESPEAK_MIN_RATE = 80  # espeak-ng clamps -s (and SSML rate) below this many words per minute
 
 # espeak-ng variants that sound like a plain human voice (no whisper, robot or
 # croak), with their gender from `espeak-ng --voices=variant`.
@@ -70,54 +91,124 @@ VARIANTS = {
 
 
 @dataclass(frozen=True)
+class GenParams:
+    """Every random range of the generator (recorded in the manifest).  Ranges are ``(lo, hi)``."""
+
+    speaker_rate: tuple = (90.0, 180.0)  # speaker base rate, words per minute
+    rate_jitter: float = 0.2  # per word: rate x U(1 - j, 1 + j)  -> training rates 72..216 wpm
+    pitch_female: tuple = (45, 75)  # espeak -p of a speaker
+    pitch_male: tuple = (20, 55)
+    pitch_jitter: int = 8  # per word +- (espeak -p units)
+    speaker_range: tuple = (50.0, 170.0)  # intonation: SSML prosody range, % of espeak's default
+    range_jitter: float = 0.2  # per word x U(1 - j, 1 + j)
+    tract: tuple = (0.93, 1.07)  # speaker vocal-tract resampling factor
+    tract_jitter: float = 0.015
+    loudness_db: float = 4.0  # per word +- dB against the noise floor
+    lead_s: tuple = (0.0, 0.15)  # leading silence, seconds
+    trail_s: tuple = (0.0, 0.15)  # trailing silence, seconds
+    snr_db: tuple | None = (20.0, 40.0)  # background white noise; None = none
+    rate: tuple | None = None  # a shifted split: per-word rate drawn from here, ignoring the speaker
+
+    def validate(self) -> "GenParams":
+        for name in ("speaker_rate", "pitch_female", "pitch_male", "speaker_range", "tract", "lead_s", "trail_s",
+                     "snr_db", "rate"):
+            v = getattr(self, name)
+            if v is None and name in ("snr_db", "rate"):
+                continue
+            if not (isinstance(v, (tuple, list)) and len(v) == 2 and v[0] <= v[1]):
+                raise ValueError(f"generator parameter {name}: need a (lo, hi) range with lo <= hi, got {v!r}")
+        if self.speaker_rate[0] <= 0 or (self.rate is not None and self.rate[0] <= 0):
+            raise ValueError("generator parameter speaker_rate/rate: rates must be positive words per minute")
+        for name in ("rate_jitter", "range_jitter", "tract_jitter"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"generator parameter {name}: must be in [0, 1), got {getattr(self, name)!r}")
+        if self.lead_s[0] < 0 or self.trail_s[0] < 0:
+            raise ValueError("generator parameter lead_s/trail_s: silences must be >= 0 s")
+        return self
+
+    def as_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+
+# Shifted test splits: one parameter outside the training range each.  Training
+# rates span 72..216 wpm (90..180 x (1 +- 0.2)) and SNRs 20..40 dB.
+SHIFTS = {
+    "slow": {"rate": (50.0, 65.0)},
+    "fast": {"rate": (240.0, 300.0)},
+    "noisy": {"snr_db": (0.0, 10.0)},
+}
+SHIFT_SPLIT_ID = {"slow": 2, "fast": 3, "noisy": 4}  # seeds: split 0 = train, 1 = test
+
+
+def shifted_params(base: GenParams, name: str) -> GenParams:
+    if name not in SHIFTS:
+        raise ValueError(f"shifted split: unknown name {name!r} (known: {', '.join(SHIFTS)})")
+    return replace(base, **SHIFTS[name]).validate()
+
+
+def shifted_path(out: str | Path, name: str) -> Path:
+    return Path(out) / f"shd_test_{name}.h5"
+
+
+@dataclass(frozen=True)
 class Speaker:
     sid: int
     en_voice: str
     variant: str
     gender: str
     pitch: int  # espeak -p, 0..99
-    speed: int  # espeak -s, words per minute
+    speed: int  # base rate, words per minute
     tract: float  # resampling factor: >1 lowers formants and lengthens
+    pitch_range: float = 100.0  # SSML prosody range, % of espeak's default intonation
 
     def voice(self, label: int) -> str:
         return f"{self.en_voice if label < 10 else 'de'}+{self.variant}"
 
     def identity(self) -> tuple:
-        return (self.en_voice, self.variant, self.pitch, self.speed, self.tract)
+        return (self.en_voice, self.variant, self.pitch, self.speed, self.tract, self.pitch_range)
 
 
-def make_speakers(seed: int, n_train: int, n_test: int) -> tuple[list[Speaker], list[Speaker]]:
-    """Speakers of both splits; ids ``0..n_train-1`` train, then test.  Every
-    speaker has its own variant while there are enough variants."""
+def make_speakers(seed: int, n_train: int, n_test: int,
+                  params: GenParams = GenParams()) -> tuple[list[Speaker], list[Speaker]]:
+    """Speakers of both splits; ids ``0..n_train-1`` train, then test.  The variants are
+    split into disjoint train and test pools in proportion to the speaker counts;
+    within a pool, speakers take the variants in turn (then differ in accent,
+    pitch, range, rate and tract)."""
     if n_train < 1 or n_test < 1:
         raise ValueError(f"speakers: need at least one per split, got train={n_train}, test={n_test}")
-    if n_train + n_test > len(VARIANTS):
-        raise ValueError(f"speakers: at most {len(VARIANTS)} distinct variants, asked for {n_train + n_test}")
+    if n_train + n_test > len(VARIANTS) * len(EN_VOICES):
+        raise ValueError(f"speakers: at most {len(VARIANTS) * len(EN_VOICES)} speakers, asked for {n_train + n_test}")
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), 0x5BEA]))
-    names = rng.permutation(sorted(VARIANTS))
+    names = [str(v) for v in rng.permutation(sorted(VARIANTS))]
+    n_test_pool = min(n_test, max(1, round(len(names) * n_test / (n_train + n_test))))
+    pools = (names[n_test_pool:], names[:n_test_pool])
     out = []
-    for sid in range(n_train + n_test):
-        v = str(names[sid])
-        female = VARIANTS[v] == "female"
-        out.append(Speaker(
-            sid=sid,
-            en_voice=str(rng.choice(EN_VOICES)),
-            variant=v,
-            gender=VARIANTS[v],
-            pitch=int(rng.integers(45, 75) if female else rng.integers(25, 55)),
-            speed=int(rng.integers(115, 165)),
-            tract=round(float(rng.uniform(0.93, 1.07)), 4),
-        ))
+    for split, n in ((0, n_train), (1, n_test)):
+        pool = pools[split]
+        for k in range(n):
+            v = pool[k % len(pool)]
+            female = VARIANTS[v] == "female"
+            lo, hi = params.pitch_female if female else params.pitch_male
+            out.append(Speaker(
+                sid=len(out),
+                en_voice=str(rng.choice(EN_VOICES)),
+                variant=v,
+                gender=VARIANTS[v],
+                pitch=int(rng.integers(lo, hi + 1)),
+                speed=int(round(rng.uniform(*params.speaker_rate))),
+                tract=round(float(rng.uniform(*params.tract)), 4),
+                pitch_range=round(float(rng.uniform(*params.speaker_range)), 1),
+            ))
     train, test = out[:n_train], out[n_train:]
-    assert not {s.identity() for s in train} & {s.identity() for s in test}
     assert not {s.variant for s in train} & {s.variant for s in test}
     return train, test
 
 
-def espeak(word: str, voice: str, speed: int, pitch: int) -> np.ndarray:
-    """22.05 kHz float64 audio of one word.  soundfile, not wave: espeak's
-    --stdout header carries a bogus frame count."""
-    cmd = ["espeak-ng", "--stdout", "-v", voice, "-s", str(int(speed)), "-p", str(int(pitch)), "-z", word]
+def espeak(word: str, voice: str, speed: int, pitch: int, pitch_range: float = 100.0) -> np.ndarray:
+    """22.05 kHz float64 audio of one word (SSML input, for the intonation range).
+    soundfile, not wave: espeak's --stdout header carries a bogus frame count."""
+    ssml = f'<speak><prosody range="{pitch_range:.0f}%">{word}</prosody></speak>'
+    cmd = ["espeak-ng", "--stdout", "-m", "-v", voice, "-s", str(int(speed)), "-p", str(int(pitch)), "-z", ssml]
     try:
         res = subprocess.run(cmd, capture_output=True, check=True, timeout=60)
     except FileNotFoundError as e:
@@ -130,23 +221,65 @@ def espeak(word: str, voice: str, speed: int, pitch: int) -> np.ndarray:
     return audio
 
 
-def synth_audio(label: int, speaker: Speaker, rng: np.random.Generator) -> np.ndarray:
+def trim_silence(x: np.ndarray, rel: float = 0.01) -> np.ndarray:
+    """The part of ``x`` between the first and last sample above ``rel`` x its peak."""
+    nz = np.flatnonzero(np.abs(x) > rel * np.abs(x).max(initial=0.0))
+    return x[nz[0]:nz[-1] + 1] if nz.size else x
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """The per-word draws (for the manifest-free record of what a sample is)."""
+
+    rate: float
+    pitch: int
+    pitch_range: float
+    tract: float
+    gain_db: float
+    lead_s: float
+    trail_s: float
+    snr_db: float | None
+
+
+def draw_utterance(speaker: Speaker, params: GenParams, rng: np.random.Generator) -> Utterance:
+    """The random per-word parameters, in a fixed draw order."""
+    j = params.rate_jitter
+    rate = speaker.speed * rng.uniform(1 - j, 1 + j)
+    if params.rate is not None:
+        rate = rng.uniform(*params.rate)
+    pitch = int(np.clip(speaker.pitch + rng.integers(-params.pitch_jitter, params.pitch_jitter + 1), 0, 99))
+    rj = params.range_jitter
+    prange = float(np.clip(speaker.pitch_range * rng.uniform(1 - rj, 1 + rj), 0, 400))
+    tract = speaker.tract * rng.uniform(1 - params.tract_jitter, 1 + params.tract_jitter)
+    gain = rng.uniform(-params.loudness_db, params.loudness_db)
+    lead = rng.uniform(*params.lead_s)
+    trail = rng.uniform(*params.trail_s)
+    snr = rng.uniform(*params.snr_db) if params.snr_db is not None else None
+    return Utterance(float(rate), pitch, prange, float(tract), float(gain), float(lead), float(trail),
+                     None if snr is None else float(snr))
+
+
+def synth_audio(label: int, speaker: Speaker, rng: np.random.Generator,
+                params: GenParams = GenParams()) -> np.ndarray:
     """48 kHz audio of one utterance of ``WORDS[label]`` by ``speaker``."""
-    speed = int(round(speaker.speed * rng.uniform(0.9, 1.1)))
-    pitch = int(np.clip(speaker.pitch + rng.integers(-6, 7), 0, 99))
-    tract = speaker.tract * rng.uniform(0.985, 1.015)
-    wav = espeak(WORDS[label], speaker.voice(label), speed, pitch)
-    ratio = Fraction(cochlea.SAMPLE_RATE * tract / ESPEAK_RATE).limit_denominator(160)
+    u = draw_utterance(speaker, params, rng)
+    spoken = max(u.rate, ESPEAK_MIN_RATE)
+    wav = trim_silence(espeak(WORDS[label], speaker.voice(label), int(round(spoken)), u.pitch, u.pitch_range))
+    if u.rate < spoken:  # slower than espeak can speak: stretch in time, pitch kept
+        import librosa
+
+        wav = librosa.effects.time_stretch(wav, rate=u.rate / spoken)
+    ratio = Fraction(cochlea.SAMPLE_RATE * u.tract / ESPEAK_RATE).limit_denominator(160)
     x = scipy.signal.resample_poly(wav, ratio.numerator, ratio.denominator)
-    lead = int(rng.uniform(0.0, 0.08) * cochlea.SAMPLE_RATE)
-    n = lead + x.size
+    lead = int(u.lead_s * cochlea.SAMPLE_RATE)
+    n = lead + x.size + int(u.trail_s * cochlea.SAMPLE_RATE)
     # pad so that the cochlea's half-spectrum length is FFT-friendly (a few ms of silence)
     n_fast = 2 * (scipy.fft.next_fast_len(n // 2 + 1, real=True) - 1)
     audio = np.zeros(max(n_fast, n))
-    audio[lead:lead + x.size] = x
     rms = np.sqrt(np.mean(x**2))
-    snr_db = rng.uniform(30.0, 45.0)
-    audio += rng.normal(0.0, rms * 10 ** (-snr_db / 20), audio.size)
+    audio[lead:lead + x.size] = x * 10 ** (u.gain_db / 20)
+    if u.snr_db is not None:  # a floor relative to the un-scaled speech: loudness moves against it
+        audio += rng.normal(0.0, rms * 10 ** (-u.snr_db / 20), audio.size)
     return audio
 
 
@@ -154,12 +287,12 @@ def sample_rng(seed: int, split: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), int(split), int(index)]))
 
 
-def synth_sample(seed: int, split: int, index: int, speakers: list[Speaker]):
+def synth_sample(seed: int, split: int, index: int, speakers: list[Speaker], params: GenParams = GenParams()):
     """``(times float64, units int64, label, speaker id)`` of sample ``index``."""
     rng = sample_rng(seed, split, index)
     label = index % len(WORDS)
     speaker = speakers[(index // len(WORDS)) % len(speakers)]
-    audio = synth_audio(label, speaker, rng)
+    audio = synth_audio(label, speaker, rng, params)
     times, units = cochlea.audio_to_spikes(audio, cochlea.SAMPLE_RATE, seed=int(rng.integers(2**32)))
     return times, units, label, speaker.sid
 
@@ -171,8 +304,8 @@ def _worker_init() -> None:
 
 
 def _worker(job):
-    seed, split, index, speakers = job
-    t, u, label, sid = synth_sample(seed, split, index, speakers)
+    seed, split, index, speakers, params = job
+    t, u, label, sid = synth_sample(seed, split, index, speakers, params)
     return index, t.astype(np.float32), u.astype(np.uint16), label, sid
 
 
@@ -183,42 +316,53 @@ def _espeak_version() -> str:
         return "missing"
 
 
-def _params(n_train, n_test, seed, n_train_speakers, n_test_speakers) -> dict:
+def _params(n_train, n_test, seed, n_train_speakers, n_test_speakers, n_shifted=0,
+            params: GenParams = GenParams()) -> dict:
     return {
         "generator_version": GENERATOR_VERSION,
-        "n_train": int(n_train), "n_test": int(n_test), "seed": int(seed),
+        "n_train": int(n_train), "n_test": int(n_test), "n_shifted": int(n_shifted), "seed": int(seed),
         "n_train_speakers": int(n_train_speakers), "n_test_speakers": int(n_test_speakers),
+        "generator": params.as_dict(),
+        "shifts": {k: {f: list(v) for f, v in d.items()} for k, d in SHIFTS.items()} if n_shifted else {},
         "lauscher": version("lauscher"), "espeak": _espeak_version(),
     }
 
 
 def generate(out: str | Path, n_train: int, n_test: int, seed: int = 0, workers: int = 2,
              n_train_speakers: int = DEFAULT_TRAIN_SPEAKERS, n_test_speakers: int = DEFAULT_TEST_SPEAKERS,
-             force: bool = False, progress: bool = True) -> tuple[Path, Path]:
-    """Build (or reuse) ``<out>/shd_train.h5`` and ``<out>/shd_test.h5``."""
+             force: bool = False, progress: bool = True, n_shifted: int = 0,
+             params: GenParams = GenParams()) -> tuple[Path, Path]:
+    """Build (or reuse) ``<out>/shd_train.h5`` and ``<out>/shd_test.h5`` and, with
+    ``n_shifted > 0``, the shifted test splits ``<out>/shd_test_<name>.h5`` (:data:`SHIFTS`)."""
     from sw.data.shd import write_shd  # here, not at the top: spawned workers need no torch
 
-    if n_train < 0 or n_test < 0:
-        raise ValueError(f"n_train/n_test: must be >= 0, got {n_train}/{n_test}")
+    if n_train < 0 or n_test < 0 or n_shifted < 0:
+        raise ValueError(f"n_train/n_test/n_shifted: must be >= 0, got {n_train}/{n_test}/{n_shifted}")
     if workers < 1:
         raise ValueError(f"workers: must be >= 1, got {workers}")
+    params = params.validate()
     out = Path(out)
     train_path, test_path = out / "shd_train.h5", out / "shd_test.h5"
+    shifted = {name: shifted_path(out, name) for name in SHIFTS} if n_shifted else {}
     manifest_path = out / "manifest.json"
-    params = _params(n_train, n_test, seed, n_train_speakers, n_test_speakers)
-    if not force and manifest_path.exists() and train_path.exists() and test_path.exists():
+    man_params = _params(n_train, n_test, seed, n_train_speakers, n_test_speakers, n_shifted, params)
+    files = [train_path, test_path, *shifted.values()]
+    if not force and manifest_path.exists() and all(p.exists() for p in files):
         try:
             old = json.loads(manifest_path.read_text())
         except (OSError, ValueError):
             old = None
-        if isinstance(old, dict) and old.get("params") == params:
+        if isinstance(old, dict) and old.get("params") == man_params:
             return train_path, test_path
     manifest_path.unlink(missing_ok=True)  # files below are stale until the new manifest lands
 
-    train_spk, test_spk = make_speakers(seed, n_train_speakers, n_test_speakers)
+    train_spk, test_spk = make_speakers(seed, n_train_speakers, n_test_speakers, params)
     all_spk = train_spk + test_spk
     cochlea.transfer_table(progress=progress)  # build the cache once, before the workers need it
-    jobs = [(seed, 0, i, train_spk) for i in range(n_train)] + [(seed, 1, i, test_spk) for i in range(n_test)]
+    splits = [(0, train_path, n_train, train_spk, params), (1, test_path, n_test, test_spk, params)]
+    splits += [(SHIFT_SPLIT_ID[name], path, n_shifted, test_spk, shifted_params(params, name))
+               for name, path in shifted.items()]
+    jobs = [(seed, sid, i, spk, prm) for sid, _, n, spk, prm in splits for i in range(n)]
     results: dict[tuple[int, int], tuple] = {}
     bar = tqdm(total=len(jobs), desc="offline SHD", unit="word", disable=not progress)
     if workers == 1:
@@ -234,12 +378,14 @@ def generate(out: str | Path, n_train: int, n_test: int, seed: int = 0, workers:
     bar.close()
 
     meta = {"gender": np.array([s.gender for s in all_spk])}
-    for split, path, n in ((0, train_path, n_train), (1, test_path, n_test)):
-        rows = [results[(split, i)] for i in range(n)]
+    for sid, path, n, _, _ in splits:
+        rows = [results[(sid, i)] for i in range(n)]
         write_shd(path, [r[0] for r in rows], [r[1] for r in rows],
                   np.array([r[2] for r in rows], dtype=np.int64), np.array([r[3] for r in rows], dtype=np.int64),
                   keys=KEYS, meta=meta)
-    manifest = {"params": params, "keys": KEYS, "words": WORDS,
+    manifest = {"params": man_params, "keys": KEYS, "words": WORDS,
+                "files": {"train": train_path.name, "test": test_path.name,
+                          **{f"test_{k}": p.name for k, p in shifted.items()}},
                 "speakers": {"train": [asdict(s) for s in train_spk], "test": [asdict(s) for s in test_spk]}}
     tmp = manifest_path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(manifest, indent=1, ensure_ascii=False))
@@ -248,24 +394,35 @@ def generate(out: str | Path, n_train: int, n_test: int, seed: int = 0, workers:
 
 
 def ensure_default_dataset(root: str | Path = "data/offline_shd", n_train: int = DEFAULT_TRAIN,
-                           n_test: int = DEFAULT_TEST, seed: int = 0, workers: int = 2) -> tuple[Path, Path]:
-    """Paths of the default offline data set, generating it on first use.
+                           n_test: int = DEFAULT_TEST, seed: int = 0, workers: int = 2,
+                           n_shifted: int = DEFAULT_SHIFTED) -> tuple[Path, Path]:
+    """Paths of the default offline data set (with its shifted test splits), generating it on first use.
 
     The default name ``data/offline_shd`` resolves under ``sw.paths.data_dir()``
     (``$SPIKELINE_CACHE/data``, the checkout's ``data/`` or the user cache)."""
     from sw.paths import resolve_data_root
 
-    return generate(resolve_data_root(root), n_train, n_test, seed=seed, workers=workers)
+    return generate(resolve_data_root(root), n_train, n_test, seed=seed, workers=workers, n_shifted=n_shifted)
+
+
+def default_shifted_splits(root: str | Path = "data/offline_shd") -> dict[str, Path]:
+    """``{name: path}`` of the default set's shifted test splits (generating the set if needed)."""
+    from sw.paths import resolve_data_root
+
+    ensure_default_dataset(root)
+    return {name: shifted_path(resolve_data_root(root), name) for name in SHIFTS}
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m sw.data.generate",
         description="Generate an offline SHD-format data set (espeak-ng spoken digits, English labels 0-9 and "
-                    "German labels 10-19, through the Lauscher cochlea model). Re-running with the same "
-                    "parameters reuses the files.")
+                    "German labels 10-19, through the Lauscher cochlea model), with shifted test splits "
+                    "(slow, fast, noisy speech). Re-running with the same parameters reuses the files.")
     ap.add_argument("--train", type=int, default=DEFAULT_TRAIN, help=f"training words (default {DEFAULT_TRAIN})")
     ap.add_argument("--test", type=int, default=DEFAULT_TEST, help=f"test words (default {DEFAULT_TEST})")
+    ap.add_argument("--shifted", type=int, default=DEFAULT_SHIFTED,
+                    help=f"words per shifted test split {list(SHIFTS)} (default {DEFAULT_SHIFTED}; 0 = none)")
     ap.add_argument("--out", default="data/offline_shd", help="output folder (default data/offline_shd)")
     ap.add_argument("--seed", type=int, default=0, help="fixes every random choice (default 0)")
     ap.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
@@ -273,10 +430,25 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"speakers of the training split (default {DEFAULT_TRAIN_SPEAKERS})")
     ap.add_argument("--test-speakers", type=int, default=DEFAULT_TEST_SPEAKERS,
                     help=f"speakers of the test split, disjoint from training (default {DEFAULT_TEST_SPEAKERS})")
+    ap.add_argument("--snr-db", type=float, nargs=2, metavar=("LO", "HI"),
+                    help=f"background-noise SNR range of train/test in dB (default {GenParams.snr_db})")
+    ap.add_argument("--no-noise", action="store_true", help="no background noise in train/test")
     ap.add_argument("--force", action="store_true", help="regenerate even if the files match")
     a = ap.parse_args(argv)
-    train, test = generate(a.out, a.train, a.test, a.seed, a.workers, a.train_speakers, a.test_speakers, a.force)
+    params = GenParams()
+    if a.no_noise:
+        params = replace(params, snr_db=None)
+    elif a.snr_db:
+        params = replace(params, snr_db=tuple(a.snr_db))
+    try:
+        train, test = generate(a.out, a.train, a.test, a.seed, a.workers, a.train_speakers, a.test_speakers,
+                               a.force, n_shifted=a.shifted, params=params)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     print(f"{train}\n{test}")
+    for name in SHIFTS if a.shifted else ():
+        print(shifted_path(a.out, name))
     return 0
 
 

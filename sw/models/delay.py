@@ -184,8 +184,15 @@ class LearnableDelaySynapse(DelaySynapse):
         nn.init.uniform_(self.weight, -1.0, 1.0)
         # one tap per synapse, not K: the init scale is that of a K = 1 layer
         self.wscale.fill_(init_gain * math.sqrt(3.0 / n_in))
-        self.pos = nn.Parameter(torch.rand(n_out, n_in) * (K - 1))
+        # position as a fraction of the grid: an optimizer step moves it by (K - 1) x lr grid steps,
+        # the larger position learning rate DCLS uses, with one optimizer for all parameters
+        self.pos_u = nn.Parameter(torch.rand(n_out, n_in))
         self.register_buffer("sigma", torch.tensor(float(sigma)))
+
+    @property
+    def pos(self) -> torch.Tensor:
+        """Delay position of each synapse ``[n_out, n_in]`` in grid steps (0 .. K-1)."""
+        return self.pos_u * (self.K - 1)
 
     def int_weight(self) -> torch.Tensor:
         """Exported taps: always the rounded positions (eval mode), whatever mode the module is in."""

@@ -1,0 +1,169 @@
+"""On-the-fly training augmentation of binned spike rasters.
+
+Every transform is a pure function of a raster ``x`` (bool ``[T, C]``, time bins
+by channels) and, where it is random, a :class:`numpy.random.Generator`; none
+changes its input.  :func:`augment_batch` draws one generator per
+``(seed, epoch, sample index)`` (:func:`sample_rng`), so the augmented batch
+depends on nothing else: not on the batch it lands in, the worker count or
+whether training was interrupted and resumed (``--resume`` is bit-identical).
+
+The transforms, applied in this order by :func:`augment_sample`:
+- ``stretch``: time stretch by a factor ``f`` drawn log-uniformly from
+  ``[lo, hi]`` (``f > 1`` = slower speech).  The raster is resampled in time about
+  its first bin: output bin ``t`` takes input bin ``floor((t + 0.5) / f)`` (empty past
+  the end).  This keeps the spikes per bin, as the cochlea does when a word is
+  spoken faster or slower (its firing rate follows loudness, not rate); ``f < 1``
+  drops bins, ``f > 1`` repeats them, and the jitter below breaks repeats up.
+- ``shift``: move all channels by an integer in ``[-shift, shift]`` (zero fill), a
+  cochlear frequency shift like a different vocal tract.
+- ``jitter``: move each event by an integer number of bins in ``[-jitter, jitter]``;
+  events pushed outside ``[0, T)`` are lost, coinciding ones merge (a raster holds
+  at most one event per bin and channel).
+- ``dropout``: delete each event independently with probability ``dropout``.
+
+Config (``train`` section): ``augment_shift`` (channels, 0 = off),
+``augment_stretch`` (``[lo, hi]``, ``[1, 1]`` = off), ``augment_jitter`` (bins, 0 =
+off), ``augment_dropout`` (probability, 0 = off).  ``--augment NAMES`` keeps only
+the named ones (``none`` / ``all``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+NAMES = ("stretch", "shift", "jitter", "dropout")
+FIELDS = {"stretch": "augment_stretch", "shift": "augment_shift", "jitter": "augment_jitter",
+          "dropout": "augment_dropout"}
+OFF = {"augment_stretch": [1.0, 1.0], "augment_shift": 0, "augment_jitter": 0, "augment_dropout": 0.0}
+
+
+class AugmentError(ValueError):
+    """A bad augmentation field; ``field`` names it."""
+
+    def __init__(self, field: str, message: str):
+        self.field, self.message = field, message
+        super().__init__(f"{field}: {message}")
+
+
+# ---------------------------------------------------------------- transforms
+def time_stretch(x: np.ndarray, factor: float) -> np.ndarray:
+    """``x`` resampled in time by ``factor`` (> 1 slower, < 1 faster), same shape."""
+    if not factor > 0:
+        raise ValueError(f"time_stretch: factor must be positive, got {factor!r}")
+    T = x.shape[0]
+    src = np.floor((np.arange(T) + 0.5) / factor).astype(np.int64)
+    out = np.zeros_like(x)
+    ok = src < T
+    out[ok] = x[src[ok]]
+    return out
+
+
+def channel_shift(x: np.ndarray, shift: int) -> np.ndarray:
+    """Channels moved by ``shift`` (``out[:, c] = x[:, c - shift]``), zero fill."""
+    out = np.zeros_like(x)
+    C, s = x.shape[1], int(shift)
+    if s >= C or s <= -C:
+        return out
+    if s >= 0:
+        out[:, s:] = x[:, :C - s]
+    else:
+        out[:, :C + s] = x[:, -s:]
+    return out
+
+
+def time_jitter(x: np.ndarray, max_steps: int, rng: np.random.Generator) -> np.ndarray:
+    """Each event moved by a uniform integer in ``[-max_steps, max_steps]`` bins."""
+    t, c = np.nonzero(x)
+    d = rng.integers(-max_steps, max_steps + 1, size=t.size)
+    t2 = t + d
+    ok = (t2 >= 0) & (t2 < x.shape[0])
+    out = np.zeros_like(x)
+    out[t2[ok], c[ok]] = True
+    return out
+
+
+def event_dropout(x: np.ndarray, p: float, rng: np.random.Generator) -> np.ndarray:
+    """Each event kept with probability ``1 - p``."""
+    t, c = np.nonzero(x)
+    keep = rng.random(t.size) >= p
+    out = np.zeros_like(x)
+    out[t[keep], c[keep]] = True
+    return out
+
+
+# ---------------------------------------------------------------- configuration
+@dataclass(frozen=True)
+class Augment:
+    stretch: tuple[float, float] = (1.0, 1.0)
+    shift: int = 0
+    jitter: int = 0
+    dropout: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.stretch != (1.0, 1.0) or self.shift > 0 or self.jitter > 0 or self.dropout > 0
+
+    @classmethod
+    def from_train_config(cls, tc: dict) -> "Augment":
+        """From the ``train`` config section; :class:`AugmentError` names a bad field."""
+        st = tc.get("augment_stretch", [1.0, 1.0])
+        if not (isinstance(st, (list, tuple)) and len(st) == 2
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in st)
+                and 0 < st[0] <= st[1]):
+            raise AugmentError("train.augment_stretch", f"must be [lo, hi] with 0 < lo <= hi, got {st!r}")
+        for name in ("augment_shift", "augment_jitter"):
+            v = tc.get(name, 0)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 0:
+                raise AugmentError(f"train.{name}", f"must be an int >= 0, got {v!r}")
+        p = tc.get("augment_dropout", 0.0)
+        if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0 <= p < 1:
+            raise AugmentError("train.augment_dropout", f"must be in [0, 1), got {p!r}")
+        return cls((float(st[0]), float(st[1])), int(tc.get("augment_shift", 0)), int(tc.get("augment_jitter", 0)),
+                   float(p))
+
+
+def keep_only(tc: dict, names: str) -> dict:
+    """The ``train`` section with every augmentation not in the comma list ``names``
+    switched off (``all`` keeps all, ``none`` none); ``--augment`` uses it."""
+    want = {n.strip() for n in names.split(",") if n.strip()}
+    if want == {"all"}:
+        want = set(NAMES)
+    elif want == {"none"}:
+        want = set()
+    bad = want - set(NAMES)
+    if bad or not names.strip():
+        raise AugmentError("--augment", f"expected 'all', 'none' or a comma list of {', '.join(NAMES)}; "
+                                        f"got {names!r}")
+    out = dict(tc)
+    for n in NAMES:
+        if n not in want:
+            out[FIELDS[n]] = OFF[FIELDS[n]]
+    return out
+
+
+# ---------------------------------------------------------------- sampling
+def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    """The generator of training sample ``index`` in ``epoch``."""
+    return np.random.default_rng(np.random.SeedSequence([int(seed), int(epoch), int(index), 0xA06]))
+
+
+def augment_sample(x: np.ndarray, aug: Augment, rng: np.random.Generator) -> np.ndarray:
+    """One raster through the enabled transforms (fixed order and draw order)."""
+    lo, hi = aug.stretch
+    if lo != 1.0 or hi != 1.0:
+        x = time_stretch(x, float(np.exp(rng.uniform(np.log(lo), np.log(hi)))))
+    if aug.shift:
+        x = channel_shift(x, int(rng.integers(-aug.shift, aug.shift + 1)))
+    if aug.jitter:
+        x = time_jitter(x, aug.jitter, rng)
+    if aug.dropout:
+        x = event_dropout(x, aug.dropout, rng)
+    return x
+
+
+def augment_batch(X: np.ndarray, indices, epoch: int, seed: int, aug: Augment) -> np.ndarray:
+    """``X[i]`` augmented with the generator of ``(seed, epoch, indices[i])``; bool ``[B, T, C]``."""
+    X = np.asarray(X, dtype=bool)
+    return np.stack([augment_sample(x, aug, sample_rng(seed, epoch, int(i))) for x, i in zip(X, indices)]) \
+        if len(X) else X.copy()
