@@ -43,7 +43,7 @@ fuzz: setup
 bench: setup
 	@for b in bench/*.py; do case $$b in bench/__init__.py|bench/mutants.py) continue;; esac; echo "== $$b"; $(PY) $$b || exit 1; done
 
-# mutation check of the test suite (long: about 15-30 min); not part of make test or make bench
+# mutation check of the test suite (long: about 20 min); not part of make test or make bench
 mutants: setup
 	$(PY) bench/mutants.py
 

@@ -220,8 +220,9 @@ def main(argv=None) -> int:
         pwall, pcpu = time.perf_counter() - t0, time.process_time() - c0
         assert hp.cycles == hv[0].cycles and np.array_equal(hp.readout, hv[0].readout)
         # every clock pysim ran: config + stimulus writes, start, run to done, result reads
-        n_reads = 2 + 8 * len(spec.layers) + len(spec.layers) - 1 + sum(len(e[0]) for e in hp.emissions) \
-            + model.T * spec.n_classes + model.T
+        from hw.network import result_plan
+        plan = result_plan(spec, model.T, model.n_classes)  # the reads pysim made: status, records, readout, stamps
+        n_reads = sum(r.n for r in plan if r.count_word is None) + sum(len(e[0]) for e in hp.emissions)
         p_ticks = len(config_writes(spec, model, mode)) + len(stimulus_writes(spec, X[0])) + 1 + hp.cycles + n_reads
         print(f"\n== simulated cycles/s, {mode}/{unit} SHD-like design, sample 0 ({hp.cycles} cycles to done; "
               f"counting config, stimulus, run and readback clocks)")

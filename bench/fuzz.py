@@ -2,7 +2,10 @@
 
     python bench/fuzz.py --cases N --seed S [--unit ring|scdq|both] [--workers W] [--case I]
 
-One Verilator build per (layer count 1..3, delay unit) of a maximal shape
+Two build families. The large one (``--family large``, 20 % of the cases by
+default) is 48 wide with 16 delay levels spread over 0..63, T up to 128, a
+narrow membrane and readout, and SCDQ capacities below the peak of busy cases.
+The base one: one Verilator build per (layer count 1..3, delay unit) of a maximal shape
 (width 8, delay levels 0..7, T up to 16, narrow membrane/readout widths so that
 saturation happens), plus SCDQ builds at small fixed capacities (4, 9, 14 events
 for layers 0, 1, 2: below the peak of busy cases, so the queues drop events and

@@ -143,7 +143,7 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, help="training epochs (default: the config's)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
-    ap.add_argument("--no-delay-variants", nargs="+", default=["all", "none"], choices=list(VARIANTS),
+    ap.add_argument("--no-delay-variants", nargs="*", default=["all", "none"], choices=list(VARIANTS),
                     help="variants also trained with --no-delays (for the delay gain)")
     ap.add_argument("--ablation-seeds", type=int, nargs="+", default=None,
                     help="seeds for the variants other than all/none (default: --seeds)")

@@ -1,6 +1,6 @@
 """Mutation check: does the test suite catch small, plausible faults?
 
-    python bench/mutants.py              # every mutant (about 15-30 min on 2 busy cores)
+    python bench/mutants.py              # every mutant (about 20 min on 2 busy cores)
     python bench/mutants.py --list       # the mutants and the tests that run for each
     python bench/mutants.py --only ref-   # mutants whose name starts with ref-
 
