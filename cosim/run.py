@@ -22,7 +22,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from hw.model_file import Model, ModelFileError, load  # noqa: E402
+from hw.model_file import Model, load  # noqa: E402
 from hw.network import NetworkSpec  # noqa: E402
 from hw.reference import DELAY_UNITS, MODES, simulate  # noqa: E402
 
