@@ -423,7 +423,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test", type=int, default=DEFAULT_TEST, help=f"test words (default {DEFAULT_TEST})")
     ap.add_argument("--shifted", type=int, default=DEFAULT_SHIFTED,
                     help=f"words per shifted test split {list(SHIFTS)} (default {DEFAULT_SHIFTED}; 0 = none)")
-    ap.add_argument("--out", default="data/offline_shd", help="output folder (default data/offline_shd)")
+    ap.add_argument("--out", default="data/offline_shd",
+                    help="output folder (default data/offline_shd: the checkout's data/, or $SPIKELINE_CACHE/data or "
+                         "the user cache for an installed spikeline)")
     ap.add_argument("--seed", type=int, default=0, help="fixes every random choice (default 0)")
     ap.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     ap.add_argument("--train-speakers", type=int, default=DEFAULT_TRAIN_SPEAKERS,
@@ -440,15 +442,18 @@ def main(argv: list[str] | None = None) -> int:
         params = replace(params, snr_db=None)
     elif a.snr_db:
         params = replace(params, snr_db=tuple(a.snr_db))
+    from sw.paths import resolve_data_root
+
+    out_dir = resolve_data_root(a.out)
     try:
-        train, test = generate(a.out, a.train, a.test, a.seed, a.workers, a.train_speakers, a.test_speakers,
+        train, test = generate(out_dir, a.train, a.test, a.seed, a.workers, a.train_speakers, a.test_speakers,
                                a.force, n_shifted=a.shifted, params=params)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"{train}\n{test}")
     for name in SHIFTS if a.shifted else ():
-        print(shifted_path(a.out, name))
+        print(shifted_path(out_dir, name))
     return 0
 
 
