@@ -22,7 +22,7 @@ if __package__ in (None, ""):  # run as a script: make the repository importable
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from hw.model_file import Model, ModelFileError, load  # noqa: E402
+from hw.model_file import Model, load  # noqa: E402
 from hw.network import NetworkSpec  # noqa: E402
 from hw.reference import DELAY_UNITS, MODES, simulate  # noqa: E402
 
@@ -322,7 +322,8 @@ def _main(argv=None) -> int:
     model = load(model_path)  # ModelFileError names the file and field
     from sw.evaluate import DataMismatch, load_eval_data
     try:
-        X, y = load_eval_data(a.data, model, str(model_path), samples=samples)
+        provenance: dict = {}
+        X, y = load_eval_data(a.data, model, str(model_path), samples=samples, provenance=provenance)
     except (DataMismatch, ValueError, OSError) as e:  # DataMismatch and ShdFormatError name the file/field
         raise CosimError(f"--data: {e}") from None
     check_inputs(a.execution, a.delay_unit, a.scdq_capacity, energy, a.vcd, len(X), model, a.clock_mhz)
@@ -334,6 +335,8 @@ def _main(argv=None) -> int:
                         early_exit=a.early_exit)
     report["model"] = str(model_path)
     report["data"] = a.data
+    if provenance:  # trained on / evaluated on, and whether the test files match (sw.evaluate.check_provenance)
+        report["data_provenance"] = provenance
     report["extra_tests"] = _extra_tests(a, model, model_path, extra_sets, energy)
     save_json(report, out / "report.json")
     print(f"spikeline co-simulation: {model_path} on {len(X)} samples of '{a.data}' ({a.backend} backend)")

@@ -350,7 +350,7 @@ def plot_pareto(rows: list[dict], out: Path) -> list[Path]:
     import matplotlib.pyplot as plt
 
     paths = []
-    for x, fname, xlabel in (("total_bits", "pareto_memory.png", "total memory per inference engine (bits, all cores)"),
+    for x, fname, xlabel in (("total_bits", "pareto_memory.png", "total memory, all cores (bits)"),
                              ("cycles_mean", "pareto_cycles.png", "cycles per inference (mean)")):
         fig, ax = plt.subplots(figsize=(7, 4.5))
         for unit, marker in (("ring", "s"), ("scdq", "o")):
@@ -361,9 +361,10 @@ def plot_pareto(rows: list[dict], out: Path) -> list[Path]:
                     ax.scatter([r[x] for r in sel], [100 * r["acc_hdl"] for r in sel], marker=marker, color=color,
                                alpha=0.8, label=f"{mode} / {unit}", facecolors="none" if unit == "ring" else color)
         f = _front_2d(rows, x)
-        if f:
-            ax.step([p[0] for p in f], [100 * p[1] for p in f], where="post", color="k", lw=1, alpha=0.6,
-                    label="Pareto front")
+        if f:  # circled, joined by a step line (a one-point front is just the circle)
+            ax.step([p[0] for p in f], [100 * p[1] for p in f], where="post", color="k", lw=1, alpha=0.6)
+            ax.scatter([p[0] for p in f], [100 * p[1] for p in f], s=140, facecolors="none", edgecolors="k",
+                       label="Pareto front")
         ax.set_xscale("log")
         ax.set_xlabel(xlabel)
         ax.set_ylabel("HDL accuracy (%)")

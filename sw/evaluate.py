@@ -117,8 +117,11 @@ def _training_config(model: Model, model_path: str) -> dict | None:
 
 
 def load_eval_data(source: str, model: Model, model_path: str = "model", samples: int | None = None,
-                   seed: int | None = None, pool: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Test rasters ``(X bool [N, T, C], y)`` for ``model``, checked against it."""
+                   seed: int | None = None, pool: int | None = None,
+                   provenance: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Test rasters ``(X bool [N, T, C], y)`` for ``model``, checked against it.
+
+    ``provenance``: a dict that receives :func:`check_provenance`'s verdict for file data."""
     if samples is not None and samples < 1:
         raise ValueError(f"--samples must be >= 1, got {samples}")
     if seed is None:
@@ -158,7 +161,9 @@ def load_eval_data(source: str, model: Model, model_path: str = "model", samples
             else:
                 path = _shd_files(source)[0]
             X, y = load_rasters(path, dt=float(model.dt), T=int(model.T), pool=pool, limit=samples)
-        check_provenance(model, source, path, model_path)
+        verdict = check_provenance(model, source, path, model_path)
+        if provenance is not None:
+            provenance.update(verdict)
         if X.shape[2] != model.n_inputs:
             raise DataMismatch(f"model '{model_path}' has n_inputs={model.n_inputs} but '{path}' with pool={pool} "
                                f"gives {X.shape[2]} channels")

@@ -72,9 +72,14 @@ def layer_scale(w: torch.Tensor, bits: int) -> torch.Tensor:
 def fake_quant(w: torch.Tensor, scale: torch.Tensor, bits: int, symmetric: bool = False) -> torch.Tensor:
     """Integer-valued float tensor ``round(clamp(w / scale))`` with a straight-through gradient.
     The clamp is the contract's range ``[-qmax - 1, qmax]``, or ``[-qmax, qmax]`` if ``symmetric``
-    (the delay model's low-bit weights: 2 bits = ternary)."""
+    (the delay model's low-bit weights: 2 bits = ternary; gradient straight through the clip too)."""
     q = qmax(bits)
-    return round_ste(torch.clamp(w / scale, -q if symmetric else -q - 1, q))
+    if symmetric:
+        # low-bit: straight through the clip as well, so clipped weights keep learning (the rms-based
+        # scale moves with them); a plain clamp would freeze every weight beyond the clip
+        x = w / scale
+        return x + (torch.round(torch.clamp(x, -q, q)) - x).detach()
+    return round_ste(torch.clamp(w / scale, -q - 1, q))
 
 
 def threshold_int(theta: float, scale: torch.Tensor | float, membrane_bits: int) -> int:

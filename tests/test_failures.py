@@ -268,3 +268,18 @@ def test_report_write_is_atomic_and_strict(tmp_path):
     write_json({"x": float("nan"), "y": [float("inf"), 1.5]}, p)
     assert json.loads(p.read_text(), parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}")) == \
         {"x": None, "y": [None, 1.5]}
+
+
+def test_scripts_exit_with_the_same_codes(model_file, tmp_path):
+    """The scripts as run from a shell: usage error 2, one line, no traceback."""
+    import subprocess
+    import sys
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    for cmd in ([sys.executable, "cosim/run.py", "--model", str(model_file), "--energy-sop-pj", "nan"],
+                [sys.executable, "sw/train.py", "--set", "data.T=0"],
+                [sys.executable, "-m", "sw.evaluate", "--model", str(tmp_path / "no.safetensors"), "--data", "x"],
+                [sys.executable, "-m", "cosim.cli", "nir", "export", str(tmp_path / "no.safetensors"), "o.nir"]):
+        r = subprocess.run(cmd, cwd=root, capture_output=True, text=True)
+        assert r.returncode == EXIT_USAGE and "Traceback" not in r.stderr, (cmd, r.stderr)
+        assert len([l for l in r.stderr.splitlines() if "error:" in l]) == 1, r.stderr

@@ -228,9 +228,12 @@ def test_cli_flags_reach_the_config_and_train(tmp_path):
             "train": {"epochs": 2, "batch_size": 32, "lr": 0.01, "threads": 1}}
     p = tmp_path / "tiny.json"
     p.write_text(json.dumps(tiny))
-    for extra in (["--delays", "learnable", "--weight-bits", "3"], ["--rate-target", "0.02", "--rate-weight", "5",
+    for extra in (["--delays", "learnable", "--weight-bits", "3", "--set", "budget.max_taps=100"], ["--rate-target", "0.02", "--rate-weight", "5",
                                                                      "--set", "model.layer_max_delay=[8, 0]"]):
         out = tmp_path / extra[1]
         assert main(["--config", str(p), "--out", str(out), "--no-progress", *extra]) == 0  # 0 = bit-exact parity
         s = json.loads((out / "train_summary.json").read_text())
         assert s["parity"]["all_bit_exact"] and s["seconds_training"] > 0
+    # learnable delays: the tap budget never prunes the per-level masks (one tap per synapse by construction)
+    ck = torch.load(tmp_path / "learnable" / "checkpoints" / "final.pt", weights_only=True)
+    assert all(bool(v.all()) for k, v in ck["model"].items() if k.endswith("synapse.mask"))

@@ -81,6 +81,28 @@ def test_rerun_reuses_and_new_parameters_regenerate(tmp_path):
     assert json.loads((tmp_path / "manifest.json").read_text())["params"]["n_train"] == 3
 
 
+def _generate_in_child(root, n_train):
+    return [str(p) for p in G.generate(root, n_train, 1, seed=5, workers=1, progress=False)]
+
+
+@needs_espeak
+def test_concurrent_generators_of_one_folder_serialise_and_leave_a_valid_set(tmp_path):
+    """Two processes (sweep workers, say) asking for one new set at once: one generates under the
+    folder's lock, the other then finds it cached; no temporary file is left behind."""
+    import multiprocessing as mp
+
+    root = tmp_path / "shared"
+    G.generate(root, 1, 1, seed=5, workers=1, progress=False)  # an older set in place: it must be replaced whole
+    with mp.get_context("spawn").Pool(2) as pool:
+        got = pool.starmap(_generate_in_child, [(root, 3), (root, 3)])
+    assert got[0] == got[1] == [str(root / "shd_train.h5"), str(root / "shd_test.h5")]
+    alone = G.generate(tmp_path / "alone", 3, 1, seed=5, workers=1, progress=False)
+    assert _contents(root / "shd_train.h5") == _contents(alone[0])
+    assert _contents(root / "shd_test.h5") == _contents(alone[1])
+    assert json.loads((root / "manifest.json").read_text())["params"]["n_train"] == 3
+    assert sorted(p.name for p in root.iterdir() if p.name.startswith(".") and "tmp" in p.name) == []
+
+
 @pytest.mark.parametrize("seed", [0, 1, 7])
 def test_speakers_disjoint_and_deterministic(seed):
     tr, te = G.make_speakers(seed, 24, 6)

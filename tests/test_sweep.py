@@ -189,13 +189,15 @@ def test_capacity_below_the_peak_reuses_the_training_and_stays_bit_exact(swept):
 
 
 @pytest.mark.slow
-def test_force_recomputes_a_point_from_scratch(swept, cluster):
+def test_force_recomputes_a_point_from_scratch_on_an_existing_scheduler(swept, cluster):
     d, spec, out, rows = swept
     one = dict(spec, grid={"model.hidden": [[6]], "seed": [1]})
     old = next(r for r in rows if r["point"] == {"model.hidden": [6], "seed": 1})
     ck = Path(old["model_path"]).parent / "checkpoints" / "last.pt"
     before = ck.stat().st_mtime_ns
-    new = sweep.run_sweep(one, out, client=cluster, force=True, progress=False, log=lambda *a: None)
+    # through the --scheduler path: a client of its own on the running cluster's address
+    new = sweep.run_sweep(one, out, scheduler=cluster.scheduler.address, force=True, progress=False,
+                          log=lambda *a: None)
     assert ck.stat().st_mtime_ns != before  # trained again
     assert len(new) == 1 and _exact(new[0]) == _exact(old)  # and, being deterministic, to the same row
     with sqlite3.connect(out / "results.sqlite") as db:

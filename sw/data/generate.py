@@ -41,6 +41,7 @@ import argparse
 import io
 import json
 import multiprocessing as mp
+import os
 import subprocess
 import sys
 from dataclasses import asdict, dataclass, field, replace
@@ -52,6 +53,7 @@ import numpy as np
 import scipy.fft
 import scipy.signal
 import soundfile
+from filelock import FileLock
 from tqdm import tqdm
 
 from sw.data import cochlea
@@ -347,15 +349,30 @@ def generate(out: str | Path, n_train: int, n_test: int, seed: int = 0, workers:
     manifest_path = out / "manifest.json"
     man_params = _params(n_train, n_test, seed, n_train_speakers, n_test_speakers, n_shifted, params)
     files = [train_path, test_path, *shifted.values()]
-    if not force and manifest_path.exists() and all(p.exists() for p in files):
+
+    def cached() -> bool:
+        if not (manifest_path.exists() and all(p.exists() for p in files)):
+            return False
         try:
             old = json.loads(manifest_path.read_text())
         except (OSError, ValueError):
-            old = None
-        if isinstance(old, dict) and old.get("params") == man_params:
-            return train_path, test_path
-    manifest_path.unlink(missing_ok=True)  # files below are stale until the new manifest lands
+            return False
+        return isinstance(old, dict) and old.get("params") == man_params
 
+    out.mkdir(parents=True, exist_ok=True)
+    # One generator per folder at a time (sweep workers, parallel runs); a waiter then finds the new set.
+    with FileLock(str(out / ".generate.lock")):
+        if not force and cached():
+            return train_path, test_path
+        _generate_into(man_params, seed, n_train, n_test, n_shifted, n_train_speakers, n_test_speakers,
+                       params, workers, progress, train_path, test_path, shifted, manifest_path, write_shd)
+    return train_path, test_path
+
+
+def _generate_into(man_params, seed, n_train, n_test, n_shifted, n_train_speakers, n_test_speakers,
+                   params, workers, progress, train_path, test_path, shifted, manifest_path, write_shd) -> None:
+    """Generate every split to temporary files, then replace the old files and write the manifest last,
+    so a reader never sees a half-written set under a valid manifest, and an interrupted run loses nothing."""
     train_spk, test_spk = make_speakers(seed, n_train_speakers, n_test_speakers, params)
     all_spk = train_spk + test_spk
     cochlea.transfer_table(progress=progress)  # build the cache once, before the workers need it
@@ -378,19 +395,26 @@ def generate(out: str | Path, n_train: int, n_test: int, seed: int = 0, workers:
     bar.close()
 
     meta = {"gender": np.array([s.gender for s in all_spk])}
-    for sid, path, n, _, _ in splits:
-        rows = [results[(sid, i)] for i in range(n)]
-        write_shd(path, [r[0] for r in rows], [r[1] for r in rows],
-                  np.array([r[2] for r in rows], dtype=np.int64), np.array([r[3] for r in rows], dtype=np.int64),
-                  keys=KEYS, meta=meta)
+    tmp_of = {path: path.with_name(f".{path.name}.tmp-{os.getpid()}") for _, path, _, _, _ in splits}
+    try:
+        for sid, path, n, _, _ in splits:
+            rows = [results[(sid, i)] for i in range(n)]
+            write_shd(tmp_of[path], [r[0] for r in rows], [r[1] for r in rows],
+                      np.array([r[2] for r in rows], dtype=np.int64),
+                      np.array([r[3] for r in rows], dtype=np.int64), keys=KEYS, meta=meta)
+        manifest_path.unlink(missing_ok=True)  # the old set is stale from here until the new manifest lands
+        for path, tmp in tmp_of.items():
+            os.replace(tmp, path)
+    finally:
+        for tmp in tmp_of.values():
+            tmp.unlink(missing_ok=True)
     manifest = {"params": man_params, "keys": KEYS, "words": WORDS,
                 "files": {"train": train_path.name, "test": test_path.name,
                           **{f"test_{k}": p.name for k, p in shifted.items()}},
                 "speakers": {"train": [asdict(s) for s in train_spk], "test": [asdict(s) for s in test_spk]}}
-    tmp = manifest_path.with_suffix(".json.tmp")
+    tmp = manifest_path.with_name(f".{manifest_path.name}.tmp-{os.getpid()}")
     tmp.write_text(json.dumps(manifest, indent=1, ensure_ascii=False))
     tmp.replace(manifest_path)
-    return train_path, test_path
 
 
 def ensure_default_dataset(root: str | Path = "data/offline_shd", n_train: int = DEFAULT_TRAIN,
@@ -423,7 +447,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test", type=int, default=DEFAULT_TEST, help=f"test words (default {DEFAULT_TEST})")
     ap.add_argument("--shifted", type=int, default=DEFAULT_SHIFTED,
                     help=f"words per shifted test split {list(SHIFTS)} (default {DEFAULT_SHIFTED}; 0 = none)")
-    ap.add_argument("--out", default="data/offline_shd", help="output folder (default data/offline_shd)")
+    ap.add_argument("--out", default="data/offline_shd",
+                    help="output folder (default data/offline_shd: the checkout's data/, or $SPIKELINE_CACHE/data or "
+                         "the user cache for an installed spikeline)")
     ap.add_argument("--seed", type=int, default=0, help="fixes every random choice (default 0)")
     ap.add_argument("--workers", type=int, default=2, help="worker processes (default 2)")
     ap.add_argument("--train-speakers", type=int, default=DEFAULT_TRAIN_SPEAKERS,
@@ -440,15 +466,18 @@ def main(argv: list[str] | None = None) -> int:
         params = replace(params, snr_db=None)
     elif a.snr_db:
         params = replace(params, snr_db=tuple(a.snr_db))
+    from sw.paths import resolve_data_root
+
+    out_dir = resolve_data_root(a.out)
     try:
-        train, test = generate(a.out, a.train, a.test, a.seed, a.workers, a.train_speakers, a.test_speakers,
+        train, test = generate(out_dir, a.train, a.test, a.seed, a.workers, a.train_speakers, a.test_speakers,
                                a.force, n_shifted=a.shifted, params=params)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"{train}\n{test}")
     for name in SHIFTS if a.shifted else ():
-        print(shifted_path(a.out, name))
+        print(shifted_path(out_dir, name))
     return 0
 
 
