@@ -86,7 +86,7 @@ def accuracy_rows(kinds, epochs, finetune_epochs, out):
     from sw.checkpoint import evaluate, load_float_model
     from sw.config import load_config
     from sw.data.splits import load_data
-    from sw.train import train
+    from sw.trainer import train
 
     rows = []
     for kind in ("lif",) + tuple(kinds):

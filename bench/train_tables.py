@@ -36,7 +36,7 @@ def _run_point(args) -> dict:
     from hw.reference import memory_report, simulate
     from sw.config import load_config
     from sw.data.splits import load_data
-    from sw.train import train
+    from sw.trainer import train
 
     if over is None:  # a finished run given with --baseline NAME=DIR: read, do not train
         s = json.loads((Path(out) / "train_summary.json").read_text())

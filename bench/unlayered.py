@@ -60,7 +60,7 @@ def main(argv=None) -> int:
     from sw.evaluate import evaluate_model
     from sw.config import load_config
     from sw.data.splits import load_data
-    from sw.train import train
+    from sw.trainer import train
 
     out = Path(a.out)
     rows = []

@@ -1,7 +1,7 @@
 """The ``spikeline`` command: one entry point for every tool.
 
     spikeline data   ...   generate an offline SHD-format data set      (python -m sw.data.generate)
-    spikeline train  ...   train, quantize and export a model           (python sw/train.py)
+    spikeline train  ...   train, quantize and export a model           (python sw/train.py; library: sw.trainer)
     spikeline eval   ...   run model files in hw.reference              (python -m sw.evaluate)
     spikeline cosim  ...   co-simulate a model on the HDL, report       (python cosim/run.py)
     spikeline sweep  ...   parameter sweeps                             (cosim.sweep)

@@ -48,7 +48,7 @@ def core_memory(model: Model, delay_unit: str, mode: str, scdq_capacity: list[in
     """Per layer (core): ``memory_report`` plus ``delay_bits`` for the chosen unit and ``core_bits``.
 
     The SCDQ's delay memory in layered mode includes the input accumulator
-    (DESIGN.md, memory accounting); a ring buffer needs none.
+    (docs/contract.md, memory accounting); a ring buffer needs none.
     """
     if delay_unit not in DELAY_UNITS:
         raise FitError(f"--delay-unit must be one of {DELAY_UNITS}, got {delay_unit!r}")

@@ -315,7 +315,7 @@ def _main(argv=None) -> int:
     out = check_out_dir(out, "--out")
     if a.default and not model_path.is_file():
         print(f"{model_path} is missing: training the default model (python sw/train.py)", flush=True)
-        from sw.train import main as train_main
+        from sw.trainer import main as train_main
         rc = train_main(["--out", str(model_path.parent)] + (["--no-progress"] if a.no_progress else []))
         if rc:
             return rc

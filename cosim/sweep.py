@@ -191,7 +191,7 @@ def run_point(job: dict) -> list[dict]:
     from hw.model_file import load
     from hw.reference import simulate
     from sw.evaluate import load_eval_data
-    from sw.train import train
+    from sw.trainer import train
 
     from cosim.fit import core_memory
     from cosim.run import cosimulate, float_predictions

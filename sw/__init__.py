@@ -2,7 +2,7 @@
 
 Public API (imported lazily; torch is loaded only by the names that need it)::
 
-    sw.load_config(path, overrides)                             training config (sw.train; sw.train.train(cfg) trains)
+    sw.load_config(path, overrides)                             training config (sw.config; sw.trainer.train(cfg) trains)
     sw.to_model_file(net)                                       quantized export (sw.export)
     sw.load_eval_data(source, model), sw.evaluate_model(model, X, y, execution, delay_unit)
     sw.to_nir(model), sw.from_nir(graph, ...)                   NIR with delays (sw.nir_io)
@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 
 _API = {
-    "load_config": "sw.train", "to_model_file": "sw.export",
+    "load_config": "sw.config", "to_model_file": "sw.export",
     "load_eval_data": "sw.evaluate", "evaluate_model": "sw.evaluate", "to_nir": "sw.nir_io",
     "from_nir": "sw.nir_io", "read_shd": "sw.data.shd", "load_rasters": "sw.data.shd",
     "EXIT_OK": "sw.errors", "EXIT_CHECK_FAILED": "sw.errors", "EXIT_USAGE": "sw.errors",

@@ -208,7 +208,7 @@ def test_bad_inputs_are_refused():
 
 
 # ------------------------------------------------------------------ independent oracles
-# Written from DESIGN.md in plain Python/numpy, sharing no code with hw.reference:
+# Written from docs/contract.md in plain Python/numpy, sharing no code with hw.reference:
 # the reference must agree with them bit for bit.
 def _sat(x, bits):
     hi = (1 << (bits - 1)) - 1
@@ -250,7 +250,7 @@ def oracle_layered(m, X):
 
 
 def oracle_async(m, X, unit):
-    """The async rules of DESIGN.md event by event: (emissions, readout, sops per layer)."""
+    """The async rules of docs/contract.md event by event: (emissions, readout, sops per layer)."""
     w = m.widths
     pre = [(int(t), int(c)) for t, c in zip(*np.nonzero(X))]  # ascending t, then channel
     ems, sops, R_hist = [], [], None
