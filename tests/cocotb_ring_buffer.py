@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 import cocotb
 
-from hdl_util import cocotb_params, cocotb_reset, pack, run_cocotb_driver
+from hdl_util import cocotb_params, cocotb_reset, cocotb_rereset, pack, run_cocotb_driver
 from hw.delay.ring_buffer import add_layout
 
 
@@ -225,14 +225,9 @@ async def ring_backpressure_sweep(dut):
     """Idle cycles on the add/drain requests x backpressure on the drain responses,
     p_idle in {0, 0.3} x p_stall in {0, 0.5}: exact in every combination."""
     p = cocotb_params()
-    from cocotb.triggers import FallingEdge
     await cocotb_reset(dut)  # starts the clock
     for n, (p_idle, p_stall) in enumerate((a, b) for a in (0.0, 0.3) for b in (0.0, 0.5)):
-        await FallingEdge(dut.clk)  # leave the driver's ReadOnly phase, then reset again
-        dut.rst.value = 1
-        await FallingEdge(dut.clk)
-        await FallingEdge(dut.clk)
-        dut.rst.value = 0
+        await cocotb_rereset(dut)
         plan, rng = _plan_from_params(dict(p, segments=1), p["seed"] + 100 + n)
         drv = RingDriver(plan, rng, p["acc_bits"], p_idle=p_idle, p_stall=p_stall)
         await run_cocotb_driver(dut, drv)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 import cocotb
 import numpy as np
 
-from hdl_util import cocotb_params, cocotb_reset, run_cocotb_driver, unpack
+from hdl_util import cocotb_params, cocotb_reset, cocotb_rereset, run_cocotb_driver, unpack
 from hw.delay.scdq import out_layout
 from hw.reference import scdq_occupancy
 
@@ -231,14 +231,9 @@ async def scdq_backpressure_sweep(dut):
     """Idle cycles on push x backpressure on the due-event output, p_idle in
     {0, 0.3} x p_stall in {0, 0.5}: exact in every combination."""
     p = cocotb_params()
-    from cocotb.triggers import FallingEdge
     await cocotb_reset(dut)  # starts the clock
     for n, (p_idle, p_stall) in enumerate((a, b) for a in (0.0, 0.3) for b in (0.0, 0.5)):
-        await FallingEdge(dut.clk)  # leave the driver's ReadOnly phase, then reset again
-        dut.rst.value = 1
-        await FallingEdge(dut.clk)
-        await FallingEdge(dut.clk)
-        dut.rst.value = 0
+        await cocotb_rereset(dut)
         plan, rng = _plan(dict(p, segments=1), p["seed"] + 100 + n, p["capacity"])
         drv = SCDQDriver(plan, rng, p_idle=p_idle, p_stall=p_stall)
         await run_cocotb_driver(dut, drv)

@@ -167,6 +167,17 @@ async def cocotb_reset(dut, cycles: int = 2) -> None:
     dut.rst.value = 0
 
 
+async def cocotb_rereset(dut, cycles: int = 2) -> None:
+    """Reset again with the clock already running (between runs of one cocotb test)."""
+    from cocotb.triggers import FallingEdge
+
+    await FallingEdge(dut.clk)  # leave the driver's ReadOnly phase first
+    dut.rst.value = 1
+    for _ in range(cycles):
+        await FallingEdge(dut.clk)
+    dut.rst.value = 0
+
+
 # ---------------------------------------------------------------- cocotb on generated Verilog
 def build_verilog(component, name: str, build_dir: str | os.PathLike) -> Path:
     """Write ``<build_dir>/<name>.v`` for ``component``."""

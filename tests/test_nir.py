@@ -1,12 +1,11 @@
 """NIR with delays: exact round trip, a graph written with the nir API, snnTorch's own export."""
+import nir  # a runtime dependency: a missing nir is a broken install, not a skip
 import numpy as np
 import pytest
 
-nir = pytest.importorskip("nir")
-
-from hw.model_file import Layer, Model, Widths, load, save  # noqa: E402
-from hw.reference import simulate  # noqa: E402
-from sw.nir_io import NirError, from_nir, main, to_nir  # noqa: E402
+from hw.model_file import Layer, Model, Widths, load, save
+from hw.reference import simulate
+from sw.nir_io import NirError, from_nir, main, to_nir
 
 
 def _model() -> Model:
