@@ -309,7 +309,7 @@ def main(argv=None) -> int:
     ap.add_argument("--case", type=int, default=None, help="replay one case index of --seed, verbosely")
     ap.add_argument("--family", choices=("base", "large", "both"), default="both",
                     help=f"build family: base (8 wide, delays 0..7, T <= 16), large (48 wide, delays over 0..63, "
-                         f"T <= 128); both draws {P_LARGE:.0%} large")
+                         f"T <= 128); both draws {P_LARGE * 100:.0f} %% large")
     a = ap.parse_args(argv)
     families = ("base", "large") if a.family == "both" else (a.family,)
     from tqdm import tqdm
