@@ -447,6 +447,8 @@ def parse_args(argv=None):
     ap.add_argument("--exit-steps", type=int, default=3, help="early exit: consecutive steps s")
     ap.add_argument("--hdl-seeds", type=int, nargs="*", default=[0], help="seeds run through the HDL")
     ap.add_argument("--no-hdl", action="store_true")
+    ap.add_argument("--hdl-units", nargs="+", default=["scdq", "ring"], choices=("scdq", "ring"),
+                    help="delay units run through the HDL")
     ap.add_argument("--backend", default="verilator", choices=("verilator", "amaranth"))
     ap.add_argument("--hdl-samples", type=int, help="test samples through the HDL (default all)")
     ap.add_argument("--workers", type=int, default=1, help="HDL harness processes")
@@ -494,7 +496,7 @@ def _main(argv=None) -> int:
         if unknown:
             raise StudyError(f"--variants: unknown {sorted(unknown)}; known: {[v['name'] for v in vs]}")
         vs = [v for v in vs if v["name"] in a.variants]
-    log = (lambda m: None) if a.no_progress else (lambda m: tqdm.write(m, file=sys.stderr))
+    log = lambda m: tqdm.write(m, file=sys.stderr)  # noqa: E731  (also with --no-progress: the run's log)
     todo = [(v, s) for s in a.seeds for v in vs]
     evals, hdls, trains = {}, {}, {}
     bar = tqdm(todo, desc="async study", disable=a.no_progress, file=sys.stderr)
@@ -503,7 +505,7 @@ def _main(argv=None) -> int:
         bar.set_postfix_str(f"{v['name']} seed {seed}")
         mdir = out / "models" / v["name"] / f"seed{seed}"
         efile = out / "eval" / v["name"] / f"seed{seed}.json"
-        hfiles = {u: out / "hdl" / v["name"] / f"seed{seed}_{u}.json" for u in ("scdq", "ring")}
+        hfiles = {u: out / "hdl" / v["name"] / f"seed{seed}_{u}.json" for u in a.hdl_units}
         if a.report_only:
             if (mdir / "study_train.json").is_file():
                 trains[(v["name"], seed)] = json.loads((mdir / "study_train.json").read_text())
