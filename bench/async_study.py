@@ -89,8 +89,8 @@ def _tiny() -> dict:
 PROFILES = {"offline": _BASE, "tiny": _tiny()}
 EXECUTIONS = (("layered", "scdq"), ("layered", "ring"), ("async", "scdq"), ("async", "ring"))
 # the source files whose hash is recorded with each training (a training with other code is flagged)
-TRAIN_CODE = ("sw/models/unlayered.py", "sw/models/delay.py", "sw/models/lif.py", "sw/models/synapse.py",
-              "sw/trainer.py", "sw/prune.py", "sw/quantize.py", "sw/export.py")
+TRAIN_CODE = ("sw/models/unlayered.py", "sw/models/unlayered_kernel.py", "sw/models/delay.py", "sw/models/lif.py",
+              "sw/models/synapse.py", "sw/trainer.py", "sw/prune.py", "sw/quantize.py", "sw/export.py")
 
 
 class StudyError(ValueError):
@@ -144,7 +144,18 @@ def _diff_keys(full: dict, pinned: dict, prefix: str = "") -> list[str]:
 
 
 def code_version() -> dict:
-    """sha256 (16 hex) of each training source file, and the git commit of the checkout."""
+    """sha256 (16 hex) of each training source file, and the git commit of the checkout, as this process
+    loaded them (read once, at its first call: a merge during a long run does not change what it ran)."""
+    global _CODE
+    if _CODE is None:
+        _CODE = _read_code_version()
+    return _CODE
+
+
+_CODE = None
+
+
+def _read_code_version() -> dict:
     out = {p: hashlib.sha256((ROOT / p).read_bytes()).hexdigest()[:16] for p in TRAIN_CODE if (ROOT / p).is_file()}
     try:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
@@ -453,6 +464,8 @@ def parse_args(argv=None):
     ap.add_argument("--hdl-samples", type=int, help="test samples through the HDL (default all)")
     ap.add_argument("--workers", type=int, default=1, help="HDL harness processes")
     ap.add_argument("--report-only", action="store_true", help="no training or simulation: rebuild the report")
+    ap.add_argument("--no-train", action="store_true",
+                    help="start no training: evaluate and run the HDL for the models that are trained")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
     fgs = []
@@ -485,6 +498,9 @@ def main(argv=None) -> int:
 
 def _main(argv=None) -> int:
     a = parse_args(argv)
+    code_version()  # the training code as loaded now (imported right away)
+    import sw.models.unlayered  # noqa: F401
+    import sw.trainer  # noqa: F401
     from hw.model_file import load
     from sw.data.splits import load_data
 
@@ -497,54 +513,64 @@ def _main(argv=None) -> int:
             raise StudyError(f"--variants: unknown {sorted(unknown)}; known: {[v['name'] for v in vs]}")
         vs = [v for v in vs if v["name"] in a.variants]
     log = lambda m: tqdm.write(m, file=sys.stderr)  # noqa: E731  (also with --no-progress: the run's log)
-    todo = [(v, s) for s in a.seeds for v in vs]
+    # variant-major order: every seed of the layered model first, then each unlayered variant over the seeds,
+    # so that an interrupted study has complete seeds for the variants it reached; the HDL runs come last
+    todo = [("train", v, s) for v in vs for s in a.seeds]
+    if not a.no_hdl and not a.report_only:
+        todo += [("hdl", v, s) for s in a.hdl_seeds if s in a.seeds for v in vs]
     evals, hdls, trains = {}, {}, {}
     bar = tqdm(todo, desc="async study", disable=a.no_progress, file=sys.stderr)
     data_cache: dict = {}
-    for v, seed in bar:
-        bar.set_postfix_str(f"{v['name']} seed {seed}")
+
+    def data(cfg, seed):
+        key = (seed, json.dumps(cfg["data"], sort_keys=True))
+        if key not in data_cache:
+            data_cache.clear()
+            d = load_data(cfg)
+            data_cache[key] = (d.Xte, d.yte, d.Xval)
+        return data_cache[key]
+
+    for phase, v, seed in bar:
+        bar.set_postfix_str(f"{phase} {v['name']} seed {seed}")
         mdir = out / "models" / v["name"] / f"seed{seed}"
         efile = out / "eval" / v["name"] / f"seed{seed}.json"
         hfiles = {u: out / "hdl" / v["name"] / f"seed{seed}_{u}.json" for u in a.hdl_units}
-        if a.report_only:
-            if (mdir / "study_train.json").is_file():
-                trains[(v["name"], seed)] = json.loads((mdir / "study_train.json").read_text())
-        else:
+        tfile = mdir / "study_train.json"
+        if phase == "train" and not a.report_only and (tfile.is_file() or not a.no_train):
             cfg = study_config(a.profile, v, seed, a.epochs, a.limit, mdir)
             trains[(v["name"], seed)] = train_one(cfg, v, seed, mdir, log)
-            need_hdl = not a.no_hdl and seed in a.hdl_seeds and not all(f.is_file() for f in hfiles.values())
-            if not efile.is_file() or need_hdl:
-                key = (seed, json.dumps(cfg["data"], sort_keys=True))
-                if key not in data_cache:
-                    data_cache.clear()
-                    d = load_data(cfg)
-                    data_cache[key] = (d.Xte, d.yte, d.Xval)
-                Xte, yte, Xval = data_cache[key]
-                model = load(mdir / "model.safetensors")
-                if not efile.is_file():
-                    log(f"    [{v['name']} seed {seed}] hw.reference: 4 executions x {1 + len(a.margins)} exits")
-                    _write_json({"training": v["name"], "seed": seed, **evaluate_one(model, Xte, yte, Xval,
-                                                                                      a.margins, a.exit_steps)}, efile)
-                settings = json.loads(efile.read_text())["margins"]["settings"]
-                if need_hdl:
+            if not efile.is_file():
+                Xte, yte, Xval = data(cfg, seed)
+                log(f"    [{v['name']} seed {seed}] hw.reference: 4 executions x {1 + len(a.margins)} exits")
+                _write_json({"training": v["name"], "seed": seed,
+                             **evaluate_one(load(mdir / "model.safetensors"), Xte, yte, Xval, a.margins,
+                                            a.exit_steps)}, efile)
+        elif phase == "train" and tfile.is_file():
+            trains[(v["name"], seed)] = json.loads(tfile.read_text())
+        if phase == "hdl" and efile.is_file() and tfile.is_file():
+            cfg = json.loads(tfile.read_text())["config"]
+            settings = json.loads(efile.read_text())["margins"]["settings"]
+            for u, hf in hfiles.items():
+                if not hf.is_file():
+                    Xte, yte, _ = data(cfg, seed)
                     n = a.hdl_samples or len(yte)
-                    for u, hf in hfiles.items():
-                        if not hf.is_file():
-                            log(f"    [{v['name']} seed {seed}] HDL ({a.backend}) {u}: 2 executions x "
-                                f"{len(settings)} exits, {n} samples")
-                            _write_json({"training": v["name"], "seed": seed, "samples": n,
-                                         **hdl_one(model, Xte[:n], yte[:n], u, settings, a.backend, a.workers,
-                                                   not a.no_progress)}, hf)
+                    log(f"    [{v['name']} seed {seed}] HDL ({a.backend}) {u}: 2 executions x "
+                        f"{len(settings)} exits, {n} samples")
+                    _write_json({"training": v["name"], "seed": seed, "samples": n,
+                                 **hdl_one(load(mdir / "model.safetensors"), Xte[:n], yte[:n], u, settings,
+                                           a.backend, a.workers, not a.no_progress)}, hf)
         if efile.is_file():
             evals[(v["name"], seed)] = json.loads(efile.read_text())
         for u, hf in hfiles.items():
             if hf.is_file():
                 hdls[(v["name"], seed, u)] = json.loads(hf.read_text())
+        if phase == "train" and not a.report_only:
+            report(out, a, vs, evals, hdls, trains, quiet=True)  # partial results stay readable during the run
     report(out, a, vs, evals, hdls, trains)
     return 0
 
 
-def report(out: Path, a, vs, evals, hdls, trains) -> dict:
+def report(out: Path, a, vs, evals, hdls, trains, quiet: bool = False) -> dict:
     names = [v["name"] for v in vs]
     rows = aggregate(evals, hdls, list(a.seeds), names)
     prs = paired(evals, list(a.seeds), names)
@@ -567,6 +593,8 @@ def report(out: Path, a, vs, evals, hdls, trains) -> dict:
     text = f"{table}\n\npaired: unlayered-trained minus layered-trained, per seed\n\n{ptab}\n{warn}"
     (out / "table.md").write_text(text)
     pngs = plots(rows, prs, out) if rows else []
+    if quiet:
+        return study
     print(text)
     print(f"wrote {out / 'study.json'}, {out / 'table.md'}" + "".join(f", {p}" for p in pngs))
     return study
