@@ -456,7 +456,7 @@ def parse_args(argv=None):
     ap.add_argument("--schedulers", nargs="+", default=["fifo", "random", "momentum"])
     ap.add_argument("--forward-groups", nargs="+", default=["1", "4"], help="ints or 'all'")
     ap.add_argument("--variants", nargs="+", help="only these trainings (names as in the table, e.g. layered)")
-    ap.add_argument("--margins", type=float, nargs="+", default=[0.5, 1.5],
+    ap.add_argument("--margins", type=float, nargs="+", default=[1.0, 3.0],
                     help="early-exit margins as multiples q of the median final readout lead (validation split)")
     ap.add_argument("--exit-steps", type=int, default=3, help="early exit: consecutive steps s")
     ap.add_argument("--hdl-seeds", type=int, nargs="*", default=[0], help="seeds run through the HDL")
