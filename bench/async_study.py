@@ -336,6 +336,10 @@ def paired(evals: dict, seeds: list[int], names: list[str], executions=("async/s
     return out
 
 
+# the rows of the short table (docs/results.md): every async/scdq row, and these
+COMPACT = {("layered/scdq", "off"), ("async/ring", "off")}
+
+
 def _pm(st: dict, scale: float = 1.0, fmt: str = ".2f") -> str:
     if st is None or st["mean"] is None:
         return "-"
@@ -590,7 +594,11 @@ def report(out: Path, a, vs, evals, hdls, trains, quiet: bool = False) -> dict:
              "mixed_training_code": mixed, "rows": rows, "paired": prs}
     _write_json(study, out / "study.json")
     table = format_table(rows)
+    compact = format_table([r for r in rows if (r["execution"], r["setting"]) in COMPACT or
+                            (r["execution"] == "async/scdq")])
     ptab = format_paired(prs)
+    (out / "table_compact.md").write_text(compact + "\n\n" + format_paired(
+        [p for p in prs if p["execution"] == "async/scdq"]) + "\n")
     warn = "".join(f"\nWARNING: the {g} trainings ran with different training code (see study.json)\n"
                    for g, m in mixed.items() if m)
     text = f"{table}\n\npaired: unlayered-trained minus layered-trained, per seed\n\n{ptab}\n{warn}"
