@@ -81,17 +81,42 @@ def fill_events(sp_off, sp_idx, sp_mem, B, T, n_in, delays, phase_k, sched, seed
 
 
 @njit(cache=True)
+def _fire(j, g, b, t, bt, v, refr, theta, zero_reset, spikes, rank, mem_out, em_off, em_idx, em_mem, fire_g,
+          ne_tot):
+    fire_g[b, t, j] = g
+    mem_out[b, t, j] = v[j]
+    em_idx[ne_tot] = j
+    em_mem[ne_tot] = v[j]
+    rank[b, t, j] = ne_tot - em_off[bt]
+    spikes[b, t, j] = 1
+    refr[j] = True
+    if zero_reset:
+        v[j] = 0
+    else:
+        v[j] -= theta
+    return ne_tot + 1
+
+
+@njit(cache=True)
 def forward(ev_off, ev_row, B, T, W2, F, theta, alpha, integer, zero_reset,
             spikes, vout, rank, mem_out, em_off, em_idx, em_mem, fire_g, near_g, cu):
     """Run the layer. Outputs (preallocated): ``spikes, vout, rank, mem_out`` ``[B, T, n]``; the
     emission list ``em_off [B*T+1], em_idx, em_mem`` (the next layer's spike list); for the
     backward ``fire_g`` (firing group or -1), ``near_g`` (surrogate group or -1: no touch) and
-    ``cu`` (membrane at the surrogate point)."""
+    ``cu`` (membrane at the surrogate point).
+
+    The per-event loops over neurons are branch-free (selects) so that they vectorize; the
+    firing pass in ascending ``j`` runs only when some neuron crossed."""
     n = W2.shape[1]
-    v = np.zeros(n, dtype=W2.dtype)
+    dt = W2.dtype
+    v = np.zeros(n, dtype=dt)
     refr = np.zeros(n, dtype=np.bool_)
     touched = np.zeros(n, dtype=np.bool_)
-    best = np.zeros(n, dtype=W2.dtype)
+    best = np.zeros(n, dtype=dt)
+    cf = np.zeros(n, dtype=dt)
+    near = np.zeros(n, dtype=np.int64)
+    ninf = dt.type(-np.inf)
+    th = dt.type(theta)
     ne_tot = 0
     em_off[0] = 0
     for b in range(B):
@@ -104,53 +129,70 @@ def forward(ev_off, ev_row, B, T, W2, F, theta, alpha, integer, zero_reset,
                 else:
                     v[j] = v[j] * alpha
                 refr[j] = False
+                touched[j] = False
+                best[j] = ninf
+                near[j] = -1
                 fire_g[b, t, j] = -1
-                near_g[b, t, j] = -1
             e0 = ev_off[bt]
             e1 = ev_off[bt + 1]
             g = 0
             cnt = 0
             for e in range(e0, e1):
                 row = ev_row[e]
+                if F == 1:
+                    hit = False
+                    for j in range(n):
+                        w = W2[row, j]
+                        x = v[j] + w
+                        v[j] = x
+                        live = (w != 0) & (~refr[j])
+                        up = live & (x > best[j])
+                        best[j] = x if up else best[j]
+                        near[j] = g if up else near[j]
+                        hit |= live & (x >= th)
+                    if hit:
+                        for j in range(n):
+                            if W2[row, j] != 0 and not refr[j] and v[j] >= th:
+                                cf[j] = v[j]
+                                ne_tot = _fire(j, g, b, t, bt, v, refr, theta, zero_reset, spikes, rank, mem_out,
+                                               em_off, em_idx, em_mem, fire_g, ne_tot)
+                    g += 1
+                    continue
                 for j in range(n):
                     w = W2[row, j]
-                    if w != 0:
-                        v[j] += w
-                        touched[j] = True
+                    v[j] += w
+                    touched[j] |= w != 0
                 cnt += 1
                 if cnt == F or e == e1 - 1:  # end of a forward group: check the touched neurons
+                    hit = False
                     for j in range(n):
-                        if touched[j]:
-                            touched[j] = False
-                            if refr[j]:
-                                continue
-                            if v[j] >= theta:
-                                fire_g[b, t, j] = g
-                                near_g[b, t, j] = g
-                                cu[b, t, j] = v[j]
-                                mem_out[b, t, j] = v[j]
-                                em_idx[ne_tot] = j
-                                em_mem[ne_tot] = v[j]
-                                rank[b, t, j] = ne_tot - em_off[bt]
-                                ne_tot += 1
-                                spikes[b, t, j] = 1
-                                refr[j] = True
-                                if zero_reset:
-                                    v[j] = 0
-                                else:
-                                    v[j] -= theta
-                            elif near_g[b, t, j] < 0 or v[j] > best[j]:
-                                near_g[b, t, j] = g
-                                best[j] = v[j]
+                        x = v[j]
+                        live = touched[j] & (~refr[j])
+                        up = live & (x > best[j])
+                        best[j] = x if up else best[j]
+                        near[j] = g if up else near[j]
+                        hit |= live & (x >= th)
+                    if hit:
+                        for j in range(n):
+                            if touched[j] and not refr[j] and v[j] >= th:
+                                cf[j] = v[j]
+                                ne_tot = _fire(j, g, b, t, bt, v, refr, theta, zero_reset, spikes, rank, mem_out,
+                                               em_off, em_idx, em_mem, fire_g, ne_tot)
+                    for j in range(n):
+                        touched[j] = False
                     g += 1
                     cnt = 0
             r = ne_tot - em_off[bt]
             for j in range(n):
                 vout[b, t, j] = v[j]
-                if not refr[j]:
+                if refr[j]:
+                    near_g[b, t, j] = fire_g[b, t, j]
+                    cu[b, t, j] = cf[j]
+                else:
                     rank[b, t, j] = r
                     r += 1
-                    cu[b, t, j] = best[j] if near_g[b, t, j] >= 0 else v[j]
+                    near_g[b, t, j] = near[j]
+                    cu[b, t, j] = best[j] if near[j] >= 0 else v[j]
             em_off[bt + 1] = ne_tot
 
 
