@@ -39,16 +39,21 @@ ALL = np.int64(1) << 62  # forward group "all"
 
 
 @njit(cache=True)
-def fill_events(sp_off, sp_idx, sp_mem, B, T, n_in, delays, phase_k, sched, seed, ev_off, ev_row, ev_src):
+def fill_events(sp_off, sp_idx, sp_mem, B, T, n_in, delays, phase_k, sched, seed, row_live, ev_off, ev_row,
+                ev_src):
     """The ordered event list of every (sample, step): row ``k * n_in + i`` and the index of the
-    source spike in the spike list. ``ev_off`` must hold the offsets already."""
+    source spike in the spike list; ``ev_off`` (``[B*T+1]``) gets the offsets. Events whose row
+    is not ``row_live`` (no synapse: they touch nothing) are left out; the caller passes all
+    rows live when forward groups are larger than one event (an event counts in its group)."""
     if sched == 1:
         np.random.seed(seed)
     K = phase_k.shape[0]
+    p = 0
+    ev_off[0] = 0
     for b in range(B):
         for t in range(T):
             bt = b * T + t
-            p = ev_off[bt]
+            a0 = p
             for q in range(K):
                 k = phase_k[q]
                 te = t - delays[k]
@@ -56,11 +61,14 @@ def fill_events(sp_off, sp_idx, sp_mem, B, T, n_in, delays, phase_k, sched, seed
                     continue
                 s0 = sp_off[b * T + te]
                 s1 = sp_off[b * T + te + 1]
+                base = k * n_in
                 for s in range(s0, s1):
-                    ev_row[p] = k * n_in + sp_idx[s]
-                    ev_src[p] = s
-                    p += 1
-            a0 = ev_off[bt]
+                    r = base + sp_idx[s]
+                    if row_live[r]:
+                        ev_row[p] = r
+                        ev_src[p] = s
+                        p += 1
+            ev_off[bt + 1] = p
             n = p - a0
             if n > 1 and sched == 1:
                 for x in range(n - 1, 0, -1):  # Fisher-Yates
@@ -98,7 +106,7 @@ def _fire(j, g, b, t, bt, v, refr, theta, zero_reset, spikes, rank, mem_out, em_
 
 
 @njit(cache=True)
-def forward(ev_off, ev_row, B, T, W2, F, theta, alpha, integer, zero_reset,
+def forward(ev_off, ev_row, B, T, W2, F, theta, alpha, integer, zero_reset, sparse, row_ptr, cols, vals,
             spikes, vout, rank, mem_out, em_off, em_idx, em_mem, fire_g, near_g, cu):
     """Run the layer. Outputs (preallocated): ``spikes, vout, rank, mem_out`` ``[B, T, n]``; the
     emission list ``em_off [B*T+1], em_idx, em_mem`` (the next layer's spike list); for the
@@ -106,7 +114,9 @@ def forward(ev_off, ev_row, B, T, W2, F, theta, alpha, integer, zero_reset,
     ``cu`` (membrane at the surrogate point).
 
     The per-event loops over neurons are branch-free (selects) so that they vectorize; the
-    firing pass in ascending ``j`` runs only when some neuron crossed."""
+    firing pass in ascending ``j`` runs only when some neuron crossed. ``sparse``: rows are
+    applied from the CSR ``row_ptr, cols, vals`` (ascending ``cols`` within a row; zeros are
+    skipped), so an event costs its synapses, as in hardware."""
     n = W2.shape[1]
     dt = W2.dtype
     v = np.zeros(n, dtype=dt)
@@ -139,7 +149,28 @@ def forward(ev_off, ev_row, B, T, W2, F, theta, alpha, integer, zero_reset,
             cnt = 0
             for e in range(e0, e1):
                 row = ev_row[e]
-                if F == 1:
+                if sparse:
+                    for p in range(row_ptr[row], row_ptr[row + 1]):
+                        w = vals[p]
+                        if w == 0:
+                            continue
+                        j = cols[p]
+                        x = v[j] + w
+                        v[j] = x
+                        if F != 1:
+                            touched[j] = True
+                        elif not refr[j]:
+                            if x >= th:
+                                cf[j] = x
+                                ne_tot = _fire(j, g, b, t, bt, v, refr, theta, zero_reset, spikes, rank, mem_out,
+                                               em_off, em_idx, em_mem, fire_g, ne_tot)
+                            elif x > best[j]:
+                                best[j] = x
+                                near[j] = g
+                    if F == 1:
+                        g += 1
+                        continue
+                elif F == 1:
                     hit = False
                     for j in range(n):
                         w = W2[row, j]
@@ -158,10 +189,11 @@ def forward(ev_off, ev_row, B, T, W2, F, theta, alpha, integer, zero_reset,
                                                em_off, em_idx, em_mem, fire_g, ne_tot)
                     g += 1
                     continue
-                for j in range(n):
-                    w = W2[row, j]
-                    v[j] += w
-                    touched[j] |= w != 0
+                if not sparse:
+                    for j in range(n):
+                        w = W2[row, j]
+                        v[j] += w
+                        touched[j] |= w != 0
                 cnt += 1
                 if cnt == F or e == e1 - 1:  # end of a forward group: check the touched neurons
                     hit = False
@@ -197,11 +229,12 @@ def forward(ev_off, ev_row, B, T, W2, F, theta, alpha, integer, zero_reset,
 
 
 @njit(cache=True)
-def backward(ev_off, ev_row, ev_src, B, T, W2, F, alpha, theta, slope, zero_reset,
-             fire_g, near_g, cu, gs, gv_ext, need_ds, dW2, dsrc):
+def backward(ev_off, ev_row, ev_src, B, T, W2, F, alpha, theta, slope, zero_reset, sparse, row_ptr, cols, vals,
+             fire_g, near_g, cu, gs, gv_ext, need_ds, dW2, dvals, dsrc):
     """Accumulate ``dW2`` (``[K*n_in, n]``) and, if ``need_ds``, the gradient of every source
     spike ``dsrc`` (indexed like the spike list), from the gradients ``gs`` (spikes) and
-    ``gv_ext`` (end-of-step membrane)."""
+    ``gv_ext`` (end-of-step membrane). ``sparse``: the weight gradient is wanted on the CSR
+    entries only (the live taps: the rest are masked out) and goes to ``dvals``."""
     n = W2.shape[1]
     tha = max(abs(theta), 1e-12)
     gv0 = np.zeros(n, dtype=np.float64)
@@ -245,7 +278,15 @@ def backward(ev_off, ev_row, ev_src, B, T, W2, F, alpha, theta, slope, zero_rese
                     coef[dj[o]] += dval[o]
                     q += 1
                 row = ev_row[e]
-                if need_ds:
+                if sparse:
+                    acc = 0.0
+                    for p in range(row_ptr[row], row_ptr[row + 1]):
+                        c = coef[cols[p]]
+                        dvals[p] += c
+                        acc += vals[p] * c
+                    if need_ds:
+                        dsrc[ev_src[e]] += acc
+                elif need_ds:
                     acc = 0.0
                     for j in range(n):
                         dW2[row, j] += coef[j]
