@@ -109,11 +109,16 @@ class LayerView(nn.Module):
         """Multiplicative leak factor in [0, 1] (``decay / 4096`` in the model file)."""
         raise NotImplementedError
 
+    def support(self) -> torch.Tensor | None:
+        """Bool ``[K, n_in, n_out]``: the taps that exist (elsewhere the weight is 0 and gets no
+        gradient, e.g. pruned), or None: every tap. The compiled path skips the others."""
+        return None
+
 
 class ParamLayer(LayerView):
     """A layer given by explicit tensors (trainable or fixed)."""
 
-    def __init__(self, weights, delays, threshold, leak, reset="zero", spiking=True, trainable=True):
+    def __init__(self, weights, delays, threshold, leak, reset="zero", spiking=True, trainable=True, support=None):
         super().__init__()
         W = torch.as_tensor(weights)
         if not W.is_floating_point():
@@ -134,6 +139,14 @@ class ParamLayer(LayerView):
             self.register_buffer("w", W.clone())
         self.register_buffer("th", th.clone())
         self.register_buffer("lk", lk.clone())
+        if support is not None:
+            support = torch.as_tensor(support, dtype=torch.bool)
+            if support.shape != W.shape or bool((W[~support] != 0).any()):
+                raise ValueError("support must be a bool tensor of the weights' shape covering every non-zero weight")
+        self.sup = support
+
+    def support(self):
+        return self.sup
 
     def weights(self):
         return self.w
@@ -160,6 +173,9 @@ class _DelayLayerView(LayerView):
 
     def threshold(self):
         return torch.tensor(float(self.src[0].threshold_int()))
+
+    def support(self):
+        return self.src[0].synapse.mask.permute(2, 1, 0)
 
     def leak(self):
         return self.lk.float()
@@ -337,14 +353,29 @@ class _AsyncLayerFn(torch.autograd.Function):
         K, n_in, n = W.shape
         B, T = st["B"], st["T"]
         W2 = W.detach().reshape(K * n_in, n).contiguous().numpy()
+        sup = st["support"]
+        if sup is None:
+            sparse, row_live = False, np.ones(K * n_in, dtype=np.bool_)
+            row_ptr, cols, vals = np.zeros(1, np.int64), np.zeros(1, np.int64), W2[:1, 0].copy()
+        else:
+            sup2 = sup.reshape(K * n_in, n).numpy()
+            sparse = float(sup2.mean()) < SPARSE_MAX_DENSITY
+            row_live = sup2.any(1)
+            rr, cols = np.nonzero(sup2)  # row-major: ascending cols within a row
+            row_ptr = np.zeros(K * n_in + 1, dtype=np.int64)
+            np.cumsum(np.bincount(rr, minlength=K * n_in), out=row_ptr[1:])
+            vals = W2[rr, cols]
+        if st["F"] != 1:  # an event counts in its forward group even if it touches nothing
+            row_live = np.ones(K * n_in, dtype=np.bool_)
         sp = st["sp"]
-        ev_off = _event_offsets(sp, B, T, st["delays"])
-        nev = int(ev_off[-1])
+        nev = int(_event_offsets(sp, B, T, st["delays"])[-1])  # upper bound (every row live)
+        ev_off = np.empty(B * T + 1, dtype=np.int64)
         ev_row = np.empty(nev, dtype=np.int32)
         ev_src = np.empty(nev, dtype=np.int32)
         _k.fill_events(sp.off, sp.idx, sp.mem, B, T, n_in, np.asarray(st["delays"], dtype=np.int64),
                        np.argsort(_phase(st["delays"])).astype(np.int64), _k.SCHED_CODE[st["scheduler"]],
-                       st["seed"], ev_off, ev_row, ev_src)
+                       st["seed"], row_live, ev_off, ev_row, ev_src)
+        ev_row, ev_src = ev_row[: ev_off[-1]], ev_src[: ev_off[-1]]
         dt = W2.dtype
         spikes = np.zeros((B, T, n), dtype=dt)
         vout = np.empty((B, T, n), dtype=dt)
@@ -357,29 +388,36 @@ class _AsyncLayerFn(torch.autograd.Function):
         near_g = np.empty((B, T, n), dtype=np.int64)
         cu = np.empty((B, T, n), dtype=dt)
         _k.forward(ev_off, ev_row, B, T, W2, st["F"], float(st["theta"]), float(st["alpha"]), st["integer"],
-                   st["reset"] == "zero", spikes, vout, rank, mem, em_off, em_idx, em_mem, fire_g, near_g, cu)
+                   st["reset"] == "zero", sparse, row_ptr, cols, vals, spikes, vout, rank, mem, em_off, em_idx,
+                   em_mem, fire_g, near_g, cu)
         ne = int(em_off[-1])
         st["out"] = SpikeList(em_off, em_idx[:ne].copy(), em_mem[:ne].copy())
         st["rank"], st["mem"] = torch.from_numpy(rank), torch.from_numpy(mem)
         st["ev_row"] = ev_row  # the order actually used (tests: the oracle's random keys)
         st["ev_off"] = ev_off
         ctx.st = st
-        ctx.saved = (ev_off, ev_row, ev_src, W2, fire_g, near_g, cu)
+        ctx.saved = (ev_off, ev_row, ev_src, W2, fire_g, near_g, cu, sparse, row_ptr, cols, vals)
         return torch.from_numpy(spikes).to(S.dtype), torch.from_numpy(vout).to(S.dtype)
 
     @staticmethod
     def backward(ctx, gs, gv):
         st = ctx.st
-        ev_off, ev_row, ev_src, W2, fire_g, near_g, cu = ctx.saved
+        ev_off, ev_row, ev_src, W2, fire_g, near_g, cu, sparse, row_ptr, cols, vals = ctx.saved
         B, T, n = fire_g.shape
         gs = np.zeros((B, T, n)) if gs is None else gs.detach().to(torch.float64).contiguous().numpy()
         gv = np.zeros((B, T, n)) if gv is None else gv.detach().to(torch.float64).contiguous().numpy()
         need_ds = bool(ctx.needs_input_grad[0])
         sp = st["sp"]
-        dW2 = np.zeros(W2.shape, dtype=np.float64)
+        dW2 = np.zeros((1, 1) if sparse else W2.shape, dtype=np.float64)
+        dvals = np.zeros(len(vals) if sparse else 1, dtype=np.float64)
         dsrc = np.zeros(len(sp.idx) if need_ds else 1, dtype=np.float64)
         _k.backward(ev_off, ev_row, ev_src, B, T, W2, st["F"], float(st["alpha"]), float(st["theta"]),
-                    float(st["slope"]), st["reset"] == "zero", fire_g, near_g, cu, gs, gv, need_ds, dW2, dsrc)
+                    float(st["slope"]), st["reset"] == "zero", sparse, row_ptr, cols, vals, fire_g, near_g, cu,
+                    gs, gv, need_ds, dW2, dvals, dsrc)
+        if sparse:
+            dW2 = np.zeros(W2.shape, dtype=np.float64)
+            rows = np.repeat(np.arange(W2.shape[0]), np.diff(row_ptr))
+            dW2[rows, cols] = dvals
         K, n_in = len(st["delays"]), W2.shape[0] // len(st["delays"])
         dW = torch.from_numpy(dW2).view(K, n_in, n).to(st["wdtype"])
         dS = None
@@ -389,6 +427,15 @@ class _AsyncLayerFn(torch.autograd.Function):
             flat[sp.flat_index(n_src)] = dsrc
             dS = torch.from_numpy(flat).view(B_, T_, n_src).to(st["S_dtype"])
         return dS, dW, None
+
+
+# below this fraction of live taps a row is applied from its CSR (cost per synapse, not per neuron)
+SPARSE_MAX_DENSITY = 0.5
+
+
+def _support(layer: LayerView):
+    sup = layer.support()
+    return None if sup is None else sup.detach().to(torch.bool).contiguous()
 
 
 def async_layer(S, sp: SpikeList, layer: LayerView, scheduler="fifo", forward_group=1, gen=None,
@@ -406,7 +453,7 @@ def async_layer(S, sp: SpikeList, layer: LayerView, scheduler="fifo", forward_gr
     st = {"B": B, "T": T, "sp": sp, "delays": list(layer.delays), "scheduler": scheduler, "seed": seed,
           "F": _k.ALL if F is None else F, "theta": float(layer.threshold()), "alpha": float(layer.leak()),
           "integer": bool(integer), "reset": layer.reset, "slope": float(slope), "wdtype": W.dtype,
-          "S_shape": tuple(S.shape), "S_dtype": S.dtype}
+          "S_shape": tuple(S.shape), "S_dtype": S.dtype, "support": _support(layer)}
     spikes, v = _AsyncLayerFn.apply(S, W, st)
     return LayerOut(spikes, st["rank"].to(S.dtype), st["mem"].to(S.dtype), v), st["out"], st
 

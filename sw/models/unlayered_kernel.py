@@ -39,16 +39,21 @@ ALL = np.int64(1) << 62  # forward group "all"
 
 
 @njit(cache=True)
-def fill_events(sp_off, sp_idx, sp_mem, B, T, n_in, delays, phase_k, sched, seed, ev_off, ev_row, ev_src):
+def fill_events(sp_off, sp_idx, sp_mem, B, T, n_in, delays, phase_k, sched, seed, row_live, ev_off, ev_row,
+                ev_src):
     """The ordered event list of every (sample, step): row ``k * n_in + i`` and the index of the
-    source spike in the spike list. ``ev_off`` must hold the offsets already."""
+    source spike in the spike list; ``ev_off`` (``[B*T+1]``) gets the offsets. Events whose row
+    is not ``row_live`` (no synapse: they touch nothing) are left out; the caller passes all
+    rows live when forward groups are larger than one event (an event counts in its group)."""
     if sched == 1:
         np.random.seed(seed)
     K = phase_k.shape[0]
+    p = 0
+    ev_off[0] = 0
     for b in range(B):
         for t in range(T):
             bt = b * T + t
-            p = ev_off[bt]
+            a0 = p
             for q in range(K):
                 k = phase_k[q]
                 te = t - delays[k]
@@ -56,11 +61,14 @@ def fill_events(sp_off, sp_idx, sp_mem, B, T, n_in, delays, phase_k, sched, seed
                     continue
                 s0 = sp_off[b * T + te]
                 s1 = sp_off[b * T + te + 1]
+                base = k * n_in
                 for s in range(s0, s1):
-                    ev_row[p] = k * n_in + sp_idx[s]
-                    ev_src[p] = s
-                    p += 1
-            a0 = ev_off[bt]
+                    r = base + sp_idx[s]
+                    if row_live[r]:
+                        ev_row[p] = r
+                        ev_src[p] = s
+                        p += 1
+            ev_off[bt + 1] = p
             n = p - a0
             if n > 1 and sched == 1:
                 for x in range(n - 1, 0, -1):  # Fisher-Yates
@@ -81,17 +89,44 @@ def fill_events(sp_off, sp_idx, sp_mem, B, T, n_in, delays, phase_k, sched, seed
 
 
 @njit(cache=True)
-def forward(ev_off, ev_row, B, T, W2, F, theta, alpha, integer, zero_reset,
+def _fire(j, g, b, t, bt, v, refr, theta, zero_reset, spikes, rank, mem_out, em_off, em_idx, em_mem, fire_g,
+          ne_tot):
+    fire_g[b, t, j] = g
+    mem_out[b, t, j] = v[j]
+    em_idx[ne_tot] = j
+    em_mem[ne_tot] = v[j]
+    rank[b, t, j] = ne_tot - em_off[bt]
+    spikes[b, t, j] = 1
+    refr[j] = True
+    if zero_reset:
+        v[j] = 0
+    else:
+        v[j] -= theta
+    return ne_tot + 1
+
+
+@njit(cache=True)
+def forward(ev_off, ev_row, B, T, W2, F, theta, alpha, integer, zero_reset, sparse, row_ptr, cols, vals,
             spikes, vout, rank, mem_out, em_off, em_idx, em_mem, fire_g, near_g, cu):
     """Run the layer. Outputs (preallocated): ``spikes, vout, rank, mem_out`` ``[B, T, n]``; the
     emission list ``em_off [B*T+1], em_idx, em_mem`` (the next layer's spike list); for the
     backward ``fire_g`` (firing group or -1), ``near_g`` (surrogate group or -1: no touch) and
-    ``cu`` (membrane at the surrogate point)."""
+    ``cu`` (membrane at the surrogate point).
+
+    The per-event loops over neurons are branch-free (selects) so that they vectorize; the
+    firing pass in ascending ``j`` runs only when some neuron crossed. ``sparse``: rows are
+    applied from the CSR ``row_ptr, cols, vals`` (ascending ``cols`` within a row; zeros are
+    skipped), so an event costs its synapses, as in hardware."""
     n = W2.shape[1]
-    v = np.zeros(n, dtype=W2.dtype)
+    dt = W2.dtype
+    v = np.zeros(n, dtype=dt)
     refr = np.zeros(n, dtype=np.bool_)
     touched = np.zeros(n, dtype=np.bool_)
-    best = np.zeros(n, dtype=W2.dtype)
+    best = np.zeros(n, dtype=dt)
+    cf = np.zeros(n, dtype=dt)
+    near = np.zeros(n, dtype=np.int64)
+    ninf = dt.type(-np.inf)
+    th = dt.type(theta)
     ne_tot = 0
     em_off[0] = 0
     for b in range(B):
@@ -104,62 +139,102 @@ def forward(ev_off, ev_row, B, T, W2, F, theta, alpha, integer, zero_reset,
                 else:
                     v[j] = v[j] * alpha
                 refr[j] = False
+                touched[j] = False
+                best[j] = ninf
+                near[j] = -1
                 fire_g[b, t, j] = -1
-                near_g[b, t, j] = -1
             e0 = ev_off[bt]
             e1 = ev_off[bt + 1]
             g = 0
             cnt = 0
             for e in range(e0, e1):
                 row = ev_row[e]
-                for j in range(n):
-                    w = W2[row, j]
-                    if w != 0:
+                if sparse:
+                    for p in range(row_ptr[row], row_ptr[row + 1]):
+                        w = vals[p]
+                        if w == 0:
+                            continue
+                        j = cols[p]
+                        x = v[j] + w
+                        v[j] = x
+                        if F != 1:
+                            touched[j] = True
+                        elif not refr[j]:
+                            if x >= th:
+                                cf[j] = x
+                                ne_tot = _fire(j, g, b, t, bt, v, refr, theta, zero_reset, spikes, rank, mem_out,
+                                               em_off, em_idx, em_mem, fire_g, ne_tot)
+                            elif x > best[j]:
+                                best[j] = x
+                                near[j] = g
+                    if F == 1:
+                        g += 1
+                        continue
+                elif F == 1:
+                    hit = False
+                    for j in range(n):
+                        w = W2[row, j]
+                        x = v[j] + w
+                        v[j] = x
+                        live = (w != 0) & (~refr[j])
+                        up = live & (x > best[j])
+                        best[j] = x if up else best[j]
+                        near[j] = g if up else near[j]
+                        hit |= live & (x >= th)
+                    if hit:
+                        for j in range(n):
+                            if W2[row, j] != 0 and not refr[j] and v[j] >= th:
+                                cf[j] = v[j]
+                                ne_tot = _fire(j, g, b, t, bt, v, refr, theta, zero_reset, spikes, rank, mem_out,
+                                               em_off, em_idx, em_mem, fire_g, ne_tot)
+                    g += 1
+                    continue
+                if not sparse:
+                    for j in range(n):
+                        w = W2[row, j]
                         v[j] += w
-                        touched[j] = True
+                        touched[j] |= w != 0
                 cnt += 1
                 if cnt == F or e == e1 - 1:  # end of a forward group: check the touched neurons
+                    hit = False
                     for j in range(n):
-                        if touched[j]:
-                            touched[j] = False
-                            if refr[j]:
-                                continue
-                            if v[j] >= theta:
-                                fire_g[b, t, j] = g
-                                near_g[b, t, j] = g
-                                cu[b, t, j] = v[j]
-                                mem_out[b, t, j] = v[j]
-                                em_idx[ne_tot] = j
-                                em_mem[ne_tot] = v[j]
-                                rank[b, t, j] = ne_tot - em_off[bt]
-                                ne_tot += 1
-                                spikes[b, t, j] = 1
-                                refr[j] = True
-                                if zero_reset:
-                                    v[j] = 0
-                                else:
-                                    v[j] -= theta
-                            elif near_g[b, t, j] < 0 or v[j] > best[j]:
-                                near_g[b, t, j] = g
-                                best[j] = v[j]
+                        x = v[j]
+                        live = touched[j] & (~refr[j])
+                        up = live & (x > best[j])
+                        best[j] = x if up else best[j]
+                        near[j] = g if up else near[j]
+                        hit |= live & (x >= th)
+                    if hit:
+                        for j in range(n):
+                            if touched[j] and not refr[j] and v[j] >= th:
+                                cf[j] = v[j]
+                                ne_tot = _fire(j, g, b, t, bt, v, refr, theta, zero_reset, spikes, rank, mem_out,
+                                               em_off, em_idx, em_mem, fire_g, ne_tot)
+                    for j in range(n):
+                        touched[j] = False
                     g += 1
                     cnt = 0
             r = ne_tot - em_off[bt]
             for j in range(n):
                 vout[b, t, j] = v[j]
-                if not refr[j]:
+                if refr[j]:
+                    near_g[b, t, j] = fire_g[b, t, j]
+                    cu[b, t, j] = cf[j]
+                else:
                     rank[b, t, j] = r
                     r += 1
-                    cu[b, t, j] = best[j] if near_g[b, t, j] >= 0 else v[j]
+                    near_g[b, t, j] = near[j]
+                    cu[b, t, j] = best[j] if near[j] >= 0 else v[j]
             em_off[bt + 1] = ne_tot
 
 
 @njit(cache=True)
-def backward(ev_off, ev_row, ev_src, B, T, W2, F, alpha, theta, slope, zero_reset,
-             fire_g, near_g, cu, gs, gv_ext, need_ds, dW2, dsrc):
+def backward(ev_off, ev_row, ev_src, B, T, W2, F, alpha, theta, slope, zero_reset, sparse, row_ptr, cols, vals,
+             fire_g, near_g, cu, gs, gv_ext, need_ds, dW2, dvals, dsrc):
     """Accumulate ``dW2`` (``[K*n_in, n]``) and, if ``need_ds``, the gradient of every source
     spike ``dsrc`` (indexed like the spike list), from the gradients ``gs`` (spikes) and
-    ``gv_ext`` (end-of-step membrane)."""
+    ``gv_ext`` (end-of-step membrane). ``sparse``: the weight gradient is wanted on the CSR
+    entries only (the live taps: the rest are masked out) and goes to ``dvals``."""
     n = W2.shape[1]
     tha = max(abs(theta), 1e-12)
     gv0 = np.zeros(n, dtype=np.float64)
@@ -203,7 +278,15 @@ def backward(ev_off, ev_row, ev_src, B, T, W2, F, alpha, theta, slope, zero_rese
                     coef[dj[o]] += dval[o]
                     q += 1
                 row = ev_row[e]
-                if need_ds:
+                if sparse:
+                    acc = 0.0
+                    for p in range(row_ptr[row], row_ptr[row + 1]):
+                        c = coef[cols[p]]
+                        dvals[p] += c
+                        acc += vals[p] * c
+                    if need_ds:
+                        dsrc[ev_src[e]] += acc
+                elif need_ds:
                     acc = 0.0
                     for j in range(n):
                         dW2[row, j] += coef[j]
