@@ -543,7 +543,7 @@ def _main(argv=None) -> int:
         efile = out / "eval" / v["name"] / f"seed{seed}.json"
         hfiles = {u: out / "hdl" / v["name"] / f"seed{seed}_{u}.json" for u in a.hdl_units}
         tfile = mdir / "study_train.json"
-        if phase == "train" and not a.report_only and (tfile.is_file() or not a.no_train):
+        if phase == "train" and not a.report_only and not a.no_train:
             cfg = study_config(a.profile, v, seed, a.epochs, a.limit, mdir)
             trains[(v["name"], seed)] = train_one(cfg, v, seed, mdir, log)
             if not efile.is_file():
@@ -552,8 +552,14 @@ def _main(argv=None) -> int:
                 _write_json({"training": v["name"], "seed": seed,
                              **evaluate_one(load(mdir / "model.safetensors"), Xte, yte, Xval, a.margins,
                                             a.exit_steps)}, efile)
-        elif phase == "train" and tfile.is_file():
+        elif phase == "train" and tfile.is_file():  # --no-train / --report-only: the recorded training as is
             trains[(v["name"], seed)] = json.loads(tfile.read_text())
+            if not efile.is_file() and not a.report_only:
+                cfg = trains[(v["name"], seed)]["config"]
+                Xte, yte, Xval = data(cfg, seed)
+                _write_json({"training": v["name"], "seed": seed,
+                             **evaluate_one(load(mdir / "model.safetensors"), Xte, yte, Xval, a.margins,
+                                            a.exit_steps)}, efile)
         if phase == "hdl" and efile.is_file() and tfile.is_file():
             cfg = json.loads(tfile.read_text())["config"]
             settings = json.loads(efile.read_text())["margins"]["settings"]
