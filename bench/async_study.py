@@ -583,6 +583,15 @@ def _main(argv=None) -> int:
     return 0
 
 
+def _history(mdir: Path) -> list:
+    """Per-epoch loss, train and validation accuracy of one training (its train_summary.json)."""
+    f = mdir / "train_summary.json"
+    if not f.is_file():
+        return []
+    return [{k: h[k] for k in ("epoch", "loss", "train_acc", "val_acc", "seconds")}
+            for h in json.loads(f.read_text())["history"]]
+
+
 def report(out: Path, a, vs, evals, hdls, trains, quiet: bool = False) -> dict:
     names = [v["name"] for v in vs]
     rows = aggregate(evals, hdls, list(a.seeds), names)
@@ -595,7 +604,8 @@ def report(out: Path, a, vs, evals, hdls, trains, quiet: bool = False) -> dict:
     mixed = {g: len(c) > 1 for g, c in code_groups.items()}
     study = {"argv": sys.argv, "profile": a.profile, "seeds": list(a.seeds), "variants": vs,
              "margins_q": a.margins, "exit_steps": a.exit_steps, "hdl_seeds": a.hdl_seeds,
-             "trainings": [{"training": k[0], "seed": k[1], **{x: t[x] for x in t if x != "variant"}}
+             "trainings": [{"training": k[0], "seed": k[1], **{x: t[x] for x in t if x != "variant"},
+                            "history": _history(out / "models" / k[0] / f"seed{k[1]}")}
                            for k, t in trains.items()],
              "mixed_training_code": mixed, "rows": rows, "paired": prs}
     _write_json(study, out / "study.json")
