@@ -322,9 +322,13 @@ def paired(evals: dict, seeds: list[int], names: list[str], executions=("async/s
         for ex in executions:
             for setting in evals[(name, both[0])]["reference"][ex]:
                 row = {"training": name, "vs": "layered", "execution": ex, "setting": setting, "seeds": both}
-                for k in ("accuracy", "density", "sops_per_inference", "time_to_decision", "exit_step"):
-                    d = [evals[(name, s)]["reference"][ex][setting][k] - evals[("layered", s)]["reference"][ex][setting][k]
-                         for s in both]
+                for k in ("accuracy", "density", "sops_per_inference", "time_to_decision", "time_to_decision_correct",
+                          "exit_step"):
+                    ours = [evals[(name, s)]["reference"][ex][setting][k] for s in both]
+                    base = [evals[("layered", s)]["reference"][ex][setting][k] for s in both]
+                    if any(x is None for x in ours + base):  # no correct sample: no decision time to compare
+                        continue
+                    d = [x - b for x, b in zip(ours, base)]
                     p = None
                     if len(d) > 1 and np.std(d) > 0:
                         p = float(stats.ttest_1samp(d, 0.0).pvalue)
