@@ -408,14 +408,15 @@ class _AsyncLayerFn(torch.autograd.Function):
         gv = np.zeros((B, T, n)) if gv is None else gv.detach().to(torch.float64).contiguous().numpy()
         need_ds = bool(ctx.needs_input_grad[0])
         sp = st["sp"]
-        dW2 = np.zeros((1, 1) if sparse else W2.shape, dtype=np.float64)
-        dvals = np.zeros(len(vals) if sparse else 1, dtype=np.float64)
+        # accumulated in the weights' dtype, as autograd does for the oracle (float32 when training)
+        dW2 = np.zeros((1, 1) if sparse else W2.shape, dtype=W2.dtype)
+        dvals = np.zeros(len(vals) if sparse else 1, dtype=W2.dtype)
         dsrc = np.zeros(len(sp.idx) if need_ds else 1, dtype=np.float64)
         _k.backward(ev_off, ev_row, ev_src, B, T, W2, st["F"], float(st["alpha"]), float(st["theta"]),
                     float(st["slope"]), st["reset"] == "zero", sparse, row_ptr, cols, vals, fire_g, near_g, cu,
                     gs, gv, need_ds, dW2, dvals, dsrc)
         if sparse:
-            dW2 = np.zeros(W2.shape, dtype=np.float64)
+            dW2 = np.zeros(W2.shape, dtype=W2.dtype)
             rows = np.repeat(np.arange(W2.shape[0]), np.diff(row_ptr))
             dW2[rows, cols] = dvals
         K, n_in = len(st["delays"]), W2.shape[0] // len(st["delays"])
