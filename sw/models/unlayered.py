@@ -43,7 +43,8 @@ from torch import nn
 
 from hw.model_file import DECAY_ONE, Model
 from sw.models import unlayered_kernel as _k
-from sw.models.lif import mem_sum, surrogate
+from sw.models.lif import LIFParams, li_sequence, mem_sum, surrogate
+from sw.models.synapse import tap_sum
 
 SCHEDULERS = ("fifo", "random", "momentum")
 _INF = float("inf")
@@ -361,10 +362,13 @@ class _AsyncLayerFn(torch.autograd.Function):
             sup2 = sup.reshape(K * n_in, n).numpy()
             sparse = float(sup2.mean()) < SPARSE_MAX_DENSITY
             row_live = sup2.any(1)
-            rr, cols = np.nonzero(sup2)  # row-major: ascending cols within a row
-            row_ptr = np.zeros(K * n_in + 1, dtype=np.int64)
-            np.cumsum(np.bincount(rr, minlength=K * n_in), out=row_ptr[1:])
-            vals = W2[rr, cols]
+            if sparse:
+                rr, cols = np.nonzero(sup2)  # row-major: ascending cols within a row
+                row_ptr = np.zeros(K * n_in + 1, dtype=np.int64)
+                np.cumsum(np.bincount(rr, minlength=K * n_in), out=row_ptr[1:])
+                vals = W2[rr, cols]
+            else:
+                row_ptr, cols, vals = np.zeros(1, np.int64), np.zeros(1, np.int64), W2[:1, 0].copy()
         if st["F"] != 1:  # an event counts in its forward group even if it touches nothing
             row_live = np.ones(K * n_in, dtype=np.bool_)
         sp = st["sp"]
@@ -439,8 +443,26 @@ def _support(layer: LayerView):
     return None if sup is None else sup.detach().to(torch.bool).contiguous()
 
 
+def readout_layer(S, layer: LayerView, integer=False) -> LayerOut:
+    """The non-spiking readout (no threshold, so the event order does not matter): the
+    event-driven tap sum of :mod:`sw.models.synapse` and the fused leaky integrator of
+    :mod:`sw.models.lif`, unsaturated like the oracle."""
+    W = layer.weights()
+    I = tap_sum(S, W.permute(1, 0, 2), layer.delays)
+    a = float(layer.leak())
+    decay = a * DECAY_ONE
+    if decay != int(decay):  # not a model-file leak: the step loop
+        return async_layer_oracle(S, None, None, layer, integer=integer)
+    v = li_sequence(I, LIFParams(1.0, int(decay), membrane_bits=_NO_SAT_BITS, exact=bool(integer))).to(S.dtype)
+    z = torch.zeros_like(v)
+    return LayerOut(z, z, z, v)
+
+
+_NO_SAT_BITS = 1024  # a membrane width that never saturates (qmax far beyond any float sum)
+
+
 def async_layer(S, sp: SpikeList, layer: LayerView, scheduler="fifo", forward_group=1, gen=None,
-                integer=False, slope=5.0) -> tuple[LayerOut, SpikeList, dict]:
+                integer=False, slope=5.0, W=None) -> tuple[LayerOut, SpikeList, dict]:
     """Run one spiking layer over all steps (compiled). ``S`` [B, T, n_in] are the previous
     layer's spikes (the gradient goes back to them), ``sp`` the same spikes as an ordered
     :class:`SpikeList`. Returns the layer's :class:`LayerOut`, its own spike list and the
@@ -448,7 +470,7 @@ def async_layer(S, sp: SpikeList, layer: LayerView, scheduler="fifo", forward_gr
     if scheduler not in SCHEDULERS:
         raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
     F = _check_forward_group(forward_group)
-    W = layer.weights()
+    W = layer.weights() if W is None else W
     B, T, _ = S.shape
     seed = int(torch.randint(0, 1 << 62, (1,), generator=gen)) if scheduler == "random" else 0
     st = {"B": B, "T": T, "sp": sp, "delays": list(layer.delays), "scheduler": scheduler, "seed": seed,
@@ -522,21 +544,24 @@ class UnlayeredNet(nn.Module):
     def run(self, x: torch.Tensor) -> list[LayerOut]:
         if x.ndim != 3:
             raise ValueError(f"input must be spikes [B, T, n_in], got shape {tuple(x.shape)}")
-        n_in = self.layers[0].weights().shape[1]
+        W0 = self.layers[0].weights()
+        n_in = W0.shape[1]
         if x.shape[2] != n_in:
             raise ValueError(f"input has {x.shape[2]} channels but the first layer has n_in={n_in}")
-        dt = self.layers[0].weights().dtype
+        dt = W0.dtype
         S = x.to(dt)
         B, T, C = S.shape
         rank = torch.arange(C, dtype=dt).expand(B, T, C)  # input layer: ascending channel
         mem = torch.zeros_like(S)
         sp = SpikeList.from_raster(S) if self.fast else None
         outs, self.states = [], []
-        for L in self.layers:
+        for l, L in enumerate(self.layers):
             if self.fast and L.spiking:
                 o, sp, st = async_layer(S, sp, L, self.scheduler, self.forward_group, self.gen, self.integer,
-                                        self.slope)
+                                        self.slope, W0 if l == 0 else None)
                 self.states.append(st)
+            elif self.fast:
+                o = readout_layer(S, L, self.integer)
             else:
                 o = async_layer_oracle(S, rank, mem, L, self.scheduler, self.forward_group, self.gen,
                                        self.integer, self.slope)
