@@ -18,17 +18,36 @@ sequence, so each layer runs over all ``T`` steps and hands the next layer its
 spikes plus the within-step emission rank (and pre-spike membrane for the
 momentum scheduler).
 
-Within one step and one layer, neurons do not interact (feed-forward), so each
-neuron's trajectory is a prefix sum over the ordered groups; the first group
-where it is touched and crosses threshold is its firing point. That makes the
-whole step a few vectorized tensor ops (batch-parallel), with BPTT through the
-prefix sums and a surrogate gradient at the firing (or closest) point.
+Two implementations of a spiking layer give the same numbers:
+
+* :func:`async_layer` (the default, issue #15): compiled loops
+  (:mod:`sw.models.unlayered_kernel`, numba, one thread) over samples, steps
+  and each step's events in scheduler order, one weight row per event (a CSR
+  of the live taps when the layer is pruned, so an event costs its synapses),
+  wrapped in a ``torch.autograd.Function`` with a hand-written backward. The
+  readout, whose order does not matter, uses the delay trainer's event-driven
+  tap sum and fused leaky integrator. Spike lists (:class:`SpikeList`) pass
+  between layers in emission order, so no per-step sort is needed for fifo.
+* :func:`async_layer_oracle`: the tensor formulation. Within one step and one
+  layer, neurons do not interact (feed-forward), so each neuron's trajectory is
+  a prefix sum over the ordered groups; the first group where it is touched
+  and crosses threshold is its firing point. Autograd goes through the prefix
+  sums with a surrogate gradient at the firing (or closest) point. It
+  materializes ``[B, T, events, n_out]`` tensors (about 50 CPU s per batch of
+  32 on the default offline set against 0.2 s compiled) and is kept as the
+  test oracle of the compiled path (``UnlayeredNet.fast = False`` selects it).
+
+Surrogate gradient (both): the spike's gradient enters at the membrane of the
+firing group, or, for a neuron that did not fire, of the touched group where
+the membrane came closest to threshold (the end-of-step membrane if nothing
+touched it); the leak passes its factor straight through ``trunc0``.
 
 Schedulers (order of a step's pending events for one layer):
 
 * ``fifo``: the contract's hardware order (above).
 * ``random``: a fresh uniformly random order each forward pass (seeded
-  ``torch.Generator``: same seed, same sequence of orders).
+  ``torch.Generator``: same seed, same sequence of orders; the compiled path
+  draws one seed per layer and forward from it and shuffles each step).
 * ``momentum``: events by descending pre-spike membrane of the emitting neuron
   (input events have none and keep fifo order behind any ranked ones; ties keep
   fifo order).

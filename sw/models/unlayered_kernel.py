@@ -144,7 +144,7 @@ def forward(ev_off, ev_row, B, T, W2, F, theta, alpha, integer, zero_reset, spar
     touched = np.zeros(n, dtype=np.bool_)
     best = np.zeros(n, dtype=dt)
     cf = np.zeros(n, dtype=dt)
-    near = np.zeros(n, dtype=np.int64)
+    near = np.zeros(n, dtype=np.int32)
     ninf = dt.type(-np.inf)
     th = dt.type(theta)
     ne_tot = 0
@@ -165,7 +165,7 @@ def forward(ev_off, ev_row, B, T, W2, F, theta, alpha, integer, zero_reset, spar
                 fire_g[b, t, j] = -1
             e0 = ev_off[bt]
             e1 = ev_off[bt + 1]
-            g = 0
+            g = np.int32(0)
             cnt = 0
             for e in range(e0, e1):
                 row = ev_row[e]
@@ -188,7 +188,7 @@ def forward(ev_off, ev_row, B, T, W2, F, theta, alpha, integer, zero_reset, spar
                                 best[j] = x
                                 near[j] = g
                     if F == 1:
-                        g += 1
+                        g += np.int32(1)
                         continue
                 elif F == 1:
                     hit = False
@@ -207,7 +207,7 @@ def forward(ev_off, ev_row, B, T, W2, F, theta, alpha, integer, zero_reset, spar
                                 cf[j] = v[j]
                                 ne_tot = _fire(j, g, b, t, bt, v, refr, theta, zero_reset, spikes, rank, mem_out,
                                                em_off, em_idx, em_mem, fire_g, ne_tot)
-                    g += 1
+                    g += np.int32(1)
                     continue
                 if not sparse:
                     for j in range(n):
@@ -232,7 +232,7 @@ def forward(ev_off, ev_row, B, T, W2, F, theta, alpha, integer, zero_reset, spar
                                                em_off, em_idx, em_mem, fire_g, ne_tot)
                     for j in range(n):
                         touched[j] = False
-                    g += 1
+                    g += np.int32(1)
                     cnt = 0
             r = ne_tot - em_off[bt]
             for j in range(n):
