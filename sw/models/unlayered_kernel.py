@@ -62,6 +62,12 @@ def fill_events(sp_off, sp_idx, sp_mem, B, T, n_in, delays, phase_k, sched, seed
     rows live when forward groups are larger than one event (an event counts in its group)."""
     state = np.uint64(seed)
     K = phase_k.shape[0]
+    level_live = np.zeros(K, dtype=np.bool_)
+    for k in range(K):
+        for i in range(n_in):
+            if row_live[k * n_in + i]:
+                level_live[k] = True
+                break
     p = 0
     ev_off[0] = 0
     for b in range(B):
@@ -71,7 +77,7 @@ def fill_events(sp_off, sp_idx, sp_mem, B, T, n_in, delays, phase_k, sched, seed
             for q in range(K):
                 k = phase_k[q]
                 te = t - delays[k]
-                if te < 0:
+                if te < 0 or not level_live[k]:
                     continue
                 s0 = sp_off[b * T + te]
                 s1 = sp_off[b * T + te + 1]
