@@ -367,3 +367,11 @@ def test_compiled_sparse_rows_equal_oracle(scheduler, F, csr, monkeypatch):
         s = torch.as_tensor(s)
         assert q.w.grad[s].abs().sum() > 0
         torch.testing.assert_close(p.w.grad * s, q.w.grad * s, rtol=1e-9, atol=1e-12, msg=f"layer {l}")
+
+
+def test_compiled_path_refuses_a_non_binary_raster():
+    model = _hand_model([[[5]]], [0], 5)
+    x = torch.zeros(1, 6, 1)
+    x[0, 2, 0] = 2.0
+    with pytest.raises(ValueError, match="binary"):
+        UnlayeredNet.from_model(model).run(x)

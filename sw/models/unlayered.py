@@ -575,6 +575,9 @@ class UnlayeredNet(nn.Module):
         B, T, C = S.shape
         rank = torch.arange(C, dtype=dt).expand(B, T, C)  # input layer: ascending channel
         mem = torch.zeros_like(S)
+        if self.fast and bool(((S != 0) & (S != 1)).any()):
+            raise ValueError("input must be a binary spike raster (0/1 values): the compiled path applies "
+                             "one weight row per event")
         sp = SpikeList.from_raster(S) if self.fast else None
         outs, self.states = [], []
         for l, L in enumerate(self.layers):
