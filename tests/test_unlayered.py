@@ -311,13 +311,14 @@ def test_compiled_path_gradient_of_the_delay_net_equals_oracle():
 
 @pytest.mark.parametrize("scheduler", ["fifo", "random", "momentum"])
 @pytest.mark.parametrize("F", [1, 3])
-def test_compiled_sparse_rows_equal_oracle(scheduler, F, monkeypatch):
-    """Layers with a tap support (pruned): rows applied from their CSR, empty rows skipped (F = 1);
-    forward identical and the weight gradient identical on the support."""
+@pytest.mark.parametrize("csr", [True, False])
+def test_compiled_sparse_rows_equal_oracle(scheduler, F, csr, monkeypatch):
+    """Layers with a tap support (pruned): rows applied from their CSR (or dense rows), empty rows
+    skipped (F = 1); forward identical and the weight gradient identical on the support."""
     from sw.models import unlayered
     from sw.models.unlayered import async_layer_oracle
 
-    monkeypatch.setattr(unlayered, "SPARSE_MAX_DENSITY", 1.01)  # every layer on the CSR path
+    monkeypatch.setattr(unlayered, "SPARSE_MAX_DENSITY", 1.01 if csr else 0.0)  # every layer on one path
 
     rng = np.random.default_rng(11 + F)
     model = rand_model(rng, n_in=9, hidden=(7, 6), T=14, reset="zero")
@@ -366,3 +367,11 @@ def test_compiled_sparse_rows_equal_oracle(scheduler, F, monkeypatch):
         s = torch.as_tensor(s)
         assert q.w.grad[s].abs().sum() > 0
         torch.testing.assert_close(p.w.grad * s, q.w.grad * s, rtol=1e-9, atol=1e-12, msg=f"layer {l}")
+
+
+def test_compiled_path_refuses_a_non_binary_raster():
+    model = _hand_model([[[5]]], [0], 5)
+    x = torch.zeros(1, 6, 1)
+    x[0, 2, 0] = 2.0
+    with pytest.raises(ValueError, match="binary"):
+        UnlayeredNet.from_model(model).run(x)

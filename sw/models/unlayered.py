@@ -18,17 +18,36 @@ sequence, so each layer runs over all ``T`` steps and hands the next layer its
 spikes plus the within-step emission rank (and pre-spike membrane for the
 momentum scheduler).
 
-Within one step and one layer, neurons do not interact (feed-forward), so each
-neuron's trajectory is a prefix sum over the ordered groups; the first group
-where it is touched and crosses threshold is its firing point. That makes the
-whole step a few vectorized tensor ops (batch-parallel), with BPTT through the
-prefix sums and a surrogate gradient at the firing (or closest) point.
+Two implementations of a spiking layer give the same numbers:
+
+* :func:`async_layer` (the default, issue #15): compiled loops
+  (:mod:`sw.models.unlayered_kernel`, numba, one thread) over samples, steps
+  and each step's events in scheduler order, one weight row per event (a CSR
+  of the live taps when the layer is pruned, so an event costs its synapses),
+  wrapped in a ``torch.autograd.Function`` with a hand-written backward. The
+  readout, whose order does not matter, uses the delay trainer's event-driven
+  tap sum and fused leaky integrator. Spike lists (:class:`SpikeList`) pass
+  between layers in emission order, so no per-step sort is needed for fifo.
+* :func:`async_layer_oracle`: the tensor formulation. Within one step and one
+  layer, neurons do not interact (feed-forward), so each neuron's trajectory is
+  a prefix sum over the ordered groups; the first group where it is touched
+  and crosses threshold is its firing point. Autograd goes through the prefix
+  sums with a surrogate gradient at the firing (or closest) point. It
+  materializes ``[B, T, events, n_out]`` tensors (about 50 CPU s per batch of
+  32 on the default offline set against 0.2 s compiled) and is kept as the
+  test oracle of the compiled path (``UnlayeredNet.fast = False`` selects it).
+
+Surrogate gradient (both): the spike's gradient enters at the membrane of the
+firing group, or, for a neuron that did not fire, of the touched group where
+the membrane came closest to threshold (the end-of-step membrane if nothing
+touched it); the leak passes its factor straight through ``trunc0``.
 
 Schedulers (order of a step's pending events for one layer):
 
 * ``fifo``: the contract's hardware order (above).
 * ``random``: a fresh uniformly random order each forward pass (seeded
-  ``torch.Generator``: same seed, same sequence of orders).
+  ``torch.Generator``: same seed, same sequence of orders; the compiled path
+  draws one seed per layer and forward from it and shuffles each step).
 * ``momentum``: events by descending pre-spike membrane of the emitting neuron
   (input events have none and keep fifo order behind any ranked ones; ties keep
   fifo order).
@@ -43,7 +62,8 @@ from torch import nn
 
 from hw.model_file import DECAY_ONE, Model
 from sw.models import unlayered_kernel as _k
-from sw.models.lif import mem_sum, surrogate
+from sw.models.lif import LIFParams, li_sequence, mem_sum, surrogate
+from sw.models.synapse import tap_sum
 
 SCHEDULERS = ("fifo", "random", "momentum")
 _INF = float("inf")
@@ -361,10 +381,13 @@ class _AsyncLayerFn(torch.autograd.Function):
             sup2 = sup.reshape(K * n_in, n).numpy()
             sparse = float(sup2.mean()) < SPARSE_MAX_DENSITY
             row_live = sup2.any(1)
-            rr, cols = np.nonzero(sup2)  # row-major: ascending cols within a row
-            row_ptr = np.zeros(K * n_in + 1, dtype=np.int64)
-            np.cumsum(np.bincount(rr, minlength=K * n_in), out=row_ptr[1:])
-            vals = W2[rr, cols]
+            if sparse:
+                rr, cols = np.nonzero(sup2)  # row-major: ascending cols within a row
+                row_ptr = np.zeros(K * n_in + 1, dtype=np.int64)
+                np.cumsum(np.bincount(rr, minlength=K * n_in), out=row_ptr[1:])
+                vals = W2[rr, cols]
+            else:
+                row_ptr, cols, vals = np.zeros(1, np.int64), np.zeros(1, np.int64), W2[:1, 0].copy()
         if st["F"] != 1:  # an event counts in its forward group even if it touches nothing
             row_live = np.ones(K * n_in, dtype=np.bool_)
         sp = st["sp"]
@@ -408,14 +431,15 @@ class _AsyncLayerFn(torch.autograd.Function):
         gv = np.zeros((B, T, n)) if gv is None else gv.detach().to(torch.float64).contiguous().numpy()
         need_ds = bool(ctx.needs_input_grad[0])
         sp = st["sp"]
-        dW2 = np.zeros((1, 1) if sparse else W2.shape, dtype=np.float64)
-        dvals = np.zeros(len(vals) if sparse else 1, dtype=np.float64)
+        # accumulated in the weights' dtype, as autograd does for the oracle (float32 when training)
+        dW2 = np.zeros((1, 1) if sparse else W2.shape, dtype=W2.dtype)
+        dvals = np.zeros(len(vals) if sparse else 1, dtype=W2.dtype)
         dsrc = np.zeros(len(sp.idx) if need_ds else 1, dtype=np.float64)
         _k.backward(ev_off, ev_row, ev_src, B, T, W2, st["F"], float(st["alpha"]), float(st["theta"]),
                     float(st["slope"]), st["reset"] == "zero", sparse, row_ptr, cols, vals, fire_g, near_g, cu,
                     gs, gv, need_ds, dW2, dvals, dsrc)
         if sparse:
-            dW2 = np.zeros(W2.shape, dtype=np.float64)
+            dW2 = np.zeros(W2.shape, dtype=W2.dtype)
             rows = np.repeat(np.arange(W2.shape[0]), np.diff(row_ptr))
             dW2[rows, cols] = dvals
         K, n_in = len(st["delays"]), W2.shape[0] // len(st["delays"])
@@ -429,8 +453,11 @@ class _AsyncLayerFn(torch.autograd.Function):
         return dS, dW, None
 
 
-# below this fraction of live taps a row is applied from its CSR (cost per synapse, not per neuron)
-SPARSE_MAX_DENSITY = 0.5
+# below this fraction of live taps a row is applied from its CSR (cost per synapse, not per neuron).
+# Measured (build/prof: default 700-48-48-20 net pruned to one tap per synapse, density 1/31 = 0.032,
+# one thread): the vectorized dense row loop 0.116 CPU s per batch of 32, the CSR loop 0.180 s (its
+# per-synapse branches cost more than 48 SIMD lanes); the CSR pays only for sparser or wider layers.
+SPARSE_MAX_DENSITY = 0.02
 
 
 def _support(layer: LayerView):
@@ -438,8 +465,26 @@ def _support(layer: LayerView):
     return None if sup is None else sup.detach().to(torch.bool).contiguous()
 
 
+def readout_layer(S, layer: LayerView, integer=False) -> LayerOut:
+    """The non-spiking readout (no threshold, so the event order does not matter): the
+    event-driven tap sum of :mod:`sw.models.synapse` and the fused leaky integrator of
+    :mod:`sw.models.lif`, unsaturated like the oracle."""
+    W = layer.weights()
+    I = tap_sum(S, W.permute(1, 0, 2), layer.delays)
+    a = float(layer.leak())
+    decay = a * DECAY_ONE
+    if decay != int(decay):  # not a model-file leak: the step loop
+        return async_layer_oracle(S, None, None, layer, integer=integer)
+    v = li_sequence(I, LIFParams(1.0, int(decay), membrane_bits=_NO_SAT_BITS, exact=bool(integer))).to(S.dtype)
+    z = torch.zeros_like(v)
+    return LayerOut(z, z, z, v)
+
+
+_NO_SAT_BITS = 1024  # a membrane width that never saturates (qmax far beyond any float sum)
+
+
 def async_layer(S, sp: SpikeList, layer: LayerView, scheduler="fifo", forward_group=1, gen=None,
-                integer=False, slope=5.0) -> tuple[LayerOut, SpikeList, dict]:
+                integer=False, slope=5.0, W=None) -> tuple[LayerOut, SpikeList, dict]:
     """Run one spiking layer over all steps (compiled). ``S`` [B, T, n_in] are the previous
     layer's spikes (the gradient goes back to them), ``sp`` the same spikes as an ordered
     :class:`SpikeList`. Returns the layer's :class:`LayerOut`, its own spike list and the
@@ -447,7 +492,7 @@ def async_layer(S, sp: SpikeList, layer: LayerView, scheduler="fifo", forward_gr
     if scheduler not in SCHEDULERS:
         raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
     F = _check_forward_group(forward_group)
-    W = layer.weights()
+    W = layer.weights() if W is None else W
     B, T, _ = S.shape
     seed = int(torch.randint(0, 1 << 62, (1,), generator=gen)) if scheduler == "random" else 0
     st = {"B": B, "T": T, "sp": sp, "delays": list(layer.delays), "scheduler": scheduler, "seed": seed,
@@ -521,21 +566,27 @@ class UnlayeredNet(nn.Module):
     def run(self, x: torch.Tensor) -> list[LayerOut]:
         if x.ndim != 3:
             raise ValueError(f"input must be spikes [B, T, n_in], got shape {tuple(x.shape)}")
-        n_in = self.layers[0].weights().shape[1]
+        W0 = self.layers[0].weights()
+        n_in = W0.shape[1]
         if x.shape[2] != n_in:
             raise ValueError(f"input has {x.shape[2]} channels but the first layer has n_in={n_in}")
-        dt = self.layers[0].weights().dtype
+        dt = W0.dtype
         S = x.to(dt)
         B, T, C = S.shape
         rank = torch.arange(C, dtype=dt).expand(B, T, C)  # input layer: ascending channel
         mem = torch.zeros_like(S)
+        if self.fast and bool(((S != 0) & (S != 1)).any()):
+            raise ValueError("input must be a binary spike raster (0/1 values): the compiled path applies "
+                             "one weight row per event")
         sp = SpikeList.from_raster(S) if self.fast else None
         outs, self.states = [], []
-        for L in self.layers:
+        for l, L in enumerate(self.layers):
             if self.fast and L.spiking:
                 o, sp, st = async_layer(S, sp, L, self.scheduler, self.forward_group, self.gen, self.integer,
-                                        self.slope)
+                                        self.slope, W0 if l == 0 else None)
                 self.states.append(st)
+            elif self.fast:
+                o = readout_layer(S, L, self.integer)
             else:
                 o = async_layer_oracle(S, rank, mem, L, self.scheduler, self.forward_group, self.gen,
                                        self.integer, self.slope)
