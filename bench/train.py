@@ -125,6 +125,8 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--oracle", action="store_true", help="also time the unfused autograd path")
+    ap.add_argument("--shards", type=int, default=None, help="batch shards of the delay models (default: train.shards)")
+    ap.add_argument("--unsharded", action="store_true", help="also time the delay model unsharded (intra-op threads)")
     ap.add_argument("--json", default="build/bench_train.json")
     ap.add_argument("--synapse-sweep", action="store_true", help="only time event vs dense synapses by density")
     a = ap.parse_args(argv)
@@ -135,25 +137,40 @@ def main(argv=None) -> int:
         Path(a.json).write_text(json.dumps({"argv": sys.argv, "threads": a.threads, "synapse_sweep": rows}, indent=1))
         return 0
     cfg = load_config()
+    if a.shards is None:
+        a.shards = cfg["train"]["shards"]
     src, X, y, n_classes = _data(a, cfg)
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     C = X.shape[2]
     models = {}
     models["delays"] = build_model(cfg, C, n_classes)[0]
+    # batch shards on a.threads worker threads, one intra-op thread each (sw.models.parallel)
     models["yardstick"] = ConvYardstick([C, *cfg["model"]["hidden"], n_classes])
     models["no-delays"] = build_model({**cfg, "model": {**cfg["model"], "no_delays": True}}, C, n_classes)[0]
+    if a.unsharded:
+        m = build_model(cfg, C, n_classes)[0]
+        m.shards = 1  # the same model on intra-op threads only (the pre-shard path)
+        models["unsharded"] = m
     if a.oracle:
         m = build_model({**cfg, "train": {**cfg["train"], "synapse": "dense"}}, C, n_classes)[0]
         for L in m.layers:
             L.neuron.fused = False
+        m.shards = 1
         models["oracle"] = m
     opts = {k: torch.optim.Adam(m.parameters(), lr=1e-3) for k, m in models.items()}
+
+    def use_threads(k, m):  # what each trainer does with a.threads cores
+        if k in ("delays", "no-delays"):  # sw.trainer: batch shards on a.threads workers (sw.models.parallel)
+            m.set_threads(a.threads, a.shards)
+        else:  # the yardstick, the unsharded and the oracle path: intra-op threads
+            torch.set_num_threads(a.threads)
     wall = {k: [] for k in models}
     cpu = {k: [] for k in models}
     print(f"data {src}: {len(y)} samples, T={X.shape[1]}, {C} channels, input density {X.mean():.3f}, batch {a.batch}, "
-          f"{torch.get_num_threads()} threads, best of {a.epochs} interleaved epochs", flush=True)
+          f"{a.threads} threads ({a.shards} batch shards for the delay models), best of {a.epochs} interleaved epochs", flush=True)
     for e in range(a.epochs):
         for k, m in models.items():
+            use_threads(k, m)
             perm = torch.randperm(len(yt), generator=torch.Generator().manual_seed(e))
             t0, c0 = time.perf_counter(), time.process_time()
             for s in range(0, len(yt), a.batch):

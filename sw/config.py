@@ -97,7 +97,7 @@ def _check(cfg: dict) -> dict:
             raise ConfigError(name, f"must be one of {list(allowed)}, got {v!r}")
     t, d, p = cfg["train"], cfg["data"], cfg["prune"]
     for name, v, lo in (("train.augment_shift", t["augment_shift"], 0), ("train.epochs", t["epochs"], 1), ("train.batch_size", t["batch_size"], 1),
-                        ("train.threads", t["threads"], 1), ("data.T", d["T"], 1), ("data.pool", d["pool"], 1),
+                        ("train.threads", t["threads"], 1), ("train.shards", t["shards"], 1), ("data.T", d["T"], 1), ("data.pool", d["pool"], 1),
                         ("prune.k", p["k"], 1), ("prune.max_levels", p["max_levels"], 1), ("prune.steps", p["steps"], 1)):
         if v < lo:
             raise ConfigError(name, f"must be >= {lo}, got {v!r}")
