@@ -137,6 +137,8 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
     B = tc["batch_size"]
     g = torch.Generator().manual_seed(cfg["seed"])
     calib = Xtr_t[torch.randperm(len(ytr_t), generator=g)[:128]].to(device, torch.float32)  # fixed, seeded batch of train
+    warm = tc["low_bit_warmup"]
+    net.set_weight_bits(net.weight_bits_at(max(start - 1, 0), E, warm))  # low-bit weights: the warm phase's width
     if start == 0 and net.cfg.init_rate > 0:  # data-driven init
         mults = net.calibrate(calib, net.cfg.init_rate)
         log("init: hidden weight scale x " + ", ".join(f"{m:.3g}" for m in mults))
@@ -153,6 +155,11 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
                 enforce_budget(net, cfg["budget"]["max_taps"], cfg["budget"]["on_exceed"])
             if rates is not None:  # pruning removes drive: give each layer back its spike rate
                 net.calibrate(calib, rates, iters=10)
+        if net.weight_bits_at(epoch, E, warm) != net.synapses[0].weight_bits:  # end of the low-bit warm phase
+            rates = net.layer_rates(calib)
+            net.set_weight_bits(net.weight_bits_at(epoch, E, warm))
+            net.calibrate(calib, rates, iters=10)  # re-calibrate thresholds: each layer keeps its spike rate
+            log(f"weights now {net.cfg.weight_bits}-bit; hidden rates re-calibrated to " + ", ".join(f"{r:.3f}" for r in rates))
         if learnable:
             net.set_delay_width(epoch, E)
         model.train()

@@ -294,3 +294,36 @@ def test_training_bits_do_not_depend_on_the_thread_count(tmp_path):
     assert states[0].keys() == states[1].keys()
     for k in states[0]:
         assert torch.equal(states[0][k], states[1][k]), k
+
+
+def test_low_bit_warm_start_switches_once_and_resumes_to_the_same_bits(tmp_path):
+    import json
+
+    from sw.train import main
+
+    net = _net(weight_bits=2)
+    assert [net.weight_bits_at(e, 6, 0.5) for e in range(6)] == [8, 8, 8, 2, 2, 2]
+    assert [_net(weight_bits=8).weight_bits_at(e, 6, 0.5) for e in (0, 5)] == [8, 8]
+    assert [_net(weight_bits=3).weight_bits_at(e, 6, 0.0) for e in (0, 5)] == [3, 3]
+    tiny = {"data": {"source": "synthetic", "T": 40, "val_fraction": 0.2,
+                     "synthetic": {"n_train": 96, "n_test": 32, "n_channels": 5, "n_classes": 3, "gap": 5,
+                                   "jitter": 1, "noise": 1}},
+            "model": {"hidden": [10], "max_delay": 20, "delay_stride": 2, "tau_ms": 10.0, "readout_tau_ms": 10.0,
+                      "init_gain": 2.0, "weight_bits": 2},
+            "train": {"epochs": 4, "batch_size": 32, "lr": 0.01, "threads": 1, "low_bit_warmup": 0.5}}
+    p = tmp_path / "tiny.json"
+    p.write_text(json.dumps(tiny))
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(["--config", str(p), "--out", str(a), "--no-progress"]) == 0  # bit-exact export at 2 bits
+    assert main(["--config", str(p), "--out", str(b), "--no-progress", "--stop-after", "2"]) == 0  # stops at the switch
+    assert main(["--config", str(p), "--out", str(b), "--no-progress", "--resume"]) == 0
+    sa = torch.load(a / "checkpoints" / "last.pt", weights_only=True)["model"]
+    sb = torch.load(b / "checkpoints" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    q = json.loads((a / "train_summary.json").read_text())
+    assert q["parity"]["all_bit_exact"]
+    from hw.model_file import load
+
+    m = load(q["model_path"])
+    w = np.concatenate([L.weights.ravel() for L in m.layers])
+    assert m.widths.weight_bits == 2 and set(np.unique(w)) <= {-1, 0, 1}

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from sw.models.lif import LIFParams, li_sequence, li_step, lif_sequence, lif_step, mem_sum, spike_fn, surrogate  # noqa: F401
 from sw.models.parallel import sharded
 from sw.models.synapse import exact_dtype, tap_sum
-from sw.quantize import LOW_BITS, decay_int, fake_quant, layer_scale, threshold_int
+from sw.quantize import LOW_BITS, WARM_BITS, decay_int, fake_quant, layer_scale, threshold_int
 
 
 # ---------------------------------------------------------------- config
@@ -339,6 +339,19 @@ class DelayNet(nn.Module):
             if hasattr(syn, "sigma"):
                 syn.sigma.fill_(sigma)
         return sigma
+
+    def weight_bits_at(self, epoch: int, epochs: int, warmup: float) -> int:
+        """Weight bits of training epoch ``epoch`` (0-based): low-bit weights (2..4) start with
+        ``round(warmup * epochs)`` epochs at ``WARM_BITS`` (a warm start, as ternary-weight networks
+        are trained from a full-precision phase), then drop to ``weight_bits`` for the rest."""
+        c = self.cfg
+        if c.weight_bits > LOW_BITS or not c.quantize or epoch >= round(warmup * epochs):
+            return c.weight_bits
+        return WARM_BITS
+
+    def set_weight_bits(self, bits: int) -> None:
+        for syn in self.synapses:
+            syn.weight_bits = int(bits)
 
     @torch.no_grad()
     def layer_rates(self, x: torch.Tensor) -> list[float]:
