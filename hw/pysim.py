@@ -18,12 +18,14 @@ from hw.network import (HdlSample, Network, NetworkSpec, ResultWords, config_wri
 
 
 def run_network(spec: NetworkSpec, model: Model, X: np.ndarray, mode: str, vcd: str | None = None,
-                max_cycles: int = 10_000_000, progress=None, corrupt=None, early_exit=None) -> list[HdlSample]:
+                max_cycles: int = 10_000_000, progress=None, corrupt=None, early_exit=None,
+                monitor=None) -> list[HdlSample]:
     """Simulate every sample of ``X`` (``[B, T, C]`` or ``[T, C]``); returns one
     :class:`HdlSample` each. ``vcd``: path of a waveform file (or set
     ``SPIKELINE_WAVES``). ``corrupt``: extra ``(sel, addr, data)`` writes applied
     after programming (fault injection for tests). ``progress(n)`` is called per sample.
-    ``early_exit``: ``None`` or ``(margin, steps)`` (:func:`hw.network.config_writes`)."""
+    ``early_exit``: ``None`` or ``(margin, steps)`` (:func:`hw.network.config_writes`).
+    ``monitor``: ``async fn(ctx, dut)``, run as a background test bench (it may watch any signal)."""
     X = np.asarray(X, dtype=bool)
     if X.ndim == 2:
         X = X[None]
@@ -71,6 +73,11 @@ def run_network(spec: NetworkSpec, model: Model, X: np.ndarray, mode: str, vcd: 
     sim = Simulator(dut)
     sim.add_clock(1e-8)
     sim.add_testbench(bench)
+    if monitor is not None:
+        async def watch(ctx):
+            await monitor(ctx, dut)
+
+        sim.add_testbench(watch, background=True)
     vcd = vcd or (os.environ.get("SPIKELINE_WAVES") and "network.vcd")
     with (sim.write_vcd(vcd, gtkw_file=vcd.rsplit(".", 1)[0] + ".gtkw") if vcd else nullcontext()):
         sim.run()
