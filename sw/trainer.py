@@ -32,9 +32,10 @@ scale; ``model.layer_max_delay`` caps each layer's delay grid;
 ``model.delay_mode = "learnable"`` (``--delays learnable``) trains a DCLS-style
 position per synapse (no pruning schedule: one tap per synapse by construction).
 
-``train.threads`` defaults to 1: the neuron recurrence is many small ops, and on
-a shared 2-core machine two OpenMP threads wait on each other at every op
-(measured 10x slower under load, bench/train.py --threads 2 vs 1).
+``train.threads`` (default 2) cores run ``train.shards`` (default 2) batch shards
+in parallel, each on one intra-op thread (``sw.models.parallel``): the neuron
+recurrence is many small ops, where OpenMP threads only wait on each other. The
+shards are fixed, so a run gives the same bits on any number of threads.
 """
 from __future__ import annotations
 
