@@ -3,7 +3,7 @@
     python bench/train_tables.py --table seeds  [--seeds 0 1 2] [--epochs 40] [--workers 2]
     python bench/train_tables.py --table rate   [--rate-targets none 0.05 0.02] [--rate-weight 20]
     python bench/train_tables.py --table bits   [--bits 2 4 8]
-    python bench/train_tables.py --table delays                     # fixed grid vs --delays learnable
+    python bench/train_tables.py --table delays                     # fixed grid (15 / 31 levels) vs --delays learnable
     common: [--data offline] [--epochs N] [--limit N] [--set FIELD=JSON ...] [--out build/tables]
 
 Every point trains with 1 torch thread (``--workers`` points run at once, as
@@ -84,7 +84,10 @@ def points(a) -> list[tuple[str, dict]]:
     if a.table == "bits":
         return [(f"{b}-bit", merge({"model": {"weight_bits": b}})) for b in a.bits]
     if a.table == "delays":
-        return [("fixed grid", merge({})), ("learnable", merge({"model": {"delay_mode": "learnable"}}))]
+        # like for like: the default fixed grid prunes to one tap per synapse on at most prune.max_levels (15)
+        # delays per layer; "31 levels" lifts that cap, as learnable delays (one tap per synapse) have none
+        return [("fixed grid", merge({})), ("fixed grid 31 levels", merge({"prune": {"max_levels": 31}})),
+                ("learnable", merge({"model": {"delay_mode": "learnable"}}))]
     raise SystemExit(f"--table must be seeds, rate, bits or delays, got {a.table!r}")
 
 
@@ -157,11 +160,18 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="build/tables")
     ap.add_argument("--baseline", action="append", default=[], metavar="NAME=DIR",
                     help="take point NAME from a finished sw.train output DIR instead of training it")
+    ap.add_argument("--only", action="append", default=[], metavar="NAME",
+                    help="train only this point of the table (repeatable); --baseline points are still read")
     ap.add_argument("--baseline-data", help="read the test split of --baseline runs from this data source instead "
                                             "of the one in their config (same files, e.g. a copy)")
     a = ap.parse_args(argv)
     out = Path(a.out)
     pts = points(a)
+    if a.only:  # a subset of the table's points (finished ones come in with --baseline)
+        unknown = set(a.only) - {n for n, _ in pts}
+        if unknown:
+            raise SystemExit(f"--only: no point named {sorted(unknown)} in table {a.table} (points: {[n for n, _ in pts]})")
+        pts = [(n, o) for n, o in pts if n in a.only or any(b.startswith(n + "=") for b in a.baseline)]
     base = dict(b.split("=", 1) for b in a.baseline)
     src = a.baseline_data
     jobs = [(n, None, Path(base[n]), src) if n in base else (n, o, out / a.table / n.replace(" ", "_"), None)
