@@ -15,7 +15,7 @@ first (baseline), or when a mutant no longer applies (the source moved on).
 
 Covered: the reference arithmetic (hw/reference.py), the loader rules
 (hw/model_file.py), the delay units' pointers and overflow (hw/delay/), the
-core's leak, threshold, saturation and reset (hw/core.py) and the export
+core's leak, threshold, saturation and reset (hw/update_pipeline.py, hw/step_controller.py) and the export
 rounding (sw/quantize.py). An *equivalent* mutant changes no observable
 behaviour; it carries the reason, and still runs (it must survive: if a test
 kills it, it was not equivalent and the script says so).
@@ -57,6 +57,8 @@ REF = ("tests/test_reference.py",)
 LOADER = ("tests/test_model_file.py",)
 EXPORT = ("tests/test_rounding.py", "tests/test_quantize_export.py")
 NET = ("tests/test_network_pysim.py",)
+PIPE = ("tests/test_update_pipeline.py",) + NET  # the unit bench first: it fails in seconds
+CTRL = ("tests/test_step_controller.py",) + NET
 RING = ("tests/test_ring_buffer.py",)
 SCDQ = ("tests/test_scdq.py",)
 
@@ -119,15 +121,15 @@ MUTANTS = [
            "m.d.sync += dropped.eq(dropped + 2)", SCDQ),
     Mutant("scdq-peak-misses-store", "hw/delay/scdq.py", "occ_now = occ + store", "occ_now = occ", SCDQ),
     # ---- core: leak, threshold, saturation, reset, refractory
-    Mutant("core-leak-floor", "hw/core.py", "leaked.eq(Mux(v < 0, -q, q))", "leaked.eq(Mux(v < 0, -q - 1, q))", NET),
-    Mutant("core-threshold-gt", "hw/core.py", "(nv >= threshold)", "(nv > threshold)", NET),
-    Mutant("core-sat-no-lower", "hw/core.py", "return Mux(x > hi, hi, Mux(x < lo, lo, x))",
-           "return Mux(x > hi, hi, x)", NET),
-    Mutant("core-subtract-off-by-one", "hw/core.py", "reset_v = Mux(subtract, nv - threshold, 0)",
-           "reset_v = Mux(subtract, nv - threshold + 1, 0)", NET),
-    Mutant("core-no-refractory", "hw/core.py", "(c_kind == Op.DRAIN)) & ~is_refr |", "(c_kind == Op.DRAIN)) |", NET),
-    Mutant("core-ring-arrival-at-T", "hw/core.py", "(t + self.delays[k]) < T for k", "(t + self.delays[k]) <= T for k", NET),
-    Mutant("core-lazy-leak-off", "hw/core.py", "c_lk.eq(b_valid & b_touch & b_stale)", "c_lk.eq(0)", NET),
+    Mutant("core-leak-floor", "hw/update_pipeline.py", "leaked.eq(Mux(v < 0, -q, q))", "leaked.eq(Mux(v < 0, -q - 1, q))", PIPE),
+    Mutant("core-threshold-gt", "hw/update_pipeline.py", "(nv >= threshold)", "(nv > threshold)", PIPE),
+    Mutant("core-sat-no-lower", "hw/update_pipeline.py", "return Mux(x > hi, hi, Mux(x < lo, lo, x))",
+           "return Mux(x > hi, hi, x)", PIPE),
+    Mutant("core-subtract-off-by-one", "hw/update_pipeline.py", "reset_v = Mux(subtract, nv - threshold, 0)",
+           "reset_v = Mux(subtract, nv - threshold + 1, 0)", PIPE),
+    Mutant("core-no-refractory", "hw/update_pipeline.py", "(c_kind == Op.DRAIN)) & ~is_refr |", "(c_kind == Op.DRAIN)) |", PIPE),
+    Mutant("core-ring-arrival-at-T", "hw/step_controller.py", "(t + self.delays[k]) < T for k", "(t + self.delays[k]) <= T for k", CTRL),
+    Mutant("core-lazy-leak-off", "hw/update_pipeline.py", "c_lk.eq(b_valid & b_touch & b_stale)", "c_lk.eq(0)", PIPE),
     # ---- export rounding
     Mutant("export-threshold-trunc", "sw/quantize.py", "t = int(round(float(theta) / float(scale)))",
            "t = int(float(theta) / float(scale))", EXPORT),

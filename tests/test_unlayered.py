@@ -223,3 +223,87 @@ def test_unlayered_training_reduces_loss(scheduler):
         assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
         opt.step()
     assert loss_now() < 0.9 * before
+
+
+# ---------------------------------------------------------------- compiled path vs the tensor oracle
+def _oracle_keys(st, B, T, K, n_in):
+    """The compiled run's event order of one layer as the oracle's random keys (slot k * n_in + i)."""
+    keys = torch.full((B * T, K * n_in), float("inf"), dtype=torch.float64)
+    off, row = st["ev_off"], st["ev_row"]
+    for bt in range(B * T):
+        r = torch.as_tensor(row[off[bt]:off[bt + 1]].astype(np.int64))
+        keys[bt, r] = torch.arange(len(r), dtype=torch.float64)
+    return keys.view(B, T, K * n_in)
+
+
+def _trainable_layers(model, dtype):
+    return [ParamLayer(torch.as_tensor(L.weights.astype(np.float64), dtype=dtype), L.delays.tolist(), float(L.threshold),
+                       L.decay / 4096, L.reset, bool(L.spiking), trainable=True) for L in model.layers]
+
+
+def _loss(outs, B):
+    g = torch.Generator().manual_seed(1)
+    loss = 0
+    for o in outs:  # random linear functionals of every differentiable output
+        loss = loss + (o.v * torch.randn(o.v.shape, generator=g, dtype=o.v.dtype)).sum() * 1e-2
+        loss = loss + (o.spikes * torch.randn(o.spikes.shape, generator=g, dtype=o.spikes.dtype)).sum()
+    return loss
+
+
+@pytest.mark.parametrize("scheduler", ["fifo", "random", "momentum"])
+@pytest.mark.parametrize("F", [1, 2, "all"])
+@pytest.mark.parametrize("reset", ["zero", "subtract"])
+def test_compiled_path_equals_oracle_forward_and_gradient(scheduler, F, reset):
+    from sw.models.unlayered import async_layer_oracle
+
+    rng = np.random.default_rng(7 + len(str(F)) + (reset == "zero"))
+    model = rand_model(rng, n_in=7, hidden=(6, 5), T=14, reset=reset)
+    B = 3
+    X = torch.as_tensor(rng.random((B, model.T, model.n_inputs)) < 0.4)
+    dtype = torch.float64
+    fast = UnlayeredNet(_trainable_layers(model, dtype), scheduler, F, seed=5, integer=True)
+    orac = UnlayeredNet(_trainable_layers(model, dtype), scheduler, F, seed=5, integer=True)
+    outs = fast.run(X)
+    assert sum(float(o.spikes.detach().sum()) for o in outs[:-1]) > 0
+    _loss(outs, B).backward()
+    # the oracle, layer by layer, with the compiled run's event order (random) where it has a choice
+    S = X.to(dtype)
+    rank = torch.arange(model.n_inputs, dtype=dtype).expand(B, model.T, model.n_inputs)
+    mem = torch.zeros_like(S)
+    oo = []
+    for l, L in enumerate(orac.layers):
+        keys = None
+        if scheduler == "random" and L.spiking:
+            K, n_in = L.weights().shape[:2]
+            keys = _oracle_keys(fast.states[l], B, model.T, K, n_in)
+        o = async_layer_oracle(S, rank, mem, L, scheduler, F, orac.gen, True, orac.slope, keys)
+        oo.append(o)
+        S, rank, mem = o.spikes, o.rank, o.mem
+    _loss(oo, B).backward()
+    for l, (a, b) in enumerate(zip(outs, oo)):
+        for f in ("spikes", "v", "mem"):
+            assert torch.equal(getattr(a, f).detach(), getattr(b, f).detach()), (l, f)
+        fired = b.spikes.detach() > 0
+        assert torch.equal(a.rank[fired], b.rank[fired]), l
+    for l, (p, q) in enumerate(zip(fast.layers, orac.layers)):
+        assert q.w.grad.abs().sum() > 0
+        torch.testing.assert_close(p.w.grad, q.w.grad, rtol=1e-9, atol=1e-12, msg=f"layer {l} weight gradient")
+
+
+def test_compiled_path_gradient_of_the_delay_net_equals_oracle():
+    net = _small_delay_net(3)
+    rng = np.random.default_rng(3)
+    x = torch.as_tensor(rng.random((4, 24, 8)) < 0.3).float()
+    y = torch.as_tensor([0, 1, 2, 1])
+    grads = []
+    for fast in (True, False):
+        ul = UnlayeredNet.from_delay_net(net, "momentum", 1, seed=0)
+        ul.fast = fast
+        net.zero_grad()
+        logits, rec = ul(x)
+        loss = torch.nn.functional.cross_entropy(logits, y) + sum(s.mean() for s in rec["spikes"])
+        loss.backward()
+        grads.append([p.grad.clone() for p in net.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    assert all(g.abs().sum() > 0 for g in grads[0])

@@ -42,6 +42,7 @@ import torch
 from torch import nn
 
 from hw.model_file import DECAY_ONE, Model
+from sw.models import unlayered_kernel as _k
 from sw.models.lif import mem_sum, surrogate
 
 SCHEDULERS = ("fifo", "random", "momentum")
@@ -193,8 +194,9 @@ def _leak(v, a, integer):
     return v * a + (torch.trunc(x).to(v.dtype) - v * a).detach()
 
 
-def _order_keys(S, rank, mem, delays, scheduler, gen):
-    """Sort keys ``[B, T, K*n_in]`` of every candidate event (inf = no event)."""
+def _order_keys(S, rank, mem, delays, scheduler, gen, keys=None):
+    """Sort keys ``[B, T, K*n_in]`` of every candidate event (inf = no event). ``keys``: the
+    random scheduler's keys per slot ``k * n_in + i`` (drawn from ``gen`` when None)."""
     B, T, n_in = S.shape
     K = len(delays)
     Sk = torch.stack([_shift(S, d, 0.0) for d in delays], 2)  # [B, T, K, n_in]
@@ -205,7 +207,7 @@ def _order_keys(S, rank, mem, delays, scheduler, gen):
     if scheduler == "fifo":
         order = torch.argsort(fifo, dim=-1, stable=True)
     elif scheduler == "random":
-        key = torch.rand(B, T, K * n_in, generator=gen, dtype=torch.float64)
+        key = torch.rand(B, T, K * n_in, generator=gen, dtype=torch.float64) if keys is None else keys
         order = torch.argsort(torch.where(valid.view(B, T, -1), key, _INF), dim=-1, stable=True)
     elif scheduler == "momentum":
         m = torch.stack([_shift(mem, d, 0.0) for d in delays], 2).to(torch.float64)
@@ -218,10 +220,12 @@ def _order_keys(S, rank, mem, delays, scheduler, gen):
     return Sk.reshape(B, T, K * n_in), valid.view(B, T, K * n_in), order
 
 
-def async_layer(S, rank, mem, layer: LayerView, scheduler="fifo", forward_group=1, gen=None,
-                integer=False, slope=5.0) -> LayerOut:
+def async_layer_oracle(S, rank, mem, layer: LayerView, scheduler="fifo", forward_group=1, gen=None,
+                       integer=False, slope=5.0, keys=None) -> LayerOut:
     """Run one layer over all steps on the previous layer's spikes ``S`` [B, T, n_in]
-    (with their within-step emission ``rank`` and pre-spike ``mem``)."""
+    (with their within-step emission ``rank`` and pre-spike ``mem``): the tensor formulation
+    (prefix sums over ``[B, T, events, n_out]``, autograd through them). It is the test oracle
+    of the compiled path (:func:`async_layer`); ``keys`` fixes the random scheduler's order."""
     F = _check_forward_group(forward_group)
     W = layer.weights()
     K, n_in, n_out = W.shape
@@ -238,7 +242,7 @@ def async_layer(S, rank, mem, layer: LayerView, scheduler="fifo", forward_group=
         z = torch.zeros_like(vt)
         return LayerOut(z, z, z, vt)
 
-    Sflat, valid, order = _order_keys(S, rank, mem, layer.delays, scheduler, gen)
+    Sflat, valid, order = _order_keys(S, rank, mem, layer.delays, scheduler, gen, keys)
     E = max(int(valid.sum(-1).max()), 1)
     order = order[..., :E]
     ev_valid = valid.gather(-1, order)  # [B, T, E]
@@ -287,6 +291,126 @@ def async_layer(S, rank, mem, layer: LayerView, scheduler="fifo", forward_group=
     return LayerOut(torch.stack(spikes, 1), rank_out, torch.stack(mems, 1).to(S.dtype), torch.stack(vs, 1))
 
 
+# ---------------------------------------------------------------- compiled path (the default)
+@dataclass
+class SpikeList:
+    """A layer's emissions in order: ``off [B*T+1]`` (CSR over ``b * T + t``), neuron ``idx`` and
+    pre-spike membrane ``mem`` (the momentum scheduler's key)."""
+
+    off: np.ndarray
+    idx: np.ndarray
+    mem: np.ndarray
+
+    @classmethod
+    def from_raster(cls, x: torch.Tensor) -> "SpikeList":
+        """Input events: ascending channel within a step; they carry no membrane."""
+        B, T, C = x.shape
+        nz = (x.detach() != 0).reshape(B * T, C).nonzero().numpy()
+        cnt = np.bincount(nz[:, 0], minlength=B * T)
+        off = np.zeros(B * T + 1, dtype=np.int64)
+        np.cumsum(cnt, out=off[1:])
+        return cls(off, nz[:, 1].astype(np.int32), np.zeros(len(nz), dtype=np.float64))
+
+    def flat_index(self, n: int) -> np.ndarray:
+        """Index of every spike into a flattened ``[B, T, n]`` tensor."""
+        bt = np.repeat(np.arange(len(self.off) - 1, dtype=np.int64), np.diff(self.off))
+        return bt * n + self.idx
+
+
+def _event_offsets(sp: SpikeList, B: int, T: int, delays: list[int]) -> np.ndarray:
+    cnt = np.diff(sp.off).reshape(B, T)
+    ev = np.zeros((B, T), dtype=np.int64)
+    for d in delays:
+        if d < T:
+            ev[:, d:] += cnt[:, : T - d]
+    off = np.zeros(B * T + 1, dtype=np.int64)
+    np.cumsum(ev.reshape(-1), out=off[1:])
+    return off
+
+
+class _AsyncLayerFn(torch.autograd.Function):
+    """One spiking layer, compiled forward (no graph) and hand-written backward
+    (:mod:`sw.models.unlayered_kernel`). Returns ``(spikes, v)``; ``st`` carries the rest."""
+
+    @staticmethod
+    def forward(ctx, S, W, st):
+        K, n_in, n = W.shape
+        B, T = st["B"], st["T"]
+        W2 = W.detach().reshape(K * n_in, n).contiguous().numpy()
+        sp = st["sp"]
+        ev_off = _event_offsets(sp, B, T, st["delays"])
+        nev = int(ev_off[-1])
+        ev_row = np.empty(nev, dtype=np.int32)
+        ev_src = np.empty(nev, dtype=np.int32)
+        _k.fill_events(sp.off, sp.idx, sp.mem, B, T, n_in, np.asarray(st["delays"], dtype=np.int64),
+                       np.argsort(_phase(st["delays"])).astype(np.int64), _k.SCHED_CODE[st["scheduler"]],
+                       st["seed"], ev_off, ev_row, ev_src)
+        dt = W2.dtype
+        spikes = np.zeros((B, T, n), dtype=dt)
+        vout = np.empty((B, T, n), dtype=dt)
+        rank = np.empty((B, T, n), dtype=dt)
+        mem = np.zeros((B, T, n), dtype=dt)
+        em_off = np.empty(B * T + 1, dtype=np.int64)
+        em_idx = np.empty(B * T * n, dtype=np.int32)
+        em_mem = np.empty(B * T * n, dtype=np.float64)
+        fire_g = np.empty((B, T, n), dtype=np.int64)
+        near_g = np.empty((B, T, n), dtype=np.int64)
+        cu = np.empty((B, T, n), dtype=dt)
+        _k.forward(ev_off, ev_row, B, T, W2, st["F"], float(st["theta"]), float(st["alpha"]), st["integer"],
+                   st["reset"] == "zero", spikes, vout, rank, mem, em_off, em_idx, em_mem, fire_g, near_g, cu)
+        ne = int(em_off[-1])
+        st["out"] = SpikeList(em_off, em_idx[:ne].copy(), em_mem[:ne].copy())
+        st["rank"], st["mem"] = torch.from_numpy(rank), torch.from_numpy(mem)
+        st["ev_row"] = ev_row  # the order actually used (tests: the oracle's random keys)
+        st["ev_off"] = ev_off
+        ctx.st = st
+        ctx.saved = (ev_off, ev_row, ev_src, W2, fire_g, near_g, cu)
+        return torch.from_numpy(spikes).to(S.dtype), torch.from_numpy(vout).to(S.dtype)
+
+    @staticmethod
+    def backward(ctx, gs, gv):
+        st = ctx.st
+        ev_off, ev_row, ev_src, W2, fire_g, near_g, cu = ctx.saved
+        B, T, n = fire_g.shape
+        gs = np.zeros((B, T, n)) if gs is None else gs.detach().to(torch.float64).contiguous().numpy()
+        gv = np.zeros((B, T, n)) if gv is None else gv.detach().to(torch.float64).contiguous().numpy()
+        need_ds = bool(ctx.needs_input_grad[0])
+        sp = st["sp"]
+        dW2 = np.zeros(W2.shape, dtype=np.float64)
+        dsrc = np.zeros(len(sp.idx) if need_ds else 1, dtype=np.float64)
+        _k.backward(ev_off, ev_row, ev_src, B, T, W2, st["F"], float(st["alpha"]), float(st["theta"]),
+                    float(st["slope"]), st["reset"] == "zero", fire_g, near_g, cu, gs, gv, need_ds, dW2, dsrc)
+        K, n_in = len(st["delays"]), W2.shape[0] // len(st["delays"])
+        dW = torch.from_numpy(dW2).view(K, n_in, n).to(st["wdtype"])
+        dS = None
+        if need_ds:
+            B_, T_, n_src = st["S_shape"]
+            flat = np.zeros(B_ * T_ * n_src, dtype=np.float64)
+            flat[sp.flat_index(n_src)] = dsrc
+            dS = torch.from_numpy(flat).view(B_, T_, n_src).to(st["S_dtype"])
+        return dS, dW, None
+
+
+def async_layer(S, sp: SpikeList, layer: LayerView, scheduler="fifo", forward_group=1, gen=None,
+                integer=False, slope=5.0) -> tuple[LayerOut, SpikeList, dict]:
+    """Run one spiking layer over all steps (compiled). ``S`` [B, T, n_in] are the previous
+    layer's spikes (the gradient goes back to them), ``sp`` the same spikes as an ordered
+    :class:`SpikeList`. Returns the layer's :class:`LayerOut`, its own spike list and the
+    run's state (event order, for tests)."""
+    if scheduler not in SCHEDULERS:
+        raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
+    F = _check_forward_group(forward_group)
+    W = layer.weights()
+    B, T, _ = S.shape
+    seed = int(torch.randint(0, 1 << 62, (1,), generator=gen)) if scheduler == "random" else 0
+    st = {"B": B, "T": T, "sp": sp, "delays": list(layer.delays), "scheduler": scheduler, "seed": seed,
+          "F": _k.ALL if F is None else F, "theta": float(layer.threshold()), "alpha": float(layer.leak()),
+          "integer": bool(integer), "reset": layer.reset, "slope": float(slope), "wdtype": W.dtype,
+          "S_shape": tuple(S.shape), "S_dtype": S.dtype}
+    spikes, v = _AsyncLayerFn.apply(S, W, st)
+    return LayerOut(spikes, st["rank"].to(S.dtype), st["mem"].to(S.dtype), v), st["out"], st
+
+
 # ---------------------------------------------------------------- the network
 class UnlayeredNet(nn.Module):
     """A feed-forward delay network run in asynchronous order.
@@ -314,6 +438,8 @@ class UnlayeredNet(nn.Module):
         self.net = net  # the wrapped delay network (shares parameters), if any
         self._output = output
         self.last: list[LayerOut] = []
+        self.fast = True  # compiled spiking layers (False: the tensor oracle, async_layer_oracle)
+        self.states: list[dict] = []
 
     # -- constructors
     @classmethod
@@ -356,9 +482,16 @@ class UnlayeredNet(nn.Module):
         B, T, C = S.shape
         rank = torch.arange(C, dtype=dt).expand(B, T, C)  # input layer: ascending channel
         mem = torch.zeros_like(S)
-        outs = []
+        sp = SpikeList.from_raster(S) if self.fast else None
+        outs, self.states = [], []
         for L in self.layers:
-            o = async_layer(S, rank, mem, L, self.scheduler, self.forward_group, self.gen, self.integer, self.slope)
+            if self.fast and L.spiking:
+                o, sp, st = async_layer(S, sp, L, self.scheduler, self.forward_group, self.gen, self.integer,
+                                        self.slope)
+                self.states.append(st)
+            else:
+                o = async_layer_oracle(S, rank, mem, L, self.scheduler, self.forward_group, self.gen,
+                                       self.integer, self.slope)
             outs.append(o)
             S, rank, mem = o.spikes, o.rank, o.mem
         self.last = outs
@@ -380,4 +513,5 @@ class UnlayeredNet(nn.Module):
         return t[idx].astype(np.int32), j[idx].astype(np.int32)
 
 
-__all__ = ["SCHEDULERS", "UnlayeredNet", "LayerView", "ParamLayer", "LayerOut", "async_layer"]
+__all__ = ["SCHEDULERS", "UnlayeredNet", "LayerView", "ParamLayer", "LayerOut", "SpikeList", "async_layer",
+           "async_layer_oracle"]
