@@ -103,11 +103,11 @@ def test_keep_only_switches_the_others_off():
     from sw.train import load_config
 
     tc = load_config()["train"]
-    assert A.Augment.from_train_config(tc) == A.Augment((0.7, 1.4), 10, 1, 0.1)  # on by default
+    assert A.Augment.from_train_config(tc) == A.Augment((0.7, 1.4), 10, 1, 0.1, 0.5)  # on by default, half the samples
     none = A.Augment.from_train_config(A.keep_only(tc, "none"))
     assert not none.active
     only = A.Augment.from_train_config(A.keep_only(tc, "stretch,dropout"))
-    assert only == A.Augment((0.7, 1.4), 0, 0, 0.1)
+    assert only == A.Augment((0.7, 1.4), 0, 0, 0.1, 0.5)  # the fraction is kept
     assert A.keep_only(tc, "all") == tc
     with pytest.raises(A.AugmentError, match="--augment"):
         A.keep_only(tc, "stretch,warp")
@@ -117,7 +117,7 @@ def test_train_flag_and_config_errors(tmp_path):
     from sw.train import ConfigError, config_from_args, load_config, parse_args
 
     cfg = config_from_args(parse_args(["--augment", "shift"]))
-    assert A.Augment.from_train_config(cfg["train"]) == A.Augment((1.0, 1.0), 10, 0, 0.0)
+    assert A.Augment.from_train_config(cfg["train"]) == A.Augment((1.0, 1.0), 10, 0, 0.0, 0.5)
     with pytest.raises(ConfigError, match="--augment"):
         config_from_args(parse_args(["--augment", "bogus"]))
     with pytest.raises(ConfigError, match="train.augment_dropout"):
