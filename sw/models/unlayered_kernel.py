@@ -53,7 +53,7 @@ def _splitmix64(state):
     return state, z ^ (z >> np.uint64(31))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def fill_events(sp_off, sp_idx, sp_mem, B, T, n_in, delays, phase_k, sched, seed, row_live, ev_off, ev_row,
                 ev_src):
     """The ordered event list of every (sample, step): row ``k * n_in + i`` and the index of the
@@ -114,7 +114,7 @@ def fill_events(sp_off, sp_idx, sp_mem, B, T, n_in, delays, phase_k, sched, seed
                     ev_src[a0 + x] = ss[o[x]]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _fire(j, g, b, t, bt, v, refr, theta, zero_reset, spikes, rank, mem_out, em_off, em_idx, em_mem, fire_g,
           ne_tot):
     fire_g[b, t, j] = g
@@ -131,7 +131,7 @@ def _fire(j, g, b, t, bt, v, refr, theta, zero_reset, spikes, rank, mem_out, em_
     return ne_tot + 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def forward(ev_off, ev_row, B, T, W2, F, theta, alpha, integer, zero_reset, sparse, row_ptr, cols, vals,
             spikes, vout, rank, mem_out, em_off, em_idx, em_mem, fire_g, near_g, cu):
     """Run the layer. Outputs (preallocated): ``spikes, vout, rank, mem_out`` ``[B, T, n]``; the
@@ -254,7 +254,7 @@ def forward(ev_off, ev_row, B, T, W2, F, theta, alpha, integer, zero_reset, spar
             em_off[bt + 1] = ne_tot
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def backward(ev_off, ev_row, ev_src, B, T, W2, F, alpha, theta, slope, zero_reset, sparse, row_ptr, cols, vals,
              fire_g, near_g, cu, gs, gv_ext, need_ds, dW2, dvals, dsrc):
     """Accumulate ``dW2`` (``[K*n_in, n]``) and, if ``need_ds``, the gradient of every source
