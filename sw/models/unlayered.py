@@ -163,13 +163,13 @@ class ParamLayer(LayerView):
             support = torch.as_tensor(support, dtype=torch.bool)
             if support.shape != W.shape or bool((W[~support] != 0).any()):
                 raise ValueError("support must be a bool tensor of the weights' shape covering every non-zero weight")
-        self.sup = support
+        self.register_buffer("sup", support)
 
     def support(self):
         return self.sup
 
     def weights(self):
-        return self.w
+        return self.w if self.sup is None else self.w * self.sup  # no tap (and no gradient) off the support
 
     def threshold(self):
         return self.th
@@ -388,6 +388,7 @@ class _AsyncLayerFn(torch.autograd.Function):
                 vals = W2[rr, cols]
             else:
                 row_ptr, cols, vals = np.zeros(1, np.int64), np.zeros(1, np.int64), W2[:1, 0].copy()
+        row_work = row_live  # rows with synapses (the rest: no update, no gradient)
         if st["F"] != 1:  # an event counts in its forward group even if it touches nothing
             row_live = np.ones(K * n_in, dtype=np.bool_)
         sp = st["sp"]
@@ -411,7 +412,7 @@ class _AsyncLayerFn(torch.autograd.Function):
         near_g = np.empty((B, T, n), dtype=np.int64)
         cu = np.empty((B, T, n), dtype=dt)
         _k.forward(ev_off, ev_row, B, T, W2, st["F"], float(st["theta"]), float(st["alpha"]), st["integer"],
-                   st["reset"] == "zero", sparse, row_ptr, cols, vals, spikes, vout, rank, mem, em_off, em_idx,
+                   st["reset"] == "zero", sparse, row_ptr, cols, vals, row_work, spikes, vout, rank, mem, em_off, em_idx,
                    em_mem, fire_g, near_g, cu)
         ne = int(em_off[-1])
         st["out"] = SpikeList(em_off, em_idx[:ne].copy(), em_mem[:ne].copy())
@@ -419,13 +420,13 @@ class _AsyncLayerFn(torch.autograd.Function):
         st["ev_row"] = ev_row  # the order actually used (tests: the oracle's random keys)
         st["ev_off"] = ev_off
         ctx.st = st
-        ctx.saved = (ev_off, ev_row, ev_src, W2, fire_g, near_g, cu, sparse, row_ptr, cols, vals)
+        ctx.saved = (ev_off, ev_row, ev_src, W2, fire_g, near_g, cu, sparse, row_ptr, cols, vals, row_work)
         return torch.from_numpy(spikes).to(S.dtype), torch.from_numpy(vout).to(S.dtype)
 
     @staticmethod
     def backward(ctx, gs, gv):
         st = ctx.st
-        ev_off, ev_row, ev_src, W2, fire_g, near_g, cu, sparse, row_ptr, cols, vals = ctx.saved
+        ev_off, ev_row, ev_src, W2, fire_g, near_g, cu, sparse, row_ptr, cols, vals, row_work = ctx.saved
         B, T, n = fire_g.shape
         gs = np.zeros((B, T, n)) if gs is None else gs.detach().to(torch.float64).contiguous().numpy()
         gv = np.zeros((B, T, n)) if gv is None else gv.detach().to(torch.float64).contiguous().numpy()
@@ -436,7 +437,7 @@ class _AsyncLayerFn(torch.autograd.Function):
         dvals = np.zeros(len(vals) if sparse else 1, dtype=W2.dtype)
         dsrc = np.zeros(len(sp.idx) if need_ds else 1, dtype=np.float64)
         _k.backward(ev_off, ev_row, ev_src, B, T, W2, st["F"], float(st["alpha"]), float(st["theta"]),
-                    float(st["slope"]), st["reset"] == "zero", sparse, row_ptr, cols, vals, fire_g, near_g, cu,
+                    float(st["slope"]), st["reset"] == "zero", sparse, row_ptr, cols, vals, row_work, fire_g, near_g, cu,
                     gs, gv, need_ds, dW2, dvals, dsrc)
         if sparse:
             dW2 = np.zeros(W2.shape, dtype=W2.dtype)
