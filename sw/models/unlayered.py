@@ -22,9 +22,10 @@ Two implementations of a spiking layer give the same numbers:
 
 * :func:`async_layer` (the default, issue #15): compiled loops
   (:mod:`sw.models.unlayered_kernel`, numba, one thread) over samples, steps
-  and each step's events in scheduler order, one weight row per event (a CSR
-  of the live taps when the layer is pruned, so an event costs its synapses),
-  wrapped in a ``torch.autograd.Function`` with a hand-written backward. The
+  and each step's events in scheduler order, one weight row per event (events
+  on rows without synapses skipped; a CSR of the live taps for very sparse
+  layers, :data:`SPARSE_MAX_DENSITY`), wrapped in a
+  ``torch.autograd.Function`` with a hand-written backward. The
   readout, whose order does not matter, uses the delay trainer's event-driven
   tap sum and fused leaky integrator. Spike lists (:class:`SpikeList`) pass
   between layers in emission order, so no per-step sort is needed for fifo.
@@ -33,8 +34,9 @@ Two implementations of a spiking layer give the same numbers:
   a prefix sum over the ordered groups; the first group where it is touched
   and crosses threshold is its firing point. Autograd goes through the prefix
   sums with a surrogate gradient at the firing (or closest) point. It
-  materializes ``[B, T, events, n_out]`` tensors (about 50 CPU s per batch of
-  32 on the default offline set against 0.2 s compiled) and is kept as the
+  materializes ``[B, T, events, n_out]`` tensors (30-50 CPU s per batch of 32
+  on the default offline set against about 0.2 s compiled: bench/unlayered.py
+  --oracle) and is kept as the
   test oracle of the compiled path (``UnlayeredNet.fast = False`` selects it).
 
 Surrogate gradient (both): the spike's gradient enters at the membrane of the
