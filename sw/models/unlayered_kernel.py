@@ -53,7 +53,7 @@ def _splitmix64(state):
     return state, z ^ (z >> np.uint64(31))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def fill_events(sp_off, sp_idx, sp_mem, B, T, n_in, delays, phase_k, sched, seed, row_live, ev_off, ev_row,
                 ev_src):
     """The ordered event list of every (sample, step): row ``k * n_in + i`` and the index of the
@@ -114,7 +114,7 @@ def fill_events(sp_off, sp_idx, sp_mem, B, T, n_in, delays, phase_k, sched, seed
                     ev_src[a0 + x] = ss[o[x]]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _fire(j, g, b, t, bt, v, refr, theta, zero_reset, spikes, rank, mem_out, em_off, em_idx, em_mem, fire_g,
           ne_tot):
     fire_g[b, t, j] = g
@@ -131,8 +131,8 @@ def _fire(j, g, b, t, bt, v, refr, theta, zero_reset, spikes, rank, mem_out, em_
     return ne_tot + 1
 
 
-@njit(cache=True)
-def forward(ev_off, ev_row, B, T, W2, F, theta, alpha, integer, zero_reset, sparse, row_ptr, cols, vals,
+@njit(cache=True, nogil=True)
+def forward(ev_off, ev_row, B, T, W2, F, theta, alpha, integer, zero_reset, sparse, row_ptr, cols, vals, row_work,
             spikes, vout, rank, mem_out, em_off, em_idx, em_mem, fire_g, near_g, cu):
     """Run the layer. Outputs (preallocated): ``spikes, vout, rank, mem_out`` ``[B, T, n]``; the
     emission list ``em_off [B*T+1], em_idx, em_mem`` (the next layer's spike list); for the
@@ -142,7 +142,8 @@ def forward(ev_off, ev_row, B, T, W2, F, theta, alpha, integer, zero_reset, spar
     The per-event loops over neurons are branch-free (selects) so that they vectorize; the
     firing pass in ascending ``j`` runs only when some neuron crossed. ``sparse``: rows are
     applied from the CSR ``row_ptr, cols, vals`` (ascending ``cols`` within a row; zeros are
-    skipped), so an event costs its synapses, as in hardware."""
+    skipped), so an event costs its synapses, as in hardware. ``row_work``: False for rows without
+    synapses (an event there still counts in its forward group but applies nothing)."""
     n = W2.shape[1]
     dt = W2.dtype
     v = np.zeros(n, dtype=dt)
@@ -215,7 +216,7 @@ def forward(ev_off, ev_row, B, T, W2, F, theta, alpha, integer, zero_reset, spar
                                                em_off, em_idx, em_mem, fire_g, ne_tot)
                     g += np.int32(1)
                     continue
-                if not sparse:
+                if not sparse and row_work[row]:
                     for j in range(n):
                         w = W2[row, j]
                         v[j] += w
@@ -254,9 +255,9 @@ def forward(ev_off, ev_row, B, T, W2, F, theta, alpha, integer, zero_reset, spar
             em_off[bt + 1] = ne_tot
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def backward(ev_off, ev_row, ev_src, B, T, W2, F, alpha, theta, slope, zero_reset, sparse, row_ptr, cols, vals,
-             fire_g, near_g, cu, gs, gv_ext, need_ds, dW2, dvals, dsrc):
+             row_work, fire_g, near_g, cu, gs, gv_ext, need_ds, dW2, dvals, dsrc):
     """Accumulate ``dW2`` (``[K*n_in, n]``) and, if ``need_ds``, the gradient of every source
     spike ``dsrc`` (indexed like the spike list), from the gradients ``gs`` (spikes) and
     ``gv_ext`` (end-of-step membrane). ``sparse``: the weight gradient is wanted on the CSR
@@ -304,6 +305,8 @@ def backward(ev_off, ev_row, ev_src, B, T, W2, F, alpha, theta, slope, zero_rese
                     coef[dj[o]] += dval[o]
                     q += 1
                 row = ev_row[e]
+                if not row_work[row]:  # no synapse: no weight to learn, no gradient to the spike
+                    continue
                 if sparse:
                     acc = 0.0
                     for p in range(row_ptr[row], row_ptr[row + 1]):
