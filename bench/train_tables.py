@@ -21,6 +21,7 @@ import argparse
 import hashlib
 import json
 import os
+import shlex
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -199,7 +200,8 @@ def main(argv=None) -> int:
         done = {j[0]: _run_point(j) for j in todo}
     # baselines are read last: a baseline run may still be finishing while the others train
     rows = [done[j[0]] if j[1] is not None else _run_point(j) for j in jobs]
-    md = f"`{' '.join(['python bench/train_tables.py'] + (argv if argv is not None else sys.argv[1:]))}`\n\n" + table(rows, a.table)
+    cmd = shlex.join(["python", "bench/train_tables.py"] + (argv if argv is not None else sys.argv[1:]))
+    md = f"`{cmd}`\n\n" + table(rows, a.table)
     print(md)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{a.table}.json").write_text(json.dumps(rows, indent=1))
