@@ -104,7 +104,8 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
     t_data = time.time() - t_start
     model, net = build_model(cfg, Xtr.shape[2], n_classes)
     net.to(device)
-    net.set_threads(cfg["train"]["threads"], cfg["train"]["shards"])  # batch shards: bits depend on shards only
+    if model is net:  # layered: batch shards on worker threads, the bits depend on train.shards only
+        net.set_threads(cfg["train"]["threads"], cfg["train"]["shards"])
     tc = cfg["train"]
     E = tc["epochs"]
     opt = torch.optim.Adam(net.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
