@@ -65,7 +65,11 @@ _BASE = {
               "delay_mode": "fixed", "sigma_init": 4.0, "sigma_final": 0.2},
     "train": {"epochs": 10, "batch_size": 32, "lr": 0.01, "weight_decay": 0.0, "lr_schedule": "cosine",
               "threads": 1, "augment_shift": 10, "augment_stretch": [0.7, 1.4], "augment_jitter": 1,
-              "augment_dropout": 0.1, "device": "cpu", "synapse": "auto"},
+              "augment_dropout": 0.1, "device": "cpu", "synapse": "auto",
+              # fields the default gained after the study's trainings (code of commit a0bad9a), pinned to the
+              # behaviour those trainings had: every sample augmented, one batch shard, no low-bit warm-up
+              # (it applies to 2..4-bit weights only)
+              "augment_fraction": 1.0, "shards": 1, "low_bit_warmup": 0.0},
     "reg": {"rate_target": 0.0, "rate_weight": 0.0},
     "prune": {"method": "synaptic", "k": 1, "max_levels": 15, "steps": 4, "start": 0.1, "end": 0.3,
               "recalibrate": True},
