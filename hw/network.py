@@ -492,6 +492,7 @@ class Network(wiring.Component):
         S_IDLE, S_CLEAR, S_RUN, S_DONE, S_FLUSH = range(5)
         state = Signal(3)
         decided = Signal(tw)  # steps the readout finished without an exit
+        unfinished = Signal()  # the last sample exited early: flush before the next clear
         restart = [cycles.eq(0), ev_ptr.eq(0), streak.eq(0), exit_step.eq(0), exited.eq(0), feeding.eq(0),
                    decided.eq(0)] + [cnt.eq(0) for cnt in rec_counts]
         restart += [x.eq(0) for x in cur_t + next_t + pending]
@@ -526,16 +527,17 @@ class Network(wiring.Component):
                 m.d.comb += sc_wr.en.eq(1)
                 m.d.sync += [streak.eq(streak_next), exit_step.eq(t), exited.eq(exit_now), decided.eq(t + 1)]
                 with m.If(halt):
-                    m.d.sync += state.eq(S_DONE)
+                    # an exit before the last step may leave a hidden core inside the next step
+                    m.d.sync += [state.eq(S_DONE), unfinished.eq(exit_now & (t + 1 < T))]
         with m.Elif((state == S_IDLE) | (state == S_DONE)):
             m.d.comb += self.done.eq((state == S_DONE) & ~start)  # a new start clears done at once
             with m.If(start):
                 # after an early exit a hidden core may be inside its next step: flush first (one
                 # uncounted cycle), then clear
-                cut = exited & (exit_step + 1 < T)
-                m.d.sync += restart + [state.eq(Mux(cut, S_FLUSH, S_CLEAR))]
-                m.d.comb += flush.eq(cut)
-                with m.If(~cut):
+                # (decided at the exit, not from T now: the host may have programmed another model since)
+                m.d.sync += restart + [state.eq(Mux(unfinished, S_FLUSH, S_CLEAR)), unfinished.eq(0)]
+                m.d.comb += flush.eq(unfinished)
+                with m.If(~unfinished):
                     m.d.comb += [c.clear.eq(1) for c in cores]
         with m.Else():
             m.d.sync += state.eq(S_IDLE)

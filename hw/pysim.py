@@ -26,12 +26,16 @@ def run_network(spec: NetworkSpec, model: Model, X: np.ndarray, mode: str, vcd: 
     after programming (fault injection for tests). ``progress(n)`` is called per sample.
     ``early_exit``: ``None`` or ``(margin, steps)`` (:func:`hw.network.config_writes`).
     ``monitor``: ``async fn(ctx, dut)``, run as a background test bench (it may watch any signal)."""
-    X = np.asarray(X, dtype=bool)
-    if X.ndim == 2:
-        X = X[None]
+    return run_programs(spec, [(model, X, mode, early_exit, corrupt)], vcd, max_cycles, progress, monitor)[0]
+
+
+def run_programs(spec: NetworkSpec, programs, vcd: str | None = None, max_cycles: int = 10_000_000, progress=None,
+                 monitor=None) -> list[list[HdlSample]]:
+    """Several models through one build in one simulation, as a host reprograms a chip between
+    runs: ``programs`` is a list of ``(model, X, mode, early_exit, corrupt)``; returns the
+    :class:`HdlSample` list of each."""
     dut = Network(spec)
-    cfg = config_writes(spec, model, mode, early_exit) + list(corrupt or [])
-    results: list[HdlSample] = []
+    results: list[list[HdlSample]] = []
 
     async def bench(ctx):
         async def write(sel, addr, data):
@@ -47,28 +51,33 @@ def run_network(spec: NetworkSpec, model: Model, X: np.ndarray, mode: str, vcd: 
             await ctx.tick()
             return ctx.get(dut.res_data)
 
-        for w in cfg:
-            await write(*w)
-        for b in range(X.shape[0]):
-            for w in stimulus_writes(spec, X[b]):
+        for model, X, mode, early_exit, corrupt in programs:
+            X = np.asarray(X, dtype=bool)
+            if X.ndim == 2:
+                X = X[None]
+            results.append([])
+            for w in config_writes(spec, model, mode, early_exit) + list(corrupt or []):
                 await write(*w)
-            ctx.set(dut.cfg_we, 0)
-            ctx.set(dut.start, 1)
-            await ctx.tick()
-            ctx.set(dut.start, 0)
-            n = 0
-            while not ctx.get(dut.done):
+            for b in range(X.shape[0]):
+                for w in stimulus_writes(spec, X[b]):
+                    await write(*w)
+                ctx.set(dut.cfg_we, 0)
+                ctx.set(dut.start, 1)
                 await ctx.tick()
-                n += 1
-                if n > max_cycles:
-                    raise TimeoutError(f"sample {b}: no done after {max_cycles} cycles")
-            # the result port answers one cycle after the address; the status block comes first
-            plan = result_plan(spec, model.T, model.n_classes)
-            status = [await read(spec.sel_status, a) for a in range(plan[0].n)]
-            words = status + [await read(*key) for key in result_reads(plan[1:], status)]
-            results.append(decode_results(spec, model, ResultWords(plan, words)))
-            if progress:
-                progress(len(results))
+                ctx.set(dut.start, 0)
+                n = 0
+                while not ctx.get(dut.done):
+                    await ctx.tick()
+                    n += 1
+                    if n > max_cycles:
+                        raise TimeoutError(f"sample {b}: no done after {max_cycles} cycles")
+                # the result port answers one cycle after the address; the status block comes first
+                plan = result_plan(spec, model.T, model.n_classes)
+                status = [await read(spec.sel_status, a) for a in range(plan[0].n)]
+                words = status + [await read(*key) for key in result_reads(plan[1:], status)]
+                results[-1].append(decode_results(spec, model, ResultWords(plan, words)))
+                if progress:
+                    progress(len(results[-1]))
 
     sim = Simulator(dut)
     sim.add_clock(1e-8)

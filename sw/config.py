@@ -157,8 +157,6 @@ def _check_extra(cfg: dict) -> None:
     m = cfg["model"]
     if m["layer_max_delay"] is not None:
         _per_layer("model.layer_max_delay", m["layer_max_delay"], len(m["hidden"]) + 1, 0, m["max_delay"], True)
-    if m["delay_mode"] == "learnable" and m["no_delays"]:
-        raise ConfigError("model.delay_mode", "'learnable' delays need delays (drop --no-delays)")
 
 
 def load_config(path=None, overrides: dict | None = None) -> dict:

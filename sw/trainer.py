@@ -17,9 +17,9 @@ against ``hw.reference`` (layered) sample by sample, and summarized in
 ``<out>/train_summary.json``. The test split is used only for that final report;
 the per-epoch figure is a validation split held out of train.
 
-``--no-delays`` keeps the topology and uses delay 0 only. Parameter parity: the
-default pruning (``synaptic``, ``k = 1``) leaves the delay model one tap per
-synapse, so both models have at most ``n_in * n_out`` non-zero weights per layer
+``--no-delays`` keeps the topology and uses delay 0 only (on the fixed grid). Parameter
+parity: the default learnable delays (and, on the fixed grid, the default pruning,
+``synaptic``, ``k = 1``) leave the delay model one tap per synapse, so both models have at most ``n_in * n_out`` non-zero weights per layer
 (36864 for 700-48-48-20); the delay model's extra freedom is which of at most 15
 delays each synapse uses (a row index in the synapse memory, not a weight).
 

@@ -114,3 +114,37 @@ def test_early_exit_while_a_hidden_core_is_in_the_next_step(unit):
         if found:
             break
     assert found, "no case had a hidden core inside the step after an early exit"
+
+
+@pytest.mark.parametrize("unit", ["ring", "scdq"])
+def test_a_reprogrammed_shorter_model_after_an_early_exit_starts_clean(unit):
+    """The flush after an unfinished sample is decided at the exit, not from the next model's T:
+    a host may program a model with T <= exit step + 1 in between (found by the fuzz)."""
+    from hw.pysim import run_programs
+    mode = "async"
+    checked = 0
+    for seed in range(6):
+        model, X = model_and_input(seed, B=3)
+        full = ref.simulate(model, X, mode, unit)
+        lead = np.diff(np.sort(full.readout, axis=-1)[..., -2:], axis=-1)[..., 0]
+        ee = (max(1, int(np.percentile(lead, 60))), 1)
+        exp = ref.simulate(model, X, mode, unit, early_exit=ee)
+        hits = [b for b in range(len(X)) if exp[b].early_exit and 1 <= exp[b].exit_step < model.T - 1]
+        if not hits:
+            continue
+        b = hits[0]
+        e = exp[b].exit_step
+        short = Model(model.layers, model.n_inputs, e + 1)  # its T: the exit step + 1
+        Xs = X[(b + 1) % len(X):(b + 1) % len(X) + 1, : e + 1]
+        log = []
+        spec = NetworkSpec.for_model(model, unit)
+        first, second = run_programs(spec, [(model, X[b:b + 1], mode, ee, None), (short, Xs, mode, None, None)],
+                                     monitor=watch(log))
+        assert first_divergence(0, first[0], exp[b], counters=True) is None
+        _, ahead = analyse(log[0], len(model.layers))
+        if not any(s == e + 1 for _, s in ahead):
+            continue  # no hidden core was inside step e + 1: nothing to flush; try another case
+        d = first_divergence(0, second[0], ref.simulate(short, Xs, mode, unit)[0], counters=True)
+        assert d is None, f"seed {seed}: {d}"
+        checked += 1
+    assert checked >= 3, f"only {checked} cases left a hidden core inside the step after an early exit"
