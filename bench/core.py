@@ -1,6 +1,6 @@
 """Core and network throughput figures (Verilator C++ harness; pysim for comparison).
 
-    python bench/core.py [--samples B] [--seed S] [--no-pysim]
+    python bench/core.py [--samples B] [--seed S] [--no-pysim] [--model M [--model-samples N]] [--no-synthetic]
 
 Prints
 1. SOP/cycle per core (SOP counter / busy-cycle counter) on a dense stream
@@ -10,7 +10,10 @@ Prints
    the lower bound max over cores of SOPs (a core does at most one SOP per
    cycle), layered and async, ring and scdq;
 3. pysim vs Verilator simulated cycles/s on the same design and stimulus,
-   measured side by side in this run (pysim on one sample only).
+   measured side by side in this run (pysim on one sample only);
+4. with ``--model``, the ratio of 2. for a trained model on the first
+   ``--model-samples`` samples of its offline test split (SCDQ capacity: the
+   reference's peak on those samples, so nothing is dropped).
 
 SHD-like network: random int8 weights with ~5 % of the (level, pre, post) taps
 non-zero (a pruned model), 15 delay levels up to 60 (stride 2 grid), T = 100,
@@ -145,11 +148,32 @@ def per_core(hdl) -> list[float]:
     return [sum(h.counters[l]["sops"] for h in hdl) / max(1, sum(h.counters[l]["busy"] for h in hdl)) for l in range(n)]
 
 
+def ratio_table(model, X, specs, exes) -> dict:
+    """Cycles per inference against the bound, per (mode, unit); every sample checked against the reference."""
+    print(f"{'mode':8s} {'unit':5s} {'SOP/cyc core0':>13s} {'core1':>6s} {'core2':>6s} {'cycles/inf':>10s} "
+          f"{'bound':>8s} {'ratio':>6s} {'Mcyc/s':>7s}")
+    speed = {}
+    for mode, unit in COMBOS:
+        hdl, ticks, wall, _ = harness_run(exes[unit], specs[unit], model, mode, X)
+        check(model, X, mode, unit, hdl)
+        r = per_core(hdl) + [float("nan")] * 3
+        cyc = np.array([h.cycles for h in hdl])
+        bound = np.array([max(c["sops"] for c in h.counters) for h in hdl])
+        speed[(mode, unit)] = (ticks, wall)
+        print(f"{mode:8s} {unit:5s} {r[0]:13.4f} {r[1]:6.3f} {r[2]:6.3f} {cyc.mean():10.0f} {bound.mean():8.0f} "
+              f"{(cyc / bound).mean():6.3f} {ticks / wall / 1e6:7.2f}", flush=True)
+    return speed
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--samples", type=int, default=8, help="SHD-like samples per combination (Verilator)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-pysim", action="store_true", help="skip the (slow) pysim speed comparison")
+    ap.add_argument("--model", help="also measure a trained model (e.g. build/model.safetensors) on its offline "
+                                    "test split")
+    ap.add_argument("--model-samples", type=int, default=16, help="test samples of --model")
+    ap.add_argument("--no-synthetic", action="store_true", help="skip the dense and SHD-like streams (1 and 2)")
     a = ap.parse_args(argv)
     import os
     os.chdir(ROOT)
@@ -159,79 +183,88 @@ def main(argv=None) -> int:
     from cosim.backends.verilator import build
     log = lambda s: print(s, file=sys.stderr, flush=True)
 
-    # 1. dense stream
-    print("== SOP/cycle per core (SOP counter / busy cycles), dense stream: 64x64, 3 levels, all taps, all channels every step, T=16")
-    dm = dense_model(seed=a.seed)
-    Xd = np.ones((2, dm.T, dm.n_inputs), dtype=bool)
-    exes = {u: build(NetworkSpec.for_model(dm, u), log=log) for u in ("ring", "scdq")}
-    print(f"{'mode':8s} {'unit':5s} {'core0 (64x64)':>14s} {'core1 (readout)':>16s} {'stalls0':>8s}")
-    for mode, unit in COMBOS:
-        spec = NetworkSpec.for_model(dm, unit)
-        hdl, _, _, _ = harness_run(exes[unit], spec, dm, mode, Xd)
-        check(dm, Xd, mode, unit, hdl)
-        r = per_core(hdl)
-        print(f"{mode:8s} {unit:5s} {r[0]:14.4f} {r[1]:16.4f} {hdl[0].counters[0]['stalls']:8d}")
+    if not a.no_synthetic:
+        # 1. dense stream
+        print("== SOP/cycle per core (SOP counter / busy cycles), dense stream: 64x64, 3 levels, all taps, all channels every step, T=16")
+        dm = dense_model(seed=a.seed)
+        Xd = np.ones((2, dm.T, dm.n_inputs), dtype=bool)
+        exes = {u: build(NetworkSpec.for_model(dm, u), log=log) for u in ("ring", "scdq")}
+        print(f"{'mode':8s} {'unit':5s} {'core0 (64x64)':>14s} {'core1 (readout)':>16s} {'stalls0':>8s}")
+        for mode, unit in COMBOS:
+            spec = NetworkSpec.for_model(dm, unit)
+            hdl, _, _, _ = harness_run(exes[unit], spec, dm, mode, Xd)
+            check(dm, Xd, mode, unit, hdl)
+            r = per_core(hdl)
+            print(f"{mode:8s} {unit:5s} {r[0]:14.4f} {r[1]:16.4f} {hdl[0].counters[0]['stalls']:8d}")
 
-    # 2. SHD-like network
-    t0 = time.perf_counter()
-    model = shd_model(seed=a.seed)
-    rng = np.random.default_rng(a.seed + 7)
-    X = shd_input(rng, a.samples, model.T, model.n_inputs)
-    exp = ref.simulate(model, X, "layered")
-    dens = [exp.spikes(l).mean() for l in range(2)]
-    nnz = [int(np.count_nonzero(L.weights)) for L in model.layers]
-    print(f"\n== SHD-like 700-48-48-20, 15 levels up to 60, T=100, {a.samples} samples: input activity "
-          f"{X.mean():.3f}/step, hidden spike density (layered ref) {dens[0]:.3f} {dens[1]:.3f}, "
-          f"nnz {nnz}, thresholds {[L.threshold for L in model.layers[:-1]]} (setup {time.perf_counter() - t0:.0f} s)")
-    specs = {u: NetworkSpec.for_model(model, u, scdq_capacity=[4096, 512, 512]) for u in ("ring", "scdq")}
-    exes = {u: build(specs[u], log=log) for u in ("ring", "scdq")}
-    print(f"{'mode':8s} {'unit':5s} {'SOP/cyc core0':>13s} {'core1':>6s} {'core2':>6s} {'cycles/inf':>10s} "
-          f"{'bound':>8s} {'ratio':>6s} {'Mcyc/s':>7s}")
-    vl_speed = {}
-    for mode, unit in COMBOS:
-        hdl, ticks, wall, _ = harness_run(exes[unit], specs[unit], model, mode, X)
-        check(model, X, mode, unit, hdl)
-        r = per_core(hdl)
-        cyc = np.array([h.cycles for h in hdl])
-        bound = np.array([max(c["sops"] for c in h.counters) for h in hdl])
-        vl_speed[(mode, unit)] = (ticks, wall)
-        print(f"{mode:8s} {unit:5s} {r[0]:13.4f} {r[1]:6.3f} {r[2]:6.3f} {cyc.mean():10.0f} {bound.mean():8.0f} "
-              f"{(cyc / bound).mean():6.3f} {ticks / wall / 1e6:7.2f}")
-    print("(bound = max over cores of the sample's SOPs; ratio = mean of cycles / bound per sample)")
-    L0 = model.layers[0]
-    for unit in ("ring", "scdq"):
-        rows, dead = row_cycles(L0, X, unit, model.T)
-        print(f"core0 {unit}: per sample {rows} (event, level) rows, {dead} of them without a SOP (no issue slot: "
-              f"the row iterator drops empty rows" + ("; the ring's level mask skips them and taps arriving at or "
-                                                       "after T" if unit == "ring" else "") + ")"
-              + (f"; the ring is cleared on drain (a full clear would cost {L0.n_out * (L0.max_delay + 1)} cycles)"
-                 if unit == "ring" else ""))
-    print("per step, layered: a FIRE pass over every neuron of each core (after its input's end of step); "
-          "async: no leak pass (lazy leak), the ring's drain of slot t visits every neuron")
+        # 2. SHD-like network
+        t0 = time.perf_counter()
+        model = shd_model(seed=a.seed)
+        rng = np.random.default_rng(a.seed + 7)
+        X = shd_input(rng, a.samples, model.T, model.n_inputs)
+        exp = ref.simulate(model, X, "layered")
+        dens = [exp.spikes(l).mean() for l in range(2)]
+        nnz = [int(np.count_nonzero(L.weights)) for L in model.layers]
+        print(f"\n== SHD-like 700-48-48-20, 15 levels up to 60, T=100, {a.samples} samples: input activity "
+              f"{X.mean():.3f}/step, hidden spike density (layered ref) {dens[0]:.3f} {dens[1]:.3f}, "
+              f"nnz {nnz}, thresholds {[L.threshold for L in model.layers[:-1]]} (setup {time.perf_counter() - t0:.0f} s)")
+        specs = {u: NetworkSpec.for_model(model, u, scdq_capacity=[4096, 512, 512]) for u in ("ring", "scdq")}
+        exes = {u: build(specs[u], log=log) for u in ("ring", "scdq")}
+        vl_speed = ratio_table(model, X, specs, exes)
+        print("(bound = max over cores of the sample's SOPs; ratio = mean of cycles / bound per sample)")
+        L0 = model.layers[0]
+        for unit in ("ring", "scdq"):
+            rows, dead = row_cycles(L0, X, unit, model.T)
+            print(f"core0 {unit}: per sample {rows} (event, level) rows, {dead} of them without a SOP (no issue slot: "
+                  f"the row iterator drops empty rows" + ("; the ring's level mask skips them and taps arriving at or "
+                                                           "after T" if unit == "ring" else "") + ")"
+                  + (f"; the ring is cleared on drain (a full clear would cost {L0.n_out * (L0.max_delay + 1)} cycles)"
+                     if unit == "ring" else ""))
+        print("per step, layered: a FIRE pass over every neuron of each core (after its input's end of step); "
+              "async: no leak pass (lazy leak), the ring's drain of slot t visits every neuron")
 
-    # 3. pysim vs Verilator, same design (layered, scdq) and stimulus (sample 0)
-    if not a.no_pysim:
-        from hw.pysim import run_network
-        mode, unit = "layered", "scdq"
-        spec = specs[unit]
-        hv, ticks, wall, vcpu = harness_run(exes[unit], spec, model, mode, X[:1].repeat(8, axis=0))
-        t0, c0 = time.perf_counter(), time.process_time()
-        hp = run_network(spec, model, X[:1], mode)[0]
-        pwall, pcpu = time.perf_counter() - t0, time.process_time() - c0
-        assert hp.cycles == hv[0].cycles and np.array_equal(hp.readout, hv[0].readout)
-        # every clock pysim ran: config + stimulus writes, start, run to done, result reads
-        from hw.network import result_plan
-        plan = result_plan(spec, model.T, model.n_classes)  # the reads pysim made: status, records, readout, stamps
-        n_reads = sum(r.n for r in plan if r.count_word is None) + sum(len(e[0]) for e in hp.emissions)
-        p_ticks = len(config_writes(spec, model, mode)) + len(stimulus_writes(spec, X[0])) + 1 + hp.cycles + n_reads
-        print(f"\n== simulated cycles/s, {mode}/{unit} SHD-like design, sample 0 ({hp.cycles} cycles to done; "
-              f"counting config, stimulus, run and readback clocks)")
-        print(f"{'':10s} {'cycles':>9s} {'wall s':>8s} {'cycles/s':>12s} {'CPU s':>8s} {'cycles/CPU-s':>13s}")
-        print(f"{'pysim':10s} {p_ticks:>9d} {pwall:8.2f} {p_ticks / pwall:12.0f} {pcpu:8.2f} {p_ticks / pcpu:13.0f}")
-        print(f"{'verilator':10s} {ticks:>9d} {wall:8.2f} {ticks / wall:12.0f} {vcpu:8.2f} {ticks / vcpu:13.0f}"
-              f"   (same sample x8 in one harness process)")
-        print(f"verilator / pysim: {ticks / wall / (p_ticks / pwall):.0f}x wall, {ticks / vcpu / (p_ticks / pcpu):.0f}x CPU"
-              f" (machine load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+        # 3. pysim vs Verilator, same design (layered, scdq) and stimulus (sample 0)
+        if not a.no_pysim:
+            from hw.pysim import run_network
+            mode, unit = "layered", "scdq"
+            spec = specs[unit]
+            hv, ticks, wall, vcpu = harness_run(exes[unit], spec, model, mode, X[:1].repeat(8, axis=0))
+            t0, c0 = time.perf_counter(), time.process_time()
+            hp = run_network(spec, model, X[:1], mode)[0]
+            pwall, pcpu = time.perf_counter() - t0, time.process_time() - c0
+            assert hp.cycles == hv[0].cycles and np.array_equal(hp.readout, hv[0].readout)
+            # every clock pysim ran: config + stimulus writes, start, run to done, result reads
+            from hw.network import result_plan
+            plan = result_plan(spec, model.T, model.n_classes)  # the reads pysim made: status, records, readout, stamps
+            n_reads = sum(r.n for r in plan if r.count_word is None) + sum(len(e[0]) for e in hp.emissions)
+            p_ticks = len(config_writes(spec, model, mode)) + len(stimulus_writes(spec, X[0])) + 1 + hp.cycles + n_reads
+            print(f"\n== simulated cycles/s, {mode}/{unit} SHD-like design, sample 0 ({hp.cycles} cycles to done; "
+                  f"counting config, stimulus, run and readback clocks)")
+            print(f"{'':10s} {'cycles':>9s} {'wall s':>8s} {'cycles/s':>12s} {'CPU s':>8s} {'cycles/CPU-s':>13s}")
+            print(f"{'pysim':10s} {p_ticks:>9d} {pwall:8.2f} {p_ticks / pwall:12.0f} {pcpu:8.2f} {p_ticks / pcpu:13.0f}")
+            print(f"{'verilator':10s} {ticks:>9d} {wall:8.2f} {ticks / wall:12.0f} {vcpu:8.2f} {ticks / vcpu:13.0f}"
+                  f"   (same sample x8 in one harness process)")
+            print(f"verilator / pysim: {ticks / wall / (p_ticks / pwall):.0f}x wall, {ticks / vcpu / (p_ticks / pcpu):.0f}x CPU"
+                  f" (machine load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+
+    # 4. a trained model on its offline test split
+    if a.model:
+        from hw.model_file import load
+        from sw.evaluate import load_eval_data
+        model = load(a.model)
+        Xm, _ = load_eval_data("offline", model, a.model)
+        Xm = Xm[: a.model_samples]
+        caps = [max(1, int(p)) for p in ref.simulate(model, Xm, "async", "scdq").occupancy.max(axis=(0, 2))]
+        caps = [max(c, int(p)) for c, p in zip(caps, ref.simulate(model, Xm, "layered", "scdq").occupancy.max(axis=(0, 2)))]
+        print(f"\n== {a.model}: {'-'.join(str(n) for n in [model.n_inputs] + [L.n_out for L in model.layers])}, "
+              f"T={model.T}, {len(Xm)} offline test samples, input activity {Xm.mean():.3f}/step, SCDQ capacity "
+              f"{caps} (the peak)")
+        specs = {u: NetworkSpec.for_model(model, u, scdq_capacity=caps if u == "scdq" else None,
+                                          max_events=1 << max(4, int(Xm.sum(axis=(1, 2)).max()).bit_length()),
+                                          max_spikes=1 << 14) for u in ("ring", "scdq")}
+        exes = {u: build(specs[u], log=log) for u in ("ring", "scdq")}
+        ratio_table(model, Xm, specs, exes)
+        print("(bound = max over cores of the sample's SOPs; ratio = mean of cycles / bound per sample)")
     return 0
 
 

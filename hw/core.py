@@ -55,7 +55,7 @@ Synapses are programmed at run time through the configuration port
 """
 from __future__ import annotations
 
-from amaranth import Module, Signal, signed, unsigned
+from amaranth import Module, ResetInserter, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -112,6 +112,7 @@ class NeuronCore(wiring.Component):
             "step_start": In(1),
             "t": In(self.tw),
             "clear": In(1),
+            "flush": In(1),
             "done": Out(1),
             "cfg_we": In(1),
             "cfg_sel": In(2),
@@ -155,14 +156,20 @@ class NeuronCore(wiring.Component):
                 m.d.sync += sig.eq(self.cfg_data)
 
         # ---------------- the stages, each its own component
-        m.submodules.rows = it = RowIterator(self.n_rows, self.nnz_max, Op, KW)
-        m.submodules.pipe = pipe = UpdatePipeline(
+        it = RowIterator(self.n_rows, self.nnz_max, Op, KW)
+        pipe = UpdatePipeline(
             n_out=self.n_out, nnz_max=self.nnz_max, delays=self.delays, spiking=self.spiking,
             delay_unit=self.delay_unit, membrane_bits=self.membrane_bits, acc_bits=self.acc_bits,
             readout_bits=self.readout_bits, weight_bits=self.weight_bits)
-        m.submodules.ctrl = ctrl = StepController(
+        ctrl = StepController(
             n_in=self.n_in, n_out=self.n_out, delays=self.delays, delay_unit=self.delay_unit,
             spiking=self.spiking, T_max=self.T_max, acc_bits=self.acc_bits)
+        # ``flush`` (from the network, the cycle before a ``clear`` after an unfinished sample) resets
+        # the stages and the delay unit, whatever step they were in; memories and registers keep
+        # their contents, and the ``clear`` that follows zeroes the state
+        m.submodules.rows = ResetInserter(self.flush)(it)
+        m.submodules.pipe = ResetInserter(self.flush)(pipe)
+        m.submodules.ctrl = ResetInserter(self.flush)(ctrl)
         # controller -> row iterator -> pipeline; controller -> pipeline (ops without a synapse, end of step)
         wiring.connect(m, ctrl.rows, it.rows)
         wiring.connect(m, it.ptrs, pipe.ptrs)
@@ -189,8 +196,8 @@ class NeuronCore(wiring.Component):
         # ---------------- delay unit
         if self.delay_unit == "ring":
             from hw.delay.ring_buffer import RingBufferDelay
-            m.submodules.delay = dunit = RingBufferDelay(self.n_out, self.D, acc_bits=self.acc_bits,
-                                                         weight_bits=self.weight_bits)
+            dunit = RingBufferDelay(self.n_out, self.D, acc_bits=self.acc_bits, weight_bits=self.weight_bits)
+            m.submodules.delay = ResetInserter(self.flush)(dunit)
             wiring.connect(m, pipe.ring, dunit.add)
             wiring.connect(m, ctrl.drain_req, dunit.drain_req)
             wiring.connect(m, dunit.drain_resp, ctrl.drain_resp)
@@ -200,7 +207,8 @@ class NeuronCore(wiring.Component):
                          ctrl.lm_data.eq(self.cfg_data)]
         elif self.uses_scdq:
             from hw.delay.scdq import SCDQ
-            m.submodules.delay = dunit = SCDQ(self.n_in, self.delays, self.scdq_capacity)
+            dunit = SCDQ(self.n_in, self.delays, self.scdq_capacity)
+            m.submodules.delay = ResetInserter(self.flush)(dunit)
             wiring.connect(m, dunit.out, ctrl.due)
             wiring.connect(m, ctrl.push, dunit.push)
             m.d.comb += [ctrl.due_done.eq(dunit.due_done), dunit.start.eq(ctrl.unit_start),

@@ -24,13 +24,27 @@ ends the sample after a step that closes a run of ``s`` steps with a lead
 ``>= m``. Readout rows after the exit step are not written; the host reads
 rows ``0..exit``.
 * ``res_sel = L + 2``: cycle count at the end of each step ``t``
+
+Steps: there is no network-wide barrier. Each core starts its next step as
+soon as it is done with the last one; its input stream's end-of-step tokens
+keep it in order (layered: a core fires step ``t`` only after its input's
+token for ``t``). The readout core's end of step is the network's: it writes
+the step's cycle stamp and takes the early-exit decision. A hidden core runs
+at most one step ahead of that decision (it starts step ``s`` only after the
+readout finished ``s - 2``), and keeps its counters (SOPs, spikes, records,
+SCDQ peak, overflow, dropped) as they were at the end of its last two steps;
+the status block reports them at the end of the exit step, so work a core did
+in the step after an early exit is not counted (docs/contract.md, "Early
+exit"). The host reads spike records only up to that count. After an
+unfinished sample the next ``start`` first ``flush``-es the cores' stages,
+delay units and the FIFOs (one uncounted cycle), then clears.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
-from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
+from amaranth import Array, Cat, Const, Module, Mux, ResetInserter, Signal, signed, unsigned
 from amaranth.lib import data, fifo, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -361,12 +375,24 @@ class Network(wiring.Component):
         m.d.comb += [st_wr.addr.eq(cfg_addr), st_wr.data.eq(cfg_data),
                      st_wr.en.eq(cfg_we & (cfg_sel == spec.sel_stimulus))]
 
-        # FIFOs: feeder -> core0 -> core1 -> ...
+        # per-core step sequencing (see "Steps" in the class docstring): core l runs its own steps,
+        # cur_t[l] is the step it runs (or last ran), next_t[l] the next one it may start
+        flush = Signal()  # after an early exit: empties the cores' pipelines and the FIFOs (see below)
+        m.d.comb += [c.flush.eq(flush) for c in cores]
+        cur_t = [Signal(tw, name=f"cur_t{l}") for l in range(L)]
+        next_t = [Signal(tw, name=f"next_t{l}") for l in range(L)]
+        pending = [Signal(name=f"pending{l}") for l in range(L)]  # a step started and not yet finished
+        finishing = [Signal(name=f"finishing{l}") for l in range(L)]
+        for l, c in enumerate(cores):
+            m.d.comb += [finishing[l].eq(pending[l] & c.done), c.t.eq(next_t[l])]
+        t = cur_t[-1]  # the readout core's step: the network's step
+
+        # FIFOs: feeder -> core0 -> core1 -> ...; emptied by ``flush``
         fifos = []
         for l, c in enumerate(cores):
             width = event_layout(spec.layers[l].n_in).size
             f = fifo.SyncFIFOBuffered(width=width, depth=spec.fifo_depth)
-            m.submodules[f"fifo{l}"] = f
+            m.submodules[f"fifo{l}"] = ResetInserter(flush)(f)
             fifos.append(f)
             m.d.comb += [c.inp.payload.eq(f.r_data), c.inp.valid.eq(f.r_rdy), f.r_en.eq(c.inp.ready)]
         for l in range(L - 1):
@@ -374,9 +400,7 @@ class Network(wiring.Component):
             m.d.comb += [f.w_data.eq(c.out.payload), f.w_en.eq(c.out.valid), c.out.ready.eq(f.w_rdy)]
 
         # result memories
-        t = Signal(tw)
         rec_mems, rec_rds, rec_counts = [], [], []
-        rec_overflow = Signal()
         for l in range(L - 1):
             ob = _bits(spec.layers[l].n_out)
             mem = memory.Memory(shape=unsigned(tw + ob), depth=spec.max_spikes, init=[])
@@ -386,11 +410,10 @@ class Network(wiring.Component):
             cnt = Signal(32)
             c = cores[l]
             spike = c.out.valid & c.out.ready & ~c.out.payload.eos
-            m.d.comb += [wr.addr.eq(cnt), wr.data.eq(Cat(c.out.payload.idx, t)), wr.en.eq(spike & (cnt < spec.max_spikes))]
-            with m.If(spike):
+            m.d.comb += [wr.addr.eq(cnt), wr.data.eq(Cat(c.out.payload.idx, cur_t[l])),
+                         wr.en.eq(spike & (cnt < spec.max_spikes))]
+            with m.If(spike & (cnt != (1 << 32) - 1)):
                 m.d.sync += cnt.eq(cnt + 1)
-                with m.If(cnt >= spec.max_spikes):
-                    m.d.sync += rec_overflow.eq(1)
             rec_rds.append(rd)
             rec_counts.append(cnt)
         nc = spec.n_classes
@@ -419,6 +442,29 @@ class Network(wiring.Component):
         m.d.comb += exit_now.eq((ee_margin != 0) & (ee_steps != 0) & (streak_next >= ee_steps))
         exit_step, exited = Signal(tw), Signal()
 
+        # what a hidden core had counted at the end of its last two steps: a core may run one step
+        # ahead of the exit decision, and the status reports its counters at the end of the exit step
+        snap_fields = ("sops", "spikes", "records", "peak", "overflow", "dropped")
+        snaps = []  # per hidden core: [(tag, {field: value}) newest first, previous]
+        for l in range(L - 1):
+            c = cores[l]
+            live = {"sops": c.cnt_sop, "spikes": c.cnt_spike, "records": rec_counts[l], "peak": c.peak,
+                    "overflow": c.overflow, "dropped": c.dropped}
+            hist = []
+            for h in range(2):
+                tag = Signal(tw, name=f"snap{l}_{h}_t")
+                vals = {f: Signal(len(live[f]), name=f"snap{l}_{h}_{f}") for f in snap_fields}
+                hist.append((tag, vals))
+            with m.If(finishing[l]):
+                (t0, v0), (t1, v1) = hist
+                m.d.sync += [t1.eq(t0), t0.eq(cur_t[l])]
+                m.d.sync += [v1[f].eq(v0[f]) for f in snap_fields] + [v0[f].eq(live[f]) for f in snap_fields]
+            snaps.append(hist)
+
+        def at_exit(l, f):
+            (t0, v0), (t1, v1) = snaps[l]
+            return Mux(t0 == exit_step, v0[f], v1[f])
+
         # sequencer
         cycles = Signal(32)
         m.submodules.stepcyc = scmem = memory.Memory(shape=unsigned(32), depth=spec.T_max, init=[])
@@ -429,11 +475,11 @@ class Network(wiring.Component):
         all_done = Signal()
         m.d.comb += all_done.eq(Cat(*[c.done for c in cores]).all())
         feeding = Signal()
+        feed_t = Signal(tw)
         f0 = fifos[0]
         stim_ev = stim_layout(st_rd.data)
         m.d.comb += st_rd.addr.eq(ev_ptr)
-        has_ev = (ev_ptr < n_events) & (stim_ev.t == t)
-        ev_word = event_layout(spec.layers[0].n_in)
+        has_ev = (ev_ptr < n_events) & (stim_ev.t == feed_t)
         m.d.comb += [f0.w_en.eq(feeding),
                      f0.w_data.eq(Mux(has_ev, stim_ev.c, 1 << ib))]  # eos bit sits above idx
         with m.If(feeding & f0.w_rdy):
@@ -443,38 +489,69 @@ class Network(wiring.Component):
                 m.d.sync += feeding.eq(0)
 
         # sequencer states (a plain state register: Verilator lints the incomplete case of an FSM)
-        S_IDLE, S_CLEAR, S_STEP, S_WAIT, S_DONE = range(5)
+        S_IDLE, S_CLEAR, S_RUN, S_DONE, S_FLUSH = range(5)
         state = Signal(3)
-        restart = [cycles.eq(0), t.eq(0), ev_ptr.eq(0), rec_overflow.eq(0), streak.eq(0), exit_step.eq(0),
-                   exited.eq(0)] + [cnt.eq(0) for cnt in rec_counts]
-        with m.If(state == S_CLEAR):
+        decided = Signal(tw)  # steps the readout finished without an exit
+        unfinished = Signal()  # the last sample exited early: flush before the next clear
+        restart = [cycles.eq(0), ev_ptr.eq(0), streak.eq(0), exit_step.eq(0), exited.eq(0), feeding.eq(0),
+                   decided.eq(0)] + [cnt.eq(0) for cnt in rec_counts]
+        restart += [x.eq(0) for x in cur_t + next_t + pending]
+        restart += [s.eq(0) for hist in snaps for tag, vals in hist for s in [tag, *vals.values()]]
+        run = state == S_RUN
+        # the readout's end of step: the exit decision, the step's cycle stamp
+        r_fin = finishing[-1]
+        halt = r_fin & ((t + 1 >= T) | exit_now)
+        for l, c in enumerate(cores):
+            # a core starts its next step when it is done with the last one, and a hidden core at most
+            # one step ahead of the exit decision: step s only after the readout finished step s - 2
+            lag_ok = Const(1) if l == L - 1 else (next_t[l] <= decided + 1)
+            go = Signal(name=f"go{l}")
+            m.d.comb += go.eq(run & c.done & (next_t[l] < T) & lag_ok & ~halt)
+            m.d.comb += c.step_start.eq(go)
+            with m.If(go):
+                m.d.sync += [cur_t[l].eq(next_t[l]), next_t[l].eq(next_t[l] + 1), pending[l].eq(1)]
+            with m.Elif(finishing[l]):
+                m.d.sync += pending[l].eq(0)
+        with m.If(cores[0].step_start):
+            m.d.sync += [feeding.eq(1), feed_t.eq(next_t[0])]
+        with m.If(state == S_FLUSH):
+            m.d.comb += [c.clear.eq(1) for c in cores]
+            m.d.sync += state.eq(S_CLEAR)
+        with m.Elif(state == S_CLEAR):
             m.d.sync += cycles.eq(cycles + 1)
             with m.If(all_done):
-                m.d.sync += state.eq(S_STEP)
-        with m.Elif(state == S_STEP):
-            m.d.sync += [cycles.eq(cycles + 1), feeding.eq(1), state.eq(S_WAIT)]
-            m.d.comb += [c.step_start.eq(1) for c in cores]
-            m.d.comb += [c.t.eq(t) for c in cores]
-        with m.Elif(state == S_WAIT):
+                m.d.sync += state.eq(S_RUN)
+        with m.Elif(state == S_RUN):
             m.d.sync += cycles.eq(cycles + 1)
-            with m.If(all_done & ~feeding):
+            with m.If(r_fin):
                 m.d.comb += sc_wr.en.eq(1)
-                m.d.sync += [t.eq(t + 1), streak.eq(streak_next), exit_step.eq(t), exited.eq(exit_now)]
-                m.d.sync += state.eq(Mux((t + 1 >= T) | exit_now, S_DONE, S_STEP))
+                m.d.sync += [streak.eq(streak_next), exit_step.eq(t), exited.eq(exit_now), decided.eq(t + 1)]
+                with m.If(halt):
+                    # an exit before the last step may leave a hidden core inside the next step
+                    m.d.sync += [state.eq(S_DONE), unfinished.eq(exit_now & (t + 1 < T))]
         with m.Elif((state == S_IDLE) | (state == S_DONE)):
             m.d.comb += self.done.eq((state == S_DONE) & ~start)  # a new start clears done at once
             with m.If(start):
-                m.d.sync += restart + [state.eq(S_CLEAR)]
-                m.d.comb += [c.clear.eq(1) for c in cores]
+                # after an early exit a hidden core may be inside its next step: flush first (one
+                # uncounted cycle), then clear
+                # (decided at the exit, not from T now: the host may have programmed another model since)
+                m.d.sync += restart + [state.eq(Mux(unfinished, S_FLUSH, S_CLEAR)), unfinished.eq(0)]
+                m.d.comb += flush.eq(unfinished)
+                with m.If(~unfinished):
+                    m.d.comb += [c.clear.eq(1) for c in cores]
         with m.Else():
             m.d.sync += state.eq(S_IDLE)
         m.d.comb += self.busy.eq(~self.done)
 
         # result port
+        rec_overflow = Cat(*[at_exit(l, "records") > spec.max_spikes for l in range(L - 1)] or [Const(0)]).any()
         status = [cycles, rec_overflow, exit_step, exited] + [Const(0, 1)] * (8 - 4)
         for l, c in enumerate(cores):
-            rc = rec_counts[l] if l < L - 1 else Const(0, 1)
-            status += [c.cnt_busy, c.cnt_sop, c.cnt_stall, c.cnt_spike, rc, c.peak, c.overflow, c.dropped]
+            if l < L - 1:
+                status += [c.cnt_busy, at_exit(l, "sops"), c.cnt_stall, at_exit(l, "spikes"), at_exit(l, "records"),
+                           at_exit(l, "peak"), at_exit(l, "overflow"), at_exit(l, "dropped")]
+            else:
+                status += [c.cnt_busy, c.cnt_sop, c.cnt_stall, c.cnt_spike, Const(0, 1), c.peak, c.overflow, c.dropped]
         status_arr = Array(status)
         status_q = Signal(32)
         sel_q = Signal(8)

@@ -113,7 +113,7 @@ still match exactly.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -378,6 +378,20 @@ def _apply_exit(r: SampleResult, exit_step: int, fired: bool) -> SampleResult:
     R = r.readout.copy()
     R[e + 1:] = R[e]
     return SampleResult(r.layers, R, int(argmax_lowest(R[e])), int(time_to_decision(R)), e, bool(fired))
+
+
+def apply_early_exit(result: BatchResult, early_exit, readout_bits: int) -> BatchResult:
+    """``result`` (a run without early exit) as the early-exit rule ``(m, s)`` ends it: one full
+    run gives every setting, because the rule only reads the readout and nothing after the exit
+    step runs (module docstring, "Early exit"). ``result`` itself is not changed."""
+    margin, steps = _check_early_exit(early_exit, readout_bits)
+    if not (margin and steps and result.samples):
+        return result
+    if any(r.early_exit for r in result.samples):
+        raise ValueError("apply_early_exit needs a run without early exit")
+    ex, fired = early_exit_step(result.readout, margin, steps, readout_bits)
+    return BatchResult([_apply_exit(replace(r, layers=[replace(L) for L in r.layers]), e, f)
+                        for r, e, f in zip(result.samples, ex, fired)])
 
 
 def _check_window(model: Model, scdq_window) -> list[int]:
@@ -682,10 +696,7 @@ def simulate(model: Model, X: np.ndarray, mode: str = "layered", delay_unit: str
             out.append(_async_sample(model, X[b], csr, delay_unit == "ring", caps, wins))
             if progress:
                 progress(len(out))
-    if margin and steps and out:
-        ex, fired = early_exit_step(np.stack([r.readout for r in out]), margin, steps, model.widths.readout_bits)
-        out = [_apply_exit(r, e, f) for r, e, f in zip(out, ex, fired)]
-    return BatchResult(out)
+    return apply_early_exit(BatchResult(out), (margin, steps), model.widths.readout_bits)
 
 
 # ---------------------------------------------------------------- memory accounting (docs/contract.md)
@@ -758,6 +769,6 @@ def memory_report(model: Model, scdq_capacity: list[int] | None = None) -> list[
 __all__ = [
     "DECAY_ONE", "MODES", "DELAY_UNITS", "LayerTrace", "SampleResult", "BatchResult", "simulate",
     "trunc0_leak", "sat", "argmax_lowest", "time_to_decision", "raster_from_events", "events_from_raster",
-    "scdq_occupancy", "scdq_admitted", "early_exit_step", "csr_rows", "clog2", "ring_buffer_bits", "scdq_bits", "scdq_layered_accumulator_bits",
+    "scdq_occupancy", "scdq_admitted", "early_exit_step", "apply_early_exit", "csr_rows", "clog2", "ring_buffer_bits", "scdq_bits", "scdq_layered_accumulator_bits",
     "synapse_bits", "dense_synapse_bits", "state_bits", "memory_report",
 ]

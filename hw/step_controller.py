@@ -171,7 +171,7 @@ class StepController(wiring.Component):
             m.d.comb += in_time_mask.eq(Cat(*[(t + self.delays[k]) < T for k in range(K)]))
             drain_req, drain_resp = self.drain_req, self.drain_resp
 
-        phase = Signal(Phase)
+        phase = self.phase = Signal(Phase)  # (an attribute too: test benches may watch it)
         scdq_started = Signal()  # due_done is only meaningful from the cycle after start
         drain_j = Signal(OW)
         fire_j = Signal(OW)

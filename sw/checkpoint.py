@@ -48,6 +48,7 @@ def build_model(cfg: dict, n_inputs: int, n_classes: int):
     torch.manual_seed(cfg["seed"])
     net = DelayNet(net_config(cfg, n_inputs, n_classes), neuron_factory(cfg["neuron"]),
                    synapse=cfg["train"].get("synapse", "auto"))
+    net.shards = int(cfg["train"].get("shards", 1))  # batch shards on worker threads (sw.models.parallel)
     if cfg["mode"] == "layered":
         return net, net
     try:

@@ -38,40 +38,74 @@ SCHED_CODE = {"fifo": 0, "random": 1, "momentum": 2}
 ALL = np.int64(1) << 62  # forward group "all"
 
 
-@njit(cache=True)
-def fill_events(sp_off, sp_idx, sp_mem, B, T, n_in, delays, phase_k, sched, seed, ev_off, ev_row, ev_src):
+_TWO_M53 = 1.0 / (1 << 53)
+
+
+@njit(cache=True, inline="always")
+def _splitmix64(state):
+    """One step of SplitMix64 (Steele, Lea and Flood 2014): ``(new state, 64 random bits)``.
+    A counter-based generator of a few integer operations, seeded from the torch generator: the
+    shuffle needs one draw per event, and numpy's generator costs ~10x more per draw here."""
+    state = state + np.uint64(0x9E3779B97F4A7C15)
+    z = state
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return state, z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True, nogil=True)
+def fill_events(sp_off, sp_idx, sp_mem, B, T, n_in, delays, phase_k, sched, seed, row_live, ev_off, ev_row,
+                ev_src):
     """The ordered event list of every (sample, step): row ``k * n_in + i`` and the index of the
-    source spike in the spike list. ``ev_off`` must hold the offsets already."""
-    if sched == 1:
-        np.random.seed(seed)
+    source spike in the spike list; ``ev_off`` (``[B*T+1]``) gets the offsets. Events whose row
+    is not ``row_live`` (no synapse: they touch nothing) are left out; the caller passes all
+    rows live when forward groups are larger than one event (an event counts in its group)."""
+    state = np.uint64(seed)
     K = phase_k.shape[0]
+    level_live = np.zeros(K, dtype=np.bool_)
+    for k in range(K):
+        for i in range(n_in):
+            if row_live[k * n_in + i]:
+                level_live[k] = True
+                break
+    p = 0
+    ev_off[0] = 0
     for b in range(B):
         for t in range(T):
             bt = b * T + t
-            p = ev_off[bt]
+            a0 = p
             for q in range(K):
                 k = phase_k[q]
                 te = t - delays[k]
-                if te < 0:
+                if te < 0 or not level_live[k]:
                     continue
                 s0 = sp_off[b * T + te]
                 s1 = sp_off[b * T + te + 1]
+                base = k * n_in
                 for s in range(s0, s1):
-                    ev_row[p] = k * n_in + sp_idx[s]
-                    ev_src[p] = s
-                    p += 1
-            a0 = ev_off[bt]
+                    r = base + sp_idx[s]
+                    if row_live[r]:
+                        ev_row[p] = r
+                        ev_src[p] = s
+                        p += 1
+            ev_off[bt + 1] = p
             n = p - a0
             if n > 1 and sched == 1:
                 for x in range(n - 1, 0, -1):  # Fisher-Yates
-                    y = np.random.randint(0, x + 1)
+                    state, u = _splitmix64(state)
+                    y = int(np.float64(u >> np.uint64(11)) * _TWO_M53 * (x + 1))  # 53-bit uniform
                     r, s = ev_row[a0 + x], ev_src[a0 + x]
                     ev_row[a0 + x], ev_src[a0 + x] = ev_row[a0 + y], ev_src[a0 + y]
                     ev_row[a0 + y], ev_src[a0 + y] = r, s
             elif n > 1 and sched == 2:
                 key = np.empty(n, dtype=np.float64)
+                done = True
                 for x in range(n):
                     key[x] = -sp_mem[ev_src[a0 + x]]
+                    if x > 0 and key[x] < key[x - 1]:
+                        done = False
+                if done:  # already in order (e.g. input events: no membrane, fifo)
+                    continue
                 o = np.argsort(key, kind="mergesort")  # stable: ties keep fifo order
                 rr = ev_row[a0:p].copy()
                 ss = ev_src[a0:p].copy()
@@ -80,18 +114,46 @@ def fill_events(sp_off, sp_idx, sp_mem, B, T, n_in, delays, phase_k, sched, seed
                     ev_src[a0 + x] = ss[o[x]]
 
 
-@njit(cache=True)
-def forward(ev_off, ev_row, B, T, W2, F, theta, alpha, integer, zero_reset,
+@njit(cache=True, nogil=True)
+def _fire(j, g, b, t, bt, v, refr, theta, zero_reset, spikes, rank, mem_out, em_off, em_idx, em_mem, fire_g,
+          ne_tot):
+    fire_g[b, t, j] = g
+    mem_out[b, t, j] = v[j]
+    em_idx[ne_tot] = j
+    em_mem[ne_tot] = v[j]
+    rank[b, t, j] = ne_tot - em_off[bt]
+    spikes[b, t, j] = 1
+    refr[j] = True
+    if zero_reset:
+        v[j] = 0
+    else:
+        v[j] -= theta
+    return ne_tot + 1
+
+
+@njit(cache=True, nogil=True)
+def forward(ev_off, ev_row, B, T, W2, F, theta, alpha, integer, zero_reset, sparse, row_ptr, cols, vals, row_work,
             spikes, vout, rank, mem_out, em_off, em_idx, em_mem, fire_g, near_g, cu):
     """Run the layer. Outputs (preallocated): ``spikes, vout, rank, mem_out`` ``[B, T, n]``; the
     emission list ``em_off [B*T+1], em_idx, em_mem`` (the next layer's spike list); for the
     backward ``fire_g`` (firing group or -1), ``near_g`` (surrogate group or -1: no touch) and
-    ``cu`` (membrane at the surrogate point)."""
+    ``cu`` (membrane at the surrogate point).
+
+    The per-event loops over neurons are branch-free (selects) so that they vectorize; the
+    firing pass in ascending ``j`` runs only when some neuron crossed. ``sparse``: rows are
+    applied from the CSR ``row_ptr, cols, vals`` (ascending ``cols`` within a row; zeros are
+    skipped), so an event costs its synapses, as in hardware. ``row_work``: False for rows without
+    synapses (an event there still counts in its forward group but applies nothing)."""
     n = W2.shape[1]
-    v = np.zeros(n, dtype=W2.dtype)
+    dt = W2.dtype
+    v = np.zeros(n, dtype=dt)
     refr = np.zeros(n, dtype=np.bool_)
     touched = np.zeros(n, dtype=np.bool_)
-    best = np.zeros(n, dtype=W2.dtype)
+    best = np.zeros(n, dtype=dt)
+    cf = np.zeros(n, dtype=dt)
+    near = np.zeros(n, dtype=np.int32)
+    ninf = dt.type(-np.inf)
+    th = dt.type(theta)
     ne_tot = 0
     em_off[0] = 0
     for b in range(B):
@@ -104,66 +166,106 @@ def forward(ev_off, ev_row, B, T, W2, F, theta, alpha, integer, zero_reset,
                 else:
                     v[j] = v[j] * alpha
                 refr[j] = False
+                touched[j] = False
+                best[j] = ninf
+                near[j] = -1
                 fire_g[b, t, j] = -1
-                near_g[b, t, j] = -1
             e0 = ev_off[bt]
             e1 = ev_off[bt + 1]
-            g = 0
+            g = np.int32(0)
             cnt = 0
             for e in range(e0, e1):
                 row = ev_row[e]
-                for j in range(n):
-                    w = W2[row, j]
-                    if w != 0:
+                if sparse:
+                    for p in range(row_ptr[row], row_ptr[row + 1]):
+                        w = vals[p]
+                        if w == 0:
+                            continue
+                        j = cols[p]
+                        x = v[j] + w
+                        v[j] = x
+                        if F != 1:
+                            touched[j] = True
+                        elif not refr[j]:
+                            if x >= th:
+                                cf[j] = x
+                                ne_tot = _fire(j, g, b, t, bt, v, refr, theta, zero_reset, spikes, rank, mem_out,
+                                               em_off, em_idx, em_mem, fire_g, ne_tot)
+                            elif x > best[j]:
+                                best[j] = x
+                                near[j] = g
+                    if F == 1:
+                        g += np.int32(1)
+                        continue
+                elif F == 1:
+                    hit = False
+                    for j in range(n):
+                        w = W2[row, j]
+                        x = v[j] + w
+                        v[j] = x
+                        live = (w != 0) & (~refr[j])
+                        up = live & (x > best[j])
+                        best[j] = x if up else best[j]
+                        near[j] = g if up else near[j]
+                        hit |= live & (x >= th)
+                    if hit:
+                        for j in range(n):
+                            if W2[row, j] != 0 and not refr[j] and v[j] >= th:
+                                cf[j] = v[j]
+                                ne_tot = _fire(j, g, b, t, bt, v, refr, theta, zero_reset, spikes, rank, mem_out,
+                                               em_off, em_idx, em_mem, fire_g, ne_tot)
+                    g += np.int32(1)
+                    continue
+                if not sparse and row_work[row]:
+                    for j in range(n):
+                        w = W2[row, j]
                         v[j] += w
-                        touched[j] = True
+                        touched[j] |= w != 0
                 cnt += 1
                 if cnt == F or e == e1 - 1:  # end of a forward group: check the touched neurons
+                    hit = False
                     for j in range(n):
-                        if touched[j]:
-                            touched[j] = False
-                            if refr[j]:
-                                continue
-                            if v[j] >= theta:
-                                fire_g[b, t, j] = g
-                                near_g[b, t, j] = g
-                                cu[b, t, j] = v[j]
-                                mem_out[b, t, j] = v[j]
-                                em_idx[ne_tot] = j
-                                em_mem[ne_tot] = v[j]
-                                rank[b, t, j] = ne_tot - em_off[bt]
-                                ne_tot += 1
-                                spikes[b, t, j] = 1
-                                refr[j] = True
-                                if zero_reset:
-                                    v[j] = 0
-                                else:
-                                    v[j] -= theta
-                            elif near_g[b, t, j] < 0 or v[j] > best[j]:
-                                near_g[b, t, j] = g
-                                best[j] = v[j]
-                    g += 1
+                        x = v[j]
+                        live = touched[j] & (~refr[j])
+                        up = live & (x > best[j])
+                        best[j] = x if up else best[j]
+                        near[j] = g if up else near[j]
+                        hit |= live & (x >= th)
+                    if hit:
+                        for j in range(n):
+                            if touched[j] and not refr[j] and v[j] >= th:
+                                cf[j] = v[j]
+                                ne_tot = _fire(j, g, b, t, bt, v, refr, theta, zero_reset, spikes, rank, mem_out,
+                                               em_off, em_idx, em_mem, fire_g, ne_tot)
+                    for j in range(n):
+                        touched[j] = False
+                    g += np.int32(1)
                     cnt = 0
             r = ne_tot - em_off[bt]
             for j in range(n):
                 vout[b, t, j] = v[j]
-                if not refr[j]:
+                if refr[j]:
+                    near_g[b, t, j] = fire_g[b, t, j]
+                    cu[b, t, j] = cf[j]
+                else:
                     rank[b, t, j] = r
                     r += 1
-                    cu[b, t, j] = best[j] if near_g[b, t, j] >= 0 else v[j]
+                    near_g[b, t, j] = near[j]
+                    cu[b, t, j] = best[j] if near[j] >= 0 else v[j]
             em_off[bt + 1] = ne_tot
 
 
-@njit(cache=True)
-def backward(ev_off, ev_row, ev_src, B, T, W2, F, alpha, theta, slope, zero_reset,
-             fire_g, near_g, cu, gs, gv_ext, need_ds, dW2, dsrc):
+@njit(cache=True, nogil=True)
+def backward(ev_off, ev_row, ev_src, B, T, W2, F, alpha, theta, slope, zero_reset, sparse, row_ptr, cols, vals,
+             row_work, fire_g, near_g, cu, gs, gv_ext, need_ds, dW2, dvals, dsrc):
     """Accumulate ``dW2`` (``[K*n_in, n]``) and, if ``need_ds``, the gradient of every source
     spike ``dsrc`` (indexed like the spike list), from the gradients ``gs`` (spikes) and
-    ``gv_ext`` (end-of-step membrane)."""
+    ``gv_ext`` (end-of-step membrane). ``sparse``: the weight gradient is wanted on the CSR
+    entries only (the live taps: the rest are masked out) and goes to ``dvals``."""
     n = W2.shape[1]
     tha = max(abs(theta), 1e-12)
     gv0 = np.zeros(n, dtype=np.float64)
-    coef = np.zeros(n, dtype=np.float64)
+    coef = np.zeros(n, dtype=dW2.dtype)
     dgrp = np.empty(2 * n, dtype=np.int64)
     dj = np.empty(2 * n, dtype=np.int64)
     dval = np.empty(2 * n, dtype=np.float64)
@@ -203,7 +305,17 @@ def backward(ev_off, ev_row, ev_src, B, T, W2, F, alpha, theta, slope, zero_rese
                     coef[dj[o]] += dval[o]
                     q += 1
                 row = ev_row[e]
-                if need_ds:
+                if not row_work[row]:  # no synapse: no weight to learn, no gradient to the spike
+                    continue
+                if sparse:
+                    acc = 0.0
+                    for p in range(row_ptr[row], row_ptr[row + 1]):
+                        c = coef[cols[p]]
+                        dvals[p] += c
+                        acc += vals[p] * c
+                    if need_ds:
+                        dsrc[ev_src[e]] += acc
+                elif need_ds:
                     acc = 0.0
                     for j in range(n):
                         dW2[row, j] += coef[j]
