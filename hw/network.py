@@ -463,9 +463,14 @@ class Network(wiring.Component):
                 m.d.sync += [v1[f].eq(v0[f]) for f in snap_fields] + [v0[f].eq(live[f]) for f in snap_fields]
             snaps.append(hist)
 
+        # latched at the readout's last step (the snapshot of that step is taken by then: a hidden
+        # core ends a step several cycles before the readout can), so that the status block reads
+        # plain registers (a mux in the status path costs every clock in a compiled model)
+        rep = {(l, f): Signal.like(snaps[l][0][1][f], name=f"rep{l}_{f}") for l in range(L - 1) for f in snap_fields}
+        rep_ovf = Signal()
+
         def at_exit(l, f):
-            (t0, v0), (t1, v1) = snaps[l]
-            return Mux(t0 == exit_step, v0[f], v1[f])
+            return rep[l, f]
 
         # sequencer
         cycles = Signal(32)
@@ -498,6 +503,7 @@ class Network(wiring.Component):
                    decided.eq(0)] + [cnt.eq(0) for cnt in rec_counts]
         restart += [x.eq(0) for x in cur_t + next_t + pending]
         restart += [s.eq(0) for hist in snaps for tag, vals in hist for s in [tag, *vals.values()]]
+        restart += [*[r.eq(0) for r in rep.values()], rep_ovf.eq(0)]
         run = state == S_RUN
         # the readout's end of step: the exit decision, the step's cycle stamp
         r_fin = finishing[-1]
@@ -533,6 +539,11 @@ class Network(wiring.Component):
                 with m.If(halt):
                     # after an exit a hidden core may be inside the next step: drain first
                     m.d.sync += state.eq(Mux(exit_now, S_DRAIN, S_DONE))
+                    for l in range(L - 1):
+                        (t0, v0), (t1, v1) = snaps[l]
+                        m.d.sync += [rep[l, f].eq(Mux(t0 == t, v0[f], v1[f])) for f in snap_fields]
+                    m.d.sync += rep_ovf.eq(Cat(*[Mux(snaps[l][0][0] == t, snaps[l][0][1]["records"], snaps[l][1][1]["records"])
+                                                 > spec.max_spikes for l in range(L - 1)] or [Const(0)]).any())
         with m.Elif((state == S_IDLE) | (state == S_DONE)):
             m.d.comb += self.done.eq((state == S_DONE) & ~start)  # a new start clears done at once
             with m.If(start):
@@ -543,7 +554,7 @@ class Network(wiring.Component):
         m.d.comb += self.busy.eq(~self.done)
 
         # result port
-        rec_overflow = Cat(*[at_exit(l, "records") > spec.max_spikes for l in range(L - 1)] or [Const(0)]).any()
+        rec_overflow = rep_ovf
         status = [cycles, rec_overflow, exit_step, exited] + [Const(0, 1)] * (8 - 4)
         for l, c in enumerate(cores):
             if l < L - 1:
