@@ -336,6 +336,10 @@ def paired(evals: dict, seeds: list[int], names: list[str], executions=("async/s
     return out
 
 
+# the rows of the short table (docs/results.md): every async/scdq row, and these
+COMPACT = {("layered/scdq", "off"), ("async/ring", "off")}
+
+
 def _pm(st: dict, scale: float = 1.0, fmt: str = ".2f") -> str:
     if st is None or st["mean"] is None:
         return "-"
@@ -456,7 +460,7 @@ def parse_args(argv=None):
     ap.add_argument("--schedulers", nargs="+", default=["fifo", "random", "momentum"])
     ap.add_argument("--forward-groups", nargs="+", default=["1", "4"], help="ints or 'all'")
     ap.add_argument("--variants", nargs="+", help="only these trainings (names as in the table, e.g. layered)")
-    ap.add_argument("--margins", type=float, nargs="+", default=[0.5, 1.5],
+    ap.add_argument("--margins", type=float, nargs="+", default=[1.0, 3.0],
                     help="early-exit margins as multiples q of the median final readout lead (validation split)")
     ap.add_argument("--exit-steps", type=int, default=3, help="early exit: consecutive steps s")
     ap.add_argument("--hdl-seeds", type=int, nargs="*", default=[0], help="seeds run through the HDL")
@@ -539,7 +543,7 @@ def _main(argv=None) -> int:
         efile = out / "eval" / v["name"] / f"seed{seed}.json"
         hfiles = {u: out / "hdl" / v["name"] / f"seed{seed}_{u}.json" for u in a.hdl_units}
         tfile = mdir / "study_train.json"
-        if phase == "train" and not a.report_only and (tfile.is_file() or not a.no_train):
+        if phase == "train" and not a.report_only and not a.no_train:
             cfg = study_config(a.profile, v, seed, a.epochs, a.limit, mdir)
             trains[(v["name"], seed)] = train_one(cfg, v, seed, mdir, log)
             if not efile.is_file():
@@ -548,8 +552,14 @@ def _main(argv=None) -> int:
                 _write_json({"training": v["name"], "seed": seed,
                              **evaluate_one(load(mdir / "model.safetensors"), Xte, yte, Xval, a.margins,
                                             a.exit_steps)}, efile)
-        elif phase == "train" and tfile.is_file():
+        elif phase == "train" and tfile.is_file():  # --no-train / --report-only: the recorded training as is
             trains[(v["name"], seed)] = json.loads(tfile.read_text())
+            if not efile.is_file() and not a.report_only:
+                cfg = trains[(v["name"], seed)]["config"]
+                Xte, yte, Xval = data(cfg, seed)
+                _write_json({"training": v["name"], "seed": seed,
+                             **evaluate_one(load(mdir / "model.safetensors"), Xte, yte, Xval, a.margins,
+                                            a.exit_steps)}, efile)
         if phase == "hdl" and efile.is_file() and tfile.is_file():
             cfg = json.loads(tfile.read_text())["config"]
             settings = json.loads(efile.read_text())["margins"]["settings"]
@@ -590,7 +600,11 @@ def report(out: Path, a, vs, evals, hdls, trains, quiet: bool = False) -> dict:
              "mixed_training_code": mixed, "rows": rows, "paired": prs}
     _write_json(study, out / "study.json")
     table = format_table(rows)
+    compact = format_table([r for r in rows if (r["execution"], r["setting"]) in COMPACT or
+                            (r["execution"] == "async/scdq")])
     ptab = format_paired(prs)
+    (out / "table_compact.md").write_text(compact + "\n\n" + format_paired(
+        [p for p in prs if p["execution"] == "async/scdq"]) + "\n")
     warn = "".join(f"\nWARNING: the {g} trainings ran with different training code (see study.json)\n"
                    for g, m in mixed.items() if m)
     text = f"{table}\n\npaired: unlayered-trained minus layered-trained, per seed\n\n{ptab}\n{warn}"

@@ -3,7 +3,8 @@ augmentation, with and without delays, over several seeds, evaluated on the test
 split and the shifted test splits (slow, fast, noisy speech).
 
     python bench/generalize.py [--data DIR|offline] [--epochs N] [--seeds 0 1 2]
-                               [--variants all none no-stretch ...] [--jobs 2] [--out build/generalize]
+                               [--variants all none no-stretch ...] [--jobs 1] [--out build/generalize]
+                               [--set FIELD=JSON ...]
 
 Every (variant, delays or not, seed) is one ``sw.train`` process (default
 config, 1 torch thread, ``nice``), ``--jobs`` at a time; a run whose
@@ -44,6 +45,8 @@ def train_cmd(a, variant: str, delays: bool, seed: int) -> list[str]:
            "--augment", VARIANTS[variant], "--out", str(run_dir(Path(a.out), variant, delays, seed)), "--no-progress"]
     if a.epochs:
         cmd += ["--epochs", str(a.epochs)]
+    for item in a.set:  # config overrides for every run (sw.train --set)
+        cmd += ["--set", item]
     if not delays:
         cmd.append("--no-delays")
     return cmd
@@ -147,7 +150,9 @@ def main(argv=None) -> int:
                     help="variants also trained with --no-delays (for the delay gain)")
     ap.add_argument("--ablation-seeds", type=int, nargs="+", default=None,
                     help="seeds for the variants other than all/none (default: --seeds)")
-    ap.add_argument("--jobs", type=int, default=2, help="training processes at once")
+    ap.add_argument("--jobs", type=int, default=1, help="training processes at once (1 on a shared machine)")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
+                    help="config override passed to every sw.train run, e.g. --set train.lr=0.01")
     ap.add_argument("--out", default="build/generalize")
     ap.add_argument("--skip-training", action="store_true", help="only evaluate the runs that exist")
     a = ap.parse_args(argv)

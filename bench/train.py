@@ -1,16 +1,22 @@
 """Training throughput: the project's trainer vs a plain conv1d yardstick vs --no-delays, in one run.
 
     python bench/train.py [--data auto|random|offline|<SHD dir>] [--samples 512] [--batch 64]
-                          [--epochs 4] [--threads 2] [--oracle] [--json build/bench_train.json]
+                          [--epochs 4] [--threads 2] [--shards N] [--unsharded] [--oracle]
+                          [--json build/bench_train.json]
     python bench/train.py --synapse-sweep [--threads 1]     # event vs dense synapse by input density
 
 Three models of the default topology (700-48-48-20, delays 0..60 step 2) train
 on the same samples with Adam, one epoch each in turn (interleaved, so machine
 load hits all alike), best of ``--epochs``:
 
-* ``delays``: ``DelayNet`` as ``sw.train`` builds it (fused LIF, event-driven synapses);
+* ``delays``: ``DelayNet`` as ``sw.train`` builds it (fused LIF, event-driven synapses), and
+  run as ``sw.train`` runs it: ``train.shards`` batch shards on ``--threads`` worker threads
+  with one intra-op thread each (``sw.models.parallel``; ``--unsharded`` adds the same model
+  on intra-op threads only, the path before batch shards);
 * ``yardstick``: a plain vectorized causal dilated conv1d network of the same
   shape with a float LIF loop (:class:`ConvYardstick`, a dozen lines, kept here);
+* ``yardstick-1t`` (with ``--threads`` > 1): the same on one intra-op thread; the
+  last line compares the trainer with the faster of the two yardstick rows;
 * ``no-delays``: ``DelayNet`` with delay 0 only;
 * ``oracle`` (``--oracle``): ``DelayNet`` on the unfused path (autograd LIF loop,
   dense synapse), the pre-#10 style.
@@ -125,6 +131,8 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--oracle", action="store_true", help="also time the unfused autograd path")
+    ap.add_argument("--shards", type=int, default=None, help="batch shards of the delay models (default: train.shards)")
+    ap.add_argument("--unsharded", action="store_true", help="also time the delay model unsharded (intra-op threads)")
     ap.add_argument("--json", default="build/bench_train.json")
     ap.add_argument("--synapse-sweep", action="store_true", help="only time event vs dense synapses by density")
     a = ap.parse_args(argv)
@@ -135,25 +143,42 @@ def main(argv=None) -> int:
         Path(a.json).write_text(json.dumps({"argv": sys.argv, "threads": a.threads, "synapse_sweep": rows}, indent=1))
         return 0
     cfg = load_config()
+    if a.shards is None:
+        a.shards = cfg["train"]["shards"]
     src, X, y, n_classes = _data(a, cfg)
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     C = X.shape[2]
     models = {}
     models["delays"] = build_model(cfg, C, n_classes)[0]
+    # batch shards on a.threads worker threads, one intra-op thread each (sw.models.parallel)
     models["yardstick"] = ConvYardstick([C, *cfg["model"]["hidden"], n_classes])
+    if a.threads > 1:  # the yardstick on one intra-op thread too: under load it can beat its own 2-thread run
+        models["yardstick-1t"] = ConvYardstick([C, *cfg["model"]["hidden"], n_classes])
     models["no-delays"] = build_model({**cfg, "model": {**cfg["model"], "no_delays": True}}, C, n_classes)[0]
+    if a.unsharded:
+        m = build_model(cfg, C, n_classes)[0]
+        m.shards = 1  # the same model on intra-op threads only (the pre-shard path)
+        models["unsharded"] = m
     if a.oracle:
         m = build_model({**cfg, "train": {**cfg["train"], "synapse": "dense"}}, C, n_classes)[0]
         for L in m.layers:
             L.neuron.fused = False
+        m.shards = 1
         models["oracle"] = m
     opts = {k: torch.optim.Adam(m.parameters(), lr=1e-3) for k, m in models.items()}
+
+    def use_threads(k, m):  # what each trainer does with a.threads cores
+        if k in ("delays", "no-delays"):  # sw.trainer: batch shards on a.threads workers (sw.models.parallel)
+            m.set_threads(a.threads, a.shards)
+        else:  # the yardstick, the unsharded and the oracle path: intra-op threads
+            torch.set_num_threads(1 if k == "yardstick-1t" else a.threads)
     wall = {k: [] for k in models}
     cpu = {k: [] for k in models}
     print(f"data {src}: {len(y)} samples, T={X.shape[1]}, {C} channels, input density {X.mean():.3f}, batch {a.batch}, "
-          f"{torch.get_num_threads()} threads, best of {a.epochs} interleaved epochs", flush=True)
+          f"{a.threads} threads ({a.shards} batch shards for the delay models), best of {a.epochs} interleaved epochs", flush=True)
     for e in range(a.epochs):
         for k, m in models.items():
+            use_threads(k, m)
             perm = torch.randperm(len(yt), generator=torch.Generator().manual_seed(e))
             t0, c0 = time.perf_counter(), time.process_time()
             for s in range(0, len(yt), a.batch):
@@ -175,6 +200,8 @@ def main(argv=None) -> int:
         r["x_yardstick_cpu"] = r["samples_per_cpu_s"] / y0["samples_per_cpu_s"]
         print(f"{k:>10} {r['samples_per_wall_s']:17.1f} {r['samples_per_cpu_s']:16.1f} "
               f"{r['x_yardstick_wall']:16.2f}x {r['x_yardstick_cpu']:15.2f}x")
+    best = max((k for k in rows if k.startswith("yardstick")), key=lambda k: rows[k]["samples_per_wall_s"])
+    print(f"delays / faster yardstick ({best}): wall {rows['delays']['samples_per_wall_s'] / rows[best]['samples_per_wall_s']:.2f}x")
     print(f"delays / no-delays: wall {rows['delays']['samples_per_wall_s'] / rows['no-delays']['samples_per_wall_s']:.2f}x")
     if "oracle" in rows:
         print(f"delays / oracle (unfused): wall {rows['delays']['samples_per_wall_s'] / rows['oracle']['samples_per_wall_s']:.2f}x, "

@@ -3,7 +3,7 @@
     python bench/train_tables.py --table seeds  [--seeds 0 1 2] [--epochs 40] [--workers 2]
     python bench/train_tables.py --table rate   [--rate-targets none 0.05 0.02] [--rate-weight 20]
     python bench/train_tables.py --table bits   [--bits 2 4 8]
-    python bench/train_tables.py --table delays                     # fixed grid vs --delays learnable
+    python bench/train_tables.py --table delays                     # fixed grid (15 / 31 levels) vs --delays learnable
     common: [--data offline] [--epochs N] [--limit N] [--set FIELD=JSON ...] [--out build/tables]
 
 Every point trains with 1 torch thread (``--workers`` points run at once, as
@@ -18,8 +18,10 @@ writes ``<out>/<table>.json``, ``<out>/<table>.md`` and ``<out>/<table>.png``.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
+import shlex
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -36,10 +38,18 @@ def _run_point(args) -> dict:
     from hw.reference import memory_report, simulate
     from sw.config import load_config
     from sw.data.splits import load_data
+    from sw.errors import write_json
     from sw.trainer import train
 
     if over is None:  # a finished run given with --baseline NAME=DIR: read, do not train
-        s = json.loads((Path(out) / "train_summary.json").read_text())
+        text = (Path(out) / "train_summary.json").read_text()
+        key = hashlib.sha256((text + str(data_src)).encode()).hexdigest()
+        cache = Path(out) / "table_row.json"  # the row of this very summary (and data), measured before
+        if cache.is_file():
+            row = json.loads(cache.read_text())
+            if row.pop("summary_sha256", None) == key:
+                return {**row, "name": name}
+        s = json.loads(text)
         cfg = s["config"]
         if data_src is not None:  # the same files under another name (e.g. a copy of the offline set)
             cfg["data"]["source"] = data_src
@@ -50,18 +60,22 @@ def _run_point(args) -> dict:
         over["out"] = str(out)
         cfg = load_config(overrides=over)
         s = train(cfg, progress=False, log=lambda m: print(f"[{name}] {m}", flush=True))
+        text = (Path(out) / "train_summary.json").read_text()
+        key = hashlib.sha256((text + str(data_src)).encode()).hexdigest()
     m = load(s["model_path"])
     d = load_data(cfg)
     ref = simulate(m, d.Xte, "layered")
     caps = [int(x) for x in ref.occupancy.max(axis=(0, 2))]
     mem = memory_report(m, caps)
-    return {"name": name, "overrides": over, "integer_acc": s["integer_acc"], "float_acc": s["float_acc"],
+    row = {"name": name, "overrides": over, "integer_acc": s["integer_acc"], "float_acc": s["float_acc"],
             "parity": s["parity"]["all_bit_exact"], "density": [L["spike_density"] for L in s["layers"][:-1]],
             "ring_bits": [r["ring_bits"] for r in mem], "scdq_bits": [r["scdq_bits"] for r in mem],
             "scdq_capacity": caps, "synapse_bits": [r["synapse_bits"] for r in mem],
             "state_bits": [r["state_bits"] for r in mem],
             "delay_levels": [L["delay_levels"] for L in s["layers"]], "weight_bits": m.widths.weight_bits,
             "seconds_training": s["seconds_training"], "test_samples": s["test_samples"]}
+    write_json({**row, "summary_sha256": key}, Path(out) / "table_row.json")  # --baseline reads it back
+    return row
 
 
 def points(a) -> list[tuple[str, dict]]:
@@ -84,7 +98,10 @@ def points(a) -> list[tuple[str, dict]]:
     if a.table == "bits":
         return [(f"{b}-bit", merge({"model": {"weight_bits": b}})) for b in a.bits]
     if a.table == "delays":
-        return [("fixed grid", merge({})), ("learnable", merge({"model": {"delay_mode": "learnable"}}))]
+        # like for like: the default fixed grid prunes to one tap per synapse on at most prune.max_levels (15)
+        # delays per layer; "31 levels" lifts that cap, as learnable delays (one tap per synapse) have none
+        return [("fixed grid", merge({})), ("fixed grid 31 levels", merge({"prune": {"max_levels": 31}})),
+                ("learnable", merge({"model": {"delay_mode": "learnable"}}))]
     raise SystemExit(f"--table must be seeds, rate, bits or delays, got {a.table!r}")
 
 
@@ -157,11 +174,18 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default="build/tables")
     ap.add_argument("--baseline", action="append", default=[], metavar="NAME=DIR",
                     help="take point NAME from a finished sw.train output DIR instead of training it")
+    ap.add_argument("--only", action="append", default=[], metavar="NAME",
+                    help="train only this point of the table (repeatable); --baseline points are still read")
     ap.add_argument("--baseline-data", help="read the test split of --baseline runs from this data source instead "
                                             "of the one in their config (same files, e.g. a copy)")
     a = ap.parse_args(argv)
     out = Path(a.out)
     pts = points(a)
+    if a.only:  # a subset of the table's points (finished ones come in with --baseline)
+        unknown = set(a.only) - {n for n, _ in pts}
+        if unknown:
+            raise SystemExit(f"--only: no point named {sorted(unknown)} in table {a.table} (points: {[n for n, _ in pts]})")
+        pts = [(n, o) for n, o in pts if n in a.only or any(b.startswith(n + "=") for b in a.baseline)]
     base = dict(b.split("=", 1) for b in a.baseline)
     src = a.baseline_data
     jobs = [(n, None, Path(base[n]), src) if n in base else (n, o, out / a.table / n.replace(" ", "_"), None)
@@ -176,7 +200,8 @@ def main(argv=None) -> int:
         done = {j[0]: _run_point(j) for j in todo}
     # baselines are read last: a baseline run may still be finishing while the others train
     rows = [done[j[0]] if j[1] is not None else _run_point(j) for j in jobs]
-    md = f"`{' '.join(['python bench/train_tables.py'] + (argv if argv is not None else sys.argv[1:]))}`\n\n" + table(rows, a.table)
+    cmd = shlex.join(["python", "bench/train_tables.py"] + (argv if argv is not None else sys.argv[1:]))
+    md = f"`{cmd}`\n\n" + table(rows, a.table)
     print(md)
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{a.table}.json").write_text(json.dumps(rows, indent=1))

@@ -2,13 +2,16 @@
 
     python bench/unlayered.py [--data offline|synthetic|<SHD dir>] [--samples N] [--batch 32]
                               [--epochs 2] [--schedulers fifo random momentum] [--forward-group 1]
-                              [--states dense pruned] [--threads 1] [--oracle]
+                              [--states start end] [--threads 1] [--shards N] [--oracle]
+                              [--set section.field=JSON ...]
                               [--json build/bench_unlayered.json] [--png build/bench_unlayered.png]
 
-The default model (``sw/configs/default.json``: 700-48-48-20, delays 0..60 step
-2) is built and calibrated once, as ``sw.train`` does; every variant then
-trains from those same weights, on the same samples in the same order, with
-Adam, one epoch per turn:
+The default model (``sw/configs/default.json`` with ``--set`` overrides, e.g.
+``--set model.delay_mode="fixed" --set model.max_delay=60 --set
+model.delay_stride=2`` for the earlier 31-level pruned recipe) is built and
+calibrated once, as ``sw.train`` does; every variant then trains from those
+same weights, on the same samples in the same order, with Adam, one epoch per
+turn:
 
 * ``layered``: the delay network (fused LIF, event-driven synapses);
 * ``unlayered-<scheduler>``: the same network through
@@ -16,9 +19,15 @@ Adam, one epoch per turn:
   groups of ``--forward-group`` events; compiled spiking layers).
 
 Two weight states, because an unlayered layer's cost follows its events:
-``dense`` is the start of training (every tap of the 31-level grid live);
-``pruned`` is the recipe's end state (one tap per synapse, at most
-``prune.max_levels`` levels, rates recalibrated as ``sw.train`` does).
+``start`` is the start of training (fixed grid: every tap live; learnable
+delays: the widest Gaussian spread); ``end`` is the recipe's end state (fixed
+grid: pruned to ``prune.k`` taps per synapse and at most ``prune.max_levels``
+levels, rates recalibrated as ``sw.train`` does; learnable delays: the final
+width ``sigma_final``).
+
+Threads: ``--threads`` workers run ``--shards`` batch shards, as ``sw.train``
+does (``DelayNet.set_threads``; default: one thread, one shard, so that CPU
+seconds compare the work).
 
 The variants run interleaved (``--epochs`` rounds; each variant's best round
 counts), so machine load hits all alike. Printed: samples/s per wall second
@@ -50,18 +59,30 @@ def _setup(a):
     from sw.config import load_config
     from sw.data.splits import load_data
 
-    over = {"seed": a.seed, "train": {"threads": a.threads, "batch_size": a.batch}}
+    from sw.config import set_path
+
+    over = {"seed": a.seed, "train": {"threads": a.threads, "batch_size": a.batch, "shards": a.shards}}
     if a.data != "offline":
         over["data"] = {"source": a.data}
     if a.data == "synthetic":
         over["data"]["T"] = 50
-        over["model"] = {"hidden": [32], "max_delay": 30}
+        over["model"] = {"hidden": [32], "max_delay": 32}
+    for item in a.set:
+        field, eq, raw = item.partition("=")
+        if not eq:
+            raise SystemExit(f"--set: expected FIELD=JSON, got {item!r}")
+        try:
+            val = json.loads(raw)
+        except json.JSONDecodeError:
+            val = raw
+        set_path(over, field.strip(), val)
     cfg = load_config(overrides=over)
     d = load_data(cfg)
     n = len(d.ytr) if a.samples is None else min(a.samples, len(d.ytr))
     X = torch.from_numpy(d.Xtr[:n]).float()
     y = torch.from_numpy(d.ytr[:n]).long()
     _, net = build_model(cfg, X.shape[2], d.n_classes)
+    net.set_threads(cfg["train"]["threads"], cfg["train"]["shards"])
     return cfg, net, X, y
 
 
@@ -73,15 +94,22 @@ def _states(cfg, net, X, which):
     calib = X[torch.randperm(len(X), generator=g)[:128]]
     if net.cfg.init_rate > 0:
         net.calibrate(calib, net.cfg.init_rate)
+    learnable = net.cfg.delay_mode == "learnable"
+    E = cfg["train"]["epochs"]
     out = {}
-    if "dense" in which:
-        out["dense"] = copy.deepcopy(net.state_dict())
-    if "pruned" in which:
-        pr = cfg["prune"]
-        rates = net.layer_rates(calib)
-        prune_net(net, pr["method"], pr["k"], pr["max_levels"])
-        net.calibrate(calib, rates, iters=10)
-        out["pruned"] = copy.deepcopy(net.state_dict())
+    if "start" in which:
+        if learnable:
+            net.set_delay_width(0, E)
+        out["start"] = copy.deepcopy(net.state_dict())
+    if "end" in which:
+        if learnable:  # no pruning schedule: one tap per synapse by construction
+            net.set_delay_width(E - 1, E)
+        else:
+            pr = cfg["prune"]
+            rates = net.layer_rates(calib)
+            prune_net(net, pr["method"], pr["k"], pr["max_levels"])
+            net.calibrate(calib, rates, iters=10)
+        out["end"] = copy.deepcopy(net.state_dict())
     return out
 
 
@@ -112,21 +140,21 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=2, help="interleaved rounds; the best round counts")
     ap.add_argument("--schedulers", nargs="+", default=list(SCHEDULERS), choices=SCHEDULERS)
     ap.add_argument("--forward-group", default="1", help="events per forward group (int) or 'all'")
-    ap.add_argument("--states", nargs="+", default=["dense", "pruned"], choices=["dense", "pruned"])
-    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--states", nargs="+", default=["start", "end"], choices=["start", "end"])
+    ap.add_argument("--threads", type=int, default=1, help="worker threads (train.threads)")
+    ap.add_argument("--shards", type=int, default=1, help="batch shards (train.shards)")
+    ap.add_argument("--set", action="append", default=[], metavar="FIELD=JSON", help="override a config field")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--oracle", action="store_true", help="also time one batch of the tensor oracle (slow)")
     ap.add_argument("--json", default="build/bench_unlayered.json")
     ap.add_argument("--png", default="build/bench_unlayered.png")
     a = ap.parse_args(argv)
-    if a.epochs < 1 or a.batch < 1 or (a.samples is not None and a.samples < 1):
-        ap.error("--epochs, --batch and --samples must be positive")
+    if a.epochs < 1 or a.batch < 1 or a.threads < 1 or a.shards < 1 or (a.samples is not None and a.samples < 1):
+        ap.error("--epochs, --batch, --threads, --shards and --samples must be positive")
     fg = a.forward_group
     if fg != "all" and not fg.isdigit():
         ap.error(f"--forward-group must be a positive int or 'all', got {fg!r}")
     F = None if fg == "all" else int(fg)
-    torch.set_num_threads(a.threads)
-
     from sw.models.unlayered import UnlayeredNet
 
     cfg, net, X, y = _setup(a)
@@ -164,7 +192,9 @@ def main(argv=None) -> int:
         oracle = {"state": next(iter(states)), "scheduler": "fifo", "batch": a.batch, "wall_s": w, "cpu_s": c}
     print(format_table(rows, a, oracle))
     out = {"argv": sys.argv, "config": {"data": a.data, "samples": len(y), "batch": a.batch, "epochs": a.epochs,
-                                        "forward_group": fg, "threads": a.threads, "T": int(X.shape[1]),
+                                        "forward_group": fg, "threads": a.threads, "shards": a.shards,
+                                        "delay_mode": net.cfg.delay_mode, "levels": len(net.cfg.delays),
+                                        "T": int(X.shape[1]),
                                         "channels": int(X.shape[2]), "input_density": float(X.mean())},
            "rows": rows, "oracle_batch": oracle}
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)
@@ -182,7 +212,8 @@ def format_table(rows, a, oracle) -> str:
                      f"{r['samples_per_s_cpu']:.1f} | {r['samples_per_s_wall']:.1f} | {r['ratio_cpu']:.2f}x | "
                      f"{r['ratio_wall']:.2f}x |")
     lines.append(f"({rows[0]['samples']} samples, batch {a.batch}, forward group {a.forward_group}, "
-                 f"{a.threads} thread(s), best of {a.epochs} interleaved rounds; target ratio <= 3x)")
+                 f"{a.threads} thread(s), {a.shards} shard(s), best of {a.epochs} interleaved rounds; "
+                 f"target ratio <= 3x)")
     if oracle is not None:
         lines.append(f"tensor oracle (pre-compiled path), one batch of {oracle['batch']} ({oracle['state']}, fifo): "
                      f"{oracle['cpu_s']:.1f} CPU s = {oracle['batch'] / oracle['cpu_s']:.2f} samples/s (CPU)")

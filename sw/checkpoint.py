@@ -19,9 +19,12 @@ from sw.models.delay import DelayNet, NetConfig
 
 
 def net_config(cfg: dict, n_inputs: int, n_classes: int) -> NetConfig:
+    m = dict(cfg["model"])
+    if m["no_delays"]:  # a one-level grid (delay 0) has no position to learn: the fixed grid, one tap per synapse
+        m["delay_mode"] = "fixed"
     try:
         return NetConfig(n_inputs=n_inputs, n_classes=n_classes, T=cfg["data"]["T"], dt=cfg["data"]["dt"],
-                         **cfg["model"]).validate()
+                         **m).validate()
     except ValueError as e:
         raise ConfigError("model", str(e)) from None
 
@@ -45,6 +48,7 @@ def build_model(cfg: dict, n_inputs: int, n_classes: int):
     torch.manual_seed(cfg["seed"])
     net = DelayNet(net_config(cfg, n_inputs, n_classes), neuron_factory(cfg["neuron"]),
                    synapse=cfg["train"].get("synapse", "auto"))
+    net.shards = int(cfg["train"].get("shards", 1))  # batch shards on worker threads (sw.models.parallel)
     if cfg["mode"] == "layered":
         return net, net
     try:

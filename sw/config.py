@@ -97,7 +97,7 @@ def _check(cfg: dict) -> dict:
             raise ConfigError(name, f"must be one of {list(allowed)}, got {v!r}")
     t, d, p = cfg["train"], cfg["data"], cfg["prune"]
     for name, v, lo in (("train.augment_shift", t["augment_shift"], 0), ("train.epochs", t["epochs"], 1), ("train.batch_size", t["batch_size"], 1),
-                        ("train.threads", t["threads"], 1), ("data.T", d["T"], 1), ("data.pool", d["pool"], 1),
+                        ("train.threads", t["threads"], 1), ("train.shards", t["shards"], 1), ("data.T", d["T"], 1), ("data.pool", d["pool"], 1),
                         ("prune.k", p["k"], 1), ("prune.max_levels", p["max_levels"], 1), ("prune.steps", p["steps"], 1)):
         if v < lo:
             raise ConfigError(name, f"must be >= {lo}, got {v!r}")
@@ -108,6 +108,8 @@ def _check(cfg: dict) -> dict:
         raise ConfigError("data.dt", f"must be >= {MIN_DT} s (the model file's limit), got {d['dt']!r}")
     if d["T"] > MAX_T:
         raise ConfigError("data.T", f"must be <= {MAX_T} (the model file's limit), got {d['T']!r}")
+    if not 0 <= t["low_bit_warmup"] < 1:
+        raise ConfigError("train.low_bit_warmup", f"must be in [0, 1), got {t['low_bit_warmup']!r}")
     if not 0 <= d["val_fraction"] < 1:
         raise ConfigError("data.val_fraction", f"must be in [0, 1), got {d['val_fraction']!r}")
     if not 0 <= p["start"] <= p["end"] <= 1:
@@ -155,8 +157,6 @@ def _check_extra(cfg: dict) -> None:
     m = cfg["model"]
     if m["layer_max_delay"] is not None:
         _per_layer("model.layer_max_delay", m["layer_max_delay"], len(m["hidden"]) + 1, 0, m["max_delay"], True)
-    if m["delay_mode"] == "learnable" and m["no_delays"]:
-        raise ConfigError("model.delay_mode", "'learnable' delays need delays (drop --no-delays)")
 
 
 def load_config(path=None, overrides: dict | None = None) -> dict:

@@ -53,6 +53,7 @@ def qmax(bits: int) -> int:
 # (near the MSE-optimal clip of a Gaussian), or at max|w| if that is smaller; their
 # range is symmetric, [-qmax, qmax] (2 bits = ternary).
 LOW_BITS = 4
+WARM_BITS = 8  # low-bit training warms up at this width (sw.models.delay.DelayNet.weight_bits_at)
 LOW_BIT_CLIP = {2: 1.2, 3: 2.2, 4: 2.6}
 
 

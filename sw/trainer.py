@@ -17,9 +17,9 @@ against ``hw.reference`` (layered) sample by sample, and summarized in
 ``<out>/train_summary.json``. The test split is used only for that final report;
 the per-epoch figure is a validation split held out of train.
 
-``--no-delays`` keeps the topology and uses delay 0 only. Parameter parity: the
-default pruning (``synaptic``, ``k = 1``) leaves the delay model one tap per
-synapse, so both models have at most ``n_in * n_out`` non-zero weights per layer
+``--no-delays`` keeps the topology and uses delay 0 only (on the fixed grid). Parameter
+parity: the default learnable delays (and, on the fixed grid, the default pruning,
+``synaptic``, ``k = 1``) leave the delay model one tap per synapse, so both models have at most ``n_in * n_out`` non-zero weights per layer
 (36864 for 700-48-48-20); the delay model's extra freedom is which of at most 15
 delays each synapse uses (a row index in the synapse memory, not a weight).
 
@@ -32,9 +32,10 @@ scale; ``model.layer_max_delay`` caps each layer's delay grid;
 ``model.delay_mode = "learnable"`` (``--delays learnable``) trains a DCLS-style
 position per synapse (no pruning schedule: one tap per synapse by construction).
 
-``train.threads`` defaults to 1: the neuron recurrence is many small ops, and on
-a shared 2-core machine two OpenMP threads wait on each other at every op
-(measured 10x slower under load, bench/train.py --threads 2 vs 1).
+``train.threads`` (default 2) cores run ``train.shards`` (default 2) batch shards
+in parallel, each on one intra-op thread (``sw.models.parallel``): the neuron
+recurrence is many small ops, where OpenMP threads only wait on each other. The
+shards are fixed, so a run gives the same bits on any number of threads.
 """
 from __future__ import annotations
 
@@ -103,6 +104,8 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
     t_data = time.time() - t_start
     model, net = build_model(cfg, Xtr.shape[2], n_classes)
     net.to(device)
+    if model is net:  # layered: batch shards on worker threads, the bits depend on train.shards only
+        net.set_threads(cfg["train"]["threads"], cfg["train"]["shards"])
     tc = cfg["train"]
     E = tc["epochs"]
     opt = torch.optim.Adam(net.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
@@ -136,6 +139,8 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
     B = tc["batch_size"]
     g = torch.Generator().manual_seed(cfg["seed"])
     calib = Xtr_t[torch.randperm(len(ytr_t), generator=g)[:128]].to(device, torch.float32)  # fixed, seeded batch of train
+    warm = tc["low_bit_warmup"]
+    net.set_weight_bits(net.weight_bits_at(max(start - 1, 0), E, warm))  # low-bit weights: the warm phase's width
     if start == 0 and net.cfg.init_rate > 0:  # data-driven init
         mults = net.calibrate(calib, net.cfg.init_rate)
         log("init: hidden weight scale x " + ", ".join(f"{m:.3g}" for m in mults))
@@ -152,6 +157,11 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
                 enforce_budget(net, cfg["budget"]["max_taps"], cfg["budget"]["on_exceed"])
             if rates is not None:  # pruning removes drive: give each layer back its spike rate
                 net.calibrate(calib, rates, iters=10)
+        if net.weight_bits_at(epoch, E, warm) != net.synapses[0].weight_bits:  # end of the low-bit warm phase
+            rates = net.layer_rates(calib)
+            net.set_weight_bits(net.weight_bits_at(epoch, E, warm))
+            net.calibrate(calib, rates, iters=10)  # re-calibrate thresholds: each layer keeps its spike rate
+            log(f"weights now {net.cfg.weight_bits}-bit; hidden rates re-calibrated to " + ", ".join(f"{r:.3f}" for r in rates))
         if learnable:
             net.set_delay_width(epoch, E)
         model.train()

@@ -69,6 +69,21 @@ def test_batch_depends_only_on_seed_epoch_and_sample_index():
     assert np.array_equal(A.augment_batch(X, range(6), 0, 0, A.Augment()), X)  # all off: unchanged
 
 
+def test_fraction_passes_the_others_through_and_keeps_the_augmented_draws():
+    X = np.stack([_raster(i, T=40, C=20, p=0.3) for i in range(200)])
+    idx = np.arange(200)
+    full = A.Augment((0.7, 1.4), 3, 1, 0.1)
+    part = A.Augment((0.7, 1.4), 3, 1, 0.1, fraction=0.4)
+    a, b = A.augment_batch(X, idx, 1, 5, full), A.augment_batch(X, idx, 1, 5, part)
+    same = np.array([np.array_equal(b[i], X[i]) for i in idx])
+    assert 0.45 < same.mean() < 0.75  # about 60 % pass through (one standard error 0.035)
+    for i in idx[~same]:  # the augmented ones are exactly what fraction 1 gives them
+        assert np.array_equal(b[i], a[i])
+    gate = np.array([A.is_augmented(part, 5, 1, int(i)) for i in idx])
+    assert np.array_equal(gate, ~same)  # with p = 0.3 over 800 bins an augmented raster never equals its input
+    assert not A.Augment((0.7, 1.4), 3, 1, 0.1, fraction=0.0).active
+
+
 def test_config_fields_are_checked_and_named():
     assert A.Augment.from_train_config({}) == A.Augment()
     assert not A.Augment().active
@@ -77,7 +92,8 @@ def test_config_fields_are_checked_and_named():
                       ({"augment_stretch": 1.2}, "train.augment_stretch"),
                       ({"augment_shift": -1}, "train.augment_shift"),
                       ({"augment_jitter": 1.5}, "train.augment_jitter"),
-                      ({"augment_dropout": 1.0}, "train.augment_dropout")):
+                      ({"augment_dropout": 1.0}, "train.augment_dropout"),
+                      ({"augment_fraction": 1.5}, "train.augment_fraction")):
         with pytest.raises(A.AugmentError) as e:
             A.Augment.from_train_config(tc)
         assert e.value.field == field
@@ -87,11 +103,11 @@ def test_keep_only_switches_the_others_off():
     from sw.train import load_config
 
     tc = load_config()["train"]
-    assert A.Augment.from_train_config(tc) == A.Augment((0.7, 1.4), 10, 1, 0.1)  # on by default
+    assert A.Augment.from_train_config(tc) == A.Augment((0.7, 1.4), 10, 1, 0.1, 0.5)  # on by default, half the samples
     none = A.Augment.from_train_config(A.keep_only(tc, "none"))
     assert not none.active
     only = A.Augment.from_train_config(A.keep_only(tc, "stretch,dropout"))
-    assert only == A.Augment((0.7, 1.4), 0, 0, 0.1)
+    assert only == A.Augment((0.7, 1.4), 0, 0, 0.1, 0.5)  # the fraction is kept
     assert A.keep_only(tc, "all") == tc
     with pytest.raises(A.AugmentError, match="--augment"):
         A.keep_only(tc, "stretch,warp")
@@ -101,7 +117,7 @@ def test_train_flag_and_config_errors(tmp_path):
     from sw.train import ConfigError, config_from_args, load_config, parse_args
 
     cfg = config_from_args(parse_args(["--augment", "shift"]))
-    assert A.Augment.from_train_config(cfg["train"]) == A.Augment((1.0, 1.0), 10, 0, 0.0)
+    assert A.Augment.from_train_config(cfg["train"]) == A.Augment((1.0, 1.0), 10, 0, 0.0, 0.5)
     with pytest.raises(ConfigError, match="--augment"):
         config_from_args(parse_args(["--augment", "bogus"]))
     with pytest.raises(ConfigError, match="train.augment_dropout"):

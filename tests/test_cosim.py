@@ -19,7 +19,7 @@ TINY = {
     "data": {"source": "synthetic", "T": 40, "val_fraction": 0.2,
              "synthetic": {"n_train": 96, "n_test": 32, "n_channels": 6, "n_classes": 4, "gap": 6, "jitter": 1,
                            "noise": 2}},
-    "model": {"hidden": [8], "max_delay": 12, "delay_stride": 2, "tau_ms": 10.0, "readout_tau_ms": 10.0,
+    "model": {"hidden": [8], "max_delay": 12, "delay_stride": 2, "tau_ms": 10.0, "readout_tau_ms": 10.0, "delay_mode": "fixed",
               "init_gain": 2.0},
     "train": {"epochs": 2, "batch_size": 32, "lr": 0.01, "threads": 1},
     "prune": {"method": "synaptic", "k": 2, "max_levels": 4, "steps": 1, "start": 0.0, "end": 0.5},

@@ -237,3 +237,93 @@ def test_cli_flags_reach_the_config_and_train(tmp_path):
     # learnable delays: the tap budget never prunes the per-level masks (one tap per synapse by construction)
     ck = torch.load(tmp_path / "learnable" / "checkpoints" / "final.pt", weights_only=True)
     assert all(bool(v.all()) for k, v in ck["model"].items() if k.endswith("synapse.mask"))
+
+
+def test_batch_shards_give_the_unsharded_gradients_and_the_same_bits_on_any_thread_count():
+    from sw.models.delay import mem_sum_loss
+
+    x = (torch.rand(7, 30, 20, generator=torch.Generator().manual_seed(8)) < 0.15).float()
+    y = torch.tensor([0, 1, 2, 3, 0, 1, 2])
+    saved = torch.get_num_threads()
+    res = []
+    try:
+        for shards, workers in ((1, None), (3, 1), (3, 2), (3, 3)):
+            net = _net()
+            net.shards, net.workers = shards, workers
+            torch.set_num_threads(1)
+            logits, rec = net(x)
+            # a loss on every output: CE on the readout and a rate term on each hidden layer
+            loss = mem_sum_loss(logits, y) + sum((z.mean() - 0.05) ** 2 for z in rec["spikes"])
+            loss.backward()
+            res.append((logits.detach(), [z.detach() for z in rec["spikes"]], [p.grad.clone() for p in net.parameters()]))
+    finally:
+        torch.set_num_threads(saved)
+    ref = res[0]
+    assert all(g.abs().sum() > 0 for g in ref[2])
+    for logits, spikes, grads in res[1:]:
+        assert torch.equal(logits, ref[0]) and all(torch.equal(a, b) for a, b in zip(spikes, ref[1]))
+        for a, b in zip(grads, ref[2]):  # the same gradient, summed in another order
+            assert torch.allclose(a, b, rtol=1e-5, atol=1e-7)
+    for _, _, grads in res[2:]:  # 3 shards: bit-identical whatever the number of worker threads
+        assert all(torch.equal(a, b) for a, b in zip(grads, res[1][2]))
+
+
+def test_training_bits_do_not_depend_on_the_thread_count(tmp_path):
+    import json
+
+    from sw.train import main
+
+    tiny = {"data": {"source": "synthetic", "T": 40, "val_fraction": 0.2,
+                     "synthetic": {"n_train": 96, "n_test": 32, "n_channels": 5, "n_classes": 3, "gap": 5,
+                                   "jitter": 1, "noise": 1}},
+            "model": {"hidden": [10, 8], "max_delay": 20, "delay_stride": 2, "tau_ms": 10.0, "readout_tau_ms": 10.0,
+                      "init_gain": 2.0},
+            "train": {"epochs": 1, "batch_size": 32, "lr": 0.01, "shards": 2},
+            "reg": {"rate_target": 0.05, "rate_weight": 1.0}}
+    p = tmp_path / "tiny.json"
+    p.write_text(json.dumps(tiny))
+    saved = torch.get_num_threads()
+    states = []
+    try:
+        for threads in (1, 2):
+            out = tmp_path / f"t{threads}"
+            assert main(["--config", str(p), "--out", str(out), "--no-progress", "--threads", str(threads)]) == 0
+            states.append(torch.load(out / "checkpoints" / "last.pt", weights_only=True)["model"])
+    finally:
+        torch.set_num_threads(saved)
+    assert states[0].keys() == states[1].keys()
+    for k in states[0]:
+        assert torch.equal(states[0][k], states[1][k]), k
+
+
+def test_low_bit_warm_start_switches_once_and_resumes_to_the_same_bits(tmp_path):
+    import json
+
+    from sw.train import main
+
+    net = _net(weight_bits=2)
+    assert [net.weight_bits_at(e, 6, 0.5) for e in range(6)] == [8, 8, 8, 2, 2, 2]
+    assert [_net(weight_bits=8).weight_bits_at(e, 6, 0.5) for e in (0, 5)] == [8, 8]
+    assert [_net(weight_bits=3).weight_bits_at(e, 6, 0.0) for e in (0, 5)] == [3, 3]
+    tiny = {"data": {"source": "synthetic", "T": 40, "val_fraction": 0.2,
+                     "synthetic": {"n_train": 96, "n_test": 32, "n_channels": 5, "n_classes": 3, "gap": 5,
+                                   "jitter": 1, "noise": 1}},
+            "model": {"hidden": [10], "max_delay": 20, "delay_stride": 2, "tau_ms": 10.0, "readout_tau_ms": 10.0,
+                      "init_gain": 2.0, "weight_bits": 2},
+            "train": {"epochs": 4, "batch_size": 32, "lr": 0.01, "threads": 1, "low_bit_warmup": 0.5}}
+    p = tmp_path / "tiny.json"
+    p.write_text(json.dumps(tiny))
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert main(["--config", str(p), "--out", str(a), "--no-progress"]) == 0  # bit-exact export at 2 bits
+    assert main(["--config", str(p), "--out", str(b), "--no-progress", "--stop-after", "2"]) == 0  # stops at the switch
+    assert main(["--config", str(p), "--out", str(b), "--no-progress", "--resume"]) == 0
+    sa = torch.load(a / "checkpoints" / "last.pt", weights_only=True)["model"]
+    sb = torch.load(b / "checkpoints" / "last.pt", weights_only=True)["model"]
+    assert all(torch.equal(sa[k], sb[k]) for k in sa)
+    q = json.loads((a / "train_summary.json").read_text())
+    assert q["parity"]["all_bit_exact"]
+    from hw.model_file import load
+
+    m = load(q["model_path"])
+    w = np.concatenate([L.weights.ravel() for L in m.layers])
+    assert m.widths.weight_bits == 2 and set(np.unique(w)) <= {-1, 0, 1}

@@ -16,7 +16,7 @@ TINY = {
              "synthetic": {"n_train": 160, "n_test": 80, "n_channels": 5, "n_classes": 3, "gap": 5, "jitter": 1,
                            "noise": 1}},
     "model": {"hidden": [10], "max_delay": 20, "delay_stride": 2, "tau_ms": 10.0, "readout_tau_ms": 10.0,
-              "init_gain": 2.0},
+              "init_gain": 2.0, "delay_mode": "fixed"},  # the pruned grid (k, max_levels) is checked
     "train": {"epochs": 3, "batch_size": 32, "lr": 0.01, "threads": 1},
     "prune": {"method": "synaptic", "k": 2, "max_levels": 4, "steps": 2, "start": 0.0, "end": 0.7},
 }
@@ -135,6 +135,12 @@ def test_default_config_is_valid_and_flags_override():
     cfg = load_config(None, {"model": {"no_delays": True}, "prune": {"max_levels": 7}})
     assert cfg["model"]["no_delays"] and cfg["prune"]["max_levels"] == 7
     assert cfg["model"]["hidden"] == [48, 48] and cfg["data"]["T"] == 100 and cfg["data"]["dt"] == 0.01
+    # the default learns delay positions; --no-delays has one level (0), so it runs the fixed grid
+    from sw.checkpoint import net_config
+
+    assert load_config()["model"]["delay_mode"] == "learnable"
+    nc = net_config(cfg, 700, 20)
+    assert nc.delay_mode == "fixed" and nc.delays == [0]
     with pytest.raises(ConfigError, match="seed"):
         load_config(None, {"seed": "zero"})
 
@@ -149,9 +155,10 @@ def test_resume_with_shd_files_and_augmentation(tmp_path):
         units = [rng.integers(0, 700, 400).astype(np.uint16) for _ in range(n)]
         write_shd(tmp_path / "shd" / f"shd_{split}.h5", times, units, rng.integers(0, 20, n), rng.integers(0, 3, n))
     cfg = {"data": {"T": 20, "pool": 35, "val_fraction": 0.25},
-           "model": {"hidden": [8], "max_delay": 6, "delay_stride": 2},
+           "model": {"hidden": [8], "max_delay": 6, "delay_stride": 2, "delay_mode": "fixed"},
            "train": {"epochs": 2, "batch_size": 16, "threads": 1, "augment_shift": 3,
-                     "augment_stretch": [0.7, 1.4], "augment_jitter": 1, "augment_dropout": 0.2},
+                     "augment_stretch": [0.7, 1.4], "augment_jitter": 1, "augment_dropout": 0.2,
+                     "augment_fraction": 0.5},
            "prune": {"steps": 1, "start": 0.5, "end": 0.5, "k": 1, "max_levels": 2}}
     p = tmp_path / "c.json"
     p.write_text(json.dumps(cfg))

@@ -311,13 +311,14 @@ def test_compiled_path_gradient_of_the_delay_net_equals_oracle():
 
 @pytest.mark.parametrize("scheduler", ["fifo", "random", "momentum"])
 @pytest.mark.parametrize("F", [1, 3])
-def test_compiled_sparse_rows_equal_oracle(scheduler, F, monkeypatch):
-    """Layers with a tap support (pruned): rows applied from their CSR, empty rows skipped (F = 1);
-    forward identical and the weight gradient identical on the support."""
+@pytest.mark.parametrize("csr", [True, False])
+def test_compiled_sparse_rows_equal_oracle(scheduler, F, csr, monkeypatch):
+    """Layers with a tap support (pruned): rows applied from their CSR (or dense rows), empty rows
+    skipped (F = 1); forward identical and the weight gradient identical on the support."""
     from sw.models import unlayered
     from sw.models.unlayered import async_layer_oracle
 
-    monkeypatch.setattr(unlayered, "SPARSE_MAX_DENSITY", 1.01)  # every layer on the CSR path
+    monkeypatch.setattr(unlayered, "SPARSE_MAX_DENSITY", 1.01 if csr else 0.0)  # every layer on one path
 
     rng = np.random.default_rng(11 + F)
     model = rand_model(rng, n_in=9, hidden=(7, 6), T=14, reset="zero")
@@ -366,3 +367,90 @@ def test_compiled_sparse_rows_equal_oracle(scheduler, F, monkeypatch):
         s = torch.as_tensor(s)
         assert q.w.grad[s].abs().sum() > 0
         torch.testing.assert_close(p.w.grad * s, q.w.grad * s, rtol=1e-9, atol=1e-12, msg=f"layer {l}")
+
+
+def test_compiled_path_refuses_a_non_binary_raster():
+    model = _hand_model([[[5]]], [0], 5)
+    x = torch.zeros(1, 6, 1)
+    x[0, 2, 0] = 2.0
+    with pytest.raises(ValueError, match="binary"):
+        UnlayeredNet.from_model(model).run(x)
+
+
+def test_compiled_random_training_is_seeded():
+    """Same seed, same bits: two trainings with the random scheduler end with identical weights;
+    another seed draws other orders."""
+    rng = np.random.default_rng(5)
+    x = torch.as_tensor(rng.random((6, 24, 8)) < 0.3).float()
+    y = torch.as_tensor([0, 1, 2, 0, 1, 2])
+
+    def train(seed):
+        net = _small_delay_net(1)
+        ul = UnlayeredNet.from_delay_net(net, "random", 1, seed=seed)
+        opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+        orders = []
+        for _ in range(3):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(ul(x)[0], y).backward()
+            opt.step()
+            orders.append(ul.states[0]["ev_row"].copy())
+        return [p.detach().clone() for p in net.parameters()], orders
+
+    a, oa = train(0)
+    b, ob = train(0)
+    c, oc = train(1)
+    assert all(torch.equal(p, q) for p, q in zip(a, b))
+    assert all(np.array_equal(p, q) for p, q in zip(oa, ob))
+    assert not all(np.array_equal(p, q) for p, q in zip(oa, oc))
+
+
+@pytest.mark.parametrize("scheduler", ["fifo", "random", "momentum"])
+def test_compiled_batch_shards(scheduler):
+    """Batch shards on threads: the oracle's numbers (fifo/momentum: those of one shard), and the
+    same bits on one thread or two."""
+    from sw.models.unlayered import async_layer_oracle
+
+    rng = np.random.default_rng(21)
+    model = rand_model(rng, n_in=7, hidden=(6, 5), T=14, reset="zero")
+    B = 5
+    X = torch.as_tensor(rng.random((B, model.T, model.n_inputs)) < 0.4)
+
+    def run(shards, workers):
+        net = UnlayeredNet(_trainable_layers(model, torch.float64), scheduler, 1, seed=4, integer=True)
+        net.shards = shards
+        if workers > 1:
+            net.net = type("N", (), {"shards": shards, "workers": workers})()
+        outs = net.run(X)
+        _loss(outs, B).backward()
+        return net, outs, [L.w.grad.clone() for L in net.layers]
+
+    one, o1, g1 = run(1, 1)
+    a, oa, ga = run(3, 1)
+    b, ob, gb = run(3, 2)
+    for x, y in zip(oa, ob):
+        assert torch.equal(x.spikes, y.spikes) and torch.equal(x.v, y.v)
+    assert all(torch.equal(x, y) for x, y in zip(ga, gb))  # thread count: same bits
+    if scheduler != "random":
+        for x, y in zip(o1, oa):
+            assert torch.equal(x.spikes, y.spikes) and torch.equal(x.v, y.v) and torch.equal(x.rank, y.rank)
+        for x, y in zip(g1, ga):
+            torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-12)
+    # the sharded run equals the oracle given its event order
+    orac = UnlayeredNet(_trainable_layers(model, torch.float64), scheduler, 1, seed=4, integer=True)
+    S = X.to(torch.float64)
+    rank = torch.arange(model.n_inputs, dtype=S.dtype).expand_as(S)
+    mem = torch.zeros_like(S)
+    oo = []
+    for l, L in enumerate(orac.layers):
+        keys = None
+        if scheduler == "random" and L.spiking:
+            K, n_in = L.weights().shape[:2]
+            keys = _oracle_keys(a.states[l], B, model.T, K, n_in)
+        o = async_layer_oracle(S, rank, mem, L, scheduler, 1, orac.gen, True, orac.slope, keys)
+        oo.append(o)
+        S, rank, mem = o.spikes, o.rank, o.mem
+    _loss(oo, B).backward()
+    for x, y in zip(oa, oo):
+        assert torch.equal(x.spikes.detach(), y.spikes.detach()) and torch.equal(x.v.detach(), y.v.detach())
+    for x, L in zip(ga, orac.layers):
+        torch.testing.assert_close(x, L.w.grad, rtol=1e-9, atol=1e-12)

@@ -23,8 +23,13 @@ The transforms, applied in this order by :func:`augment_sample`:
 
 Config (``train`` section): ``augment_shift`` (channels, 0 = off),
 ``augment_stretch`` (``[lo, hi]``, ``[1, 1]`` = off), ``augment_jitter`` (bins, 0 =
-off), ``augment_dropout`` (probability, 0 = off).  ``--augment NAMES`` keeps only
-the named ones (``none`` / ``all``).
+off), ``augment_dropout`` (probability, 0 = off), ``augment_fraction`` (the
+share of training samples that are augmented at all, 1 = every sample; the
+others pass through unchanged, so the network also sees the corpus as
+recorded).  The choice is drawn per ``(seed, epoch, sample index)`` from its own
+generator (:func:`gate_rng`), so a fraction below 1 leaves the transforms'
+draws of the augmented samples unchanged.  ``--augment NAMES`` keeps only the
+named transforms (``none`` / ``all``).
 """
 from __future__ import annotations
 
@@ -99,10 +104,12 @@ class Augment:
     shift: int = 0
     jitter: int = 0
     dropout: float = 0.0
+    fraction: float = 1.0
 
     @property
     def active(self) -> bool:
-        return self.stretch != (1.0, 1.0) or self.shift > 0 or self.jitter > 0 or self.dropout > 0
+        return self.fraction > 0 and (self.stretch != (1.0, 1.0) or self.shift > 0 or self.jitter > 0
+                                      or self.dropout > 0)
 
     @classmethod
     def from_train_config(cls, tc: dict) -> "Augment":
@@ -119,8 +126,11 @@ class Augment:
         p = tc.get("augment_dropout", 0.0)
         if not isinstance(p, (int, float)) or isinstance(p, bool) or not 0 <= p < 1:
             raise AugmentError("train.augment_dropout", f"must be in [0, 1), got {p!r}")
+        fr = tc.get("augment_fraction", 1.0)
+        if not isinstance(fr, (int, float)) or isinstance(fr, bool) or not 0 <= fr <= 1:
+            raise AugmentError("train.augment_fraction", f"must be in [0, 1], got {fr!r}")
         return cls((float(st[0]), float(st[1])), int(tc.get("augment_shift", 0)), int(tc.get("augment_jitter", 0)),
-                   float(p))
+                   float(p), float(fr))
 
 
 def keep_only(tc: dict, names: str) -> dict:
@@ -148,6 +158,18 @@ def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), int(epoch), int(index), 0xA06]))
 
 
+def gate_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    """The generator that decides whether sample ``index`` is augmented in ``epoch`` (``augment_fraction``)."""
+    return np.random.default_rng(np.random.SeedSequence([int(seed), int(epoch), int(index), 0xA07]))
+
+
+def is_augmented(aug: Augment, seed: int, epoch: int, index: int) -> bool:
+    """Whether sample ``index`` goes through the transforms in ``epoch``: with probability ``aug.fraction``."""
+    if aug.fraction >= 1.0:
+        return True
+    return bool(gate_rng(seed, epoch, index).random() < aug.fraction)
+
+
 def augment_sample(x: np.ndarray, aug: Augment, rng: np.random.Generator) -> np.ndarray:
     """One raster through the enabled transforms (fixed order and draw order)."""
     lo, hi = aug.stretch
@@ -163,7 +185,9 @@ def augment_sample(x: np.ndarray, aug: Augment, rng: np.random.Generator) -> np.
 
 
 def augment_batch(X: np.ndarray, indices, epoch: int, seed: int, aug: Augment) -> np.ndarray:
-    """``X[i]`` augmented with the generator of ``(seed, epoch, indices[i])``; bool ``[B, T, C]``."""
+    """``X[i]`` augmented with the generator of ``(seed, epoch, indices[i])`` (or passed through
+    unchanged, see :func:`is_augmented`); bool ``[B, T, C]``."""
     X = np.asarray(X, dtype=bool)
-    return np.stack([augment_sample(x, aug, sample_rng(seed, epoch, int(i))) for x, i in zip(X, indices)]) \
+    return np.stack([augment_sample(x, aug, sample_rng(seed, epoch, int(i)))
+                     if is_augmented(aug, seed, epoch, int(i)) else x.copy() for x, i in zip(X, indices)]) \
         if len(X) else X.copy()

@@ -25,8 +25,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from sw.models.lif import LIFParams, li_sequence, li_step, lif_sequence, lif_step, mem_sum, spike_fn, surrogate  # noqa: F401
+from sw.models.parallel import sharded
 from sw.models.synapse import exact_dtype, tap_sum
-from sw.quantize import LOW_BITS, decay_int, fake_quant, layer_scale, threshold_int
+from sw.quantize import LOW_BITS, WARM_BITS, decay_int, fake_quant, layer_scale, threshold_int
 
 
 # ---------------------------------------------------------------- config
@@ -151,12 +152,18 @@ class DelaySynapse(nn.Module):
     def live_levels(self) -> list[int]:
         return torch.nonzero(self.mask.any(0).any(0)).flatten().tolist()
 
-    def forward(self, s: torch.Tensor) -> torch.Tensor:
+    def taps(self) -> tuple[torch.Tensor, list[int], bool]:
+        """``(W [n_in, L, n_out], delays of the L live levels, int8)``: what :func:`tap_sum` needs,
+        computed once per forward (the shards of :class:`DelayNet` share it)."""
         w = self.effective_weight()  # [n_out, n_in, K]
         live = self.live_levels() or [0]
         dt = exact_dtype(self.weight_bits, self.n_in, len(live)) if self.quantize else torch.float32
         Wl = w[:, :, live].permute(1, 2, 0).to(dt)  # [n_in, L, n_out]
-        return tap_sum(s, Wl, [int(self.delays[k]) for k in live], self.mode, self.int_valued())
+        return Wl, [int(self.delays[k]) for k in live], self.int_valued()
+
+    def forward(self, s: torch.Tensor, taps: tuple | None = None) -> torch.Tensor:
+        Wl, delays, int8 = taps if taps is not None else self.taps()
+        return tap_sum(s, Wl, delays, self.mode, int8)
 
     def int_valued(self) -> bool:
         """Effective weights are integers in [-128, 127] (the byte gather of tap_sum may be used)."""
@@ -276,6 +283,10 @@ class DelayLayer(nn.Module):
     def forward(self, s: torch.Tensor) -> torch.Tensor:
         return self.neuron(self.synapse(s), self.threshold_int())
 
+    def plan(self) -> tuple:
+        """``(synapse taps, integer threshold)``: the per-forward weight work, done once."""
+        return self.synapse.taps(), self.threshold_int()
+
 
 class DelayNet(nn.Module):
     """``n_inputs - hidden... - n_classes``; hidden layers spike (hard reset), the
@@ -311,6 +322,9 @@ class DelayNet(nn.Module):
         # learnable log-temperature of the mem_sum logits: argmax (the hardware's answer) is
         # invariant to it, but CE recovers at once when pruning shrinks the readout sums
         self.logit_scale = nn.Parameter(torch.zeros(()))
+        # data-parallel batch shards (sw.models.parallel): the bits depend on ``shards``, never on
+        # ``workers`` (threads; None = torch.get_num_threads() of the caller)
+        self.shards, self.workers = 1, None
 
     @property
     def synapses(self) -> list[DelaySynapse]:
@@ -325,6 +339,19 @@ class DelayNet(nn.Module):
             if hasattr(syn, "sigma"):
                 syn.sigma.fill_(sigma)
         return sigma
+
+    def weight_bits_at(self, epoch: int, epochs: int, warmup: float) -> int:
+        """Weight bits of training epoch ``epoch`` (0-based): low-bit weights (2..4) start with
+        ``round(warmup * epochs)`` epochs at ``WARM_BITS`` (a warm start, as ternary-weight networks
+        are trained from a full-precision phase), then drop to ``weight_bits`` for the rest."""
+        c = self.cfg
+        if c.weight_bits > LOW_BITS or not c.quantize or epoch >= round(warmup * epochs):
+            return c.weight_bits
+        return WARM_BITS
+
+    def set_weight_bits(self, bits: int) -> None:
+        for syn in self.synapses:
+            syn.weight_bits = int(bits)
 
     @torch.no_grad()
     def layer_rates(self, x: torch.Tensor) -> list[float]:
@@ -359,13 +386,41 @@ class DelayNet(nn.Module):
             s = L(s)
         return mults
 
+    def set_threads(self, threads: int, shards: int | None = None) -> None:
+        """Use ``threads`` cores: as many batch-shard workers with one intra-op thread each when the net
+        can shard (every neuron a parameter-free module, e.g. the contract LIF), else as intra-op threads.
+        ``shards`` (fixed, for reproducible bits) defaults to the current setting."""
+        if shards is not None:
+            self.shards = int(shards)
+        if self.shards > 1 and self._shardable():
+            torch.set_num_threads(1)
+            self.workers = int(threads)
+        else:
+            torch.set_num_threads(int(threads))
+            self.workers = None
+
+    def _shardable(self) -> bool:
+        return all(not any(True for _ in L.neuron.parameters()) for L in self.layers)
+
+    def _run(self, s: torch.Tensor, weights: list, meta: list) -> tuple:
+        """All layers on one batch (shard) with precomputed tap weights: ``(readout v, *hidden spikes)``."""
+        spikes = []
+        for L, W, (delays, int8, th) in zip(self.layers, weights, meta):
+            s = L.neuron(L.synapse(s, (W, delays, int8)), th)
+            spikes.append(s)
+        return (spikes[-1], *spikes[:-1])
+
     def forward(self, x: torch.Tensor):
         s = x.to(torch.float32)
-        spikes = []
-        for L in self.layers[:-1]:
-            s = L(s)
-            spikes.append(s)
-        v = self.layers[-1](s)
+        plan = [L.plan() for L in self.layers]
+        weights = [taps[0] for taps, _ in plan]
+        meta = [(taps[1], taps[2], th) for taps, th in plan]
+        fn = lambda xi, ws: self._run(xi, ws, meta)  # noqa: E731
+        if self.shards > 1 and s.device.type == "cpu" and self._shardable():
+            workers = self.workers if self.workers is not None else torch.get_num_threads()
+            v, *spikes = sharded(fn, s, weights, self.shards, workers)
+        else:
+            v, *spikes = fn(s, weights)
         logits = mem_sum(v, self.layers[-1].synapse.scale(), self.logit_scale)
         return logits, {"spikes": spikes, "readout": v}
 

@@ -18,17 +18,38 @@ sequence, so each layer runs over all ``T`` steps and hands the next layer its
 spikes plus the within-step emission rank (and pre-spike membrane for the
 momentum scheduler).
 
-Within one step and one layer, neurons do not interact (feed-forward), so each
-neuron's trajectory is a prefix sum over the ordered groups; the first group
-where it is touched and crosses threshold is its firing point. That makes the
-whole step a few vectorized tensor ops (batch-parallel), with BPTT through the
-prefix sums and a surrogate gradient at the firing (or closest) point.
+Two implementations of a spiking layer give the same numbers:
+
+* :func:`async_layer` (the default, issue #15): compiled loops
+  (:mod:`sw.models.unlayered_kernel`, numba, one thread) over samples, steps
+  and each step's events in scheduler order, one weight row per event (events
+  on rows without synapses skipped; a CSR of the live taps for very sparse
+  layers, :data:`SPARSE_MAX_DENSITY`), wrapped in a
+  ``torch.autograd.Function`` with a hand-written backward. The
+  readout, whose order does not matter, uses the delay trainer's event-driven
+  tap sum and fused leaky integrator. Spike lists (:class:`SpikeList`) pass
+  between layers in emission order, so no per-step sort is needed for fifo.
+* :func:`async_layer_oracle`: the tensor formulation. Within one step and one
+  layer, neurons do not interact (feed-forward), so each neuron's trajectory is
+  a prefix sum over the ordered groups; the first group where it is touched
+  and crosses threshold is its firing point. Autograd goes through the prefix
+  sums with a surrogate gradient at the firing (or closest) point. It
+  materializes ``[B, T, events, n_out]`` tensors (30-50 CPU s per batch of 32
+  on the default offline set against about 0.2 s compiled: bench/unlayered.py
+  --oracle) and is kept as the
+  test oracle of the compiled path (``UnlayeredNet.fast = False`` selects it).
+
+Surrogate gradient (both): the spike's gradient enters at the membrane of the
+firing group, or, for a neuron that did not fire, of the touched group where
+the membrane came closest to threshold (the end-of-step membrane if nothing
+touched it); the leak passes its factor straight through ``trunc0``.
 
 Schedulers (order of a step's pending events for one layer):
 
 * ``fifo``: the contract's hardware order (above).
 * ``random``: a fresh uniformly random order each forward pass (seeded
-  ``torch.Generator``: same seed, same sequence of orders).
+  ``torch.Generator``: same seed, same sequence of orders; the compiled path
+  draws one seed per layer and forward from it and shuffles each step).
 * ``momentum``: events by descending pre-spike membrane of the emitting neuron
   (input events have none and keep fifo order behind any ranked ones; ties keep
   fifo order).
@@ -43,7 +64,9 @@ from torch import nn
 
 from hw.model_file import DECAY_ONE, Model
 from sw.models import unlayered_kernel as _k
-from sw.models.lif import mem_sum, surrogate
+from sw.models.lif import LIFParams, li_sequence, mem_sum, surrogate
+from sw.models.parallel import run_shards
+from sw.models.synapse import tap_sum
 
 SCHEDULERS = ("fifo", "random", "momentum")
 _INF = float("inf")
@@ -143,13 +166,13 @@ class ParamLayer(LayerView):
             support = torch.as_tensor(support, dtype=torch.bool)
             if support.shape != W.shape or bool((W[~support] != 0).any()):
                 raise ValueError("support must be a bool tensor of the weights' shape covering every non-zero weight")
-        self.sup = support
+        self.register_buffer("sup", support)
 
     def support(self):
         return self.sup
 
     def weights(self):
-        return self.w
+        return self.w if self.sup is None else self.w * self.sup  # no tap (and no gradient) off the support
 
     def threshold(self):
         return self.th
@@ -344,84 +367,144 @@ def _event_offsets(sp: SpikeList, B: int, T: int, delays: list[int]) -> np.ndarr
     return off
 
 
+def _layer_tables(W2, sup, F):
+    """``(sparse, row_ptr, cols, vals, row_live, row_work)`` of one layer's weight rows."""
+    R, n = W2.shape
+    dummy = (np.zeros(1, np.int64), np.zeros(1, np.int64), W2[:1, 0].copy())
+    if sup is None:
+        sparse, row_live = False, np.ones(R, dtype=np.bool_)
+        row_ptr, cols, vals = dummy
+    else:
+        sup2 = sup.reshape(R, n).numpy()
+        sparse = float(sup2.mean()) < SPARSE_MAX_DENSITY
+        row_live = sup2.any(1)
+        if sparse:
+            rr, cols = np.nonzero(sup2)  # row-major: ascending cols within a row
+            row_ptr = np.zeros(R + 1, dtype=np.int64)
+            np.cumsum(np.bincount(rr, minlength=R), out=row_ptr[1:])
+            vals = W2[rr, cols]
+        else:
+            row_ptr, cols, vals = dummy
+    row_work = row_live  # rows with synapses (the rest: no update, no gradient)
+    if F != 1:  # an event counts in its forward group even if it touches nothing
+        row_live = np.ones(R, dtype=np.bool_)
+    return sparse, row_ptr, cols, vals, row_live, row_work
+
+
+def _shard_forward(sp: SpikeList, Bs: int, seed: int, W2, tab, st) -> dict:
+    """Events and forward of ``Bs`` samples (one batch shard) whose spikes are ``sp``."""
+    T, n = st["T"], W2.shape[1]
+    n_in = W2.shape[0] // len(st["delays"])
+    sparse, row_ptr, cols, vals, row_live, row_work = tab
+    nev = int(_event_offsets(sp, Bs, T, st["delays"])[-1])  # upper bound (every row live)
+    ev_off = np.empty(Bs * T + 1, dtype=np.int64)
+    ev_row = np.empty(nev, dtype=np.int32)
+    ev_src = np.empty(nev, dtype=np.int32)
+    _k.fill_events(sp.off, sp.idx, sp.mem, Bs, T, n_in, np.asarray(st["delays"], dtype=np.int64),
+                   np.argsort(_phase(st["delays"])).astype(np.int64), _k.SCHED_CODE[st["scheduler"]],
+                   seed, row_live, ev_off, ev_row, ev_src)
+    ne_ev = int(ev_off[-1])
+    r = {"ev_off": ev_off, "ev_row": ev_row[:ne_ev], "ev_src": ev_src[:ne_ev]}
+    dt = W2.dtype
+    for name, shape, typ, zero in (("spikes", (Bs, T, n), dt, True), ("vout", (Bs, T, n), dt, False),
+                                   ("rank", (Bs, T, n), dt, False), ("mem", (Bs, T, n), dt, True),
+                                   ("em_off", (Bs * T + 1,), np.int64, False), ("em_idx", (Bs * T * n,), np.int32, False),
+                                   ("em_mem", (Bs * T * n,), np.float64, False), ("fire_g", (Bs, T, n), np.int64, False),
+                                   ("near_g", (Bs, T, n), np.int64, False), ("cu", (Bs, T, n), dt, False)):
+        r[name] = (np.zeros if zero else np.empty)(shape, dtype=typ)
+    _k.forward(r["ev_off"], r["ev_row"], Bs, T, W2, st["F"], float(st["theta"]), float(st["alpha"]), st["integer"],
+               st["reset"] == "zero", sparse, row_ptr, cols, vals, row_work, r["spikes"], r["vout"], r["rank"],
+               r["mem"], r["em_off"], r["em_idx"], r["em_mem"], r["fire_g"], r["near_g"], r["cu"])
+    ne = int(r["em_off"][-1])
+    r["em_idx"], r["em_mem"] = r["em_idx"][:ne], r["em_mem"][:ne]
+    return r
+
+
+def _shard_backward(r: dict, n_src: int, gs, gv, need_ds, W2, tab, st):
+    sparse, row_ptr, cols, vals, _, row_work = tab
+    Bs, T, _ = r["fire_g"].shape
+    # accumulated in the weights' dtype, as autograd does for the oracle (float32 when training)
+    dW2 = np.zeros((1, 1) if sparse else W2.shape, dtype=W2.dtype)
+    dvals = np.zeros(len(vals) if sparse else 1, dtype=W2.dtype)
+    dsrc = np.zeros(n_src if need_ds else 1, dtype=np.float64)
+    _k.backward(r["ev_off"], r["ev_row"], r["ev_src"], Bs, T, W2, st["F"], float(st["alpha"]), float(st["theta"]),
+                float(st["slope"]), st["reset"] == "zero", sparse, row_ptr, cols, vals, row_work, r["fire_g"],
+                r["near_g"], r["cu"], gs, gv, need_ds, dW2, dvals, dsrc)
+    return dvals if sparse else dW2, dsrc
+
+
+def _sub_list(sp: SpikeList, T: int, b0: int, b1: int) -> SpikeList:
+    off = sp.off[b0 * T: b1 * T + 1]
+    a, z = int(off[0]), int(off[-1])
+    return SpikeList(off - a, sp.idx[a:z], sp.mem[a:z])
+
+
+def _cat_lists(parts: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
+    """Concatenate CSR pieces ``(off, *columns)`` of consecutive samples."""
+    offs, base = [np.zeros(1, dtype=np.int64)], 0
+    for p in parts:
+        offs.append(p[0][1:] + base)
+        base += int(p[0][-1])
+    cols = tuple(np.concatenate([p[c] for p in parts]) for c in range(1, len(parts[0])))
+    return (np.concatenate(offs), *cols)
+
+
 class _AsyncLayerFn(torch.autograd.Function):
     """One spiking layer, compiled forward (no graph) and hand-written backward
-    (:mod:`sw.models.unlayered_kernel`). Returns ``(spikes, v)``; ``st`` carries the rest."""
+    (:mod:`sw.models.unlayered_kernel`). Returns ``(spikes, v)``; ``st`` carries the rest.
+
+    With ``st["shards"] > 1`` the batch is cut into that many fixed pieces, run on
+    ``st["workers"]`` threads (the kernels release the GIL; :func:`sw.models.parallel.run_shards`);
+    the weight gradient is summed in shard order, so the bits depend on the shards only."""
 
     @staticmethod
     def forward(ctx, S, W, st):
         K, n_in, n = W.shape
         B, T = st["B"], st["T"]
         W2 = W.detach().reshape(K * n_in, n).contiguous().numpy()
-        sup = st["support"]
-        if sup is None:
-            sparse, row_live = False, np.ones(K * n_in, dtype=np.bool_)
-            row_ptr, cols, vals = np.zeros(1, np.int64), np.zeros(1, np.int64), W2[:1, 0].copy()
-        else:
-            sup2 = sup.reshape(K * n_in, n).numpy()
-            sparse = float(sup2.mean()) < SPARSE_MAX_DENSITY
-            row_live = sup2.any(1)
-            rr, cols = np.nonzero(sup2)  # row-major: ascending cols within a row
-            row_ptr = np.zeros(K * n_in + 1, dtype=np.int64)
-            np.cumsum(np.bincount(rr, minlength=K * n_in), out=row_ptr[1:])
-            vals = W2[rr, cols]
-        if st["F"] != 1:  # an event counts in its forward group even if it touches nothing
-            row_live = np.ones(K * n_in, dtype=np.bool_)
+        tab = _layer_tables(W2, st["support"], st["F"])
         sp = st["sp"]
-        nev = int(_event_offsets(sp, B, T, st["delays"])[-1])  # upper bound (every row live)
-        ev_off = np.empty(B * T + 1, dtype=np.int64)
-        ev_row = np.empty(nev, dtype=np.int32)
-        ev_src = np.empty(nev, dtype=np.int32)
-        _k.fill_events(sp.off, sp.idx, sp.mem, B, T, n_in, np.asarray(st["delays"], dtype=np.int64),
-                       np.argsort(_phase(st["delays"])).astype(np.int64), _k.SCHED_CODE[st["scheduler"]],
-                       st["seed"], row_live, ev_off, ev_row, ev_src)
-        ev_row, ev_src = ev_row[: ev_off[-1]], ev_src[: ev_off[-1]]
-        dt = W2.dtype
-        spikes = np.zeros((B, T, n), dtype=dt)
-        vout = np.empty((B, T, n), dtype=dt)
-        rank = np.empty((B, T, n), dtype=dt)
-        mem = np.zeros((B, T, n), dtype=dt)
-        em_off = np.empty(B * T + 1, dtype=np.int64)
-        em_idx = np.empty(B * T * n, dtype=np.int32)
-        em_mem = np.empty(B * T * n, dtype=np.float64)
-        fire_g = np.empty((B, T, n), dtype=np.int64)
-        near_g = np.empty((B, T, n), dtype=np.int64)
-        cu = np.empty((B, T, n), dtype=dt)
-        _k.forward(ev_off, ev_row, B, T, W2, st["F"], float(st["theta"]), float(st["alpha"]), st["integer"],
-                   st["reset"] == "zero", sparse, row_ptr, cols, vals, spikes, vout, rank, mem, em_off, em_idx,
-                   em_mem, fire_g, near_g, cu)
-        ne = int(em_off[-1])
-        st["out"] = SpikeList(em_off, em_idx[:ne].copy(), em_mem[:ne].copy())
-        st["rank"], st["mem"] = torch.from_numpy(rank), torch.from_numpy(mem)
-        st["ev_row"] = ev_row  # the order actually used (tests: the oracle's random keys)
-        st["ev_off"] = ev_off
-        ctx.st = st
-        ctx.saved = (ev_off, ev_row, ev_src, W2, fire_g, near_g, cu, sparse, row_ptr, cols, vals)
-        return torch.from_numpy(spikes).to(S.dtype), torch.from_numpy(vout).to(S.dtype)
+        bounds = [(int(c[0]), int(c[-1]) + 1) for c in np.array_split(np.arange(B), st["shards"]) if len(c)]
+        items = [(_sub_list(sp, T, b0, b1), b1 - b0, seed, W2, tab, st) for (b0, b1), seed in zip(bounds, st["seeds"])]
+        res = run_shards(_shard_forward, items, st["workers"])
+        cat = {k: np.concatenate([r[k] for r in res]) for k in ("spikes", "vout", "rank", "mem", "fire_g", "near_g",
+                                                                 "cu")}
+        em_off, em_idx, em_mem = _cat_lists([(r["em_off"], r["em_idx"], r["em_mem"]) for r in res])
+        ev_off, ev_row = _cat_lists([(r["ev_off"], r["ev_row"]) for r in res])
+        st["out"] = SpikeList(em_off, em_idx, em_mem)
+        st["rank"], st["mem"] = torch.from_numpy(cat["rank"]), torch.from_numpy(cat["mem"])
+        st["ev_row"], st["ev_off"] = ev_row, ev_off  # the order actually used (tests: the oracle's random keys)
+        ctx.st, ctx.res, ctx.bounds, ctx.W2, ctx.tab = st, res, bounds, W2, tab
+        ctx.shape = (B, T, n)
+        return torch.from_numpy(cat["spikes"]).to(S.dtype), torch.from_numpy(cat["vout"]).to(S.dtype)
 
     @staticmethod
     def backward(ctx, gs, gv):
-        st = ctx.st
-        ev_off, ev_row, ev_src, W2, fire_g, near_g, cu, sparse, row_ptr, cols, vals = ctx.saved
-        B, T, n = fire_g.shape
+        st, res, W2, tab = ctx.st, ctx.res, ctx.W2, ctx.tab
+        B, T, n = ctx.shape
         gs = np.zeros((B, T, n)) if gs is None else gs.detach().to(torch.float64).contiguous().numpy()
         gv = np.zeros((B, T, n)) if gv is None else gv.detach().to(torch.float64).contiguous().numpy()
         need_ds = bool(ctx.needs_input_grad[0])
         sp = st["sp"]
-        dW2 = np.zeros((1, 1) if sparse else W2.shape, dtype=np.float64)
-        dvals = np.zeros(len(vals) if sparse else 1, dtype=np.float64)
-        dsrc = np.zeros(len(sp.idx) if need_ds else 1, dtype=np.float64)
-        _k.backward(ev_off, ev_row, ev_src, B, T, W2, st["F"], float(st["alpha"]), float(st["theta"]),
-                    float(st["slope"]), st["reset"] == "zero", sparse, row_ptr, cols, vals, fire_g, near_g, cu,
-                    gs, gv, need_ds, dW2, dvals, dsrc)
+        items = [(r, int(sp.off[b1 * T] - sp.off[b0 * T]), gs[b0:b1], gv[b0:b1], need_ds, W2, tab, st)
+                 for r, (b0, b1) in zip(res, ctx.bounds)]
+        per = run_shards(_shard_backward, items, st["workers"])
+        ctx.res = None
+        acc = per[0][0]
+        for p in per[1:]:  # shard order: the sum's rounding does not depend on the threads
+            acc = acc + p[0]
+        sparse, row_ptr, cols = tab[:3]
         if sparse:
-            dW2 = np.zeros(W2.shape, dtype=np.float64)
+            dW2 = np.zeros(W2.shape, dtype=W2.dtype)
             rows = np.repeat(np.arange(W2.shape[0]), np.diff(row_ptr))
-            dW2[rows, cols] = dvals
+            dW2[rows, cols] = acc
+        else:
+            dW2 = acc
         K, n_in = len(st["delays"]), W2.shape[0] // len(st["delays"])
         dW = torch.from_numpy(dW2).view(K, n_in, n).to(st["wdtype"])
         dS = None
         if need_ds:
+            dsrc = np.concatenate([p[1] for p in per])
             B_, T_, n_src = st["S_shape"]
             flat = np.zeros(B_ * T_ * n_src, dtype=np.float64)
             flat[sp.flat_index(n_src)] = dsrc
@@ -429,8 +512,11 @@ class _AsyncLayerFn(torch.autograd.Function):
         return dS, dW, None
 
 
-# below this fraction of live taps a row is applied from its CSR (cost per synapse, not per neuron)
-SPARSE_MAX_DENSITY = 0.5
+# below this fraction of live taps a row is applied from its CSR (cost per synapse, not per neuron).
+# Measured (build/prof: default 700-48-48-20 net pruned to one tap per synapse, density 1/31 = 0.032,
+# one thread): the vectorized dense row loop 0.116 CPU s per batch of 32, the CSR loop 0.180 s (its
+# per-synapse branches cost more than 48 SIMD lanes); the CSR pays only for sparser or wider layers.
+SPARSE_MAX_DENSITY = 0.02
 
 
 def _support(layer: LayerView):
@@ -438,8 +524,26 @@ def _support(layer: LayerView):
     return None if sup is None else sup.detach().to(torch.bool).contiguous()
 
 
+def readout_layer(S, layer: LayerView, integer=False) -> LayerOut:
+    """The non-spiking readout (no threshold, so the event order does not matter): the
+    event-driven tap sum of :mod:`sw.models.synapse` and the fused leaky integrator of
+    :mod:`sw.models.lif`, unsaturated like the oracle."""
+    W = layer.weights()
+    I = tap_sum(S, W.permute(1, 0, 2), layer.delays)
+    a = float(layer.leak())
+    decay = a * DECAY_ONE
+    if decay != int(decay):  # not a model-file leak: the step loop
+        return async_layer_oracle(S, None, None, layer, integer=integer)
+    v = li_sequence(I, LIFParams(1.0, int(decay), membrane_bits=_NO_SAT_BITS, exact=bool(integer))).to(S.dtype)
+    z = torch.zeros_like(v)
+    return LayerOut(z, z, z, v)
+
+
+_NO_SAT_BITS = 1024  # a membrane width that never saturates (qmax far beyond any float sum)
+
+
 def async_layer(S, sp: SpikeList, layer: LayerView, scheduler="fifo", forward_group=1, gen=None,
-                integer=False, slope=5.0) -> tuple[LayerOut, SpikeList, dict]:
+                integer=False, slope=5.0, W=None, shards=1, workers=1) -> tuple[LayerOut, SpikeList, dict]:
     """Run one spiking layer over all steps (compiled). ``S`` [B, T, n_in] are the previous
     layer's spikes (the gradient goes back to them), ``sp`` the same spikes as an ordered
     :class:`SpikeList`. Returns the layer's :class:`LayerOut`, its own spike list and the
@@ -447,10 +551,13 @@ def async_layer(S, sp: SpikeList, layer: LayerView, scheduler="fifo", forward_gr
     if scheduler not in SCHEDULERS:
         raise ValueError(f"scheduler must be one of {SCHEDULERS}, got {scheduler!r}")
     F = _check_forward_group(forward_group)
-    W = layer.weights()
+    W = layer.weights() if W is None else W
     B, T, _ = S.shape
-    seed = int(torch.randint(0, 1 << 62, (1,), generator=gen)) if scheduler == "random" else 0
-    st = {"B": B, "T": T, "sp": sp, "delays": list(layer.delays), "scheduler": scheduler, "seed": seed,
+    shards = max(1, min(int(shards), B))
+    seeds = [int(torch.randint(0, 1 << 62, (1,), generator=gen)) if scheduler == "random" else 0
+             for _ in range(shards)]  # drawn here, in shard order: the bits do not depend on the threads
+    st = {"B": B, "T": T, "sp": sp, "delays": list(layer.delays), "scheduler": scheduler, "seeds": seeds,
+          "shards": shards, "workers": int(workers),
           "F": _k.ALL if F is None else F, "theta": float(layer.threshold()), "alpha": float(layer.leak()),
           "integer": bool(integer), "reset": layer.reset, "slope": float(slope), "wdtype": W.dtype,
           "S_shape": tuple(S.shape), "S_dtype": S.dtype, "support": _support(layer)}
@@ -486,6 +593,8 @@ class UnlayeredNet(nn.Module):
         self._output = output
         self.last: list[LayerOut] = []
         self.fast = True  # compiled spiking layers (False: the tensor oracle, async_layer_oracle)
+        # batch shards of the compiled layers (None: those of the wrapped net, DelayNet.set_threads; else 1)
+        self.shards: int | None = None
         self.states: list[dict] = []
 
     # -- constructors
@@ -521,21 +630,29 @@ class UnlayeredNet(nn.Module):
     def run(self, x: torch.Tensor) -> list[LayerOut]:
         if x.ndim != 3:
             raise ValueError(f"input must be spikes [B, T, n_in], got shape {tuple(x.shape)}")
-        n_in = self.layers[0].weights().shape[1]
+        W0 = self.layers[0].weights()
+        n_in = W0.shape[1]
         if x.shape[2] != n_in:
             raise ValueError(f"input has {x.shape[2]} channels but the first layer has n_in={n_in}")
-        dt = self.layers[0].weights().dtype
+        dt = W0.dtype
         S = x.to(dt)
         B, T, C = S.shape
         rank = torch.arange(C, dtype=dt).expand(B, T, C)  # input layer: ascending channel
         mem = torch.zeros_like(S)
+        if self.fast and bool(((S != 0) & (S != 1)).any()):
+            raise ValueError("input must be a binary spike raster (0/1 values): the compiled path applies "
+                             "one weight row per event")
         sp = SpikeList.from_raster(S) if self.fast else None
         outs, self.states = [], []
-        for L in self.layers:
+        shards = self.shards if self.shards is not None else int(getattr(self.net, "shards", 1) or 1)
+        workers = getattr(self.net, "workers", None) or torch.get_num_threads()
+        for l, L in enumerate(self.layers):
             if self.fast and L.spiking:
                 o, sp, st = async_layer(S, sp, L, self.scheduler, self.forward_group, self.gen, self.integer,
-                                        self.slope)
+                                        self.slope, W0 if l == 0 else None, shards, workers)
                 self.states.append(st)
+            elif self.fast:
+                o = readout_layer(S, L, self.integer)
             else:
                 o = async_layer_oracle(S, rank, mem, L, self.scheduler, self.forward_group, self.gen,
                                        self.integer, self.slope)

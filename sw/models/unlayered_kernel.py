@@ -38,16 +38,36 @@ SCHED_CODE = {"fifo": 0, "random": 1, "momentum": 2}
 ALL = np.int64(1) << 62  # forward group "all"
 
 
-@njit(cache=True)
+_TWO_M53 = 1.0 / (1 << 53)
+
+
+@njit(cache=True, inline="always")
+def _splitmix64(state):
+    """One step of SplitMix64 (Steele, Lea and Flood 2014): ``(new state, 64 random bits)``.
+    A counter-based generator of a few integer operations, seeded from the torch generator: the
+    shuffle needs one draw per event, and numpy's generator costs ~10x more per draw here."""
+    state = state + np.uint64(0x9E3779B97F4A7C15)
+    z = state
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return state, z ^ (z >> np.uint64(31))
+
+
+@njit(cache=True, nogil=True)
 def fill_events(sp_off, sp_idx, sp_mem, B, T, n_in, delays, phase_k, sched, seed, row_live, ev_off, ev_row,
                 ev_src):
     """The ordered event list of every (sample, step): row ``k * n_in + i`` and the index of the
     source spike in the spike list; ``ev_off`` (``[B*T+1]``) gets the offsets. Events whose row
     is not ``row_live`` (no synapse: they touch nothing) are left out; the caller passes all
     rows live when forward groups are larger than one event (an event counts in its group)."""
-    if sched == 1:
-        np.random.seed(seed)
+    state = np.uint64(seed)
     K = phase_k.shape[0]
+    level_live = np.zeros(K, dtype=np.bool_)
+    for k in range(K):
+        for i in range(n_in):
+            if row_live[k * n_in + i]:
+                level_live[k] = True
+                break
     p = 0
     ev_off[0] = 0
     for b in range(B):
@@ -57,7 +77,7 @@ def fill_events(sp_off, sp_idx, sp_mem, B, T, n_in, delays, phase_k, sched, seed
             for q in range(K):
                 k = phase_k[q]
                 te = t - delays[k]
-                if te < 0:
+                if te < 0 or not level_live[k]:
                     continue
                 s0 = sp_off[b * T + te]
                 s1 = sp_off[b * T + te + 1]
@@ -72,14 +92,20 @@ def fill_events(sp_off, sp_idx, sp_mem, B, T, n_in, delays, phase_k, sched, seed
             n = p - a0
             if n > 1 and sched == 1:
                 for x in range(n - 1, 0, -1):  # Fisher-Yates
-                    y = np.random.randint(0, x + 1)
+                    state, u = _splitmix64(state)
+                    y = int(np.float64(u >> np.uint64(11)) * _TWO_M53 * (x + 1))  # 53-bit uniform
                     r, s = ev_row[a0 + x], ev_src[a0 + x]
                     ev_row[a0 + x], ev_src[a0 + x] = ev_row[a0 + y], ev_src[a0 + y]
                     ev_row[a0 + y], ev_src[a0 + y] = r, s
             elif n > 1 and sched == 2:
                 key = np.empty(n, dtype=np.float64)
+                done = True
                 for x in range(n):
                     key[x] = -sp_mem[ev_src[a0 + x]]
+                    if x > 0 and key[x] < key[x - 1]:
+                        done = False
+                if done:  # already in order (e.g. input events: no membrane, fifo)
+                    continue
                 o = np.argsort(key, kind="mergesort")  # stable: ties keep fifo order
                 rr = ev_row[a0:p].copy()
                 ss = ev_src[a0:p].copy()
@@ -88,7 +114,7 @@ def fill_events(sp_off, sp_idx, sp_mem, B, T, n_in, delays, phase_k, sched, seed
                     ev_src[a0 + x] = ss[o[x]]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _fire(j, g, b, t, bt, v, refr, theta, zero_reset, spikes, rank, mem_out, em_off, em_idx, em_mem, fire_g,
           ne_tot):
     fire_g[b, t, j] = g
@@ -105,8 +131,8 @@ def _fire(j, g, b, t, bt, v, refr, theta, zero_reset, spikes, rank, mem_out, em_
     return ne_tot + 1
 
 
-@njit(cache=True)
-def forward(ev_off, ev_row, B, T, W2, F, theta, alpha, integer, zero_reset, sparse, row_ptr, cols, vals,
+@njit(cache=True, nogil=True)
+def forward(ev_off, ev_row, B, T, W2, F, theta, alpha, integer, zero_reset, sparse, row_ptr, cols, vals, row_work,
             spikes, vout, rank, mem_out, em_off, em_idx, em_mem, fire_g, near_g, cu):
     """Run the layer. Outputs (preallocated): ``spikes, vout, rank, mem_out`` ``[B, T, n]``; the
     emission list ``em_off [B*T+1], em_idx, em_mem`` (the next layer's spike list); for the
@@ -116,7 +142,8 @@ def forward(ev_off, ev_row, B, T, W2, F, theta, alpha, integer, zero_reset, spar
     The per-event loops over neurons are branch-free (selects) so that they vectorize; the
     firing pass in ascending ``j`` runs only when some neuron crossed. ``sparse``: rows are
     applied from the CSR ``row_ptr, cols, vals`` (ascending ``cols`` within a row; zeros are
-    skipped), so an event costs its synapses, as in hardware."""
+    skipped), so an event costs its synapses, as in hardware. ``row_work``: False for rows without
+    synapses (an event there still counts in its forward group but applies nothing)."""
     n = W2.shape[1]
     dt = W2.dtype
     v = np.zeros(n, dtype=dt)
@@ -124,7 +151,7 @@ def forward(ev_off, ev_row, B, T, W2, F, theta, alpha, integer, zero_reset, spar
     touched = np.zeros(n, dtype=np.bool_)
     best = np.zeros(n, dtype=dt)
     cf = np.zeros(n, dtype=dt)
-    near = np.zeros(n, dtype=np.int64)
+    near = np.zeros(n, dtype=np.int32)
     ninf = dt.type(-np.inf)
     th = dt.type(theta)
     ne_tot = 0
@@ -145,7 +172,7 @@ def forward(ev_off, ev_row, B, T, W2, F, theta, alpha, integer, zero_reset, spar
                 fire_g[b, t, j] = -1
             e0 = ev_off[bt]
             e1 = ev_off[bt + 1]
-            g = 0
+            g = np.int32(0)
             cnt = 0
             for e in range(e0, e1):
                 row = ev_row[e]
@@ -168,7 +195,7 @@ def forward(ev_off, ev_row, B, T, W2, F, theta, alpha, integer, zero_reset, spar
                                 best[j] = x
                                 near[j] = g
                     if F == 1:
-                        g += 1
+                        g += np.int32(1)
                         continue
                 elif F == 1:
                     hit = False
@@ -187,9 +214,9 @@ def forward(ev_off, ev_row, B, T, W2, F, theta, alpha, integer, zero_reset, spar
                                 cf[j] = v[j]
                                 ne_tot = _fire(j, g, b, t, bt, v, refr, theta, zero_reset, spikes, rank, mem_out,
                                                em_off, em_idx, em_mem, fire_g, ne_tot)
-                    g += 1
+                    g += np.int32(1)
                     continue
-                if not sparse:
+                if not sparse and row_work[row]:
                     for j in range(n):
                         w = W2[row, j]
                         v[j] += w
@@ -212,7 +239,7 @@ def forward(ev_off, ev_row, B, T, W2, F, theta, alpha, integer, zero_reset, spar
                                                em_off, em_idx, em_mem, fire_g, ne_tot)
                     for j in range(n):
                         touched[j] = False
-                    g += 1
+                    g += np.int32(1)
                     cnt = 0
             r = ne_tot - em_off[bt]
             for j in range(n):
@@ -228,9 +255,9 @@ def forward(ev_off, ev_row, B, T, W2, F, theta, alpha, integer, zero_reset, spar
             em_off[bt + 1] = ne_tot
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def backward(ev_off, ev_row, ev_src, B, T, W2, F, alpha, theta, slope, zero_reset, sparse, row_ptr, cols, vals,
-             fire_g, near_g, cu, gs, gv_ext, need_ds, dW2, dvals, dsrc):
+             row_work, fire_g, near_g, cu, gs, gv_ext, need_ds, dW2, dvals, dsrc):
     """Accumulate ``dW2`` (``[K*n_in, n]``) and, if ``need_ds``, the gradient of every source
     spike ``dsrc`` (indexed like the spike list), from the gradients ``gs`` (spikes) and
     ``gv_ext`` (end-of-step membrane). ``sparse``: the weight gradient is wanted on the CSR
@@ -238,7 +265,7 @@ def backward(ev_off, ev_row, ev_src, B, T, W2, F, alpha, theta, slope, zero_rese
     n = W2.shape[1]
     tha = max(abs(theta), 1e-12)
     gv0 = np.zeros(n, dtype=np.float64)
-    coef = np.zeros(n, dtype=np.float64)
+    coef = np.zeros(n, dtype=dW2.dtype)
     dgrp = np.empty(2 * n, dtype=np.int64)
     dj = np.empty(2 * n, dtype=np.int64)
     dval = np.empty(2 * n, dtype=np.float64)
@@ -278,6 +305,8 @@ def backward(ev_off, ev_row, ev_src, B, T, W2, F, alpha, theta, slope, zero_rese
                     coef[dj[o]] += dval[o]
                     q += 1
                 row = ev_row[e]
+                if not row_work[row]:  # no synapse: no weight to learn, no gradient to the spike
+                    continue
                 if sparse:
                     acc = 0.0
                     for p in range(row_ptr[row], row_ptr[row + 1]):
