@@ -151,9 +151,12 @@ def main(argv=None) -> int:
     models = {}
     models["delays"] = build_model(cfg, C, n_classes)[0]
     # batch shards on a.threads worker threads, one intra-op thread each (sw.models.parallel)
-    models["yardstick"] = ConvYardstick([C, *cfg["model"]["hidden"], n_classes])
+    # the yardstick's taps span the default delay grid (0..max_delay step delay_stride)
+    mc = cfg["model"]
+    yk = dict(K=mc["max_delay"] // mc["delay_stride"] + 1, dilation=mc["delay_stride"])
+    models["yardstick"] = ConvYardstick([C, *mc["hidden"], n_classes], **yk)
     if a.threads > 1:  # the yardstick on one intra-op thread too: under load it can beat its own 2-thread run
-        models["yardstick-1t"] = ConvYardstick([C, *cfg["model"]["hidden"], n_classes])
+        models["yardstick-1t"] = ConvYardstick([C, *mc["hidden"], n_classes], **yk)
     models["no-delays"] = build_model({**cfg, "model": {**cfg["model"], "no_delays": True}}, C, n_classes)[0]
     if a.unsharded:
         m = build_model(cfg, C, n_classes)[0]

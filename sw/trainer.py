@@ -104,8 +104,7 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
     t_data = time.time() - t_start
     model, net = build_model(cfg, Xtr.shape[2], n_classes)
     net.to(device)
-    if model is net:  # layered: batch shards on worker threads, the bits depend on train.shards only
-        net.set_threads(cfg["train"]["threads"], cfg["train"]["shards"])
+    net.set_threads(cfg["train"]["threads"], cfg["train"]["shards"])  # batch shards: bits depend on shards only
     tc = cfg["train"]
     E = tc["epochs"]
     opt = torch.optim.Adam(net.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
