@@ -55,7 +55,7 @@ Synapses are programmed at run time through the configuration port
 """
 from __future__ import annotations
 
-from amaranth import Module, ResetInserter, Signal, signed, unsigned
+from amaranth import Module, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -112,7 +112,6 @@ class NeuronCore(wiring.Component):
             "step_start": In(1),
             "t": In(self.tw),
             "clear": In(1),
-            "flush": In(1),
             "done": Out(1),
             "cfg_we": In(1),
             "cfg_sel": In(2),
@@ -164,12 +163,7 @@ class NeuronCore(wiring.Component):
         ctrl = StepController(
             n_in=self.n_in, n_out=self.n_out, delays=self.delays, delay_unit=self.delay_unit,
             spiking=self.spiking, T_max=self.T_max, acc_bits=self.acc_bits)
-        # ``flush`` (from the network, the cycle before a ``clear`` after an unfinished sample) resets
-        # the stages and the delay unit, whatever step they were in; memories and registers keep
-        # their contents, and the ``clear`` that follows zeroes the state
-        m.submodules.rows = ResetInserter(self.flush)(it)
-        m.submodules.pipe = ResetInserter(self.flush)(pipe)
-        m.submodules.ctrl = ResetInserter(self.flush)(ctrl)
+        m.submodules.rows, m.submodules.pipe, m.submodules.ctrl = it, pipe, ctrl
         # controller -> row iterator -> pipeline; controller -> pipeline (ops without a synapse, end of step)
         wiring.connect(m, ctrl.rows, it.rows)
         wiring.connect(m, it.ptrs, pipe.ptrs)
@@ -197,7 +191,7 @@ class NeuronCore(wiring.Component):
         if self.delay_unit == "ring":
             from hw.delay.ring_buffer import RingBufferDelay
             dunit = RingBufferDelay(self.n_out, self.D, acc_bits=self.acc_bits, weight_bits=self.weight_bits)
-            m.submodules.delay = ResetInserter(self.flush)(dunit)
+            m.submodules.delay = dunit
             wiring.connect(m, pipe.ring, dunit.add)
             wiring.connect(m, ctrl.drain_req, dunit.drain_req)
             wiring.connect(m, dunit.drain_resp, ctrl.drain_resp)
@@ -208,7 +202,7 @@ class NeuronCore(wiring.Component):
         elif self.uses_scdq:
             from hw.delay.scdq import SCDQ
             dunit = SCDQ(self.n_in, self.delays, self.scdq_capacity)
-            m.submodules.delay = ResetInserter(self.flush)(dunit)
+            m.submodules.delay = dunit
             wiring.connect(m, dunit.out, ctrl.due)
             wiring.connect(m, ctrl.push, dunit.push)
             m.d.comb += [ctrl.due_done.eq(dunit.due_done), dunit.start.eq(ctrl.unit_start),

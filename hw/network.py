@@ -35,16 +35,18 @@ readout finished ``s - 2``), and keeps its counters (SOPs, spikes, records,
 SCDQ peak, overflow, dropped) as they were at the end of its last two steps;
 the status block reports them at the end of the exit step, so work a core did
 in the step after an early exit is not counted (docs/contract.md, "Early
-exit"). The host reads spike records only up to that count. After an
-unfinished sample the next ``start`` first ``flush``-es the cores' stages,
-delay units and the FIFOs (one uncounted cycle), then clears.
+exit"). The host reads spike records only up to that count. After an exit
+the network drains before it raises ``done``: a hidden core inside the next
+step finishes it, and the FIFOs of cores that are not running a step are
+emptied, so the next sample starts from quiet cores and empty FIFOs (the
+drain cycles are not counted).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import numpy as np
-from amaranth import Array, Cat, Const, Module, Mux, ResetInserter, Signal, signed, unsigned
+from amaranth import Array, Cat, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, fifo, memory, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -377,8 +379,7 @@ class Network(wiring.Component):
 
         # per-core step sequencing (see "Steps" in the class docstring): core l runs its own steps,
         # cur_t[l] is the step it runs (or last ran), next_t[l] the next one it may start
-        flush = Signal()  # after an early exit: empties the cores' pipelines and the FIFOs (see below)
-        m.d.comb += [c.flush.eq(flush) for c in cores]
+        draining = Signal()  # after an early exit: FIFOs of cores not running a step are emptied
         cur_t = [Signal(tw, name=f"cur_t{l}") for l in range(L)]
         next_t = [Signal(tw, name=f"next_t{l}") for l in range(L)]
         pending = [Signal(name=f"pending{l}") for l in range(L)]  # a step started and not yet finished
@@ -387,14 +388,15 @@ class Network(wiring.Component):
             m.d.comb += [finishing[l].eq(pending[l] & c.done), c.t.eq(next_t[l])]
         t = cur_t[-1]  # the readout core's step: the network's step
 
-        # FIFOs: feeder -> core0 -> core1 -> ...; emptied by ``flush``
+        # FIFOs: feeder -> core0 -> core1 -> ...
         fifos = []
         for l, c in enumerate(cores):
             width = event_layout(spec.layers[l].n_in).size
             f = fifo.SyncFIFOBuffered(width=width, depth=spec.fifo_depth)
-            m.submodules[f"fifo{l}"] = ResetInserter(flush)(f)
+            m.submodules[f"fifo{l}"] = f
             fifos.append(f)
-            m.d.comb += [c.inp.payload.eq(f.r_data), c.inp.valid.eq(f.r_rdy), f.r_en.eq(c.inp.ready)]
+            m.d.comb += [c.inp.payload.eq(f.r_data), c.inp.valid.eq(f.r_rdy),
+                         f.r_en.eq(c.inp.ready | (draining & c.done & ~pending[l]))]
         for l in range(L - 1):
             c, f = cores[l], fifos[l + 1]
             m.d.comb += [f.w_data.eq(c.out.payload), f.w_en.eq(c.out.valid), c.out.ready.eq(f.w_rdy)]
@@ -461,9 +463,14 @@ class Network(wiring.Component):
                 m.d.sync += [v1[f].eq(v0[f]) for f in snap_fields] + [v0[f].eq(live[f]) for f in snap_fields]
             snaps.append(hist)
 
+        # latched at the readout's last step (the snapshot of that step is taken by then: a hidden
+        # core ends a step several cycles before the readout can), so that the status block reads
+        # plain registers (a mux in the status path costs every clock in a compiled model)
+        rep = {(l, f): Signal.like(snaps[l][0][1][f], name=f"rep{l}_{f}") for l in range(L - 1) for f in snap_fields}
+        rep_ovf = Signal()
+
         def at_exit(l, f):
-            (t0, v0), (t1, v1) = snaps[l]
-            return Mux(t0 == exit_step, v0[f], v1[f])
+            return rep[l, f]
 
         # sequencer
         cycles = Signal(32)
@@ -489,14 +496,14 @@ class Network(wiring.Component):
                 m.d.sync += feeding.eq(0)
 
         # sequencer states (a plain state register: Verilator lints the incomplete case of an FSM)
-        S_IDLE, S_CLEAR, S_RUN, S_DONE, S_FLUSH = range(5)
+        S_IDLE, S_CLEAR, S_RUN, S_DONE, S_DRAIN = range(5)
         state = Signal(3)
         decided = Signal(tw)  # steps the readout finished without an exit
-        unfinished = Signal()  # the last sample exited early: flush before the next clear
         restart = [cycles.eq(0), ev_ptr.eq(0), streak.eq(0), exit_step.eq(0), exited.eq(0), feeding.eq(0),
                    decided.eq(0)] + [cnt.eq(0) for cnt in rec_counts]
         restart += [x.eq(0) for x in cur_t + next_t + pending]
         restart += [s.eq(0) for hist in snaps for tag, vals in hist for s in [tag, *vals.values()]]
+        restart += [*[r.eq(0) for r in rep.values()], rep_ovf.eq(0)]
         run = state == S_RUN
         # the readout's end of step: the exit decision, the step's cycle stamp
         r_fin = finishing[-1]
@@ -514,9 +521,12 @@ class Network(wiring.Component):
                 m.d.sync += pending[l].eq(0)
         with m.If(cores[0].step_start):
             m.d.sync += [feeding.eq(1), feed_t.eq(next_t[0])]
-        with m.If(state == S_FLUSH):
-            m.d.comb += [c.clear.eq(1) for c in cores]
-            m.d.sync += state.eq(S_CLEAR)
+        quiet = Signal()  # no core runs a step, no FIFO holds anything, the feeder is idle
+        m.d.comb += quiet.eq(all_done & ~Cat(*pending).any() & ~Cat(*[f.r_level != 0 for f in fifos]).any() & ~feeding)
+        with m.If(state == S_DRAIN):
+            m.d.comb += draining.eq(1)
+            with m.If(quiet):
+                m.d.sync += state.eq(S_DONE)
         with m.Elif(state == S_CLEAR):
             m.d.sync += cycles.eq(cycles + 1)
             with m.If(all_done):
@@ -527,24 +537,24 @@ class Network(wiring.Component):
                 m.d.comb += sc_wr.en.eq(1)
                 m.d.sync += [streak.eq(streak_next), exit_step.eq(t), exited.eq(exit_now), decided.eq(t + 1)]
                 with m.If(halt):
-                    # an exit before the last step may leave a hidden core inside the next step
-                    m.d.sync += [state.eq(S_DONE), unfinished.eq(exit_now & (t + 1 < T))]
+                    # after an exit a hidden core may be inside the next step: drain first
+                    m.d.sync += state.eq(Mux(exit_now, S_DRAIN, S_DONE))
+                    for l in range(L - 1):
+                        (t0, v0), (t1, v1) = snaps[l]
+                        m.d.sync += [rep[l, f].eq(Mux(t0 == t, v0[f], v1[f])) for f in snap_fields]
+                    m.d.sync += rep_ovf.eq(Cat(*[Mux(snaps[l][0][0] == t, snaps[l][0][1]["records"], snaps[l][1][1]["records"])
+                                                 > spec.max_spikes for l in range(L - 1)] or [Const(0)]).any())
         with m.Elif((state == S_IDLE) | (state == S_DONE)):
             m.d.comb += self.done.eq((state == S_DONE) & ~start)  # a new start clears done at once
             with m.If(start):
-                # after an early exit a hidden core may be inside its next step: flush first (one
-                # uncounted cycle), then clear
-                # (decided at the exit, not from T now: the host may have programmed another model since)
-                m.d.sync += restart + [state.eq(Mux(unfinished, S_FLUSH, S_CLEAR)), unfinished.eq(0)]
-                m.d.comb += flush.eq(unfinished)
-                with m.If(~unfinished):
-                    m.d.comb += [c.clear.eq(1) for c in cores]
+                m.d.sync += restart + [state.eq(S_CLEAR)]
+                m.d.comb += [c.clear.eq(1) for c in cores]
         with m.Else():
             m.d.sync += state.eq(S_IDLE)
         m.d.comb += self.busy.eq(~self.done)
 
         # result port
-        rec_overflow = Cat(*[at_exit(l, "records") > spec.max_spikes for l in range(L - 1)] or [Const(0)]).any()
+        rec_overflow = rep_ovf
         status = [cycles, rec_overflow, exit_step, exited] + [Const(0, 1)] * (8 - 4)
         for l, c in enumerate(cores):
             if l < L - 1:

@@ -107,7 +107,7 @@ class StepController(wiring.Component):
         members = {
             "inp": In(stream.Signature(event_layout(n_in))),
             "rows": Out(stream.Signature(row_layout(self.n_rows, Op, self.k_bits))),
-            "ctl": Out(stream.Signature(ctl_layout(n_out, acc_bits))),
+            "ctl": Out(stream.Signature(ctl_layout(n_out, acc_bits, with_x=delay_unit == "ring"))),
             "eos": Out(stream.Signature(unsigned(1))),
             "step_start": In(1),
             "clear": In(1),
@@ -155,7 +155,8 @@ class StepController(wiring.Component):
         rows, ctl = self.rows, self.ctl
         ev_valid, ev_ready = rows.valid, rows.ready
         ev_row, ev_kind, ev_k = rows.payload.row, rows.payload.kind, rows.payload.k
-        ctl_valid, ctl_kind, ctl_col, ctl_x = ctl.valid, ctl.payload.kind, ctl.payload.col, ctl.payload.x
+        ctl_valid, ctl_kind, ctl_col = ctl.valid, ctl.payload.kind, ctl.payload.col
+        ctl_x = ctl.payload.x if self.delay_unit == "ring" else None  # only a ring build has an operand
         ctl_taken = ctl.valid & ctl.ready
         pipe_empty = self.pipe_idle & ~ev_valid
 

@@ -21,7 +21,8 @@ Protocol (what a producer and a consumer may rely on)
   Every accepted pointer is one SOP (``sop`` strobes as it completes stage C).
 * ``ctl`` (in): ``{kind, col, x}`` from the step controller: an op on neuron
   ``col`` with operand ``x`` that uses no synapse word (DRAIN, FIRE, RSUM,
-  CLEAR). Taken only when no pointer is offered in that cycle.
+  CLEAR); ``x`` (a drained ring slot) exists in ring builds only. Taken only
+  when no pointer is offered in that cycle.
 * ``ready`` of ``ptrs`` and ``ctl`` does not depend on their own ``valid``:
   it is the pipeline's advance (``~stall``), and for ``ctl`` no pointer offered.
   Ops complete in acceptance order.
@@ -85,9 +86,13 @@ class Op(enum.Enum, shape=3):
     CLEAR = 7  # start of a sample: v, accumulator, R <- 0
 
 
-def ctl_layout(n_out: int, acc_bits: int) -> data.StructLayout:
-    """A controller op: ``kind`` on neuron ``col`` with operand ``x`` (no synapse word)."""
-    return data.StructLayout({"kind": Op, "col": unsigned(_bits(n_out)), "x": signed(acc_bits)})
+def ctl_layout(n_out: int, acc_bits: int, with_x: bool = True) -> data.StructLayout:
+    """A controller op: ``kind`` on neuron ``col`` with operand ``x`` (no synapse word). Only a
+    ring build has ``x`` (a drained slot); an SCDQ build's ops take no operand."""
+    fields = {"kind": Op, "col": unsigned(_bits(n_out))}
+    if with_x:
+        fields["x"] = signed(acc_bits)
+    return data.StructLayout(fields)
 
 
 def _check(name, v, lo):
@@ -132,7 +137,7 @@ class UpdatePipeline(wiring.Component):
         self.syn_layout = data.StructLayout({"col": unsigned(_bits(n_out)), "w": signed(weight_bits)})
         members = {
             "ptrs": In(stream.Signature(ptr_layout(nnz_max, Op, self.k_bits))),
-            "ctl": In(stream.Signature(ctl_layout(n_out, acc_bits))),
+            "ctl": In(stream.Signature(ctl_layout(n_out, acc_bits, with_x=delay_unit == "ring"))),
             "eos": In(stream.Signature(unsigned(1))),
             "step_start": In(1),
             "clear": In(1),
@@ -315,7 +320,8 @@ class UpdatePipeline(wiring.Component):
                 m.d.sync += [b_valid.eq(1), b_op.kind.eq(p.payload.kind), b_op.syn.eq(1), b_op.k.eq(p.payload.k)]
             with m.Elif(ctl.valid):
                 m.d.sync += [b_valid.eq(1), b_op.kind.eq(ctl.payload.kind), b_op.syn.eq(0),
-                             b_op.col.eq(ctl.payload.col), b_op.x.eq(ctl.payload.x)]
+                             b_op.col.eq(ctl.payload.col),
+                             b_op.x.eq(ctl.payload.x if self.delay_unit == "ring" else 0)]
             with m.Elif(bg_valid & self.bg_en):
                 m.d.sync += [b_valid.eq(1), b_op.kind.eq(Op.LEAK), b_op.syn.eq(0), b_op.col.eq(bg_col)]
 

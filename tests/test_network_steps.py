@@ -7,7 +7,7 @@ real (a hidden core starts step ``s + 1`` before the readout finished ``s``).
 Under an early exit a hidden core is then inside step ``e + 1`` when the exit
 is decided, and the result must still equal the reference bit for bit
 (counters at the end of step ``e``; the next sample starts clean after the
-flush), through ``hw.parity.first_divergence``.
+drain), through ``hw.parity.first_divergence``.
 """
 from __future__ import annotations
 
@@ -118,8 +118,9 @@ def test_early_exit_while_a_hidden_core_is_in_the_next_step(unit):
 
 @pytest.mark.parametrize("unit", ["ring", "scdq"])
 def test_a_reprogrammed_shorter_model_after_an_early_exit_starts_clean(unit):
-    """The flush after an unfinished sample is decided at the exit, not from the next model's T:
-    a host may program a model with T <= exit step + 1 in between (found by the fuzz)."""
+    """After an exit the network drains (a hidden core finishes the next step, FIFOs are emptied)
+    whatever model the host programs next, also one with T <= exit step + 1 (the fuzz found a
+    first version that decided from the next model's T)."""
     from hw.pysim import run_programs
     mode = "async"
     checked = 0
@@ -143,7 +144,7 @@ def test_a_reprogrammed_shorter_model_after_an_early_exit_starts_clean(unit):
         assert first_divergence(0, first[0], exp[b], counters=True) is None
         _, ahead = analyse(log[0], len(model.layers))
         if not any(s == e + 1 for _, s in ahead):
-            continue  # no hidden core was inside step e + 1: nothing to flush; try another case
+            continue  # no hidden core was inside step e + 1: nothing to drain; try another case
         d = first_divergence(0, second[0], ref.simulate(short, Xs, mode, unit)[0], counters=True)
         assert d is None, f"seed {seed}: {d}"
         checked += 1

@@ -144,7 +144,7 @@ def run(mode, unit, spiking, p_idle, p_stall, seed, n_steps=T, max_cycles=20_000
                     seen["rows"].append((int(rowp.row), Op(rowp.kind), int(rowp.k)))
                     busy_until = cycle + int(rng.integers(0, 4))
                 if cv and rdy["ctl"]:
-                    seen["ctl"].append((Op(cp.kind), int(cp.col), int(cp.x)))
+                    seen["ctl"].append((Op(cp.kind), int(cp.col), int(cp.x) if unit == "ring" else 0))
                     busy_until = cycle + int(rng.integers(0, 4))
                 if ev and rdy["eos"]:
                     seen["eos"] += 1

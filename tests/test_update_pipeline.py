@@ -172,7 +172,7 @@ def run(mode, unit, spiking, p_idle, p_stall, seed, max_cycles=20_000):
                     ctx.set(dut.ptrs.payload, {"p": p, "kind": kind, "k": k})
                 if cv:
                     kind, j, x = ctl[0]
-                    ctx.set(dut.ctl.payload, {"kind": kind, "col": j, "x": x})
+                    ctx.set(dut.ctl.payload, {"kind": kind, "col": j, **({"x": x} if unit == "ring" else {})})
                 ctx.set(dut.ptrs.valid, pv)
                 ctx.set(dut.ctl.valid, cv)
                 ctx.set(dut.eos.valid, ev)
