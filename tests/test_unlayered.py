@@ -236,6 +236,29 @@ def _oracle_keys(st, B, T, K, n_in):
     return keys.view(B, T, K * n_in)
 
 
+def _run_oracle(orac, X, T, states, scheduler, F, empty_rows_last=False):
+    """The oracle, layer by layer, fed the compiled run's event order (``states``) where it has a choice
+    (random); ``empty_rows_last``: events the compiled run skipped get keys after the others."""
+    from sw.models.unlayered import async_layer_oracle
+
+    B = X.shape[0]
+    S = X.to(torch.float64)
+    rank = torch.arange(X.shape[2], dtype=S.dtype).expand_as(S)
+    mem = torch.zeros_like(S)
+    oo = []
+    for l, L in enumerate(orac.layers):
+        keys = None
+        if scheduler == "random" and L.spiking:
+            K, n_in = L.weights().shape[:2]
+            keys = _oracle_keys(states[l], B, T, K, n_in)
+            if empty_rows_last:
+                keys = torch.where(torch.isinf(keys), torch.full_like(keys, 1e9), keys)
+        o = async_layer_oracle(S, rank, mem, L, scheduler, F, orac.gen, True, orac.slope, keys)
+        oo.append(o)
+        S, rank, mem = o.spikes, o.rank, o.mem
+    return oo
+
+
 def _trainable_layers(model, dtype):
     return [ParamLayer(torch.as_tensor(L.weights.astype(np.float64), dtype=dtype), L.delays.tolist(), float(L.threshold),
                        L.decay / 4096, L.reset, bool(L.spiking), trainable=True) for L in model.layers]
@@ -254,8 +277,6 @@ def _loss(outs, B):
 @pytest.mark.parametrize("F", [1, 2, "all"])
 @pytest.mark.parametrize("reset", ["zero", "subtract"])
 def test_compiled_path_equals_oracle_forward_and_gradient(scheduler, F, reset):
-    from sw.models.unlayered import async_layer_oracle
-
     rng = np.random.default_rng(7 + len(str(F)) + (reset == "zero"))
     model = rand_model(rng, n_in=7, hidden=(6, 5), T=14, reset=reset)
     B = 3
@@ -267,18 +288,7 @@ def test_compiled_path_equals_oracle_forward_and_gradient(scheduler, F, reset):
     assert sum(float(o.spikes.detach().sum()) for o in outs[:-1]) > 0
     _loss(outs, B).backward()
     # the oracle, layer by layer, with the compiled run's event order (random) where it has a choice
-    S = X.to(dtype)
-    rank = torch.arange(model.n_inputs, dtype=dtype).expand(B, model.T, model.n_inputs)
-    mem = torch.zeros_like(S)
-    oo = []
-    for l, L in enumerate(orac.layers):
-        keys = None
-        if scheduler == "random" and L.spiking:
-            K, n_in = L.weights().shape[:2]
-            keys = _oracle_keys(fast.states[l], B, model.T, K, n_in)
-        o = async_layer_oracle(S, rank, mem, L, scheduler, F, orac.gen, True, orac.slope, keys)
-        oo.append(o)
-        S, rank, mem = o.spikes, o.rank, o.mem
+    oo = _run_oracle(orac, X, model.T, fast.states, scheduler, F)
     _loss(oo, B).backward()
     for l, (a, b) in enumerate(zip(outs, oo)):
         for f in ("spikes", "v", "mem"):
@@ -316,7 +326,6 @@ def test_compiled_sparse_rows_equal_oracle(scheduler, F, csr, monkeypatch):
     """Layers with a tap support (pruned): rows applied from their CSR (or dense rows), empty rows
     skipped (F = 1); forward identical and the weight gradient identical on the support."""
     from sw.models import unlayered
-    from sw.models.unlayered import async_layer_oracle
 
     monkeypatch.setattr(unlayered, "SPARSE_MAX_DENSITY", 1.01 if csr else 0.0)  # every layer on one path
 
@@ -345,20 +354,8 @@ def test_compiled_sparse_rows_equal_oracle(scheduler, F, csr, monkeypatch):
     outs = fast.run(X)
     assert sum(float(o.spikes.detach().sum()) for o in outs[:-1]) > 0
     _loss(outs, B).backward()
-    S = X.to(torch.float64)
-    rank = torch.arange(model.n_inputs, dtype=S.dtype).expand_as(S)
-    mem = torch.zeros_like(S)
-    oo = []
-    for l, L in enumerate(orac.layers):
-        keys = None
-        if scheduler == "random" and L.spiking:
-            K, n_in = L.weights().shape[:2]
-            keys = _oracle_keys(fast.states[l], B, model.T, K, n_in)
-            if F == 1:  # events on empty rows were skipped: give them any keys after the others
-                keys = torch.where(torch.isinf(keys), torch.full_like(keys, 1e9), keys)
-        o = async_layer_oracle(S, rank, mem, L, scheduler, F, orac.gen, True, orac.slope, keys)
-        oo.append(o)
-        S, rank, mem = o.spikes, o.rank, o.mem
+    # events on empty rows were skipped (F = 1): the oracle gives them any keys after the others
+    oo = _run_oracle(orac, X, model.T, fast.states, scheduler, F, empty_rows_last=F == 1)
     _loss(oo, B).backward()
     for l, (a, b) in enumerate(zip(outs, oo)):
         for f in ("spikes", "v", "mem"):
@@ -408,7 +405,6 @@ def test_compiled_random_training_is_seeded():
 def test_compiled_batch_shards(scheduler):
     """Batch shards on threads: the oracle's numbers (fifo/momentum: those of one shard), and the
     same bits on one thread or two."""
-    from sw.models.unlayered import async_layer_oracle
 
     rng = np.random.default_rng(21)
     model = rand_model(rng, n_in=7, hidden=(6, 5), T=14, reset="zero")
@@ -437,18 +433,7 @@ def test_compiled_batch_shards(scheduler):
             torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-12)
     # the sharded run equals the oracle given its event order
     orac = UnlayeredNet(_trainable_layers(model, torch.float64), scheduler, 1, seed=4, integer=True)
-    S = X.to(torch.float64)
-    rank = torch.arange(model.n_inputs, dtype=S.dtype).expand_as(S)
-    mem = torch.zeros_like(S)
-    oo = []
-    for l, L in enumerate(orac.layers):
-        keys = None
-        if scheduler == "random" and L.spiking:
-            K, n_in = L.weights().shape[:2]
-            keys = _oracle_keys(a.states[l], B, model.T, K, n_in)
-        o = async_layer_oracle(S, rank, mem, L, scheduler, 1, orac.gen, True, orac.slope, keys)
-        oo.append(o)
-        S, rank, mem = o.spikes, o.rank, o.mem
+    oo = _run_oracle(orac, X, model.T, a.states, scheduler, 1)
     _loss(oo, B).backward()
     for x, y in zip(oa, oo):
         assert torch.equal(x.spikes.detach(), y.spikes.detach()) and torch.equal(x.v.detach(), y.v.detach())
