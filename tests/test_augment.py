@@ -100,7 +100,7 @@ def test_config_fields_are_checked_and_named():
 
 
 def test_keep_only_switches_the_others_off():
-    from sw.train import load_config
+    from sw.config import load_config
 
     tc = load_config()["train"]
     assert A.Augment.from_train_config(tc) == A.Augment((0.7, 1.4), 10, 1, 0.1, 0.5)  # on by default, half the samples
@@ -114,7 +114,8 @@ def test_keep_only_switches_the_others_off():
 
 
 def test_train_flag_and_config_errors(tmp_path):
-    from sw.train import ConfigError, config_from_args, load_config, parse_args
+    from sw.config import ConfigError, load_config
+    from sw.trainer import config_from_args, parse_args
 
     cfg = config_from_args(parse_args(["--augment", "shift"]))
     assert A.Augment.from_train_config(cfg["train"]) == A.Augment((1.0, 1.0), 10, 0, 0.0, 0.5)

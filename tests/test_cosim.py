@@ -28,7 +28,7 @@ TINY = {
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from sw.train import main as train_main
+    from sw.trainer import main as train_main
     d = tmp_path_factory.mktemp("cosim")
     cfg = d / "tiny.json"
     cfg.write_text(json.dumps(TINY))

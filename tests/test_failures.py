@@ -128,7 +128,7 @@ def test_dt_1e_300(model_file, tmp_path, capsys):
     bad = _rewrite_header(model_file, tmp_path / "dt.safetensors", lambda h: h.update(dt=1e-300))
     with pytest.raises(ModelFileError, match="'dt'"):
         load(bad)
-    from sw.train import main as train_main
+    from sw.trainer import main as train_main
     _err(capsys, train_main, ["--data", "synthetic", "--set", "data.dt=1e-300", "--out", tmp_path / "t"], "data.dt")
 
 
@@ -157,7 +157,7 @@ def test_train_shd_format_error_is_one_line(tmp_path, capsys):
     d.mkdir()
     (d / "shd_train.h5").write_bytes(b"not hdf5")
     _shd(d / "shd_test.h5")
-    from sw.train import main as train_main
+    from sw.trainer import main as train_main
     _err(capsys, train_main, ["--data", d, "--out", tmp_path / "o", "--no-progress"], "shd_train.h5")
 
 
@@ -165,7 +165,7 @@ def test_train_zero_sample_test_split_fails_before_training(tmp_path, capsys):
     d = tmp_path / "shd"
     _shd(d / "shd_train.h5", n=8)
     _shd(d / "shd_test.h5", times=[])
-    from sw.train import main as train_main
+    from sw.trainer import main as train_main
     _err(capsys, train_main, ["--data", d, "--out", tmp_path / "o", "--no-progress", "--set", "data.T=20"],
          "data.source", "test split", "0 samples")
     assert not (tmp_path / "o" / "checkpoints").exists()  # nothing was trained
@@ -174,7 +174,7 @@ def test_train_zero_sample_test_split_fails_before_training(tmp_path, capsys):
 def test_train_out_is_a_file(tmp_path, capsys):
     f = tmp_path / "f"
     f.write_text("x")
-    from sw.train import main as train_main
+    from sw.trainer import main as train_main
     _err(capsys, train_main, ["--data", "synthetic", "--out", f], "--out", "is a file")
 
 

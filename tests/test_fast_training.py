@@ -138,7 +138,7 @@ def test_low_bit_weights_use_the_range_and_stay_bit_exact(bits):
 
 
 def test_rate_regulariser_moves_rates_towards_target():
-    from sw.train import rate_loss
+    from sw.trainer import rate_loss
 
     net = _net()
     x = (torch.rand(16, 30, 20, generator=torch.Generator().manual_seed(5)) < 0.3).float()
@@ -155,7 +155,7 @@ def test_rate_regulariser_moves_rates_towards_target():
 
 
 def test_device_choice():
-    from sw.train import pick_device
+    from sw.trainer import pick_device
     from sw.config import ConfigError
 
     assert pick_device("cpu").type == "cpu"
@@ -207,7 +207,7 @@ def test_cli_flags_reach_the_config_and_train(tmp_path):
     import json
 
     from sw.config import ConfigError, load_config
-    from sw.train import config_from_args, main, parse_args
+    from sw.trainer import config_from_args, main, parse_args
 
     cfg = config_from_args(parse_args(["--rate-target", "0.05,0.1", "--rate-weight", "2", "--weight-bits", "4",
                                        "--delays", "learnable", "--threads", "1", "--device", "cpu",
@@ -271,7 +271,7 @@ def test_batch_shards_give_the_unsharded_gradients_and_the_same_bits_on_any_thre
 def test_training_bits_do_not_depend_on_the_thread_count(tmp_path):
     import json
 
-    from sw.train import main
+    from sw.trainer import main
 
     tiny = {"data": {"source": "synthetic", "T": 40, "val_fraction": 0.2,
                      "synthetic": {"n_train": 96, "n_test": 32, "n_channels": 5, "n_classes": 3, "gap": 5,
@@ -299,7 +299,7 @@ def test_training_bits_do_not_depend_on_the_thread_count(tmp_path):
 def test_low_bit_warm_start_switches_once_and_resumes_to_the_same_bits(tmp_path):
     import json
 
-    from sw.train import main
+    from sw.trainer import main
 
     net = _net(weight_bits=2)
     assert [net.weight_bits_at(e, 6, 0.5) for e in range(6)] == [8, 8, 8, 2, 2, 2]

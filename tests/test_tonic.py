@@ -60,7 +60,7 @@ def test_missing_files_are_named_never_downloaded(tmp_path):
 
 def test_train_on_tonic_records_provenance_and_eval_checks_it(tmp_path, capsys):
     from sw.evaluate import main as eval_main
-    from sw.train import main as train_main
+    from sw.trainer import main as train_main
 
     _write_hsd(tmp_path / "SSC" / "ssc_train.h5", 70, 35, 2)
     _write_hsd(tmp_path / "SSC" / "ssc_test.h5", 35, 35, 3)

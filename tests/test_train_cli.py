@@ -9,7 +9,9 @@ import torch
 
 from hw.model_file import load
 from hw.reference import simulate
-from sw.train import ConfigError, load_config, load_float_model, main
+from sw.checkpoint import load_float_model
+from sw.config import ConfigError, load_config
+from sw.trainer import main
 
 TINY = {
     "data": {"source": "synthetic", "T": 40, "val_fraction": 0.2,
@@ -172,7 +174,7 @@ def test_resume_with_shd_files_and_augmentation(tmp_path):
 
 
 def test_execution_flag_and_deprecated_mode_alias(tiny, capsys):
-    from sw.train import config_from_args, parse_args
+    from sw.trainer import config_from_args, parse_args
     assert config_from_args(parse_args(["--config", str(tiny), "--execution", "async"]))["mode"] == "unlayered"
     assert config_from_args(parse_args(["--config", str(tiny), "--execution", "layered"]))["mode"] == "layered"
     assert config_from_args(parse_args(["--config", str(tiny), "--mode", "unlayered"]))["mode"] == "unlayered"
