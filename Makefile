@@ -42,7 +42,7 @@ fuzz: setup
 
 # Experiment drivers (they train many models or need a trained one; run with their own arguments,
 # as docs/results.md shows), not speed benchmarks.
-EXPERIMENTS := bench/mutants.py|bench/generalize.py|bench/train_tables.py|bench/scdq_capacity.py
+EXPERIMENTS := bench/mutants.py|bench/generalize.py|bench/train_tables.py|bench/scdq_capacity.py|bench/async_study.py
 
 bench: setup
 	@for b in bench/*.py; do case $$b in bench/__init__.py|$(EXPERIMENTS)) continue;; esac; echo "== $$b"; $(PY) $$b || exit 1; done
