@@ -1,6 +1,7 @@
 """Core and network throughput figures (Verilator C++ harness; pysim for comparison).
 
     python bench/core.py [--samples B] [--seed S] [--no-pysim] [--model M [--model-samples N]] [--no-synthetic]
+                         [--profile N]
 
 Prints
 1. SOP/cycle per core (SOP counter / busy-cycle counter) on a dense stream
@@ -13,7 +14,12 @@ Prints
    measured side by side in this run (pysim on one sample only);
 4. with ``--model``, the ratio of 2. for a trained model on the first
    ``--model-samples`` samples of its offline test split (SCDQ capacity: the
-   reference's peak on those samples, so nothing is dropped).
+   reference's peak on those samples, so nothing is dropped);
+5. with ``--profile N``, where the cycles go: N samples per (mode, unit) in
+   pysim, each core's cycles per sample split by its step controller's phase
+   (``hw.step_controller.Phase``), with the cycles in which its update
+   pipeline issued a synapse pointer (a SOP) or a controller op, and the INPUT
+   cycles with no input event offered (the model of 4., else the SHD-like one).
 
 SHD-like network: random int8 weights with ~5 % of the (level, pre, post) taps
 non-zero (a pruned model), 15 delay levels up to 60 (stride 2 grid), T = 100,
@@ -142,6 +148,61 @@ def row_cycles(layer: Layer, X: np.ndarray, unit: str, T: int) -> tuple[int, int
     return rows // len(X), dead // len(X)
 
 
+# ---------------------------------------------------------------- cycle breakdown (pysim monitor)
+def phase_profile(spec: NetworkSpec, model: Model, X: np.ndarray, mode: str):
+    """Per core: {phase name: [cycles, pointer issues, ctl issues, input-starved]} summed over the
+    samples of ``X``, counted from the network's clear to ``done``; and the HDL samples."""
+    from hw.pysim import run_network
+    from hw.step_controller import Phase
+    L = len(spec.layers)
+    prof = [dict() for _ in range(L)]
+
+    async def monitor(ctx, dut):
+        sigs = [dut.done, dut.cores[0].clear]
+        for c in dut.cores:
+            st = c.stages
+            sigs += [st["ctrl"].phase, st["pipe"].ptrs.valid, st["pipe"].ptrs.ready, st["pipe"].ctl.valid,
+                     st["pipe"].ctl.ready, c.inp.valid]
+        counting = False
+        async for _, _, done, clear, *v in ctx.tick().sample(*sigs):
+            if clear:
+                counting = True
+            elif done:
+                counting = False
+            if not counting:
+                continue
+            for l in range(L):
+                ph, pv, pr, cv, cr, iv = v[6 * l: 6 * l + 6]
+                row = prof[l].setdefault(Phase(ph).name, [0, 0, 0, 0])
+                row[0] += 1
+                row[1] += bool(pv and pr)
+                row[2] += bool(cv and cr and not pv)
+                row[3] += bool(Phase(ph) == Phase.INPUT and not iv)
+
+    hdl = run_network(spec, model, X, mode, monitor=monitor)
+    return prof, hdl
+
+
+def profile_table(model, X, specs, label) -> None:
+    B = len(X)
+    print(f"\n== where the cycles go ({label}, pysim, {B} sample(s); per sample): per core and step-controller phase, "
+          "cycles [pointer issues (SOPs) / controller ops / INPUT cycles with no input event]")
+    for mode, unit in COMBOS:
+        t0 = time.perf_counter()
+        prof, hdl = phase_profile(specs[unit], model, X, mode)
+        check(model, X, mode, unit, hdl)
+        cyc = np.mean([h.cycles for h in hdl])
+        bound = np.mean([max(c["sops"] for c in h.counters) for h in hdl])
+        print(f"{mode}/{unit}: cycles {cyc:.0f}, bound {bound:.0f}, ratio {cyc / bound:.3f} "
+              f"({time.perf_counter() - t0:.0f} s)")
+        for l, p in enumerate(prof):
+            parts = []
+            for name, (n, ptr, ctl, starve) in sorted(p.items(), key=lambda kv: -kv[1][0]):
+                extra = f" [{ptr / B:.0f}/{ctl / B:.0f}" + (f"/{starve / B:.0f}]" if name == "INPUT" else "]")
+                parts.append(f"{name} {n / B:.0f}" + (extra if ptr or ctl or starve else ""))
+            print(f"  core{l}: " + ", ".join(parts), flush=True)
+
+
 # ---------------------------------------------------------------- main
 def per_core(hdl) -> list[float]:
     n = len(hdl[0].counters)
@@ -174,6 +235,9 @@ def main(argv=None) -> int:
                                     "test split")
     ap.add_argument("--model-samples", type=int, default=16, help="test samples of --model")
     ap.add_argument("--no-synthetic", action="store_true", help="skip the dense and SHD-like streams (1 and 2)")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="cycle breakdown by phase per core, N samples per run in pysim (slow: about a minute "
+                         "per sample and run)")
     a = ap.parse_args(argv)
     import os
     os.chdir(ROOT)
@@ -265,6 +329,13 @@ def main(argv=None) -> int:
         exes = {u: build(specs[u], log=log) for u in ("ring", "scdq")}
         ratio_table(model, Xm, specs, exes)
         print("(bound = max over cores of the sample's SOPs; ratio = mean of cycles / bound per sample)")
+        if a.profile:
+            profile_table(model, Xm[:a.profile], specs, a.model)
+    elif a.profile:
+        model = shd_model(seed=a.seed)
+        X = shd_input(np.random.default_rng(a.seed + 7), a.profile, model.T, model.n_inputs)
+        specs = {u: NetworkSpec.for_model(model, u, scdq_capacity=[4096, 512, 512]) for u in ("ring", "scdq")}
+        profile_table(model, X, specs, "SHD-like")
     return 0
 
 
