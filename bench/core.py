@@ -161,8 +161,9 @@ def phase_profile(spec: NetworkSpec, model: Model, X: np.ndarray, mode: str):
         sigs = [dut.done, dut.cores[0].clear]
         for c in dut.cores:
             st = c.stages
+            port = st["pipe"].out if c.spiking else st["pipe"].rec
             sigs += [st["ctrl"].phase, st["pipe"].ptrs.valid, st["pipe"].ptrs.ready, st["pipe"].ctl.valid,
-                     st["pipe"].ctl.ready, c.inp.valid]
+                     st["pipe"].ctl.ready, c.inp.valid, st["pipe"].stall & port.valid & ~port.ready]
         counting = False
         async for _, _, done, clear, *v in ctx.tick().sample(*sigs):
             if clear:
@@ -172,22 +173,24 @@ def phase_profile(spec: NetworkSpec, model: Model, X: np.ndarray, mode: str):
             if not counting:
                 continue
             for l in range(L):
-                ph, pv, pr, cv, cr, iv = v[6 * l: 6 * l + 6]
-                row = prof[l].setdefault(Phase(ph).name, [0, 0, 0, 0])
+                ph, pv, pr, cv, cr, iv, stall = v[7 * l: 7 * l + 7]
+                row = prof[l].setdefault(Phase(ph).name, [0, 0, 0, 0, 0])
                 row[0] += 1
                 row[1] += bool(pv and pr)
                 row[2] += bool(cv and cr and not pv)
                 row[3] += bool(Phase(ph) == Phase.INPUT and not iv)
+                row[4] += bool(stall)
 
     hdl = run_network(spec, model, X, mode, monitor=monitor)
     return prof, hdl
 
 
-def profile_table(model, X, specs, label) -> None:
+def profile_table(model, X, specs, label, combos=COMBOS) -> None:
     B = len(X)
     print(f"\n== where the cycles go ({label}, pysim, {B} sample(s); per sample): per core and step-controller phase, "
-          "cycles [pointer issues (SOPs) / controller ops / INPUT cycles with no input event]")
-    for mode, unit in COMBOS:
+          "cycles [pointer issues (SOPs) / controller ops / INPUT cycles with no input event, "
+          "pipeline stall cycles on output backpressure]")
+    for mode, unit in combos:
         t0 = time.perf_counter()
         prof, hdl = phase_profile(specs[unit], model, X, mode)
         check(model, X, mode, unit, hdl)
@@ -197,9 +200,10 @@ def profile_table(model, X, specs, label) -> None:
               f"({time.perf_counter() - t0:.0f} s)")
         for l, p in enumerate(prof):
             parts = []
-            for name, (n, ptr, ctl, starve) in sorted(p.items(), key=lambda kv: -kv[1][0]):
-                extra = f" [{ptr / B:.0f}/{ctl / B:.0f}" + (f"/{starve / B:.0f}]" if name == "INPUT" else "]")
-                parts.append(f"{name} {n / B:.0f}" + (extra if ptr or ctl or starve else ""))
+            for name, (n, ptr, ctl, starve, stall) in sorted(p.items(), key=lambda kv: -kv[1][0]):
+                extra = (f" [{ptr / B:.0f}/{ctl / B:.0f}" + (f"/{starve / B:.0f}" if name == "INPUT" else "")
+                         + (f", stall {stall / B:.0f}]" if stall else "]"))
+                parts.append(f"{name} {n / B:.0f}" + (extra if ptr or ctl or starve or stall else ""))
             print(f"  core{l}: " + ", ".join(parts), flush=True)
 
 
@@ -209,12 +213,12 @@ def per_core(hdl) -> list[float]:
     return [sum(h.counters[l]["sops"] for h in hdl) / max(1, sum(h.counters[l]["busy"] for h in hdl)) for l in range(n)]
 
 
-def ratio_table(model, X, specs, exes) -> dict:
+def ratio_table(model, X, specs, exes, combos=COMBOS) -> dict:
     """Cycles per inference against the bound, per (mode, unit); every sample checked against the reference."""
     print(f"{'mode':8s} {'unit':5s} {'SOP/cyc core0':>13s} {'core1':>6s} {'core2':>6s} {'cycles/inf':>10s} "
           f"{'bound':>8s} {'ratio':>6s} {'Mcyc/s':>7s}")
     speed = {}
-    for mode, unit in COMBOS:
+    for mode, unit in combos:
         hdl, ticks, wall, _ = harness_run(exes[unit], specs[unit], model, mode, X)
         check(model, X, mode, unit, hdl)
         r = per_core(hdl) + [float("nan")] * 3
@@ -238,7 +242,12 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="cycle breakdown by phase per core, N samples per run in pysim (slow: about a minute "
                          "per sample and run)")
+    ap.add_argument("--runs", default=",".join(f"{m}/{u}" for m, u in COMBOS),
+                    help="the (mode/unit) runs to measure, comma separated (default: all four)")
     a = ap.parse_args(argv)
+    runs = [tuple(r.split("/")) for r in a.runs.split(",")]
+    if any(r not in COMBOS for r in runs):
+        ap.error(f"--runs: expected mode/unit pairs such as layered/ring, got {a.runs!r}")
     import os
     os.chdir(ROOT)
     sys.path.append(str(ROOT / "bench"))
@@ -254,7 +263,7 @@ def main(argv=None) -> int:
         Xd = np.ones((2, dm.T, dm.n_inputs), dtype=bool)
         exes = {u: build(NetworkSpec.for_model(dm, u), log=log) for u in ("ring", "scdq")}
         print(f"{'mode':8s} {'unit':5s} {'core0 (64x64)':>14s} {'core1 (readout)':>16s} {'stalls0':>8s}")
-        for mode, unit in COMBOS:
+        for mode, unit in runs:
             spec = NetworkSpec.for_model(dm, unit)
             hdl, _, _, _ = harness_run(exes[unit], spec, dm, mode, Xd)
             check(dm, Xd, mode, unit, hdl)
@@ -274,7 +283,7 @@ def main(argv=None) -> int:
               f"nnz {nnz}, thresholds {[L.threshold for L in model.layers[:-1]]} (setup {time.perf_counter() - t0:.0f} s)")
         specs = {u: NetworkSpec.for_model(model, u, scdq_capacity=[4096, 512, 512]) for u in ("ring", "scdq")}
         exes = {u: build(specs[u], log=log) for u in ("ring", "scdq")}
-        vl_speed = ratio_table(model, X, specs, exes)
+        vl_speed = ratio_table(model, X, specs, exes, runs)
         print("(bound = max over cores of the sample's SOPs; ratio = mean of cycles / bound per sample)")
         L0 = model.layers[0]
         for unit in ("ring", "scdq"):
@@ -327,15 +336,15 @@ def main(argv=None) -> int:
                                           max_events=1 << max(4, int(Xm.sum(axis=(1, 2)).max()).bit_length()),
                                           max_spikes=1 << 14) for u in ("ring", "scdq")}
         exes = {u: build(specs[u], log=log) for u in ("ring", "scdq")}
-        ratio_table(model, Xm, specs, exes)
+        ratio_table(model, Xm, specs, exes, runs)
         print("(bound = max over cores of the sample's SOPs; ratio = mean of cycles / bound per sample)")
         if a.profile:
-            profile_table(model, Xm[:a.profile], specs, a.model)
+            profile_table(model, Xm[:a.profile], specs, a.model, runs)
     elif a.profile:
         model = shd_model(seed=a.seed)
         X = shd_input(np.random.default_rng(a.seed + 7), a.profile, model.T, model.n_inputs)
         specs = {u: NetworkSpec.for_model(model, u, scdq_capacity=[4096, 512, 512]) for u in ("ring", "scdq")}
-        profile_table(model, X, specs, "SHD-like")
+        profile_table(model, X, specs, "SHD-like", runs)
     return 0
 
 
