@@ -68,14 +68,43 @@ class RegisteredResetTop(wiring.Component):
         return m
 
 
-def design_key(spec: NetworkSpec) -> tuple[str, str]:
-    """``(cache key, Verilog text)`` of ``spec``: the key hashes the Verilog, the harness and the flags."""
+def build_flags(assertions: bool = True) -> list[str]:
+    """Verilator's flags for a build; ``assertions=False`` adds ``--no-assert``."""
+    return FLAGS + ([] if assertions else ["--no-assert"])
+
+
+def design_key(spec: NetworkSpec, assertions: bool = True, pgo: bool = False) -> tuple[str, str]:
+    """``(cache key, Verilog text)`` of ``spec``: the key hashes the Verilog, the harness, the flags
+    and whether the binary is profile-guided (``pgo``)."""
     vtext = to_verilog(RegisteredResetTop(Network(spec)), "network")
-    return hashlib.sha256((vtext + HARNESS.read_text() + " ".join(FLAGS)).encode()).hexdigest()[:16], vtext
+    tag = " ".join(build_flags(assertions)) + (" pgo" if pgo else "")
+    return hashlib.sha256((vtext + HARNESS.read_text() + tag).encode()).hexdigest()[:16], vtext
 
 
-def build(spec: NetworkSpec, root: str | os.PathLike = BUILD_ROOT, log=print) -> Path:
+def _make(obj_dir: Path, cflags: str, ldlibs: str) -> None:
+    """Recompile the generated model and the harness in ``obj_dir`` with other compiler flags."""
+    for f in [*obj_dir.glob("*.o"), *obj_dir.glob("*.a"), *obj_dir.glob("*.gch"), obj_dir / "Vnetwork"]:
+        f.unlink(missing_ok=True)
+    cmd = ["make", "-s", "-C", str(obj_dir), "-f", "Vnetwork.mk", "-j", "2", "CFG_CXXFLAGS_PCH_I=-include",
+           f"VM_USER_CFLAGS={cflags}", f"VM_USER_LDLIBS={ldlibs}", "Vnetwork"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=verilator_env())
+    if r.returncode != 0 or not (obj_dir / "Vnetwork").is_file():
+        raise BuildError(f"compiling {obj_dir} failed:\n{r.stdout[-4000:]}{r.stderr[-4000:]}")
+
+
+def build(spec: NetworkSpec, root: str | os.PathLike = BUILD_ROOT, log=print, *, assertions: bool = True,
+          profile: tuple[list[str], bytes] | None = None) -> Path:
     """Compile (or reuse) the harness binary for ``spec``; returns its path.
+
+    ``assertions=False`` compiles the design's simulation assertions out
+    (``--no-assert``; the SCDQ's invariant checks stay in the pysim and cocotb
+    test benches and in the fuzz, which use the default). ``profile``: a
+    training workload ``(harness argv, stdin script)``; when given, the binary
+    is built twice, the second time with gcc's profile-guided optimisation
+    from a run of the first on that workload (``-fprofile-generate`` /
+    ``-fprofile-use``). It lays the one large evaluation function out by
+    measured branch frequencies; what the binary computes does not depend on
+    the workload, only its speed does (docs/hardware_results.md).
 
     Safe for any number of processes asking for one design at once: the build
     runs in a private temporary folder under ``root``, while holding the file
@@ -83,7 +112,7 @@ def build(spec: NetworkSpec, root: str | os.PathLike = BUILD_ROOT, log=print) ->
     A ``root/<key>`` folder therefore only ever appears complete, and a build
     that fails or is killed leaves nothing behind that a later run would trust.
     """
-    key, vtext = design_key(spec)
+    key, vtext = design_key(spec, assertions, profile is not None)
     root = Path(root)
     d = root / key
     exe = d / "obj_dir" / "Vnetwork"
@@ -108,12 +137,26 @@ def build(spec: NetworkSpec, root: str | os.PathLike = BUILD_ROOT, log=print) ->
         try:
             (tmp / "network.v").write_text(vtext)
             if log:
-                log(f"building Verilator model in {d} (once per design) ...")
-            cmd = [str(verilator_bin_dir() / "verilator"), "--cc", "--exe", "--build", "-j", "2", *FLAGS,
-                   "--top-module", "network", str(HARNESS.resolve()), "network.v"]
+                log(f"building Verilator model in {d} (once per design{', profile-guided' if profile else ''}) ...")
+            # with a profile, Verilator only writes the C++ here; it is compiled twice below
+            cmd = [str(verilator_bin_dir() / "verilator"), "--cc", "--exe", *(["--build", "-j", "2"] if profile is None else []),
+                   *build_flags(assertions), "--top-module", "network", str(HARNESS.resolve()), "network.v"]
             r = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, env=verilator_env())
-            if r.returncode != 0 or not (tmp / "obj_dir" / "Vnetwork").is_file():
+            if r.returncode != 0 or not (tmp / "obj_dir" / ("Vnetwork" if profile is None else "Vnetwork.mk")).is_file():
                 raise BuildError(f"verilator build failed for {d}:\n{r.stdout[-4000:]}{r.stderr[-4000:]}")
+            if profile is not None:
+                obj = tmp / "obj_dir"
+                opt = FLAGS[FLAGS.index("-CFLAGS") + 1]  # the optimisation level the plain build uses
+                _make(obj, f"{opt} -fprofile-generate", "-fprofile-generate")
+                args, script = profile
+                with tempfile.TemporaryFile() as fin:
+                    fin.write(script)
+                    fin.seek(0)
+                    t = subprocess.run([str(obj / "Vnetwork"), *args], stdin=fin, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.PIPE, text=True)
+                if t.returncode != 0 or not list(obj.glob("*.gcda")):
+                    raise BuildError(f"profile run for {d} failed (exit {t.returncode}): {t.stderr[-2000:]}")
+                _make(obj, f"{opt} -fprofile-use -fprofile-correction -Wno-missing-profile", "")
             os.rename(tmp, d)  # atomic on one file system; d cannot exist here (we hold the lock)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -190,9 +233,18 @@ class VerilatorBackend:
 
     name = "verilator"
 
-    def __init__(self, spec: NetworkSpec, root=BUILD_ROOT, log=print):
+    def __init__(self, spec: NetworkSpec, root=BUILD_ROOT, log=print, *, assertions: bool = True, train=None):
+        """``assertions``: see :func:`build`. ``train``: ``None``, or ``(model, X, mode)``:
+        a few samples to build a profile-guided binary with (:func:`build`'s ``profile``),
+        worth it for long runs (the build takes about twice as long)."""
         self.spec = spec
-        self.exe = build(spec, root, log)
+        profile = None
+        if train is not None:
+            model, X, mode = train
+            X = np.asarray(X, dtype=bool)
+            profile = (harness_args(spec, model), encode_writes(config_writes(spec, model, mode))
+                       + b"".join(sample_script(spec, x) for x in X.reshape(-1, *X.shape[-2:])))
+        self.exe = build(spec, root, log, assertions=assertions, profile=profile)
 
     def run(self, model: Model, X: np.ndarray, mode: str, workers: int = 1, progress=None,
             corrupt=None, early_exit=None, stats: dict | None = None) -> list[HdlSample]:
