@@ -55,7 +55,8 @@ int main(int argc, char** argv) {
     top = new Vnetwork{&ctx};
     root = top->rootp;
     top->clk = 0; top->rst = 1; top->eval();  // initial and settle code, through the public entry point
-    top->rst = 1; tick(); tick(); top->rst = 0; tick();  // the top registers rst: one more clock
+    // the compiled top (CompiledTop) has no reset: its power-on state is the initial values; rst drives nothing
+    top->rst = 1; tick(); tick(); top->rst = 0; tick();
     top->cfg_we = 0; top->start = 0;
     std::vector<uint64_t> out;
     std::vector<Write> writes;

@@ -40,16 +40,21 @@ class BuildError(RuntimeError):
     pass
 
 
-class RegisteredResetTop(wiring.Component):
-    """The Network with its reset input registered once, for the compiled model.
+class CompiledTop(wiring.Component):
+    """The Network as the compiled model runs it: its domain has no reset.
 
-    Amaranth's Verilog computes every register's next value combinationally,
-    reset included; with ``rst`` a top-level input, Verilator puts all of that
-    logic in its input-change evaluation (``ico``), which runs at every
-    ``eval()``, twice per clock. Registering ``rst`` makes it internal state:
-    the ``ico`` work shrinks to the few registered host inputs. The behaviour
-    is the Network's, with reset taking effect one clock later (the harness
-    gives one extra clock after reset)."""
+    Amaranth's Verilog computes every register's next value with the reset
+    folded in (``if (rst) next = init``), so a reset wired to the design costs
+    the compiled model a test per register at every clock; and a reset that
+    is a top-level input also puts all of that logic into Verilator's
+    input-change evaluation, which runs at every ``eval()``. The harness never
+    resets a running design: it starts the model once, and each sample starts
+    from ``start`` (the Network's own restart and the cores' ``clear``). So the
+    design's domain here is reset-less, and its power-on state is the
+    registers' initial values, which Amaranth writes into the Verilog as the
+    same values a reset would load. The top keeps ``clk`` and an ``rst`` input
+    (registered, driving nothing) so that the harness's interface is unchanged.
+    """
 
     def __init__(self, net: Network):
         self.net = net
@@ -57,10 +62,10 @@ class RegisteredResetTop(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.domains.core = ClockDomain("core", local=True)
-        rst_q = Signal(init=1)
+        m.domains.core = ClockDomain("core", local=True, reset_less=True)
+        rst_q = Signal(init=1)  # keeps the rst port; nothing reads it
         m.d.sync += rst_q.eq(ResetSignal("sync"))
-        m.d.comb += [ClockSignal("core").eq(ClockSignal("sync")), ResetSignal("core").eq(rst_q)]
+        m.d.comb += ClockSignal("core").eq(ClockSignal("sync"))
         m.submodules.net = DomainRenamer("core")(self.net)
         for name, member in self.signature.members.items():
             ours, theirs = getattr(self, name), getattr(self.net, name)
@@ -76,7 +81,7 @@ def build_flags(assertions: bool = True) -> list[str]:
 def design_key(spec: NetworkSpec, assertions: bool = True, pgo: bool = False) -> tuple[str, str]:
     """``(cache key, Verilog text)`` of ``spec``: the key hashes the Verilog, the harness, the flags
     and whether the binary is profile-guided (``pgo``)."""
-    vtext = to_verilog(RegisteredResetTop(Network(spec)), "network")
+    vtext = to_verilog(CompiledTop(Network(spec)), "network")
     tag = " ".join(build_flags(assertions)) + (" pgo" if pgo else "")
     return hashlib.sha256((vtext + HARNESS.read_text() + tag).encode()).hexdigest()[:16], vtext
 
