@@ -9,10 +9,10 @@ Prints
    plus a 64 x 4 readout) and on an SHD-like stream (below);
 2. cycles per inference of a 700-48-48-20 network on SHD-like input against
    the lower bound max over cores of SOPs (a core does at most one SOP per
-   cycle), layered and async, ring and scdq; for layered/ring also a tighter
-   causal bound (``flow_bound``: a core's step-s fan-out waits for the
-   previous core's step-s spikes, so a ring network's cores cannot overlap
-   all their work);
+   cycle), layered and async, ring and scdq; for the ring runs also a
+   tighter causal bound (``flow_bound``: a ring core fans out each spike as
+   it arrives, so its work of step s waits for the previous core's step s,
+   and the cores cannot overlap all their work);
 3. pysim vs Verilator simulated cycles/s on the same design and stimulus,
    measured side by side in this run (pysim on one sample only);
 4. with ``--model``, the ratio of 2. for a trained model on the first
@@ -83,12 +83,18 @@ def ring_step_work(model, x, res) -> np.ndarray:
     return work
 
 
-def flow_bound(work: np.ndarray, fire: list[int]) -> int:
-    """A lower bound on the cycles of a layered ring run (steps as jobs through the cores in order, a flow
-    shop): a core issues at most one op per cycle and runs its steps in order; its step-s fan-out needs
-    the previous core's step-s spikes, which come from that core's FIRE pass, after its step-s SOPs; its
-    own FIRE pass of step s needs the previous core's end of step s. ``work``: [cores, T] issue slots
-    (SOPs plus ``fire[l]`` FIRE ops per step). Returns the last core's earliest end of step T - 1."""
+def flow_bound(work: np.ndarray, fire: list[int] | None) -> int:
+    """A lower bound on the cycles of a ring run (steps as jobs through the cores in order, a flow shop):
+    a core issues at most one op per cycle and runs its steps in order, and a ring core fans each spike
+    out when it arrives. ``work``: [cores, T] issue slots of each core's steps.
+
+    * layered (``fire``: the FIRE ops per step of each core, included in ``work``): core l's step-s
+      fan-out needs core l-1's step-s spikes, which come from its FIRE pass after its step-s SOPs; its
+      own FIRE pass needs core l-1's end of step s;
+    * async (``fire=None``, ``work`` = SOPs only): core l's step-s SOPs need a spike core l-1 emits in
+      its step s, which starts no earlier than its end of step s - 1.
+
+    Returns the last core's earliest end of step T - 1."""
     done_prev = None
     for l, w in enumerate(work):
         done = np.zeros(len(w), dtype=np.int64)
@@ -96,6 +102,8 @@ def flow_bound(work: np.ndarray, fire: list[int]) -> int:
             prev = done[s - 1] if s else 0
             if done_prev is None:
                 done[s] = prev + w[s]
+            elif fire is None:
+                done[s] = max(prev, done_prev[s - 1] if s else 0) + w[s]
             else:
                 done[s] = max(max(prev, done_prev[s] - fire[l - 1]) + w[s], done_prev[s] + fire[l])
         done_prev = done
@@ -266,14 +274,17 @@ def ratio_table(model, X, specs, exes, combos=COMBOS) -> dict:
         speed[(mode, unit)] = (ticks, wall)
         print(f"{mode:8s} {unit:5s} {r[0]:13.4f} {r[1]:6.3f} {r[2]:6.3f} {cyc.mean():10.0f} {bound.mean():8.0f} "
               f"{(cyc / bound).mean():6.3f} {ticks / wall / 1e6:7.2f}", flush=True)
-        if (mode, unit) == ("layered", "ring"):
-            works = [ring_step_work(model, x, res) for x, res in zip(X, exp)]
+        if unit == "ring":
+            fire = [L.n_out for L in model.layers]
+            works = [ring_step_work(model, x, res) - (0 if mode == "layered" else np.array(fire)[:, None])
+                     for x, res in zip(X, exp)]
             for w, res in zip(works, exp):  # the per-step SOPs add up to the reference's counts
-                assert (w.sum(axis=1) - [L.n_out * model.T for L in model.layers]).tolist() == res.sops.tolist()
-            flow = np.array([flow_bound(w, [L.n_out for L in model.layers]) for w in works])
-            print(f"{'':14s} layered/ring flow bound (a core's step-s work waits for the previous core's step s; "
-                  f"FIRE ops count): {flow.mean():.0f} = {(flow / bound).mean():.3f} x bound; cycles / flow bound "
-                  f"{(cyc / flow).mean():.3f}", flush=True)
+                assert (w.sum(axis=1) - [f * model.T * (mode == "layered") for f in fire]).tolist() \
+                    == res.sops.tolist()
+            flow = np.array([flow_bound(w, fire if mode == "layered" else None) for w in works])
+            print(f"{'':14s} {mode}/ring flow bound (bench.core.flow_bound: a ring core fans out spikes as they "
+                  f"arrive{'; FIRE ops count' if mode == 'layered' else ''}): {flow.mean():.0f} = "
+                  f"{(flow / bound).mean():.3f} x bound; cycles / flow bound {(cyc / flow).mean():.3f}", flush=True)
     return speed
 
 
