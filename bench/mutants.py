@@ -132,8 +132,8 @@ MUTANTS = [
     Mutant("core-ring-arrival-at-T", "hw/step_controller.py", "(t + self.delays[k]) < T for k", "(t + self.delays[k]) <= T for k", CTRL),
     Mutant("core-lazy-leak-off", "hw/update_pipeline.py", "c_lk.eq(b_valid & b_touch & b_stale)", "c_lk.eq(0)", PIPE),
     # ---- core: stream stages and step order
-    Mutant("rows-accept-when-empty", "hw/row_iterator.py", "ev.ready.eq(~nx_valid_next)", "ev.ready.eq(~nx_valid)",
-           ("tests/test_row_iterator.py",)),
+    Mutant("rows-bubble-after-held-row", "hw/row_iterator.py", "ev.ready.eq(~nx_valid_next)",
+           "ev.ready.eq(~nx_valid & (~rd_ok | load))", ("tests/test_row_iterator.py",)),
     Mutant("rows-accept-overfull", "hw/row_iterator.py", "ev.ready.eq(~nx_valid_next)",
            "ev.ready.eq(~nx_valid | load)", ("tests/test_row_iterator.py",)),
     Mutant("ctrl-add-during-drain", "hw/step_controller.py", "ring_rows(Const((1 << K) - 1 - int(has_d0), K))",
