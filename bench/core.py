@@ -9,7 +9,10 @@ Prints
    plus a 64 x 4 readout) and on an SHD-like stream (below);
 2. cycles per inference of a 700-48-48-20 network on SHD-like input against
    the lower bound max over cores of SOPs (a core does at most one SOP per
-   cycle), layered and async, ring and scdq;
+   cycle), layered and async, ring and scdq; for the ring runs also a
+   tighter causal bound (``flow_bound``: a ring core fans out each spike as
+   it arrives, so its work of step s waits for the previous core's step s,
+   and the cores cannot overlap all their work);
 3. pysim vs Verilator simulated cycles/s on the same design and stimulus,
    measured side by side in this run (pysim on one sample only);
 4. with ``--model``, the ratio of 2. for a trained model on the first
@@ -64,7 +67,50 @@ def harness_run(exe, spec: NetworkSpec, model: Model, mode: str, X: np.ndarray):
     return hdl, ticks, wall, cpu
 
 
-def check(model, X, mode, unit, hdl) -> None:
+def ring_step_work(model, x, res) -> np.ndarray:
+    """Issue slots per (core, step) of a layered ring run of one sample: the SOPs a core applies in
+    step s (every tap of an input spike of step s whose arrival s + d is before T, at emission) plus
+    its FIRE pass (one op per neuron). ``x``: the input raster [T, C]; ``res``: the reference's result."""
+    T = model.T
+    work = np.zeros((len(model.layers), T), dtype=np.int64)
+    for l, L in enumerate(model.layers):
+        nnz = (L.weights != 0).sum(axis=2)  # [K, n_in]
+        ts, ii = np.nonzero(x) if l == 0 else (res.layers[l - 1].emit_t, res.layers[l - 1].emit_j)
+        for k, d in enumerate(L.delays):
+            live = ts + d < T
+            np.add.at(work[l], ts[live], nnz[k, ii[live]])
+        work[l] += L.n_out
+    return work
+
+
+def flow_bound(work: np.ndarray, fire: list[int] | None) -> int:
+    """A lower bound on the cycles of a ring run (steps as jobs through the cores in order, a flow shop):
+    a core issues at most one op per cycle and runs its steps in order, and a ring core fans each spike
+    out when it arrives. ``work``: [cores, T] issue slots of each core's steps.
+
+    * layered (``fire``: the FIRE ops per step of each core, included in ``work``): core l's step-s
+      fan-out needs core l-1's step-s spikes, which come from its FIRE pass after its step-s SOPs; its
+      own FIRE pass needs core l-1's end of step s;
+    * async (``fire=None``, ``work`` = SOPs only): core l's step-s SOPs need a spike core l-1 emits in
+      its step s, which starts no earlier than its end of step s - 1.
+
+    Returns the last core's earliest end of step T - 1."""
+    done_prev = None
+    for l, w in enumerate(work):
+        done = np.zeros(len(w), dtype=np.int64)
+        for s in range(len(w)):
+            prev = done[s - 1] if s else 0
+            if done_prev is None:
+                done[s] = prev + w[s]
+            elif fire is None:
+                done[s] = max(prev, done_prev[s - 1] if s else 0) + w[s]
+            else:
+                done[s] = max(max(prev, done_prev[s] - fire[l - 1]) + w[s], done_prev[s] + fire[l])
+        done_prev = done
+    return int(done_prev[-1])
+
+
+def check(model, X, mode, unit, hdl):
     exp = ref.simulate(model, X, mode, unit)
     for b, (h, r) in enumerate(zip(hdl, exp)):
         for l in range(len(model.layers) - 1):
@@ -72,6 +118,7 @@ def check(model, X, mode, unit, hdl) -> None:
             assert h.emissions[l][1].tolist() == r.layers[l].emit_j.tolist(), f"{mode}/{unit} sample {b} layer {l}"
         assert np.array_equal(h.readout[:model.T, :model.n_classes], r.readout), f"{mode}/{unit} sample {b} readout"
         assert [c["sops"] for c in h.counters] == r.sops.tolist(), f"{mode}/{unit} sample {b} sops"
+    return exp
 
 
 # ---------------------------------------------------------------- models and streams
@@ -220,13 +267,24 @@ def ratio_table(model, X, specs, exes, combos=COMBOS) -> dict:
     speed = {}
     for mode, unit in combos:
         hdl, ticks, wall, _ = harness_run(exes[unit], specs[unit], model, mode, X)
-        check(model, X, mode, unit, hdl)
+        exp = check(model, X, mode, unit, hdl)
         r = per_core(hdl) + [float("nan")] * 3
         cyc = np.array([h.cycles for h in hdl])
         bound = np.array([max(c["sops"] for c in h.counters) for h in hdl])
         speed[(mode, unit)] = (ticks, wall)
         print(f"{mode:8s} {unit:5s} {r[0]:13.4f} {r[1]:6.3f} {r[2]:6.3f} {cyc.mean():10.0f} {bound.mean():8.0f} "
               f"{(cyc / bound).mean():6.3f} {ticks / wall / 1e6:7.2f}", flush=True)
+        if unit == "ring":
+            fire = [L.n_out for L in model.layers]
+            works = [ring_step_work(model, x, res) - (0 if mode == "layered" else np.array(fire)[:, None])
+                     for x, res in zip(X, exp)]
+            for w, res in zip(works, exp):  # the per-step SOPs add up to the reference's counts
+                assert (w.sum(axis=1) - [f * model.T * (mode == "layered") for f in fire]).tolist() \
+                    == res.sops.tolist()
+            flow = np.array([flow_bound(w, fire if mode == "layered" else None) for w in works])
+            print(f"{'':14s} {mode}/ring flow bound (bench.core.flow_bound: a ring core fans out spikes as they "
+                  f"arrive{'; FIRE ops count' if mode == 'layered' else ''}): {flow.mean():.0f} = "
+                  f"{(flow / bound).mean():.3f} x bound; cycles / flow bound {(cyc / flow).mean():.3f}", flush=True)
     return speed
 
 

@@ -145,8 +145,10 @@ MUTANTS = [
            "t = int(float(theta) / float(scale))", EXPORT),
     Mutant("export-round-half-up", "sw/quantize.py", "        return torch.round(x)",
            "        return torch.floor(x + 0.5)", EXPORT),
-    Mutant("export-clamp-symmetric", "sw/quantize.py", "-q if symmetric else -q - 1, q)", "-q, q)", EXPORT),
-    Mutant("export-symmetric-ignored", "sw/quantize.py", "-q if symmetric else -q - 1, q)", "-q - 1, q)", EXPORT),
+    Mutant("export-clamp-symmetric", "sw/quantize.py", "torch.clamp(w / scale, -q - 1, q)",
+           "torch.clamp(w / scale, -q, q)", EXPORT),
+    Mutant("export-symmetric-ignored", "sw/quantize.py", "torch.clamp(x, -q, q)", "torch.clamp(x, -q - 1, q)",
+           EXPORT),
     Mutant("export-threshold-min", "sw/quantize.py", "return max(1, min(t, qmax(membrane_bits)))",
            "return max(0, min(t, qmax(membrane_bits)))", EXPORT),
 ]
