@@ -671,12 +671,18 @@ def report(out: Path, a, vs, evals, hdls, trains, quiet: bool = False) -> dict:
         grp = ("layered" if v["mode"] == "layered" else "unlayered") + (f"+lat{lat:g}" if lat > 0 else "")
         code_groups.setdefault(grp, set()).add(json.dumps(t["code"]["files"], sort_keys=True))
     mixed = {g: len(c) > 1 for g, c in code_groups.items()}
+    # every HDL run (both executions x every early-exit setting) must be bit-exact with the reference
+    not_exact = sorted(f"{name} seed {seed} {ex} {setting}: {p['bit_exact']}/{p['samples']}"
+                       for (name, seed, _), h in hdls.items() for ex, pts in h["early_exit"].items()
+                       for setting, p in pts.items() if p["bit_exact"] != p["samples"])
+    hdl_check = {"runs": len(hdls), "samples": sorted({h["samples"] for h in hdls.values()}),
+                 "all_bit_exact": not not_exact, "not_bit_exact": not_exact}
     study = {"argv": sys.argv, "profile": a.profile, "seeds": list(a.seeds), "variants": vs,
              "margins_q": a.margins, "exit_steps": a.exit_steps, "hdl_seeds": a.hdl_seeds,
              "trainings": [{"training": k[0], "seed": k[1], **{x: t[x] for x in t if x != "variant"},
                             "history": _history(out / "models" / k[0] / f"seed{k[1]}")}
                            for k, t in trains.items()],
-             "mixed_training_code": mixed, "rows": rows, "paired": prs}
+             "mixed_training_code": mixed, "hdl_parity": hdl_check, "rows": rows, "paired": prs}
     _write_json(study, out / "study.json")
     table = format_table(rows)
     compact = format_table([r for r in rows if (r["execution"], r["setting"]) in COMPACT or
@@ -686,6 +692,7 @@ def report(out: Path, a, vs, evals, hdls, trains, quiet: bool = False) -> dict:
         [p for p in prs if p["execution"] == "async/scdq"]) + "\n")
     warn = "".join(f"\nWARNING: the {g} trainings ran with different training code (see study.json)\n"
                    for g, m in mixed.items() if m)
+    warn += "".join(f"\nWARNING: HDL not bit-exact with the reference: {x}\n" for x in not_exact)
     text = f"{table}\n\npaired, per seed: training minus baseline, both under async execution\n\n{ptab}\n{warn}"
     (out / "table.md").write_text(text)
     pngs = plots(rows, prs, out) if rows else []

@@ -90,11 +90,12 @@ def test_paired_and_hdl(run):
     ev = {(n, sd): json.loads((run / "eval" / n / f"seed{sd}.json").read_text())
           for n in ("layered", "unlayered-fifo-F1") for sd in (0, 1)}
     for p in s["paired"]:
-        assert p["training"] == "unlayered-fifo-F1" and p["execution"].startswith("async/")
+        assert (p["training"], p["vs"]) == ("unlayered-fifo-F1", "layered") and p["execution"].startswith("async/")
         want = [ev[("unlayered-fifo-F1", sd)]["reference"][p["execution"]][p["setting"]]["accuracy"]
                 - ev[("layered", sd)]["reference"][p["execution"]][p["setting"]]["accuracy"] for sd in (0, 1)]
         assert p["accuracy"]["diff_per_seed"] == pytest.approx(want)
         assert p["accuracy"]["sign"]["pos"] + p["accuracy"]["sign"]["neg"] + p["accuracy"]["sign"]["zero"] == 2
+    assert s["hdl_parity"] == {"runs": 2, "samples": [2], "all_bit_exact": True, "not_bit_exact": []}
     hdl_rows = [r for r in s["rows"] if r["hdl"]]
     # seed 0, SCDQ, both executions, 3 settings, 2 trainings
     assert len(hdl_rows) == 2 * 2 * 3
