@@ -397,6 +397,48 @@ def paired(evals: dict, seeds: list[int], pairs: list[tuple[str, str]],
     return out
 
 
+POOLED = ("accuracy", "density", "time_to_decision", "time_to_decision_correct", "exit_step")
+
+
+def pooled(prs: list[dict]) -> list[dict]:
+    """The paper's claims over every unlayered training at once: per (baseline, execution, exit setting),
+    the per-seed differences of every unlayered training against its layered baseline, counted by sign.
+    The trainings share each seed's baseline, so the pairs are not independent: counts, no p-value."""
+    groups: dict = {}
+    for p in prs:
+        if p["vs"].startswith("layered") and p["training"].startswith("unlayered"):
+            groups.setdefault((p["vs"], p["execution"], p["setting"]), []).append(p)
+    out = []
+    for (vs, ex, setting), ps in groups.items():
+        row = {"vs": vs, "execution": ex, "setting": setting, "trainings": [p["training"] for p in ps]}
+        for k in POOLED:
+            d = [x for p in ps if k in p for x in p[k]["diff_per_seed"]]
+            if not d:
+                continue
+            means = [p[k]["mean"] for p in ps if k in p]
+            row[k] = {"pairs": len(d), "neg": int(sum(x < 0 for x in d)), "pos": int(sum(x > 0 for x in d)),
+                      "mean": float(np.mean(d)), "training_means_min": float(min(means)),
+                      "training_means_max": float(max(means))}
+        out.append(row)
+    return out
+
+
+def format_pooled(rows: list[dict]) -> str:
+    head = ("every unlayered training", "minus", "execution", "exit") + tuple(
+        f"Δ {k.replace('_', ' ')}: -/+ of pairs, mean [range of training means]" for k in POOLED)
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = []
+        for k in POOLED:
+            c = r.get(k)
+            sc, f = (100, "+.1f") if k in ("accuracy",) else (1, "+.3f") if k == "density" else (1, "+.1f")
+            cells.append("-" if c is None else f"{c['neg']}/{c['pos']} of {c['pairs']}, {sc * c['mean']:{f}} "
+                         f"[{sc * c['training_means_min']:{f}}, {sc * c['training_means_max']:{f}}]")
+        lines.append("| " + " | ".join((f"{len(r['trainings'])} trainings", r["vs"], r["execution"], r["setting"],
+                                        *cells)) + " |")
+    return "\n".join(lines)
+
+
 # the rows of the short table (docs/results.md): every async/scdq row, and these
 COMPACT = {("layered/scdq", "off"), ("async/ring", "off")}
 
@@ -682,7 +724,8 @@ def report(out: Path, a, vs, evals, hdls, trains, quiet: bool = False) -> dict:
              "trainings": [{"training": k[0], "seed": k[1], **{x: t[x] for x in t if x != "variant"},
                             "history": _history(out / "models" / k[0] / f"seed{k[1]}")}
                            for k, t in trains.items()],
-             "mixed_training_code": mixed, "hdl_parity": hdl_check, "rows": rows, "paired": prs}
+             "mixed_training_code": mixed, "hdl_parity": hdl_check, "rows": rows, "paired": prs,
+             "pooled": pooled(prs)}
     _write_json(study, out / "study.json")
     table = format_table(rows)
     compact = format_table([r for r in rows if (r["execution"], r["setting"]) in COMPACT or
@@ -693,7 +736,9 @@ def report(out: Path, a, vs, evals, hdls, trains, quiet: bool = False) -> dict:
     warn = "".join(f"\nWARNING: the {g} trainings ran with different training code (see study.json)\n"
                    for g, m in mixed.items() if m)
     warn += "".join(f"\nWARNING: HDL not bit-exact with the reference: {x}\n" for x in not_exact)
-    text = f"{table}\n\npaired, per seed: training minus baseline, both under async execution\n\n{ptab}\n{warn}"
+    text = (f"{table}\n\npaired, per seed: training minus baseline, both under async execution\n\n{ptab}\n\n"
+            f"pooled: every unlayered training minus its layered baseline, per seed (accuracy in points)\n\n"
+            f"{format_pooled(study['pooled'])}\n{warn}")
     (out / "table.md").write_text(text)
     pngs = plots(rows, prs, out) if rows else []
     if quiet:

@@ -95,6 +95,14 @@ def test_paired_and_hdl(run):
                 - ev[("layered", sd)]["reference"][p["execution"]][p["setting"]]["accuracy"] for sd in (0, 1)]
         assert p["accuracy"]["diff_per_seed"] == pytest.approx(want)
         assert p["accuracy"]["sign"]["pos"] + p["accuracy"]["sign"]["neg"] + p["accuracy"]["sign"]["zero"] == 2
+    # pooled: the same per-seed differences, counted by sign
+    assert len(s["pooled"]) == 2 * 3
+    for q in s["pooled"]:
+        p = next(p for p in s["paired"] if (p["execution"], p["setting"]) == (q["execution"], q["setting"]))
+        d = p["accuracy"]["diff_per_seed"]
+        assert (q["accuracy"]["neg"], q["accuracy"]["pos"], q["accuracy"]["pairs"]) == (
+            sum(x < 0 for x in d), sum(x > 0 for x in d), 2)
+        assert q["accuracy"]["mean"] == pytest.approx(np.mean(d))
     assert s["hdl_parity"] == {"runs": 2, "samples": [2], "all_bit_exact": True, "not_bit_exact": []}
     hdl_rows = [r for r in s["rows"] if r["hdl"]]
     # seed 0, SCDQ, both executions, 3 settings, 2 trainings
