@@ -439,6 +439,30 @@ def format_pooled(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def format_hdl(rows: list[dict]) -> str:
+    """HDL cycles per inference (mean over the HDL samples) of each training's first HDL seed: one line per
+    training, early exit off / q1 / q3 for each (execution, unit); bit-exact counts over all its runs."""
+    exs = [f"{m}/{u}" for m, u in EXECUTIONS]
+    head = ("training", "HDL seed", "words") + tuple(f"{ex} off / q1 / q3" for ex in exs) + ("bit-exact",)
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in dict.fromkeys(r["training"] for r in rows):
+        mine = [r for r in rows if r["training"] == name and r["hdl"]]
+        if not mine:
+            continue
+        seed = min(mine[0]["hdl"], key=int)
+        cells, ok, n, words = [], 0, 0, set()
+        for ex in exs:
+            pts = {r["setting"]: r["hdl"][seed] for r in mine if r["execution"] == ex and seed in r["hdl"]}
+            cells.append(" / ".join(f"{pts[k]['cycles_mean']:,.0f}" if k in pts else "-" for k in ("off", "q1", "q3"))
+                         if pts else "-")
+            for p in pts.values():
+                ok, n = ok + p["bit_exact"], n + p["samples"]
+                words.add(p["samples"])
+        lines.append("| " + " | ".join((name, seed, "/".join(str(w) for w in sorted(words)), *cells, f"{ok}/{n}"))
+                     + " |")
+    return "\n".join(lines)
+
+
 # the rows of the short table (docs/results.md): every async/scdq row, and these
 COMPACT = {("layered/scdq", "off"), ("async/ring", "off")}
 
@@ -731,14 +755,16 @@ def report(out: Path, a, vs, evals, hdls, trains, quiet: bool = False) -> dict:
     compact = format_table([r for r in rows if (r["execution"], r["setting"]) in COMPACT or
                             (r["execution"] == "async/scdq")])
     ptab = format_paired(prs)
+    htab = format_hdl(rows)
     (out / "table_compact.md").write_text(compact + "\n\n" + format_paired(
-        [p for p in prs if p["execution"] == "async/scdq"]) + "\n")
+        [p for p in prs if p["execution"] == "async/scdq"]) + "\n\n" + format_pooled(study["pooled"]) + "\n\n"
+        + htab + "\n")
     warn = "".join(f"\nWARNING: the {g} trainings ran with different training code (see study.json)\n"
                    for g, m in mixed.items() if m)
     warn += "".join(f"\nWARNING: HDL not bit-exact with the reference: {x}\n" for x in not_exact)
     text = (f"{table}\n\npaired, per seed: training minus baseline, both under async execution\n\n{ptab}\n\n"
             f"pooled: every unlayered training minus its layered baseline, per seed (accuracy in points)\n\n"
-            f"{format_pooled(study['pooled'])}\n{warn}")
+            f"{format_pooled(study['pooled'])}\n\nHDL cycles per inference\n\n{htab}\n{warn}")
     (out / "table.md").write_text(text)
     pngs = plots(rows, prs, out) if rows else []
     if quiet:

@@ -103,6 +103,10 @@ def test_paired_and_hdl(run):
         assert (q["accuracy"]["neg"], q["accuracy"]["pos"], q["accuracy"]["pairs"]) == (
             sum(x < 0 for x in d), sum(x > 0 for x in d), 2)
         assert q["accuracy"]["mean"] == pytest.approx(np.mean(d))
+    table = (run / "table.md").read_text()
+    for name in ("layered", "unlayered-fifo-F1"):  # the HDL table: 2 executions x 3 settings x 2 words, all exact
+        line = next(x for x in table.splitlines() if x.startswith(f"| {name} | 0 | 2 |"))
+        assert line.endswith("| 12/12 |")
     assert s["hdl_parity"] == {"runs": 2, "samples": [2], "all_bit_exact": True, "not_bit_exact": []}
     hdl_rows = [r for r in s["rows"] if r["hdl"]]
     # seed 0, SCDQ, both executions, 3 settings, 2 trainings
