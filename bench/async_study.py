@@ -393,11 +393,31 @@ def paired(evals: dict, seeds: list[int], pairs: list[tuple[str, str]],
                               "sign": {"pos": int(sum(x > 0 for x in d)), "neg": int(sum(x < 0 for x in d)),
                                        "zero": int(sum(x == 0 for x in d))},
                               "paired_t_p": p}
+                # accuracy against the baseline's at the same mean exit step: the baseline's accuracy-vs-exit
+                # curve (its off and margin settings) interpolated linearly; None outside the curve's range
+                d = [matched_exit_diff(evals[(name, s)]["reference"][ex][setting],
+                                       evals[(vs, s)]["reference"][ex]) for s in both]
+                v = [x for x in d if x is not None]
+                row["accuracy_matched_exit"] = {
+                    "diff_per_seed": d, "mean": float(np.mean(v)) if v else None,
+                    "sign": {"pos": int(sum(x > 0 for x in v)), "neg": int(sum(x < 0 for x in v)),
+                             "zero": int(sum(x == 0 for x in v))}}
                 out.append(row)
     return out
 
 
-POOLED = ("accuracy", "density", "time_to_decision", "time_to_decision_correct", "exit_step")
+def matched_exit_diff(ours: dict, base_settings: dict) -> float | None:
+    """``ours`` accuracy minus the baseline's accuracy at ``ours`` mean exit step, read off the baseline's
+    (exit step, accuracy) points of every early-exit setting by linear interpolation."""
+    pts = sorted((b["exit_step"], b["accuracy"]) for b in base_settings.values())
+    xs, ys = [x for x, _ in pts], [y for _, y in pts]
+    e = ours["exit_step"]
+    if not xs[0] <= e <= xs[-1]:
+        return None
+    return float(ours["accuracy"] - np.interp(e, xs, ys))
+
+
+POOLED = ("accuracy", "density", "time_to_decision", "time_to_decision_correct", "exit_step", "accuracy_matched_exit")
 
 
 def pooled(prs: list[dict]) -> list[dict]:
@@ -412,10 +432,10 @@ def pooled(prs: list[dict]) -> list[dict]:
     for (vs, ex, setting), ps in groups.items():
         row = {"vs": vs, "execution": ex, "setting": setting, "trainings": [p["training"] for p in ps]}
         for k in POOLED:
-            d = [x for p in ps if k in p for x in p[k]["diff_per_seed"]]
+            d = [x for p in ps if k in p for x in p[k]["diff_per_seed"] if x is not None]
             if not d:
                 continue
-            means = [p[k]["mean"] for p in ps if k in p]
+            means = [p[k]["mean"] for p in ps if k in p and p[k]["mean"] is not None]
             row[k] = {"pairs": len(d), "neg": int(sum(x < 0 for x in d)), "pos": int(sum(x > 0 for x in d)),
                       "mean": float(np.mean(d)), "training_means_min": float(min(means)),
                       "training_means_max": float(max(means))}
@@ -424,17 +444,17 @@ def pooled(prs: list[dict]) -> list[dict]:
 
 
 def format_pooled(rows: list[dict]) -> str:
-    head = ("every unlayered training", "minus", "execution", "exit") + tuple(
+    head = ("unlayered trainings", "minus", "execution", "exit") + tuple(
         f"Δ {k.replace('_', ' ')}: -/+ of pairs, mean [range of training means]" for k in POOLED)
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = []
         for k in POOLED:
             c = r.get(k)
-            sc, f = (100, "+.1f") if k in ("accuracy",) else (1, "+.3f") if k == "density" else (1, "+.1f")
+            sc, f = ((100, "+.1f") if k.startswith("accuracy") else (1, "+.3f") if k == "density" else (1, "+.1f"))
             cells.append("-" if c is None else f"{c['neg']}/{c['pos']} of {c['pairs']}, {sc * c['mean']:{f}} "
                          f"[{sc * c['training_means_min']:{f}}, {sc * c['training_means_max']:{f}}]")
-        lines.append("| " + " | ".join((f"{len(r['trainings'])} trainings", r["vs"], r["execution"], r["setting"],
+        lines.append("| " + " | ".join((str(len(r["trainings"])), r["vs"], r["execution"], r["setting"],
                                         *cells)) + " |")
     return "\n".join(lines)
 
@@ -491,7 +511,8 @@ def format_table(rows: list[dict], settings_label: dict | None = None) -> str:
 
 def format_paired(prs: list[dict]) -> str:
     head = ("training", "minus", "execution", "exit", "Δ accuracy (points) per seed", "mean", "sign +/-",
-            "p (paired t)", "Δ density mean", "Δ SOPs mean", "Δ time to decision mean (steps)", "sign +/-")
+            "p (paired t)", "Δ density mean", "Δ SOPs mean", "Δ time to decision mean (steps)", "sign +/-",
+            "Δ exit step mean", "Δ accuracy at the baseline's curve, same exit step (points) per seed")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for p in prs:
         a, d, s, t = p["accuracy"], p["density"], p["sops_per_inference"], p["time_to_decision"]
@@ -499,7 +520,9 @@ def format_paired(prs: list[dict]) -> str:
             p["training"], p["vs"], p["execution"], p["setting"], " ".join(f"{100 * x:+.2f}" for x in a["diff_per_seed"]),
             f"{100 * a['mean']:+.2f}", f"{a['sign']['pos']}/{a['sign']['neg']}",
             "-" if a["paired_t_p"] is None else f"{a['paired_t_p']:.3f}", f"{d['mean']:+.4f}", f"{s['mean']:+,.0f}",
-            f"{t['mean']:+.1f}", f"{t['sign']['pos']}/{t['sign']['neg']}")) + " |")
+            f"{t['mean']:+.1f}", f"{t['sign']['pos']}/{t['sign']['neg']}", f"{p['exit_step']['mean']:+.1f}",
+            " ".join("-" if x is None else f"{100 * x:+.1f}" for x in p["accuracy_matched_exit"]["diff_per_seed"])))
+            + " |")
     return "\n".join(lines)
 
 

@@ -95,6 +95,8 @@ def test_paired_and_hdl(run):
                 - ev[("layered", sd)]["reference"][p["execution"]][p["setting"]]["accuracy"] for sd in (0, 1)]
         assert p["accuracy"]["diff_per_seed"] == pytest.approx(want)
         assert p["accuracy"]["sign"]["pos"] + p["accuracy"]["sign"]["neg"] + p["accuracy"]["sign"]["zero"] == 2
+        if p["setting"] == "off":  # both run all T steps: matched at the last step, the plain difference
+            assert p["accuracy_matched_exit"]["diff_per_seed"] == pytest.approx(want)
     # pooled: the same per-seed differences, counted by sign
     assert len(s["pooled"]) == 2 * 3
     for q in s["pooled"]:
@@ -239,3 +241,11 @@ def test_a_record_older_than_a_field_matches_only_its_neutral_value():
     cfg["train"]["latency_loss_weight"] = 0.0
     old["train"]["lr"] = 0.02
     assert not study.same_recipe(old, cfg)
+
+
+def test_matched_exit_diff_reads_the_baseline_curve():
+    base = {"off": {"exit_step": 99.0, "accuracy": 0.5}, "q1": {"exit_step": 50.0, "accuracy": 0.2},
+            "q3": {"exit_step": 80.0, "accuracy": 0.4}}
+    assert study.matched_exit_diff({"exit_step": 65.0, "accuracy": 0.35}, base) == pytest.approx(0.05)
+    assert study.matched_exit_diff({"exit_step": 99.0, "accuracy": 0.45}, base) == pytest.approx(-0.05)
+    assert study.matched_exit_diff({"exit_step": 40.0, "accuracy": 0.3}, base) is None  # before the curve starts
