@@ -31,8 +31,7 @@ keep it in order (layered: a core fires step ``t`` only after its input's
 token for ``t``). The readout core's end of step is the network's: it writes
 the step's cycle stamp and takes the early-exit decision. A hidden core runs
 at most one step ahead of that decision (it starts step ``s`` only after the
-readout finished ``s - 2``; with the rule off, as far ahead as the FIFOs
-let it), and keeps its counters (SOPs, spikes, records,
+readout finished ``s - 2``), and keeps its counters (SOPs, spikes, records,
 SCDQ peak, overflow, dropped) as they were at the end of its last two steps;
 the status block reports them at the end of the exit step, so work a core did
 in the step after an early exit is not counted (docs/contract.md, "Early
@@ -441,8 +440,8 @@ class Network(wiring.Component):
         streak = Signal(tw)
         streak_next = Signal(tw + 1)
         m.d.comb += streak_next.eq(Mux(lead >= ee_margin, streak + 1, 0))
-        exit_now, exit_on = Signal(), Signal()
-        m.d.comb += [exit_on.eq((ee_margin != 0) & (ee_steps != 0)), exit_now.eq(exit_on & (streak_next >= ee_steps))]
+        exit_now = Signal()
+        m.d.comb += exit_now.eq((ee_margin != 0) & (ee_steps != 0) & (streak_next >= ee_steps))
         exit_step, exited = Signal(tw), Signal()
 
         # what a hidden core had counted at the end of its last two steps: a core may run one step
@@ -512,8 +511,7 @@ class Network(wiring.Component):
         for l, c in enumerate(cores):
             # a core starts its next step when it is done with the last one, and a hidden core at most
             # one step ahead of the exit decision: step s only after the readout finished step s - 2
-            # (with the rule off there is no decision to wait for: only the FIFOs hold a core back)
-            lag_ok = Const(1) if l == L - 1 else ((next_t[l] <= decided + 1) | ~exit_on)
+            lag_ok = Const(1) if l == L - 1 else (next_t[l] <= decided + 1)
             go = Signal(name=f"go{l}")
             m.d.comb += go.eq(run & c.done & (next_t[l] < T) & lag_ok & ~halt)
             m.d.comb += c.step_start.eq(go)

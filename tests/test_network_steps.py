@@ -1,11 +1,9 @@
 """The network without a step barrier (Amaranth pysim): cores run their own steps.
 
 A monitor watches every core's ``step_start`` and the readout core's end of
-step. It checks the rule of hw/network.py ("Steps"): with the early-exit rule
-on, a hidden core starts step ``s`` only after the readout finished step
-``s - 2``; and that the overlap is real (a hidden core starts step ``s + 1``
-before the readout finished ``s``). With the rule off only the FIFOs hold a
-core back, and a hidden core runs two or more steps ahead.
+step. It checks the rule of hw/network.py ("Steps"): a hidden core starts step
+``s`` only after the readout finished step ``s - 2``; and that the overlap is
+real (a hidden core starts step ``s + 1`` before the readout finished ``s``).
 Under an early exit a hidden core is then inside step ``e + 1`` when the exit
 is decided, and the result must still equal the reference bit for bit
 (counters at the end of step ``e``; the next sample starts clean after the
@@ -63,24 +61,17 @@ def watch(log):
     return monitor
 
 
-def analyse(events, L, lag=True):
-    """The readout's step ends, the (core, step) starts ahead of the readout by one step or more, and
-    those ahead by two or more. ``lag``: assert the rule (early exit on)."""
+def analyse(events, L):
     end = {e[2]: e[0] for e in events if e[1] == "end"}
-    ahead, far = [], []
+    ahead = []
     for e in events:
         if e[1] == "start" and e[2] < L - 1:
             c, _, l, s = e
-            if s >= 2 and (s - 2 not in end or end[s - 2] > c):
-                assert not lag, f"core {l} started step {s} before the readout ended {s - 2}"
-                far.append((l, s))
+            if s >= 2:  # the lag rule
+                assert s - 2 in end and end[s - 2] < c, f"core {l} started step {s} before the readout ended {s - 2}"
             if s >= 1 and (s - 1 not in end or end[s - 1] > c):
                 ahead.append((l, s))  # started s while the readout was still in s - 1 (or earlier)
-    return end, ahead, far
-
-
-# the rule on, but out of reach (a lead of 2^32 - 1): the cores keep the one-step lag
-NEVER = (2 ** 32 - 1, 1)
+    return end, ahead
 
 
 @pytest.mark.parametrize("mode,unit", [("layered", "scdq"), ("async", "ring")])
@@ -88,27 +79,12 @@ def test_hidden_cores_run_ahead_within_one_step_and_stay_bit_exact(mode, unit):
     model, X = model_and_input(0)
     exp = ref.simulate(model, X, mode, unit)
     log = []
-    hdl = run_network(NetworkSpec.for_model(model, unit), model, X, mode, early_exit=NEVER, monitor=watch(log))
-    for b, (h, r) in enumerate(zip(hdl, exp)):
-        assert first_divergence(b, h, r, counters=True) is None
-        assert not h.early_exit
-    assert len(log) == len(X)
-    ahead = [a for ev in log for a in analyse(ev, len(model.layers))[1]]
-    assert ahead, "no hidden core ever ran ahead of the readout"
-
-
-@pytest.mark.parametrize("mode,unit", [("layered", "ring"), ("async", "scdq")])
-def test_without_early_exit_hidden_cores_run_further_ahead_and_stay_bit_exact(mode, unit):
-    """With the rule off there is no exit decision to wait for: only the FIFOs hold a hidden core
-    back, so it may start step s before the readout ended s - 2."""
-    model, X = model_and_input(0)
-    exp = ref.simulate(model, X, mode, unit)
-    log = []
     hdl = run_network(NetworkSpec.for_model(model, unit), model, X, mode, monitor=watch(log))
     for b, (h, r) in enumerate(zip(hdl, exp)):
         assert first_divergence(b, h, r, counters=True) is None
-    far = [f for ev in log for f in analyse(ev, len(model.layers), lag=False)[2]]
-    assert far, "no hidden core ever ran two steps ahead of the readout"
+    assert len(log) == len(X)
+    ahead = [a for ev in log for a in analyse(ev, len(model.layers))[1]]
+    assert ahead, "no hidden core ever ran ahead of the readout"
 
 
 @pytest.mark.parametrize("unit", ["scdq", "ring"])
@@ -133,7 +109,7 @@ def test_early_exit_while_a_hidden_core_is_in_the_next_step(unit):
         for b, ev in enumerate(log[:-1]):
             e = exp[b].exit_step
             if exp[b].early_exit and e < model.T - 1:
-                _, ahead, _ = analyse(ev, len(model.layers))
+                _, ahead = analyse(ev, len(model.layers))
                 found |= any(s == e + 1 for _, s in ahead)
         if found:
             break
@@ -166,7 +142,7 @@ def test_a_reprogrammed_shorter_model_after_an_early_exit_starts_clean(unit):
         first, second = run_programs(spec, [(model, X[b:b + 1], mode, ee, None), (short, Xs, mode, None, None)],
                                      monitor=watch(log))
         assert first_divergence(0, first[0], exp[b], counters=True) is None
-        _, ahead, _ = analyse(log[0], len(model.layers))
+        _, ahead = analyse(log[0], len(model.layers))
         if not any(s == e + 1 for _, s in ahead):
             continue  # no hidden core was inside step e + 1: nothing to drain; try another case
         d = first_divergence(0, second[0], ref.simulate(short, Xs, mode, unit)[0], counters=True)
