@@ -138,7 +138,7 @@ MUTANTS = [
            "ev.ready.eq(~nx_valid | load)", ("tests/test_row_iterator.py",)),
     Mutant("ctrl-add-during-drain", "hw/step_controller.py", "ring_rows(Const((1 << K) - 1 - int(has_d0), K))",
            "ring_rows(Const((1 << K) - 1, K))", CTRL),
-    Mutant("net-lag-off-with-exit", "hw/network.py", "((next_t[l] <= decided + 1) | ~exit_on)", "Const(1)",
+    Mutant("net-no-lag", "hw/network.py", "else (next_t[l] <= decided + 1)", "else Const(1)",
            ("tests/test_network_steps.py",)),
     # ---- export rounding
     Mutant("export-threshold-trunc", "sw/quantize.py", "t = int(round(float(theta) / float(scale)))",
