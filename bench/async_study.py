@@ -2,13 +2,17 @@
 
     python bench/async_study.py --out build/async_study [--seeds 0 1 2] [--epochs 10]
                                 [--schedulers fifo random momentum] [--forward-groups 1 4]
-                                [--variants NAME ...] [--hdl-seeds 0] [--backend verilator]
+                                [--variants NAME ...] [--latency-loss W ...] [--hdl-seeds 0] [--backend verilator]
                                 [--margins 0.5 1.5] [--exit-steps 3] [--no-hdl] [--report-only]
 
 Per seed it trains the layered model and one unlayered model per (scheduler,
 forward group) with ``sw.trainer.train`` on one pinned recipe (:data:`PROFILES`:
 every training field is written out here and recorded in each result, so a
-change of ``sw/configs/default.json`` cannot mix recipes). Every model file then
+change of ``sw/configs/default.json`` cannot mix recipes). ``--latency-loss W`` adds the same
+trainings with the latency-aware loss (``train.latency_loss_weight = W``: cross-entropy on the running
+readout from step ``0.25 T`` on, ``sw.trainer.readout_loss``), named ``<training>+lat<W>``; the paired
+comparisons then also give each such training minus the layered one with the same loss, and minus the
+same training without it. Every model file then
 runs in ``hw.reference`` on the test split under layered and async execution,
 each with the SCDQ and the ring buffer, with early exit off and at two margins.
 For the seeds in ``--hdl-seeds`` every model also runs through the HDL
@@ -69,7 +73,9 @@ _BASE = {
               # fields the default gained after the study's trainings (code of commit a0bad9a), pinned to the
               # behaviour those trainings had: every sample augmented, one batch shard, no low-bit warm-up
               # (it applies to 2..4-bit weights only)
-              "augment_fraction": 1.0, "shards": 1, "low_bit_warmup": 0.0},
+              "augment_fraction": 1.0, "shards": 1, "low_bit_warmup": 0.0,
+              # the latency-aware loss (sw.trainer.readout_loss): off, except in the "+lat" variants
+              "latency_loss_weight": 0.0, "latency_loss_from": 0.25},
     "reg": {"rate_target": 0.0, "rate_weight": 0.0},
     "prune": {"method": "synaptic", "k": 1, "max_levels": 15, "steps": 4, "start": 0.1, "end": 0.3,
               "recalibrate": True},
@@ -100,23 +106,69 @@ TRAIN_CODE = ("sw/models/unlayered.py", "sw/models/unlayered_kernel.py", "sw/mod
               "sw/models/synapse.py", "sw/trainer.py", "sw/prune.py", "sw/quantize.py", "sw/export.py")
 
 
+# fields a recorded training may lack (it ran before the field existed), with the value that reproduces
+# what that training did: a record without them matches a config holding exactly these values
+NEUTRAL = {"train.augment_fraction": 1.0, "train.shards": 1, "train.low_bit_warmup": 0.0,
+           "train.latency_loss_weight": 0.0, "train.latency_loss_from": 0.25}
+
+
 class StudyError(ValueError):
     """A bad flag or an inconsistent result folder; the message names it."""
 
 
 # ---------------------------------------------------------------- the models of the study
-def variant_name(scheduler: str | None, forward_group) -> str:
+def variant_name(scheduler: str | None, forward_group, latency_loss: float = 0.0) -> str:
+    lat = f"+lat{latency_loss:g}" if latency_loss > 0 else ""
     if scheduler is None:
-        return "layered"
-    return f"unlayered-{scheduler}-F{'all' if forward_group is None else forward_group}"
+        return "layered" + lat
+    return f"unlayered-{scheduler}-F{'all' if forward_group is None else forward_group}{lat}"
 
 
-def variants(schedulers, forward_groups) -> list[dict]:
-    out = [{"name": "layered", "mode": "layered", "scheduler": None, "forward_group": None}]
-    for s in schedulers:
-        for f in forward_groups:
-            out.append({"name": variant_name(s, f), "mode": "unlayered", "scheduler": s, "forward_group": f})
+def variants(schedulers, forward_groups, latency_losses=()) -> list[dict]:
+    """The trainings: layered, then one unlayered model per (scheduler, forward group); then the same
+    again for each latency-loss weight w > 0 (``train.latency_loss_weight = w``, names ending ``+lat<w>``)."""
+    out = []
+    for w in [0.0, *latency_losses]:
+        out.append({"name": variant_name(None, None, w), "mode": "layered", "scheduler": None,
+                    "forward_group": None, "latency_loss": w})
+        for s in schedulers:
+            for f in forward_groups:
+                out.append({"name": variant_name(s, f, w), "mode": "unlayered", "scheduler": s,
+                            "forward_group": f, "latency_loss": w})
     return out
+
+
+def comparisons(vs: list[dict]) -> list[tuple[str, str]]:
+    """``(training, baseline)`` pairs compared seed by seed: each unlayered training against the layered
+    training with the same loss, and each latency-loss training against the same training without it."""
+    names = {v["name"] for v in vs}
+    out = []
+    for v in vs:
+        w = v.get("latency_loss", 0.0)
+        if v["mode"] == "unlayered" and variant_name(None, None, w) in names:
+            out.append((v["name"], variant_name(None, None, w)))
+        plain = variant_name(v["scheduler"], v["forward_group"])
+        if w > 0 and plain in names:
+            out.append((v["name"], plain))
+    return out
+
+
+def same_recipe(recorded: dict, cfg: dict, prefix: str = "") -> bool:
+    """``recorded`` (a training's config) equals ``cfg``, a field missing from ``recorded`` counting as
+    equal when ``cfg`` holds its :data:`NEUTRAL` value."""
+    for k in set(recorded) | set(cfg):
+        name = prefix + k
+        if k not in recorded:
+            if not (name in NEUTRAL and cfg[k] == NEUTRAL[name]):
+                return False
+        elif k not in cfg:
+            return False
+        elif isinstance(recorded[k], dict) and isinstance(cfg[k], dict):
+            if not same_recipe(recorded[k], cfg[k], name + "."):
+                return False
+        elif recorded[k] != cfg[k]:
+            return False
+    return True
 
 
 def study_config(profile: str, variant: dict, seed: int, epochs: int | None, limit: int | None, out: Path) -> dict:
@@ -128,6 +180,7 @@ def study_config(profile: str, variant: dict, seed: int, epochs: int | None, lim
     c["mode"] = variant["mode"]
     if variant["scheduler"] is not None:
         c["unlayered"] = {"scheduler": variant["scheduler"], "forward_group": variant["forward_group"]}
+    c["train"]["latency_loss_weight"] = float(variant.get("latency_loss", 0.0))
     if epochs is not None:
         c["train"]["epochs"] = int(epochs)
     if limit is not None:
@@ -186,7 +239,7 @@ def train_one(cfg: dict, variant: dict, seed: int, mdir: Path, log) -> dict:
     done = mdir / "study_train.json"
     if done.is_file():
         rec = json.loads(done.read_text())
-        if rec["config"] != cfg:
+        if not same_recipe(rec["config"], cfg):
             raise StudyError(f"'{done}' was trained with another config; use another --out or delete that folder")
         return rec
     t0 = time.time()
@@ -312,24 +365,24 @@ def aggregate(evals: dict, hdls: dict, seeds: list[int], names: list[str]) -> li
     return rows
 
 
-def paired(evals: dict, seeds: list[int], names: list[str], executions=("async/scdq", "async/ring")) -> list[dict]:
-    """Unlayered-trained minus layered-trained, per seed, both under async execution."""
+def paired(evals: dict, seeds: list[int], pairs: list[tuple[str, str]],
+           executions=("async/scdq", "async/ring")) -> list[dict]:
+    """Training minus baseline per seed, both under async execution, for each ``(training, baseline)`` of
+    ``pairs`` (:func:`comparisons`: unlayered-trained minus layered-trained, and the latency-loss effect)."""
     from scipy import stats
 
     out = []
-    for name in names:
-        if name == "layered":
-            continue
-        both = [s for s in seeds if (name, s) in evals and ("layered", s) in evals]
+    for name, vs in pairs:
+        both = [s for s in seeds if (name, s) in evals and (vs, s) in evals]
         if not both:
             continue
         for ex in executions:
             for setting in evals[(name, both[0])]["reference"][ex]:
-                row = {"training": name, "vs": "layered", "execution": ex, "setting": setting, "seeds": both}
+                row = {"training": name, "vs": vs, "execution": ex, "setting": setting, "seeds": both}
                 for k in ("accuracy", "density", "sops_per_inference", "time_to_decision", "time_to_decision_correct",
                           "exit_step"):
                     ours = [evals[(name, s)]["reference"][ex][setting][k] for s in both]
-                    base = [evals[("layered", s)]["reference"][ex][setting][k] for s in both]
+                    base = [evals[(vs, s)]["reference"][ex][setting][k] for s in both]
                     if any(x is None for x in ours + base):  # no correct sample: no decision time to compare
                         continue
                     d = [x - b for x, b in zip(ours, base)]
@@ -340,8 +393,94 @@ def paired(evals: dict, seeds: list[int], names: list[str], executions=("async/s
                               "sign": {"pos": int(sum(x > 0 for x in d)), "neg": int(sum(x < 0 for x in d)),
                                        "zero": int(sum(x == 0 for x in d))},
                               "paired_t_p": p}
+                # accuracy against the baseline's at the same mean exit step: the baseline's accuracy-vs-exit
+                # curve (its off and margin settings) interpolated linearly; None outside the curve's range
+                d = [matched_exit_diff(evals[(name, s)]["reference"][ex][setting],
+                                       evals[(vs, s)]["reference"][ex]) for s in both]
+                v = [x for x in d if x is not None]
+                row["accuracy_matched_exit"] = {
+                    "diff_per_seed": d, "mean": float(np.mean(v)) if v else None,
+                    "sign": {"pos": int(sum(x > 0 for x in v)), "neg": int(sum(x < 0 for x in v)),
+                             "zero": int(sum(x == 0 for x in v))}}
                 out.append(row)
     return out
+
+
+def matched_exit_diff(ours: dict, base_settings: dict) -> float | None:
+    """``ours`` accuracy minus the baseline's accuracy at ``ours`` mean exit step, read off the baseline's
+    (exit step, accuracy) points of every early-exit setting by linear interpolation."""
+    pts = sorted((b["exit_step"], b["accuracy"]) for b in base_settings.values())
+    xs, ys = [x for x, _ in pts], [y for _, y in pts]
+    e = ours["exit_step"]
+    if not xs[0] <= e <= xs[-1]:
+        return None
+    return float(ours["accuracy"] - np.interp(e, xs, ys))
+
+
+POOLED = ("accuracy", "density", "time_to_decision", "time_to_decision_correct", "exit_step", "accuracy_matched_exit")
+
+
+def pooled(prs: list[dict]) -> list[dict]:
+    """The paper's claims over every unlayered training at once: per (baseline, execution, exit setting),
+    the per-seed differences of every unlayered training against its layered baseline, counted by sign.
+    The trainings share each seed's baseline, so the pairs are not independent: counts, no p-value."""
+    groups: dict = {}
+    for p in prs:
+        if p["vs"].startswith("layered") and p["training"].startswith("unlayered"):
+            groups.setdefault((p["vs"], p["execution"], p["setting"]), []).append(p)
+    out = []
+    for (vs, ex, setting), ps in groups.items():
+        row = {"vs": vs, "execution": ex, "setting": setting, "trainings": [p["training"] for p in ps]}
+        for k in POOLED:
+            d = [x for p in ps if k in p for x in p[k]["diff_per_seed"] if x is not None]
+            if not d:
+                continue
+            means = [p[k]["mean"] for p in ps if k in p and p[k]["mean"] is not None]
+            row[k] = {"pairs": len(d), "neg": int(sum(x < 0 for x in d)), "pos": int(sum(x > 0 for x in d)),
+                      "mean": float(np.mean(d)), "training_means_min": float(min(means)),
+                      "training_means_max": float(max(means))}
+        out.append(row)
+    return out
+
+
+def format_pooled(rows: list[dict]) -> str:
+    head = ("unlayered trainings", "minus", "execution", "exit") + tuple(
+        f"Δ {k.replace('_', ' ')}: -/+ of pairs, mean [range of training means]" for k in POOLED)
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in rows:
+        cells = []
+        for k in POOLED:
+            c = r.get(k)
+            sc, f = ((100, "+.1f") if k.startswith("accuracy") else (1, "+.3f") if k == "density" else (1, "+.1f"))
+            cells.append("-" if c is None else f"{c['neg']}/{c['pos']} of {c['pairs']}, {sc * c['mean']:{f}} "
+                         f"[{sc * c['training_means_min']:{f}}, {sc * c['training_means_max']:{f}}]")
+        lines.append("| " + " | ".join((str(len(r["trainings"])), r["vs"], r["execution"], r["setting"],
+                                        *cells)) + " |")
+    return "\n".join(lines)
+
+
+def format_hdl(rows: list[dict]) -> str:
+    """HDL cycles per inference (mean over the HDL samples) of each training's first HDL seed: one line per
+    training, early exit off / q1 / q3 for each (execution, unit); bit-exact counts over all its runs."""
+    exs = [f"{m}/{u}" for m, u in EXECUTIONS]
+    head = ("training", "HDL seed", "words") + tuple(f"{ex} off / q1 / q3" for ex in exs) + ("bit-exact",)
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for name in dict.fromkeys(r["training"] for r in rows):
+        mine = [r for r in rows if r["training"] == name and r["hdl"]]
+        if not mine:
+            continue
+        seed = min(mine[0]["hdl"], key=int)
+        cells, ok, n, words = [], 0, 0, set()
+        for ex in exs:
+            pts = {r["setting"]: r["hdl"][seed] for r in mine if r["execution"] == ex and seed in r["hdl"]}
+            cells.append(" / ".join(f"{pts[k]['cycles_mean']:,.0f}" if k in pts else "-" for k in ("off", "q1", "q3"))
+                         if pts else "-")
+            for p in pts.values():
+                ok, n = ok + p["bit_exact"], n + p["samples"]
+                words.add(p["samples"])
+        lines.append("| " + " | ".join((name, seed, "/".join(str(w) for w in sorted(words)), *cells, f"{ok}/{n}"))
+                     + " |")
+    return "\n".join(lines)
 
 
 # the rows of the short table (docs/results.md): every async/scdq row, and these
@@ -371,16 +510,19 @@ def format_table(rows: list[dict], settings_label: dict | None = None) -> str:
 
 
 def format_paired(prs: list[dict]) -> str:
-    head = ("unlayered training", "execution", "exit", "Δ accuracy (points) per seed", "mean", "sign +/-",
-            "p (paired t)", "Δ density mean", "Δ SOPs mean", "Δ time to decision mean (steps)", "sign +/-")
+    head = ("training", "minus", "execution", "exit", "Δ accuracy (points) per seed", "mean", "sign +/-",
+            "p (paired t)", "Δ density mean", "Δ SOPs mean", "Δ time to decision mean (steps)", "sign +/-",
+            "Δ exit step mean", "Δ accuracy at the baseline's curve, same exit step (points) per seed")
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for p in prs:
         a, d, s, t = p["accuracy"], p["density"], p["sops_per_inference"], p["time_to_decision"]
         lines.append("| " + " | ".join((
-            p["training"], p["execution"], p["setting"], " ".join(f"{100 * x:+.2f}" for x in a["diff_per_seed"]),
+            p["training"], p["vs"], p["execution"], p["setting"], " ".join(f"{100 * x:+.2f}" for x in a["diff_per_seed"]),
             f"{100 * a['mean']:+.2f}", f"{a['sign']['pos']}/{a['sign']['neg']}",
             "-" if a["paired_t_p"] is None else f"{a['paired_t_p']:.3f}", f"{d['mean']:+.4f}", f"{s['mean']:+,.0f}",
-            f"{t['mean']:+.1f}", f"{t['sign']['pos']}/{t['sign']['neg']}")) + " |")
+            f"{t['mean']:+.1f}", f"{t['sign']['pos']}/{t['sign']['neg']}", f"{p['exit_step']['mean']:+.1f}",
+            " ".join("-" if x is None else f"{100 * x:+.1f}" for x in p["accuracy_matched_exit"]["diff_per_seed"])))
+            + " |")
     return "\n".join(lines)
 
 
@@ -444,9 +586,10 @@ def plots(rows: list[dict], prs: list[dict], out: Path) -> list[Path]:
                 ax.scatter([i] * len(d), [sc * x for x in d], zorder=3)
                 ax.hlines(sc * q[key]["mean"], i - 0.3, i + 0.3, color="k")
             ax.axhline(0, color="grey", lw=0.8)
-            ax.set_xticks(range(len(sel)), [q["training"] for q in sel], rotation=35, ha="right", fontsize=7)
+            ax.set_xticks(range(len(sel)), [f"{q['training']} - {q['vs']}" for q in sel], rotation=35, ha="right",
+                          fontsize=6)
             ax.set_ylabel(lab)
-            ax.set_title("unlayered - layered, async/scdq, per seed")
+            ax.set_title("training - baseline, async/scdq, per seed", fontsize=9)
             ax.grid(alpha=0.3, axis="y")
         fig.tight_layout()
         p = out / "paired_async.png"
@@ -468,6 +611,9 @@ def parse_args(argv=None):
     ap.add_argument("--schedulers", nargs="+", default=["fifo", "random", "momentum"])
     ap.add_argument("--forward-groups", nargs="+", default=["1", "4"], help="ints or 'all'")
     ap.add_argument("--variants", nargs="+", help="only these trainings (names as in the table, e.g. layered)")
+    ap.add_argument("--latency-loss", type=float, nargs="*", default=[], metavar="W",
+                    help="also train every model with the latency-aware loss at these weights "
+                         "(train.latency_loss_weight, in (0, 1]; names end '+lat<W>')")
     ap.add_argument("--margins", type=float, nargs="+", default=[1.0, 3.0],
                     help="early-exit margins as multiples q of the median final readout lead (validation split)")
     ap.add_argument("--exit-steps", type=int, default=3, help="early exit: consecutive steps s")
@@ -496,6 +642,8 @@ def parse_args(argv=None):
     for s in a.schedulers:
         if s not in SCHEDULERS:
             raise StudyError(f"--schedulers: one of {SCHEDULERS}, got {s!r}")
+    if any(not 0 < w <= 1 for w in a.latency_loss):
+        raise StudyError(f"--latency-loss: weights in (0, 1], got {a.latency_loss}")
     if any(q <= 0 for q in a.margins):
         raise StudyError(f"--margins must be > 0, got {a.margins}")
     if a.exit_steps < 1:
@@ -521,7 +669,7 @@ def _main(argv=None) -> int:
 
     out = Path(a.out)
     out.mkdir(parents=True, exist_ok=True)
-    vs = variants(a.schedulers, a.forward_groups)
+    vs = variants(a.schedulers, a.forward_groups, a.latency_loss)
     if a.variants:
         unknown = set(a.variants) - {v["name"] for v in vs}
         if unknown:
@@ -603,29 +751,43 @@ def _history(mdir: Path) -> list:
 def report(out: Path, a, vs, evals, hdls, trains, quiet: bool = False) -> dict:
     names = [v["name"] for v in vs]
     rows = aggregate(evals, hdls, list(a.seeds), names)
-    prs = paired(evals, list(a.seeds), names)
-    # one code version per group: the unlayered trainings must not mix training code
+    prs = paired(evals, list(a.seeds), comparisons(vs))
+    # one code version per group: the unlayered trainings (with one loss) must not mix training code
     code_groups = {}
     for (name, seed), t in trains.items():
-        grp = "layered" if name == "layered" else "unlayered"
+        v = t.get("variant") or next(x for x in vs if x["name"] == name)
+        lat = v.get("latency_loss", 0.0)
+        grp = ("layered" if v["mode"] == "layered" else "unlayered") + (f"+lat{lat:g}" if lat > 0 else "")
         code_groups.setdefault(grp, set()).add(json.dumps(t["code"]["files"], sort_keys=True))
     mixed = {g: len(c) > 1 for g, c in code_groups.items()}
+    # every HDL run (both executions x every early-exit setting) must be bit-exact with the reference
+    not_exact = sorted(f"{name} seed {seed} {ex} {setting}: {p['bit_exact']}/{p['samples']}"
+                       for (name, seed, _), h in hdls.items() for ex, pts in h["early_exit"].items()
+                       for setting, p in pts.items() if p["bit_exact"] != p["samples"])
+    hdl_check = {"runs": len(hdls), "samples": sorted({h["samples"] for h in hdls.values()}),
+                 "all_bit_exact": not not_exact, "not_bit_exact": not_exact}
     study = {"argv": sys.argv, "profile": a.profile, "seeds": list(a.seeds), "variants": vs,
              "margins_q": a.margins, "exit_steps": a.exit_steps, "hdl_seeds": a.hdl_seeds,
              "trainings": [{"training": k[0], "seed": k[1], **{x: t[x] for x in t if x != "variant"},
                             "history": _history(out / "models" / k[0] / f"seed{k[1]}")}
                            for k, t in trains.items()],
-             "mixed_training_code": mixed, "rows": rows, "paired": prs}
+             "mixed_training_code": mixed, "hdl_parity": hdl_check, "rows": rows, "paired": prs,
+             "pooled": pooled(prs)}
     _write_json(study, out / "study.json")
     table = format_table(rows)
     compact = format_table([r for r in rows if (r["execution"], r["setting"]) in COMPACT or
                             (r["execution"] == "async/scdq")])
     ptab = format_paired(prs)
+    htab = format_hdl(rows)
     (out / "table_compact.md").write_text(compact + "\n\n" + format_paired(
-        [p for p in prs if p["execution"] == "async/scdq"]) + "\n")
+        [p for p in prs if p["execution"] == "async/scdq"]) + "\n\n" + format_pooled(study["pooled"]) + "\n\n"
+        + htab + "\n")
     warn = "".join(f"\nWARNING: the {g} trainings ran with different training code (see study.json)\n"
                    for g, m in mixed.items() if m)
-    text = f"{table}\n\npaired: unlayered-trained minus layered-trained, per seed\n\n{ptab}\n{warn}"
+    warn += "".join(f"\nWARNING: HDL not bit-exact with the reference: {x}\n" for x in not_exact)
+    text = (f"{table}\n\npaired, per seed: training minus baseline, both under async execution\n\n{ptab}\n\n"
+            f"pooled: every unlayered training minus its layered baseline, per seed (accuracy in points)\n\n"
+            f"{format_pooled(study['pooled'])}\n\nHDL cycles per inference\n\n{htab}\n{warn}")
     (out / "table.md").write_text(text)
     pngs = plots(rows, prs, out) if rows else []
     if quiet:

@@ -110,6 +110,9 @@ def _check(cfg: dict) -> dict:
         raise ConfigError("data.T", f"must be <= {MAX_T} (the model file's limit), got {d['T']!r}")
     if not 0 <= t["low_bit_warmup"] < 1:
         raise ConfigError("train.low_bit_warmup", f"must be in [0, 1), got {t['low_bit_warmup']!r}")
+    for key in ("latency_loss_weight", "latency_loss_from"):  # the latency-aware loss (sw.trainer.readout_loss)
+        if not 0 <= t[key] <= 1:
+            raise ConfigError(f"train.{key}", f"must be in [0, 1], got {t[key]!r}")
     if not 0 <= d["val_fraction"] < 1:
         raise ConfigError("data.val_fraction", f"must be in [0, 1), got {d['val_fraction']!r}")
     if not 0 <= p["start"] <= p["end"] <= 1:

@@ -28,7 +28,9 @@ Training speed (issue #10): hidden and readout neurons run the fused LIF of
 event-driven gather-sum of ``sw.models.synapse`` (dense below a measured input
 density). ``reg.rate_target`` / ``reg.rate_weight`` add a per-layer spike-rate
 regulariser; ``model.weight_bits`` 2..4 train with a symmetric, rms-clipped
-scale; ``model.layer_max_delay`` caps each layer's delay grid;
+scale; ``model.layer_max_delay`` caps each layer's delay grid; ``train.latency_loss_weight`` (default 0,
+off) mixes in a cross-entropy on the running readout from step ``train.latency_loss_from * T`` on
+(:func:`readout_loss`), for models that should decide early;
 ``model.delay_mode = "learnable"`` (``--delays learnable``) trains a DCLS-style
 position per synapse (no pruning schedule: one tap per synapse by construction).
 
@@ -48,6 +50,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from tqdm import tqdm
 
 from hw.model_file import ModelFileError, save
@@ -85,6 +88,32 @@ def rate_loss(spikes: list, targets, weights) -> torch.Tensor:
         if w > 0:
             loss = loss + w * (z.mean() - tgt) ** 2
     return loss.to(torch.float32)
+
+
+def readout_loss(logits: torch.Tensor, readout: torch.Tensor, y: torch.Tensor, net, weight: float = 0.0,
+                 start: float = 0.25) -> torch.Tensor:
+    """The training loss on the readout (``train.latency_loss_weight``, ``train.latency_loss_from``).
+
+    ``weight`` 0 (the default): cross-entropy on the mem_sum logits (the readout summed over all
+    ``T`` steps), exactly as without the option. ``weight`` w in (0, 1], the latency-aware loss:
+    ``(1 - w) * CE(final logits) + w * mean over t = t0 .. T-1 of CE(running logits at t)``, with
+    ``t0 = min(T - 1, floor(start * T))`` and the running logits at step t the running readout sum
+    ``R[t] = sum_{t' <= t} v[t']`` divided by ``t + 1``, in the units and temperature of the mem_sum
+    logits (at t = T-1 they are the final logits). Their argmax is the class the early-exit rule of
+    ``hw.reference`` reads at step t, so the term rewards a correct lead early in the sample, which a
+    loss on the final sum alone does not. No random draw: a resumed run gives the same bits."""
+    final = mem_sum_loss(logits, y)
+    if weight <= 0:
+        return final
+    T = readout.shape[1]
+    t0 = min(T - 1, int(math.floor(start * T)))
+    R = readout.cumsum(1)[:, t0:]  # [B, T - t0, n_classes]
+    steps = torch.arange(t0 + 1, T + 1, dtype=R.dtype).view(1, -1, 1)
+    run = R / steps * net.layers[-1].synapse.scale().to(R.dtype)
+    if getattr(net, "logit_scale", None) is not None:  # the mem_sum temperature (sw.models.lif.mem_sum)
+        run = run * net.logit_scale.exp().to(R.dtype)
+    early = F.cross_entropy(run.reshape(-1, run.shape[-1]).to(torch.float32), y.repeat_interleave(T - t0))
+    return (1 - weight) * final + weight * early
 
 
 # ---------------------------------------------------------------- main loop
@@ -177,7 +206,7 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
                 xb = torch.from_numpy(augment.augment_batch(Xtr[idx.numpy()], idx.numpy(), epoch, cfg["seed"], aug)).float()
             yb = ytr_t[idx].to(device)
             logits, rec = model(xb.to(device))
-            loss = mem_sum_loss(logits, yb)
+            loss = readout_loss(logits, rec["readout"], yb, net, tc["latency_loss_weight"], tc["latency_loss_from"])
             if any(w > 0 for w in rate_weights):
                 loss = loss + rate_loss(rec["spikes"], rate_targets, rate_weights)
             opt.zero_grad()
