@@ -1,6 +1,7 @@
 """Core and network throughput figures (Verilator C++ harness; pysim for comparison).
 
     python bench/core.py [--samples B] [--seed S] [--no-pysim] [--model M [--model-samples N]] [--no-synthetic]
+                         [--profile N]
 
 Prints
 1. SOP/cycle per core (SOP counter / busy-cycle counter) on a dense stream
@@ -8,12 +9,20 @@ Prints
    plus a 64 x 4 readout) and on an SHD-like stream (below);
 2. cycles per inference of a 700-48-48-20 network on SHD-like input against
    the lower bound max over cores of SOPs (a core does at most one SOP per
-   cycle), layered and async, ring and scdq;
+   cycle), layered and async, ring and scdq; for the ring runs also a
+   tighter causal bound (``flow_bound``: a ring core fans out each spike as
+   it arrives, so its work of step s waits for the previous core's step s,
+   and the cores cannot overlap all their work);
 3. pysim vs Verilator simulated cycles/s on the same design and stimulus,
    measured side by side in this run (pysim on one sample only);
 4. with ``--model``, the ratio of 2. for a trained model on the first
    ``--model-samples`` samples of its offline test split (SCDQ capacity: the
-   reference's peak on those samples, so nothing is dropped).
+   reference's peak on those samples, so nothing is dropped);
+5. with ``--profile N``, where the cycles go: N samples per (mode, unit) in
+   pysim, each core's cycles per sample split by its step controller's phase
+   (``hw.step_controller.Phase``), with the cycles in which its update
+   pipeline issued a synapse pointer (a SOP) or a controller op, and the INPUT
+   cycles with no input event offered (the model of 4., else the SHD-like one).
 
 SHD-like network: random int8 weights with ~5 % of the (level, pre, post) taps
 non-zero (a pruned model), 15 delay levels up to 60 (stride 2 grid), T = 100,
@@ -58,7 +67,50 @@ def harness_run(exe, spec: NetworkSpec, model: Model, mode: str, X: np.ndarray):
     return hdl, ticks, wall, cpu
 
 
-def check(model, X, mode, unit, hdl) -> None:
+def ring_step_work(model, x, res) -> np.ndarray:
+    """Issue slots per (core, step) of a layered ring run of one sample: the SOPs a core applies in
+    step s (every tap of an input spike of step s whose arrival s + d is before T, at emission) plus
+    its FIRE pass (one op per neuron). ``x``: the input raster [T, C]; ``res``: the reference's result."""
+    T = model.T
+    work = np.zeros((len(model.layers), T), dtype=np.int64)
+    for l, L in enumerate(model.layers):
+        nnz = (L.weights != 0).sum(axis=2)  # [K, n_in]
+        ts, ii = np.nonzero(x) if l == 0 else (res.layers[l - 1].emit_t, res.layers[l - 1].emit_j)
+        for k, d in enumerate(L.delays):
+            live = ts + d < T
+            np.add.at(work[l], ts[live], nnz[k, ii[live]])
+        work[l] += L.n_out
+    return work
+
+
+def flow_bound(work: np.ndarray, fire: list[int] | None) -> int:
+    """A lower bound on the cycles of a ring run (steps as jobs through the cores in order, a flow shop):
+    a core issues at most one op per cycle and runs its steps in order, and a ring core fans each spike
+    out when it arrives. ``work``: [cores, T] issue slots of each core's steps.
+
+    * layered (``fire``: the FIRE ops per step of each core, included in ``work``): core l's step-s
+      fan-out needs core l-1's step-s spikes, which come from its FIRE pass after its step-s SOPs; its
+      own FIRE pass needs core l-1's end of step s;
+    * async (``fire=None``, ``work`` = SOPs only): core l's step-s SOPs need a spike core l-1 emits in
+      its step s, which starts no earlier than its end of step s - 1.
+
+    Returns the last core's earliest end of step T - 1."""
+    done_prev = None
+    for l, w in enumerate(work):
+        done = np.zeros(len(w), dtype=np.int64)
+        for s in range(len(w)):
+            prev = done[s - 1] if s else 0
+            if done_prev is None:
+                done[s] = prev + w[s]
+            elif fire is None:
+                done[s] = max(prev, done_prev[s - 1] if s else 0) + w[s]
+            else:
+                done[s] = max(max(prev, done_prev[s] - fire[l - 1]) + w[s], done_prev[s] + fire[l])
+        done_prev = done
+    return int(done_prev[-1])
+
+
+def check(model, X, mode, unit, hdl):
     exp = ref.simulate(model, X, mode, unit)
     for b, (h, r) in enumerate(zip(hdl, exp)):
         for l in range(len(model.layers) - 1):
@@ -66,6 +118,7 @@ def check(model, X, mode, unit, hdl) -> None:
             assert h.emissions[l][1].tolist() == r.layers[l].emit_j.tolist(), f"{mode}/{unit} sample {b} layer {l}"
         assert np.array_equal(h.readout[:model.T, :model.n_classes], r.readout), f"{mode}/{unit} sample {b} readout"
         assert [c["sops"] for c in h.counters] == r.sops.tolist(), f"{mode}/{unit} sample {b} sops"
+    return exp
 
 
 # ---------------------------------------------------------------- models and streams
@@ -142,26 +195,96 @@ def row_cycles(layer: Layer, X: np.ndarray, unit: str, T: int) -> tuple[int, int
     return rows // len(X), dead // len(X)
 
 
+# ---------------------------------------------------------------- cycle breakdown (pysim monitor)
+def phase_profile(spec: NetworkSpec, model: Model, X: np.ndarray, mode: str):
+    """Per core: {phase name: [cycles, pointer issues, ctl issues, input-starved]} summed over the
+    samples of ``X``, counted from the network's clear to ``done``; and the HDL samples."""
+    from hw.pysim import run_network
+    from hw.step_controller import Phase
+    L = len(spec.layers)
+    prof = [dict() for _ in range(L)]
+
+    async def monitor(ctx, dut):
+        sigs = [dut.done, dut.cores[0].clear]
+        for c in dut.cores:
+            st = c.stages
+            port = st["pipe"].out if c.spiking else st["pipe"].rec
+            sigs += [st["ctrl"].phase, st["pipe"].ptrs.valid, st["pipe"].ptrs.ready, st["pipe"].ctl.valid,
+                     st["pipe"].ctl.ready, c.inp.valid, st["pipe"].stall & port.valid & ~port.ready]
+        counting = False
+        async for _, _, done, clear, *v in ctx.tick().sample(*sigs):
+            if clear:
+                counting = True
+            elif done:
+                counting = False
+            if not counting:
+                continue
+            for l in range(L):
+                ph, pv, pr, cv, cr, iv, stall = v[7 * l: 7 * l + 7]
+                row = prof[l].setdefault(Phase(ph).name, [0, 0, 0, 0, 0])
+                row[0] += 1
+                row[1] += bool(pv and pr)
+                row[2] += bool(cv and cr and not pv)
+                row[3] += bool(Phase(ph) == Phase.INPUT and not iv)
+                row[4] += bool(stall)
+
+    hdl = run_network(spec, model, X, mode, monitor=monitor)
+    return prof, hdl
+
+
+def profile_table(model, X, specs, label, combos=COMBOS) -> None:
+    B = len(X)
+    print(f"\n== where the cycles go ({label}, pysim, {B} sample(s); per sample): per core and step-controller phase, "
+          "cycles [pointer issues (SOPs) / controller ops / INPUT cycles with no input event, "
+          "pipeline stall cycles on output backpressure]")
+    for mode, unit in combos:
+        t0 = time.perf_counter()
+        prof, hdl = phase_profile(specs[unit], model, X, mode)
+        check(model, X, mode, unit, hdl)
+        cyc = np.mean([h.cycles for h in hdl])
+        bound = np.mean([max(c["sops"] for c in h.counters) for h in hdl])
+        print(f"{mode}/{unit}: cycles {cyc:.0f}, bound {bound:.0f}, ratio {cyc / bound:.3f} "
+              f"({time.perf_counter() - t0:.0f} s)")
+        for l, p in enumerate(prof):
+            parts = []
+            for name, (n, ptr, ctl, starve, stall) in sorted(p.items(), key=lambda kv: -kv[1][0]):
+                extra = (f" [{ptr / B:.0f}/{ctl / B:.0f}" + (f"/{starve / B:.0f}" if name == "INPUT" else "")
+                         + (f", stall {stall / B:.0f}]" if stall else "]"))
+                parts.append(f"{name} {n / B:.0f}" + (extra if ptr or ctl or starve or stall else ""))
+            print(f"  core{l}: " + ", ".join(parts), flush=True)
+
+
 # ---------------------------------------------------------------- main
 def per_core(hdl) -> list[float]:
     n = len(hdl[0].counters)
     return [sum(h.counters[l]["sops"] for h in hdl) / max(1, sum(h.counters[l]["busy"] for h in hdl)) for l in range(n)]
 
 
-def ratio_table(model, X, specs, exes) -> dict:
+def ratio_table(model, X, specs, exes, combos=COMBOS) -> dict:
     """Cycles per inference against the bound, per (mode, unit); every sample checked against the reference."""
     print(f"{'mode':8s} {'unit':5s} {'SOP/cyc core0':>13s} {'core1':>6s} {'core2':>6s} {'cycles/inf':>10s} "
           f"{'bound':>8s} {'ratio':>6s} {'Mcyc/s':>7s}")
     speed = {}
-    for mode, unit in COMBOS:
+    for mode, unit in combos:
         hdl, ticks, wall, _ = harness_run(exes[unit], specs[unit], model, mode, X)
-        check(model, X, mode, unit, hdl)
+        exp = check(model, X, mode, unit, hdl)
         r = per_core(hdl) + [float("nan")] * 3
         cyc = np.array([h.cycles for h in hdl])
         bound = np.array([max(c["sops"] for c in h.counters) for h in hdl])
         speed[(mode, unit)] = (ticks, wall)
         print(f"{mode:8s} {unit:5s} {r[0]:13.4f} {r[1]:6.3f} {r[2]:6.3f} {cyc.mean():10.0f} {bound.mean():8.0f} "
               f"{(cyc / bound).mean():6.3f} {ticks / wall / 1e6:7.2f}", flush=True)
+        if unit == "ring":
+            fire = [L.n_out for L in model.layers]
+            works = [ring_step_work(model, x, res) - (0 if mode == "layered" else np.array(fire)[:, None])
+                     for x, res in zip(X, exp)]
+            for w, res in zip(works, exp):  # the per-step SOPs add up to the reference's counts
+                assert (w.sum(axis=1) - [f * model.T * (mode == "layered") for f in fire]).tolist() \
+                    == res.sops.tolist()
+            flow = np.array([flow_bound(w, fire if mode == "layered" else None) for w in works])
+            print(f"{'':14s} {mode}/ring flow bound (bench.core.flow_bound: a ring core fans out spikes as they "
+                  f"arrive{'; FIRE ops count' if mode == 'layered' else ''}): {flow.mean():.0f} = "
+                  f"{(flow / bound).mean():.3f} x bound; cycles / flow bound {(cyc / flow).mean():.3f}", flush=True)
     return speed
 
 
@@ -174,7 +297,15 @@ def main(argv=None) -> int:
                                     "test split")
     ap.add_argument("--model-samples", type=int, default=16, help="test samples of --model")
     ap.add_argument("--no-synthetic", action="store_true", help="skip the dense and SHD-like streams (1 and 2)")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="cycle breakdown by phase per core, N samples per run in pysim (slow: about a minute "
+                         "per sample and run)")
+    ap.add_argument("--runs", default=",".join(f"{m}/{u}" for m, u in COMBOS),
+                    help="the (mode/unit) runs to measure, comma separated (default: all four)")
     a = ap.parse_args(argv)
+    runs = [tuple(r.split("/")) for r in a.runs.split(",")]
+    if any(r not in COMBOS for r in runs):
+        ap.error(f"--runs: expected mode/unit pairs such as layered/ring, got {a.runs!r}")
     import os
     os.chdir(ROOT)
     sys.path.append(str(ROOT / "bench"))
@@ -190,7 +321,7 @@ def main(argv=None) -> int:
         Xd = np.ones((2, dm.T, dm.n_inputs), dtype=bool)
         exes = {u: build(NetworkSpec.for_model(dm, u), log=log) for u in ("ring", "scdq")}
         print(f"{'mode':8s} {'unit':5s} {'core0 (64x64)':>14s} {'core1 (readout)':>16s} {'stalls0':>8s}")
-        for mode, unit in COMBOS:
+        for mode, unit in runs:
             spec = NetworkSpec.for_model(dm, unit)
             hdl, _, _, _ = harness_run(exes[unit], spec, dm, mode, Xd)
             check(dm, Xd, mode, unit, hdl)
@@ -210,7 +341,7 @@ def main(argv=None) -> int:
               f"nnz {nnz}, thresholds {[L.threshold for L in model.layers[:-1]]} (setup {time.perf_counter() - t0:.0f} s)")
         specs = {u: NetworkSpec.for_model(model, u, scdq_capacity=[4096, 512, 512]) for u in ("ring", "scdq")}
         exes = {u: build(specs[u], log=log) for u in ("ring", "scdq")}
-        vl_speed = ratio_table(model, X, specs, exes)
+        vl_speed = ratio_table(model, X, specs, exes, runs)
         print("(bound = max over cores of the sample's SOPs; ratio = mean of cycles / bound per sample)")
         L0 = model.layers[0]
         for unit in ("ring", "scdq"):
@@ -263,8 +394,15 @@ def main(argv=None) -> int:
                                           max_events=1 << max(4, int(Xm.sum(axis=(1, 2)).max()).bit_length()),
                                           max_spikes=1 << 14) for u in ("ring", "scdq")}
         exes = {u: build(specs[u], log=log) for u in ("ring", "scdq")}
-        ratio_table(model, Xm, specs, exes)
+        ratio_table(model, Xm, specs, exes, runs)
         print("(bound = max over cores of the sample's SOPs; ratio = mean of cycles / bound per sample)")
+        if a.profile:
+            profile_table(model, Xm[:a.profile], specs, a.model, runs)
+    elif a.profile:
+        model = shd_model(seed=a.seed)
+        X = shd_input(np.random.default_rng(a.seed + 7), a.profile, model.T, model.n_inputs)
+        specs = {u: NetworkSpec.for_model(model, u, scdq_capacity=[4096, 512, 512]) for u in ("ring", "scdq")}
+        profile_table(model, X, specs, "SHD-like", runs)
     return 0
 
 

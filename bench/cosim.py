@@ -12,6 +12,11 @@ backend on ``--pysim`` samples; every HDL sample is checked bit for bit
 harness processes' CPU (Verilator evaluation plus their I/O), Python building
 the binary stimulus and Python decoding the result words; the machine is
 shared, so CPU seconds are the figure to compare across runs.
+
+The Verilator build is the one for long runs: profile-guided (trained on the
+first ``--train`` samples) and without the design's simulation assertions
+(``--assertions`` keeps them, ``--no-pgo`` builds plainly); see
+docs/hardware_results.md, "co-simulation profile".
 """
 from __future__ import annotations
 
@@ -53,6 +58,10 @@ def main(argv=None) -> int:
     ap.add_argument("--delay-unit", default="scdq", choices=("ring", "scdq"))
     ap.add_argument("--pysim", type=int, default=2, help="samples for the Amaranth-simulator comparison (0: skip)")
     ap.add_argument("--one-worker", action="store_true", help="also time one Verilator worker")
+    ap.add_argument("--assertions", action="store_true",
+                    help="keep the design's simulation assertions in the Verilator build (default: --no-assert)")
+    ap.add_argument("--no-pgo", action="store_true", help="a plain build, not profile-guided")
+    ap.add_argument("--train", type=int, default=4, help="samples the profile-guided build is trained on")
     a = ap.parse_args(argv)
     from cosim.backends.amaranth import AmaranthBackend
     from cosim.backends.verilator import VerilatorBackend
@@ -77,7 +86,10 @@ def main(argv=None) -> int:
     spk = max([1] + [len(L.emit_t) for s in ref.samples for L in s.layers])
     spec = NetworkSpec.for_model(model, a.delay_unit, scdq_capacity=caps,
                                  max_events=_pow2(int(X.sum(axis=(1, 2)).max())), max_spikes=_pow2(spk))
-    be = VerilatorBackend(spec)
+    t0 = time.perf_counter()
+    be = VerilatorBackend(spec, assertions=a.assertions, train=None if a.no_pgo else (model, X[:a.train], a.mode))
+    print(f"verilator build: {'plain' if a.no_pgo else f'profile-guided (trained on {min(a.train, len(X))} samples)'}, "
+          f"assertions {'on' if a.assertions else 'off'}; {time.perf_counter() - t0:.1f} s (0 when cached): {be.exe}")
     from hw.parity import first_divergence
     rows = []
     for w in ((1, 2) if a.one_worker else (2,)):

@@ -42,10 +42,11 @@ def run_dir(out: Path, variant: str, delays: bool, seed: int) -> Path:
 
 def train_cmd(a, variant: str, delays: bool, seed: int) -> list[str]:
     cmd = ["nice", "-n", "10", sys.executable, "-m", "sw.train", "--data", a.data, "--seed", str(seed),
-           "--augment", VARIANTS[variant], "--out", str(run_dir(Path(a.out), variant, delays, seed)), "--no-progress"]
+           "--augment", VARIANTS[variant], "--out", str(run_dir(Path(a.out), variant, delays, seed)), "--no-progress",
+           "--threads", "1"]  # as the docstring says; bits depend on train.shards only, not on threads
     if a.epochs:
         cmd += ["--epochs", str(a.epochs)]
-    for item in a.set:  # config overrides for every run (sw.train --set)
+    for item in a.set:  # config overrides for every run (sw.train --set; they win over the flags above)
         cmd += ["--set", item]
     if not delays:
         cmd.append("--no-delays")

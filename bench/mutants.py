@@ -15,8 +15,9 @@ first (baseline), or when a mutant no longer applies (the source moved on).
 
 Covered: the reference arithmetic (hw/reference.py), the loader rules
 (hw/model_file.py), the delay units' pointers and overflow (hw/delay/), the
-core's leak, threshold, saturation and reset (hw/update_pipeline.py, hw/step_controller.py) and the export
-rounding (sw/quantize.py). An *equivalent* mutant changes no observable
+core's leak, threshold, saturation and reset (hw/update_pipeline.py, hw/step_controller.py), the
+row iterator's hand-off and the step order (hw/row_iterator.py, hw/step_controller.py, hw/network.py) and the
+export rounding (sw/quantize.py). An *equivalent* mutant changes no observable
 behaviour; it carries the reason, and still runs (it must survive: if a test
 kills it, it was not equivalent and the script says so).
 """
@@ -130,13 +131,24 @@ MUTANTS = [
     Mutant("core-no-refractory", "hw/update_pipeline.py", "(c_kind == Op.DRAIN)) & ~is_refr |", "(c_kind == Op.DRAIN)) |", PIPE),
     Mutant("core-ring-arrival-at-T", "hw/step_controller.py", "(t + self.delays[k]) < T for k", "(t + self.delays[k]) <= T for k", CTRL),
     Mutant("core-lazy-leak-off", "hw/update_pipeline.py", "c_lk.eq(b_valid & b_touch & b_stale)", "c_lk.eq(0)", PIPE),
+    # ---- core: stream stages and step order
+    Mutant("rows-accept-when-empty", "hw/row_iterator.py", "ev.ready.eq(~nx_valid_next)", "ev.ready.eq(~nx_valid)",
+           ("tests/test_row_iterator.py",)),
+    Mutant("rows-accept-overfull", "hw/row_iterator.py", "ev.ready.eq(~nx_valid_next)",
+           "ev.ready.eq(~nx_valid | load)", ("tests/test_row_iterator.py",)),
+    Mutant("ctrl-add-during-drain", "hw/step_controller.py", "ring_rows(Const((1 << K) - 1 - int(has_d0), K))",
+           "ring_rows(Const((1 << K) - 1, K))", CTRL),
+    Mutant("net-lag-off-with-exit", "hw/network.py", "((next_t[l] <= decided + 1) | ~exit_on)", "Const(1)",
+           ("tests/test_network_steps.py",)),
     # ---- export rounding
     Mutant("export-threshold-trunc", "sw/quantize.py", "t = int(round(float(theta) / float(scale)))",
            "t = int(float(theta) / float(scale))", EXPORT),
     Mutant("export-round-half-up", "sw/quantize.py", "        return torch.round(x)",
            "        return torch.floor(x + 0.5)", EXPORT),
-    Mutant("export-clamp-symmetric", "sw/quantize.py", "-q if symmetric else -q - 1, q)", "-q, q)", EXPORT),
-    Mutant("export-symmetric-ignored", "sw/quantize.py", "-q if symmetric else -q - 1, q)", "-q - 1, q)", EXPORT),
+    Mutant("export-clamp-symmetric", "sw/quantize.py", "torch.clamp(w / scale, -q - 1, q)",
+           "torch.clamp(w / scale, -q, q)", EXPORT),
+    Mutant("export-symmetric-ignored", "sw/quantize.py", "torch.clamp(x, -q, q)", "torch.clamp(x, -q - 1, q)",
+           EXPORT),
     Mutant("export-threshold-min", "sw/quantize.py", "return max(1, min(t, qmax(membrane_bits)))",
            "return max(0, min(t, qmax(membrane_bits)))", EXPORT),
 ]

@@ -164,6 +164,7 @@ class NeuronCore(wiring.Component):
             n_in=self.n_in, n_out=self.n_out, delays=self.delays, delay_unit=self.delay_unit,
             spiking=self.spiking, T_max=self.T_max, acc_bits=self.acc_bits)
         m.submodules.rows, m.submodules.pipe, m.submodules.ctrl = it, pipe, ctrl
+        self.stages = {"rows": it, "pipe": pipe, "ctrl": ctrl}  # for test-bench monitors (bench/core.py --profile)
         # controller -> row iterator -> pipeline; controller -> pipeline (ops without a synapse, end of step)
         wiring.connect(m, ctrl.rows, it.rows)
         wiring.connect(m, it.ptrs, pipe.ptrs)

@@ -565,8 +565,11 @@ class Network(wiring.Component):
         status_arr = Array(status)
         status_q = Signal(32)
         sel_q = Signal(8)
-        m.d.sync += [sel_q.eq(self.res_sel),
-                     status_q.eq(Mux(self.res_addr < len(status), status_arr[self.res_addr[:clog2(len(status)) or 1]], 0))]
+        m.d.sync += sel_q.eq(self.res_sel)
+        # the status mux only while the host reads the status block: a compiled model then skips it
+        # in the other clocks (it holds the last word read, which nothing reads)
+        with m.If(self.res_sel == spec.sel_status):
+            m.d.sync += status_q.eq(Mux(self.res_addr < len(status), status_arr[self.res_addr[:clog2(len(status)) or 1]], 0))
         for rd in rec_rds:
             m.d.comb += rd.addr.eq(self.res_addr)
         m.d.comb += [r_rd.addr.eq(self.res_addr), sc_rd.addr.eq(self.res_addr)]

@@ -8,7 +8,8 @@ pointers, which the core uses as synapse-memory read addresses.
 Protocol (what a producer and a consumer may rely on)
 -----------------------------------------------------
 * ``rows`` (in): ``{row, kind, k}``; ``kind`` and ``k`` are carried to every
-  pointer of the row. ``ready`` does not depend on ``valid``. The row's
+  pointer of the row. ``ready`` does not depend on ``valid`` (it may depend on
+  ``ptrs.ready``: a row is taken when the held slot frees up). The row's
   ``row_ptr`` pair is read in the acceptance cycle and returns one cycle later.
 * ``ptrs`` (out): ``{p, kind, k}``, every pointer of every accepted row in
   acceptance order, then ascending ``p``. ``valid`` does not depend on
@@ -16,9 +17,9 @@ Protocol (what a producer and a consumer may rely on)
 * Rows with no synapse (``row_ptr[r] == row_ptr[r + 1]``) produce nothing and
   take no output cycle: they are dropped as their read returns.
 * Throughput: with ``ptrs.ready`` high and rows arriving back to back, one
-  pointer per cycle, with no bubble between consecutive non-empty rows (one
-  row is walked, the next one's range is held, a third one's read is in
-  flight).
+  pointer per cycle, with no bubble between consecutive non-empty rows of any
+  lengths (one row is walked, the next one's range is held, a third one's
+  read is in flight; a row is accepted in the cycle the held one moves on).
 * ``idle``: no accepted row is left to walk (nothing read, held or walked).
 * Configuration: ``cfg_we`` writes ``cfg_data`` into ``row_ptr[cfg_addr]``
   (``n_rows + 1`` words of ``clog2(nnz_max + 1)`` bits).
@@ -94,8 +95,13 @@ class RowIterator(wiring.Component):
         cur_last = cur_p + 1 == cur_hi
         load = Signal()
         m.d.comb += load.eq((~cur_valid | (cur_last & take)) & cand_valid)
-        # accept a row when its read result will have a place to go
-        m.d.comb += ev.ready.eq(~nx_valid & (~rd_ok | load))
+        # accept a row when its read result will have a place to go: the held slot is empty next
+        # cycle (so a result that cannot go straight into cur is held). The held row moving into cur
+        # this cycle frees the slot at once: waiting for it to be empty first would leave a bubble
+        # after every held row of one pointer.
+        nx_valid_next = Signal()
+        m.d.comb += nx_valid_next.eq(Mux(rd_ok & ~load, 1, Mux(load & nx_valid, rd_ok, nx_valid)))
+        m.d.comb += ev.ready.eq(~nx_valid_next)
         m.d.sync += rd_pend.eq(ev.valid & ev.ready)
         with m.If(ev.valid & ev.ready):
             m.d.sync += rd.eq(ev.payload)

@@ -10,12 +10,18 @@ to the update pipeline (``ctl``: ops without a synapse word). Per step::
 
 * DELAYED: SCDQ: every due event ``(pre, level)`` becomes a row (async ADD,
   layered ACC). Async ring: ``drain_req`` for ``j = 0..n-1``; each non-zero
-  slot becomes a DRAIN op (a zero slot is no update). Layered ring: nothing.
+  slot becomes a DRAIN op (a zero slot is no update). Meanwhile the input
+  events' RING rows (levels ``d > 0``) are already sent, an event at a time;
+  an event with a live ``d = 0`` row (ADD) waits there for INPUT, because its
+  membrane update must follow the drain's. Ring adds go to slots ``t + d``,
+  never to slot ``t``, and touch no membrane, so only the order of the ADD
+  rows among themselves and after the DRAIN ops is the contract's. Layered
+  ring: nothing.
 * INPUT: each input event until the input's end-of-step token. SCDQ build:
   a ``d = 0`` row (when level 0 has delay 0) and a ``push`` into the queue,
-  both in the same cycle. Ring build: one row per live level, lowest first
-  (live: the level mask says the row holds synapses and ``t + d_k < T``),
-  kind ADD for an async ``d = 0`` tap, else RING.
+  both in the same cycle. Ring build: one row per live level not yet sent,
+  lowest first (live: the level mask says the row holds synapses and
+  ``t + d_k < T``), kind ADD for an async ``d = 0`` tap, else RING.
 * SETTLE: wait until the pipeline and the row iterator are empty (and, in a
   spiking async core, until no neuron is stale: the pipeline leaks them in the
   background, ``bg_en``).
@@ -172,6 +178,30 @@ class StepController(wiring.Component):
             m.d.comb += in_time_mask.eq(Cat(*[(t + self.delays[k]) < T for k in range(K)]))
             drain_req, drain_resp = self.drain_req, self.drain_resp
 
+        def ring_rows(allowed):
+            """Ring build: the rows of the input event at the head of ``inp``, one per cycle, lowest
+            level first, over the live levels in ``allowed``: a level is live when the event's row
+            there holds synapses (the level mask) and its arrival t + d < T; other levels cost no
+            cycle. The event is taken with its last live row (or at once when it has none); a live
+            level outside ``allowed`` holds it."""
+            i = inp.payload.idx
+            m.d.comb += lm_rd.addr.eq(i)
+            live, go = Signal(K), Signal(K)
+            m.d.comb += [live.eq(lm_rd.data & in_time_mask & ~lv_done), go.eq(live & allowed)]
+            kk = Signal(KW)
+            for k in reversed(range(K)):
+                with m.If(go[k]):
+                    m.d.comb += kk.eq(k)
+            direct = is_async & (delays[kk] == 0)
+            m.d.comb += [ev_valid.eq(go.any()), ev_row.eq(kk * n_in + i), ev_k.eq(kk),
+                         ev_kind.eq(Mux(direct, Op.ADD, Op.RING))]
+            last_level = (live & ~(1 << kk)[:K]) == 0
+            with m.If(~live.any() | (go.any() & ev_ready & last_level)):
+                m.d.comb += inp.ready.eq(1)
+                m.d.sync += lv_done.eq(0)
+            with m.Elif(go.any() & ev_ready):
+                m.d.sync += lv_done.eq(lv_done | (1 << kk)[:K])
+
         phase = self.phase = Signal(Phase)  # (an attribute too: test benches may watch it)
         scdq_started = Signal()  # due_done is only meaningful from the cycle after start
         drain_j = Signal(OW)
@@ -221,6 +251,11 @@ class StepController(wiring.Component):
                         m.d.sync += drain_j.eq(drain_j + 1)
                         with m.If(drain_j == n_out - 1):
                             m.d.sync += [phase.eq(Phase.INPUT), drain_j.eq(0), j.eq(0)]
+                    # meanwhile the input events' ring rows (d > 0: adds into slots t + d, never
+                    # slot t, and no membrane update) go ahead; a d = 0 row (ADD) updates the
+                    # membrane and waits for the drain's updates (the contract's order)
+                    with m.If(inp.valid & ~inp.payload.eos):
+                        ring_rows(Const((1 << K) - 1 - int(has_d0), K))
                 with m.Else():
                     m.d.sync += phase.eq(Phase.INPUT)
             else:
@@ -232,25 +267,7 @@ class StepController(wiring.Component):
             with m.Elif(inp.valid):
                 i = inp.payload.idx
                 if self.delay_unit == "ring":
-                    # one row per live level, lowest first: a level is live when the event's
-                    # row there holds synapses (the level mask) and its arrival t + d < T;
-                    # other levels cost no cycle
-                    m.d.comb += lm_rd.addr.eq(i)
-                    live = Signal(K)
-                    m.d.comb += live.eq(lm_rd.data & in_time_mask & ~lv_done)
-                    kk = Signal(KW)
-                    for k in reversed(range(K)):
-                        with m.If(live[k]):
-                            m.d.comb += kk.eq(k)
-                    direct = is_async & (delays[kk] == 0)
-                    m.d.comb += [ev_valid.eq(live.any()), ev_row.eq(kk * n_in + i), ev_k.eq(kk),
-                                 ev_kind.eq(Mux(direct, Op.ADD, Op.RING))]
-                    last_level = (live & ~(1 << kk)[:K]) == 0
-                    with m.If(~live.any() | (ev_ready & last_level)):
-                        m.d.comb += inp.ready.eq(1)
-                        m.d.sync += lv_done.eq(0)
-                    with m.Elif(ev_ready):
-                        m.d.sync += lv_done.eq(lv_done | (1 << kk)[:K])
+                    ring_rows(Const((1 << K) - 1, K))
                 else:
                     push_ok = Const(1)
                     if self.uses_scdq:

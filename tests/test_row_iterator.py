@@ -94,3 +94,15 @@ def test_back_to_back_rows_give_one_pointer_per_cycle_and_hidden_empty_rows_cost
     got, cycles = run(row_ptr, rows, 0.0, 0.0, seed=2)
     assert got == golden(row_ptr, rows)
     assert cycles[-1] - cycles[0] == len(cycles) - 1, cycles
+
+
+def test_rows_of_mixed_lengths_leave_no_bubble():
+    # a held row of one pointer right after a longer one: the next row must be accepted in the cycle
+    # the held row moves on, else the output idles for a cycle after it
+    rng = np.random.default_rng(5)
+    lengths = rng.integers(1, 4, 16)
+    row_ptr = np.concatenate([[0], np.cumsum(lengths)])
+    rows = [(int(r), 3, 1) for r in rng.integers(0, 16, 60)]
+    got, cycles = run(row_ptr, rows, 0.0, 0.0, seed=3)
+    assert got == golden(row_ptr, rows)
+    assert cycles[-1] - cycles[0] == len(cycles) - 1, np.flatnonzero(np.diff(cycles) > 1)

@@ -69,3 +69,23 @@ def test_two_processes_build_one_new_design_together(tmp_path):
     ref = simulate(model, X, "async", "scdq")
     assert [first_divergence(b, h, r) for b, (h, r) in enumerate(zip(hdl, ref.samples))] == [None] * 3
     assert any(s.prediction for s in ref.samples) or ref.readout.any()
+
+
+def test_profile_guided_build_without_assertions_matches_the_reference(tmp_path):
+    """The fast build for long runs (gcc profile-guided, ``--no-assert``) is its own cached binary,
+    trained on the samples given, and stays bit-exact on other samples."""
+    model = tiny_model(5)
+    spec = spec_of(model)
+    rng = np.random.default_rng(2)
+    X = rng.random((5, model.T, model.n_inputs)) < 0.3
+    logs = []
+    be = VerilatorBackend(spec, root=tmp_path, log=logs.append, assertions=False, train=(model, X[:2], "async"))
+    key, _ = design_key(spec, assertions=False, pgo=True)
+    assert be.exe == tmp_path / key / "obj_dir" / "Vnetwork"
+    assert key != design_key(spec)[0]
+    assert any("profile-guided" in m for m in logs)
+    assert list(be.exe.parent.glob("*.gcda")), "the training run left no profile"
+    for mode in ("async", "layered"):
+        hdl = be.run(model, X[2:], mode)
+        ref = simulate(model, X[2:], mode, "scdq")
+        assert [first_divergence(b, h, r) for b, (h, r) in enumerate(zip(hdl, ref.samples))] == [None] * 3

@@ -40,16 +40,21 @@ class BuildError(RuntimeError):
     pass
 
 
-class RegisteredResetTop(wiring.Component):
-    """The Network with its reset input registered once, for the compiled model.
+class CompiledTop(wiring.Component):
+    """The Network as the compiled model runs it: its domain has no reset.
 
-    Amaranth's Verilog computes every register's next value combinationally,
-    reset included; with ``rst`` a top-level input, Verilator puts all of that
-    logic in its input-change evaluation (``ico``), which runs at every
-    ``eval()``, twice per clock. Registering ``rst`` makes it internal state:
-    the ``ico`` work shrinks to the few registered host inputs. The behaviour
-    is the Network's, with reset taking effect one clock later (the harness
-    gives one extra clock after reset)."""
+    Amaranth's Verilog computes every register's next value with the reset
+    folded in (``if (rst) next = init``), so a reset wired to the design costs
+    the compiled model a test per register at every clock; and a reset that
+    is a top-level input also puts all of that logic into Verilator's
+    input-change evaluation, which runs at every ``eval()``. The harness never
+    resets a running design: it starts the model once, and each sample starts
+    from ``start`` (the Network's own restart and the cores' ``clear``). So the
+    design's domain here is reset-less, and its power-on state is the
+    registers' initial values, which Amaranth writes into the Verilog as the
+    same values a reset would load. The top keeps ``clk`` and an ``rst`` input
+    (registered, driving nothing) so that the harness's interface is unchanged.
+    """
 
     def __init__(self, net: Network):
         self.net = net
@@ -57,10 +62,10 @@ class RegisteredResetTop(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        m.domains.core = ClockDomain("core", local=True)
-        rst_q = Signal(init=1)
+        m.domains.core = ClockDomain("core", local=True, reset_less=True)
+        rst_q = Signal(init=1)  # keeps the rst port; nothing reads it
         m.d.sync += rst_q.eq(ResetSignal("sync"))
-        m.d.comb += [ClockSignal("core").eq(ClockSignal("sync")), ResetSignal("core").eq(rst_q)]
+        m.d.comb += ClockSignal("core").eq(ClockSignal("sync"))
         m.submodules.net = DomainRenamer("core")(self.net)
         for name, member in self.signature.members.items():
             ours, theirs = getattr(self, name), getattr(self.net, name)
@@ -68,14 +73,43 @@ class RegisteredResetTop(wiring.Component):
         return m
 
 
-def design_key(spec: NetworkSpec) -> tuple[str, str]:
-    """``(cache key, Verilog text)`` of ``spec``: the key hashes the Verilog, the harness and the flags."""
-    vtext = to_verilog(RegisteredResetTop(Network(spec)), "network")
-    return hashlib.sha256((vtext + HARNESS.read_text() + " ".join(FLAGS)).encode()).hexdigest()[:16], vtext
+def build_flags(assertions: bool = True) -> list[str]:
+    """Verilator's flags for a build; ``assertions=False`` adds ``--no-assert``."""
+    return FLAGS + ([] if assertions else ["--no-assert"])
 
 
-def build(spec: NetworkSpec, root: str | os.PathLike = BUILD_ROOT, log=print) -> Path:
+def design_key(spec: NetworkSpec, assertions: bool = True, pgo: bool = False) -> tuple[str, str]:
+    """``(cache key, Verilog text)`` of ``spec``: the key hashes the Verilog, the harness, the flags
+    and whether the binary is profile-guided (``pgo``)."""
+    vtext = to_verilog(CompiledTop(Network(spec)), "network")
+    tag = " ".join(build_flags(assertions)) + (" pgo" if pgo else "")
+    return hashlib.sha256((vtext + HARNESS.read_text() + tag).encode()).hexdigest()[:16], vtext
+
+
+def _make(obj_dir: Path, cflags: str, ldlibs: str) -> None:
+    """Recompile the generated model and the harness in ``obj_dir`` with other compiler flags."""
+    for f in [*obj_dir.glob("*.o"), *obj_dir.glob("*.a"), *obj_dir.glob("*.gch"), obj_dir / "Vnetwork"]:
+        f.unlink(missing_ok=True)
+    cmd = ["make", "-s", "-C", str(obj_dir), "-f", "Vnetwork.mk", "-j", "2", "CFG_CXXFLAGS_PCH_I=-include",
+           f"VM_USER_CFLAGS={cflags}", f"VM_USER_LDLIBS={ldlibs}", "Vnetwork"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=verilator_env())
+    if r.returncode != 0 or not (obj_dir / "Vnetwork").is_file():
+        raise BuildError(f"compiling {obj_dir} failed:\n{r.stdout[-4000:]}{r.stderr[-4000:]}")
+
+
+def build(spec: NetworkSpec, root: str | os.PathLike = BUILD_ROOT, log=print, *, assertions: bool = True,
+          profile: tuple[list[str], bytes] | None = None) -> Path:
     """Compile (or reuse) the harness binary for ``spec``; returns its path.
+
+    ``assertions=False`` compiles the design's simulation assertions out
+    (``--no-assert``; the SCDQ's invariant checks stay in the pysim and cocotb
+    test benches and in the fuzz, which use the default). ``profile``: a
+    training workload ``(harness argv, stdin script)``; when given, the binary
+    is built twice, the second time with gcc's profile-guided optimisation
+    from a run of the first on that workload (``-fprofile-generate`` /
+    ``-fprofile-use``). It lays the one large evaluation function out by
+    measured branch frequencies; what the binary computes does not depend on
+    the workload, only its speed does (docs/hardware_results.md).
 
     Safe for any number of processes asking for one design at once: the build
     runs in a private temporary folder under ``root``, while holding the file
@@ -83,7 +117,7 @@ def build(spec: NetworkSpec, root: str | os.PathLike = BUILD_ROOT, log=print) ->
     A ``root/<key>`` folder therefore only ever appears complete, and a build
     that fails or is killed leaves nothing behind that a later run would trust.
     """
-    key, vtext = design_key(spec)
+    key, vtext = design_key(spec, assertions, profile is not None)
     root = Path(root)
     d = root / key
     exe = d / "obj_dir" / "Vnetwork"
@@ -108,12 +142,26 @@ def build(spec: NetworkSpec, root: str | os.PathLike = BUILD_ROOT, log=print) ->
         try:
             (tmp / "network.v").write_text(vtext)
             if log:
-                log(f"building Verilator model in {d} (once per design) ...")
-            cmd = [str(verilator_bin_dir() / "verilator"), "--cc", "--exe", "--build", "-j", "2", *FLAGS,
-                   "--top-module", "network", str(HARNESS.resolve()), "network.v"]
+                log(f"building Verilator model in {d} (once per design{', profile-guided' if profile else ''}) ...")
+            # with a profile, Verilator only writes the C++ here; it is compiled twice below
+            cmd = [str(verilator_bin_dir() / "verilator"), "--cc", "--exe", *(["--build", "-j", "2"] if profile is None else []),
+                   *build_flags(assertions), "--top-module", "network", str(HARNESS.resolve()), "network.v"]
             r = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True, env=verilator_env())
-            if r.returncode != 0 or not (tmp / "obj_dir" / "Vnetwork").is_file():
+            if r.returncode != 0 or not (tmp / "obj_dir" / ("Vnetwork" if profile is None else "Vnetwork.mk")).is_file():
                 raise BuildError(f"verilator build failed for {d}:\n{r.stdout[-4000:]}{r.stderr[-4000:]}")
+            if profile is not None:
+                obj = tmp / "obj_dir"
+                opt = FLAGS[FLAGS.index("-CFLAGS") + 1]  # the optimisation level the plain build uses
+                _make(obj, f"{opt} -fprofile-generate", "-fprofile-generate")
+                args, script = profile
+                with tempfile.TemporaryFile() as fin:
+                    fin.write(script)
+                    fin.seek(0)
+                    t = subprocess.run([str(obj / "Vnetwork"), *args], stdin=fin, stdout=subprocess.DEVNULL,
+                                       stderr=subprocess.PIPE, text=True)
+                if t.returncode != 0 or not list(obj.glob("*.gcda")):
+                    raise BuildError(f"profile run for {d} failed (exit {t.returncode}): {t.stderr[-2000:]}")
+                _make(obj, f"{opt} -fprofile-use -fprofile-correction -Wno-missing-profile", "")
             os.rename(tmp, d)  # atomic on one file system; d cannot exist here (we hold the lock)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -190,9 +238,18 @@ class VerilatorBackend:
 
     name = "verilator"
 
-    def __init__(self, spec: NetworkSpec, root=BUILD_ROOT, log=print):
+    def __init__(self, spec: NetworkSpec, root=BUILD_ROOT, log=print, *, assertions: bool = True, train=None):
+        """``assertions``: see :func:`build`. ``train``: ``None``, or ``(model, X, mode)``:
+        a few samples to build a profile-guided binary with (:func:`build`'s ``profile``),
+        worth it for long runs (the build takes about twice as long)."""
         self.spec = spec
-        self.exe = build(spec, root, log)
+        profile = None
+        if train is not None:
+            model, X, mode = train
+            X = np.asarray(X, dtype=bool)
+            profile = (harness_args(spec, model), encode_writes(config_writes(spec, model, mode))
+                       + b"".join(sample_script(spec, x) for x in X.reshape(-1, *X.shape[-2:])))
+        self.exe = build(spec, root, log, assertions=assertions, profile=profile)
 
     def run(self, model: Model, X: np.ndarray, mode: str, workers: int = 1, progress=None,
             corrupt=None, early_exit=None, stats: dict | None = None) -> list[HdlSample]:
