@@ -63,6 +63,7 @@ from sw.data.splits import DataSplits, load_data  # noqa: F401
 from sw.data import augment
 from sw.export import BudgetError, IntegerResult, integer_forward, parity, to_model_file
 from sw.models.delay import DelayNet, NetConfig, mem_sum_loss, unquantized
+from sw.models.lif import mem_sum_running
 from sw.prune import METHODS, enforce_budget, mask_stats, prune_net, schedule
 
 
@@ -97,9 +98,8 @@ def readout_loss(logits: torch.Tensor, readout: torch.Tensor, y: torch.Tensor, n
     ``weight`` 0 (the default): cross-entropy on the mem_sum logits (the readout summed over all
     ``T`` steps), exactly as without the option. ``weight`` w in (0, 1], the latency-aware loss:
     ``(1 - w) * CE(final logits) + w * mean over t = t0 .. T-1 of CE(running logits at t)``, with
-    ``t0 = min(T - 1, floor(start * T))`` and the running logits at step t the running readout sum
-    ``R[t] = sum_{t' <= t} v[t']`` divided by ``t + 1``, in the units and temperature of the mem_sum
-    logits (at t = T-1 they are the final logits). Their argmax is the class the early-exit rule of
+    ``t0 = min(T - 1, floor(start * T))`` and the running logits those of
+    :func:`sw.models.lif.mem_sum_running` (the readout summed up to step t). Their argmax is the class the early-exit rule of
     ``hw.reference`` reads at step t, so the term rewards a correct lead early in the sample, which a
     loss on the final sum alone does not. No random draw: a resumed run gives the same bits."""
     final = mem_sum_loss(logits, y)
@@ -107,12 +107,8 @@ def readout_loss(logits: torch.Tensor, readout: torch.Tensor, y: torch.Tensor, n
         return final
     T = readout.shape[1]
     t0 = min(T - 1, int(math.floor(start * T)))
-    R = readout.cumsum(1)[:, t0:]  # [B, T - t0, n_classes]
-    steps = torch.arange(t0 + 1, T + 1, dtype=R.dtype).view(1, -1, 1)
-    run = R / steps * net.layers[-1].synapse.scale().to(R.dtype)
-    if getattr(net, "logit_scale", None) is not None:  # the mem_sum temperature (sw.models.lif.mem_sum)
-        run = run * net.logit_scale.exp().to(R.dtype)
-    early = F.cross_entropy(run.reshape(-1, run.shape[-1]).to(torch.float32), y.repeat_interleave(T - t0))
+    run = mem_sum_running(readout, net.layers[-1].synapse.scale(), getattr(net, "logit_scale", None), t0)
+    early = F.cross_entropy(run.reshape(-1, run.shape[-1]), y.repeat_interleave(T - t0))
     return (1 - weight) * final + weight * early
 
 

@@ -207,10 +207,24 @@ def mem_sum(v: torch.Tensor, scale: torch.Tensor, logit_scale: torch.Tensor | No
     (``scale`` per integer step, divided by ``T``), times the learnable temperature
     ``exp(logit_scale)``. ``argmax`` equals the integer readout's (``R = sum_t v``)."""
     logits = v.sum(1) * (scale.to(v.dtype) / v.shape[1])
-    if logit_scale is not None:
-        logits = logits * logit_scale.exp()
-    return logits.to(torch.float32)
+    return _with_temperature(logits, logit_scale).to(torch.float32)
+
+
+def mem_sum_running(v: torch.Tensor, scale: torch.Tensor, logit_scale: torch.Tensor | None = None,
+                    start: int = 0) -> torch.Tensor:
+    """The ``mem_sum`` logits of the readout summed up to each step ``t = start .. T-1``
+    (``[B, T - start, classes]``): the running sum ``sum_{t' <= t} v[t']`` divided by ``t + 1``, in the
+    units and temperature of :func:`mem_sum` (step ``T - 1`` gives its logits up to float rounding). Their argmax is the
+    class the early-exit rule of ``hw.reference`` reads at step ``t``."""
+    R = v.cumsum(1)[:, start:]
+    steps = torch.arange(start + 1, v.shape[1] + 1, dtype=R.dtype).view(1, -1, 1)
+    run = R / steps * scale.to(R.dtype)
+    return _with_temperature(run, logit_scale).to(torch.float32)
+
+
+def _with_temperature(logits: torch.Tensor, logit_scale: torch.Tensor | None) -> torch.Tensor:
+    return logits if logit_scale is None else logits * logit_scale.exp().to(logits.dtype)
 
 
 __all__ = ["LIFParams", "surrogate", "spike_fn", "lif_step", "li_step", "lif_sequence", "li_sequence",
-           "lif_sequence_reference", "mem_sum"]
+           "lif_sequence_reference", "mem_sum", "mem_sum_running"]
