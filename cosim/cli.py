@@ -24,7 +24,7 @@ from sw.errors import EXIT_USAGE, guarded
 # command -> (module, one-line summary); modules are imported only when their command runs
 COMMANDS = {
     "data": ("sw.data.generate", "generate an offline SHD-format data set (espeak-ng + Lauscher cochlea)"),
-    "train": ("sw.train", "train, prune, quantize and export a delay SNN to a model file"),
+    "train": ("sw.trainer", "train, prune, quantize and export a delay SNN to a model file"),
     "eval": ("sw.evaluate", "run model files in hw.reference: accuracy, SOPs, time to decision"),
     "cosim": ("cosim.run", "co-simulate a model file on the HDL: parity, cycles, memory, report"),
     "sweep": ("cosim.sweep", "sweep parameters over many co-simulation runs"),
