@@ -33,6 +33,16 @@ def model_and_input(seed, T=10, B=3):
     return model, X
 
 
+def exit_case(seed, mode, unit):
+    """A case for the early-exit tests: model, input, a rule (margin at the 60th percentile of the
+    final leads, 1 step) at which some samples exit, and the reference's results under it."""
+    model, X = model_and_input(seed, B=3)
+    full = ref.simulate(model, X, mode, unit)
+    lead = np.diff(np.sort(full.readout, axis=-1)[..., -2:], axis=-1)[..., 0]
+    ee = (max(1, int(np.percentile(lead, 60))), 1)
+    return model, X, ee, ref.simulate(model, X, mode, unit, early_exit=ee)
+
+
 def watch(log):
     """A monitor: per sample, (cycle, 'start', core, step) and (cycle, 'end', step) of the readout."""
 
@@ -94,11 +104,7 @@ def test_early_exit_while_a_hidden_core_is_in_the_next_step(unit):
     mode = "async"
     found = False
     for seed in range(6):
-        model, X = model_and_input(seed, B=3)
-        full = ref.simulate(model, X, mode, unit)
-        lead = np.diff(np.sort(full.readout, axis=-1)[..., -2:], axis=-1)[..., 0]
-        ee = (max(1, int(np.percentile(lead, 60))), 1)
-        exp = ref.simulate(model, X, mode, unit, early_exit=ee)
+        model, X, ee, exp = exit_case(seed, mode, unit)
         if not exp.early_exit[:-1].any():
             continue  # want an exit in a sample that has a successor
         log = []
@@ -125,11 +131,7 @@ def test_a_reprogrammed_shorter_model_after_an_early_exit_starts_clean(unit):
     mode = "async"
     checked = 0
     for seed in range(6):
-        model, X = model_and_input(seed, B=3)
-        full = ref.simulate(model, X, mode, unit)
-        lead = np.diff(np.sort(full.readout, axis=-1)[..., -2:], axis=-1)[..., 0]
-        ee = (max(1, int(np.percentile(lead, 60))), 1)
-        exp = ref.simulate(model, X, mode, unit, early_exit=ee)
+        model, X, ee, exp = exit_case(seed, mode, unit)
         hits = [b for b in range(len(X)) if exp[b].early_exit and 1 <= exp[b].exit_step < model.T - 1]
         if not hits:
             continue
