@@ -20,9 +20,30 @@ The transforms, applied in this order by :func:`augment_sample`:
   events pushed outside ``[0, T)`` are lost, coinciding ones merge (a raster holds
   at most one event per bin and channel).
 - ``dropout``: delete each event independently with probability ``dropout``.
+- ``gain``: delete each event independently with probability ``1 - g``, ``g`` drawn
+  uniformly from ``[lo, hi]`` once per sample: a global change of spike density, as
+  a quieter speaker (or another speaking style) gives, independent of the stretch.
+
+The stretch has two forms (``augment_stretch_rate``):
+- ``null`` (the default): the bin resampling above.  In the bool raster it keeps the
+  events per bin, so a word compressed by ``f`` keeps about ``f`` of its events.
+- a number ``r`` in ``[0, 1]``: event resampling.  Each event at bin ``t`` lands at
+  ``floor((t + u) * f)``, ``u`` uniform in ``[0, 1)`` and drawn per event, so it stays
+  inside the stretched image of its bin but at a random place, and the expected number
+  of copies per event is ``f ** (1 - r)`` (``floor`` of it always, one more with the
+  fractional part as probability).  ``r = 0`` keeps the source's spikes per second
+  (``f`` copies: thinning when faster, Bernoulli copies when slower); ``r = 1`` keeps
+  the spike count (every event once, so faster words get denser and slower words
+  sparser); values between interpolate the exponent.  Copies landing in the same bin
+  and channel merge (a raster holds one event per cell): at ``f = 2, r = 0`` two copies
+  in a two-bin window coincide half of the time, so the output holds about 0.75 of the
+  source's events per bin, not 1.  Unlike bin resampling it never copies whole bins,
+  so repeated bins do not create runs of identical columns.
 
 Config (``train`` section): ``augment_shift`` (channels, 0 = off),
-``augment_stretch`` (``[lo, hi]``, ``[1, 1]`` = off), ``augment_jitter`` (bins, 0 =
+``augment_stretch`` (``[lo, hi]``, ``[1, 1]`` = off), ``augment_stretch_rate``
+(``null`` or ``r`` in ``[0, 1]``, see above), ``augment_gain`` (``[lo, hi]`` with
+``0 < lo <= hi <= 1``, ``[1, 1]`` = off), ``augment_jitter`` (bins, 0 =
 off), ``augment_dropout`` (probability, 0 = off), ``augment_fraction`` (the
 share of training samples that are augmented at all, 1 = every sample; the
 others pass through unchanged, so the network also sees the corpus as
@@ -37,10 +58,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-NAMES = ("stretch", "shift", "jitter", "dropout")
+NAMES = ("stretch", "shift", "jitter", "dropout", "gain")
 FIELDS = {"stretch": "augment_stretch", "shift": "augment_shift", "jitter": "augment_jitter",
-          "dropout": "augment_dropout"}
-OFF = {"augment_stretch": [1.0, 1.0], "augment_shift": 0, "augment_jitter": 0, "augment_dropout": 0.0}
+          "dropout": "augment_dropout", "gain": "augment_gain"}
+OFF = {"augment_stretch": [1.0, 1.0], "augment_shift": 0, "augment_jitter": 0, "augment_dropout": 0.0,
+       "augment_gain": [1.0, 1.0]}
 
 
 class AugmentError(ValueError):
@@ -61,6 +83,25 @@ def time_stretch(x: np.ndarray, factor: float) -> np.ndarray:
     out = np.zeros_like(x)
     ok = src < T
     out[ok] = x[src[ok]]
+    return out
+
+
+def event_stretch(x: np.ndarray, factor: float, rate: float, rng: np.random.Generator) -> np.ndarray:
+    """``x`` stretched in time by ``factor`` event by event (module docstring, ``augment_stretch_rate``):
+    ``factor ** (1 - rate)`` copies per event on average, each at ``floor((t + u) * factor)``; same shape."""
+    if not factor > 0:
+        raise ValueError(f"event_stretch: factor must be positive, got {factor!r}")
+    if not 0 <= rate <= 1:
+        raise ValueError(f"event_stretch: rate must be in [0, 1], got {rate!r}")
+    t, c = np.nonzero(x)
+    m = factor ** (1.0 - rate)
+    whole = int(np.floor(m))
+    k = whole + (rng.random(t.size) < m - whole)
+    src = np.repeat(np.arange(t.size), k)
+    t2 = np.floor((t[src] + rng.random(src.size)) * factor).astype(np.int64)
+    ok = t2 < x.shape[0]
+    out = np.zeros_like(x)
+    out[t2[ok], c[src[ok]]] = True
     return out
 
 
@@ -105,11 +146,13 @@ class Augment:
     jitter: int = 0
     dropout: float = 0.0
     fraction: float = 1.0
+    stretch_rate: float | None = None  # None: bin resampling; r in [0, 1]: event resampling
+    gain: tuple[float, float] = (1.0, 1.0)
 
     @property
     def active(self) -> bool:
         return self.fraction > 0 and (self.stretch != (1.0, 1.0) or self.shift > 0 or self.jitter > 0
-                                      or self.dropout > 0)
+                                      or self.dropout > 0 or self.gain != (1.0, 1.0))
 
     @classmethod
     def from_train_config(cls, tc: dict) -> "Augment":
@@ -129,8 +172,16 @@ class Augment:
         fr = tc.get("augment_fraction", 1.0)
         if not isinstance(fr, (int, float)) or isinstance(fr, bool) or not 0 <= fr <= 1:
             raise AugmentError("train.augment_fraction", f"must be in [0, 1], got {fr!r}")
+        r = tc.get("augment_stretch_rate")
+        if r is not None and (not isinstance(r, (int, float)) or isinstance(r, bool) or not 0 <= r <= 1):
+            raise AugmentError("train.augment_stretch_rate", f"must be null (bin resampling) or in [0, 1], got {r!r}")
+        g = tc.get("augment_gain", [1.0, 1.0])
+        if not (isinstance(g, (list, tuple)) and len(g) == 2
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in g)
+                and 0 < g[0] <= g[1] <= 1):
+            raise AugmentError("train.augment_gain", f"must be [lo, hi] with 0 < lo <= hi <= 1, got {g!r}")
         return cls((float(st[0]), float(st[1])), int(tc.get("augment_shift", 0)), int(tc.get("augment_jitter", 0)),
-                   float(p), float(fr))
+                   float(p), float(fr), None if r is None else float(r), (float(g[0]), float(g[1])))
 
 
 def keep_only(tc: dict, names: str) -> dict:
@@ -174,13 +225,16 @@ def augment_sample(x: np.ndarray, aug: Augment, rng: np.random.Generator) -> np.
     """One raster through the enabled transforms (fixed order and draw order)."""
     lo, hi = aug.stretch
     if lo != 1.0 or hi != 1.0:
-        x = time_stretch(x, float(np.exp(rng.uniform(np.log(lo), np.log(hi)))))
+        f = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+        x = time_stretch(x, f) if aug.stretch_rate is None else event_stretch(x, f, aug.stretch_rate, rng)
     if aug.shift:
         x = channel_shift(x, int(rng.integers(-aug.shift, aug.shift + 1)))
     if aug.jitter:
         x = time_jitter(x, aug.jitter, rng)
     if aug.dropout:
         x = event_dropout(x, aug.dropout, rng)
+    if aug.gain != (1.0, 1.0):  # drawn last: the draws above do not depend on whether it is on
+        x = event_dropout(x, 1.0 - float(rng.uniform(*aug.gain)), rng)
     return x
 
 
