@@ -125,3 +125,134 @@ def test_train_flag_and_config_errors(tmp_path):
         config_from_args(parse_args(["--augment", "bogus"]))
     with pytest.raises(ConfigError, match="train.augment_dropout"):
         load_config(None, {"train": {"augment_dropout": 2.0}})
+
+
+def _sparse(T=120, C=400, gap=4):
+    """One event per channel every ``gap`` bins (phase by channel): no two events of a channel are
+    closer than ``gap`` bins, so nothing merges under a stretch by 1/gap or more."""
+    x = np.zeros((T, C), dtype=bool)
+    for c in range(C):
+        x[c % gap::gap, c] = True
+    return x
+
+
+def test_event_stretch_count_follows_the_rate_exponent():
+    x = _sparse()
+    n = int(x.sum())
+    rng = np.random.default_rng(11)
+    # r = 1, f = 0.5: every event exactly once, and floor((t + u) / 2) = t // 2 for any u in [0, 1):
+    # the result is the OR of bin pairs (events of a channel are 4 bins apart here, so nothing merges)
+    t, c = np.nonzero(x)
+    half = np.zeros_like(x)
+    half[t // 2, c] = True
+    assert np.array_equal(A.event_stretch(x, 0.5, 1.0, rng), half) and half.sum() == n
+    # r = 1, f = 1.7: one copy per event, inside the image [floor(1.7 t), 1.7 (t + 1)) of its bin
+    out = A.event_stretch(x, 1.7, 1.0, rng)
+    for ch in (0, 1, 2, 3, 199):
+        src, dst = np.nonzero(x[:, ch])[0], np.nonzero(out[:, ch])[0]
+        lo, hi = np.floor(src * 1.7), (src + 1) * 1.7
+        assert all(((lo <= d) & (d < hi)).sum() == 1 for d in dst)  # each output event in exactly one image
+        # images 4 x 1.7 bins apart: no merges; lost only past T (an image across T keeps its copy or not)
+        assert (hi <= x.shape[0]).sum() <= dst.size <= (lo < x.shape[0]).sum()
+    # r = 0 and f < 1: spikes per second kept, so about f of the events survive (thinning)
+    out = A.event_stretch(x, 0.5, 0.0, rng)
+    assert abs(out.sum() / n - 0.5) < 0.03  # 12000 events: one standard error about 0.005
+    # r = 0.5, f = 0.25: f ** 0.5 = 0.5 of the events (4 input bins per output bin, 1 event among them)
+    out = A.event_stretch(x, 0.25, 0.5, rng)
+    assert abs(out.sum() / n - 0.5) < 0.03
+    # f = 1 with any exponent is the identity (one copy, u in [0, 1) keeps the bin)
+    assert np.array_equal(A.event_stretch(x, 1.0, 0.3, rng), x)
+    with pytest.raises(ValueError, match="rate"):
+        A.event_stretch(x, 1.2, 1.5, rng)
+    with pytest.raises(ValueError, match="factor"):
+        A.event_stretch(x, -1.0, 0.0, rng)
+
+
+def test_event_stretch_slower_adds_bernoulli_copies_in_the_image():
+    # one event: f = 3, r = 0 gives exactly 3 copies, each uniform over bins 3t..3t+2, merged in the raster;
+    # the expected number of distinct bins is 3 * (1 - (2/3) ** 3) = 19/9
+    x = np.zeros((40, 1), dtype=bool)
+    x[5, 0] = True
+    counts = []
+    for s in range(400):
+        out = A.event_stretch(x, 3.0, 0.0, np.random.default_rng(s))
+        (t,) = np.nonzero(out[:, 0])
+        assert ((t >= 15) & (t <= 17)).all() and 1 <= t.size <= 3
+        counts.append(t.size)
+    assert abs(np.mean(counts) - 19 / 9) < 0.1  # one standard error about 0.03
+    # f = 2.5, r = 0: 2 copies always, a third with probability 0.5 -> 2.5 copies on average
+    x = _sparse(T=100, C=300, gap=8)
+    out = A.event_stretch(x[:40], 2.5, 0.0, np.random.default_rng(2))
+    assert out.shape == (40, 300)  # same shape, events past the window are lost
+    big = np.zeros((400, 300), dtype=bool)
+    big[:100] = x
+    out = A.event_stretch(big, 2.5, 0.0, np.random.default_rng(3))
+    # copies of one event land in a window of 3 or 4 bins; count the distinct cells, compare to a simulation
+    # of the same rule from an independent generator (placement uniform in the image, merged per cell)
+    sim = np.random.default_rng(4)
+    t, c = np.nonzero(big)
+    cells = set()
+    for tt, cc in zip(t, c):
+        k = 2 + (sim.random() < 0.5)
+        for _ in range(k):
+            cells.add((int(np.floor((tt + sim.random()) * 2.5)), int(cc)))
+    assert abs(out.sum() / len(cells) - 1) < 0.02
+
+
+def test_gain_thins_each_sample_by_one_factor_in_its_range():
+    x = _raster(3, T=100, C=200, p=0.3)
+    aug = A.Augment(gain=(0.5, 0.8))
+    kept = []
+    for i in range(60):
+        out = A.augment_sample(x, aug, A.sample_rng(0, 0, i))
+        assert not (out & ~x).any()  # only deletes
+        kept.append(out.sum() / x.sum())
+    kept = np.array(kept)
+    assert kept.min() > 0.48 and kept.max() < 0.82  # 6000 events: the binomial noise is about 0.006
+    assert abs(kept.mean() - 0.65) < 0.03  # uniform on [0.5, 0.8]: sd 0.087, 60 samples -> se 0.011
+    assert kept.std() > 0.05  # one factor per sample, not one for all
+    assert A.Augment(gain=(0.9, 1.0)).active and not A.Augment(gain=(1.0, 1.0)).active
+
+
+def test_new_options_off_leave_the_draws_of_the_others_unchanged():
+    """With the stretch rate null and the gain [1, 1] the rasters are those of the transforms before
+    these options existed: the gain is drawn last, the bin stretch draws nothing."""
+    X = np.stack([_raster(i, T=40, C=20, p=0.3) for i in range(8)])
+    old = A.Augment((0.7, 1.4), 3, 1, 0.1)
+    new = A.Augment((0.7, 1.4), 3, 1, 0.1, 1.0, None, (0.6, 0.9))
+    a, b = A.augment_batch(X, range(8), 1, 5, old), A.augment_batch(X, range(8), 1, 5, new)
+    assert not (b & ~a).any() and b.sum() < a.sum()  # the gain only deletes events from the same rasters
+    ev = A.augment_batch(X, range(8), 1, 5, A.Augment((0.7, 1.4), 3, 1, 0.1, 1.0, 0.0))
+    assert not np.array_equal(ev, a) and ev.shape == a.shape
+
+
+def test_new_config_fields_are_checked_and_named():
+    assert A.Augment.from_train_config({"augment_stretch_rate": 0.5, "augment_gain": [0.5, 1.0]}) == \
+        A.Augment(stretch_rate=0.5, gain=(0.5, 1.0))
+    assert A.Augment.from_train_config({"augment_stretch_rate": None}).stretch_rate is None
+    for tc, field in (({"augment_stretch_rate": 1.5}, "train.augment_stretch_rate"),
+                      ({"augment_stretch_rate": -0.1}, "train.augment_stretch_rate"),
+                      ({"augment_stretch_rate": True}, "train.augment_stretch_rate"),
+                      ({"augment_gain": [0.0, 1.0]}, "train.augment_gain"),
+                      ({"augment_gain": [0.8, 0.5]}, "train.augment_gain"),
+                      ({"augment_gain": [0.5, 1.2]}, "train.augment_gain"),
+                      ({"augment_gain": 0.5}, "train.augment_gain")):
+        with pytest.raises(A.AugmentError) as e:
+            A.Augment.from_train_config(tc)
+        assert e.value.field == field
+
+
+def test_new_fields_through_the_config_and_flag():
+    from sw.config import ConfigError, load_config
+    from sw.trainer import config_from_args, parse_args
+
+    with pytest.raises(ConfigError, match="train.augment_stretch_rate"):
+        load_config(None, {"train": {"augment_stretch_rate": 2}})
+    with pytest.raises(ConfigError, match="train.augment_gain"):
+        load_config(None, {"train": {"augment_gain": [0.5, 1.5]}})
+    cfg = config_from_args(parse_args(["--set", "train.augment_stretch_rate=0.25", "--set",
+                                       "train.augment_gain=[0.5, 1.0]", "--augment", "stretch,gain"]))
+    aug = A.Augment.from_train_config(cfg["train"])
+    assert aug.stretch_rate == 0.25 and aug.gain == (0.5, 1.0) and aug.shift == 0 and aug.dropout == 0
+    off = A.Augment.from_train_config(A.keep_only(cfg["train"], "stretch"))
+    assert off.gain == (1.0, 1.0) and off.stretch_rate == 0.25
