@@ -256,3 +256,52 @@ def test_new_fields_through_the_config_and_flag():
     assert aug.stretch_rate == 0.25 and aug.gain == (0.5, 1.0) and aug.shift == 0 and aug.dropout == 0
     off = A.Augment.from_train_config(A.keep_only(cfg["train"], "stretch"))
     assert off.gain == (1.0, 1.0) and off.stretch_rate == 0.25
+
+
+def test_warp_with_one_factor_is_the_uniform_stretch_and_segments_vary():
+    x = _raster(4, T=60, C=30, p=0.3)
+    for f in (0.5, 1.25, 2.0):  # factors whose running sums are exact in floating point
+        assert np.array_equal(A.time_warp(x, np.full(60, f)), A.time_stretch(x, f))
+        a = A.event_warp(x, np.full(60, f), 0.0, np.random.default_rng(1))
+        assert np.array_equal(a, A.event_stretch(x, f, 0.0, np.random.default_rng(1)))
+    w = A.warp_widths(95, 1.5, 0.4, np.random.default_rng(0))
+    assert w.shape == (95,)
+    seg = w[::A.WARP_BINS]
+    assert all(np.all(w[k * A.WARP_BINS:(k + 1) * A.WARP_BINS] == seg[k]) for k in range(len(seg)))
+    assert np.unique(seg).size == len(seg)  # one draw per segment
+    z = np.log(np.concatenate([A.warp_widths(100, 1.5, 0.4, np.random.default_rng(s))[::A.WARP_BINS]
+                               for s in range(300)]) / 1.5)
+    assert abs(z.mean()) < 0.05 and abs(z.std() - 0.4) < 0.04  # 3000 segments: se 0.007 and 0.005
+
+
+def test_time_warp_maps_each_segment_by_its_own_factor():
+    # two segments of 10 input bins: the first doubled (20 output bins), the second halved (5 output bins)
+    x = np.zeros((40, 20), dtype=bool)
+    x[np.arange(20), np.arange(20)] = True  # event of channel c at bin c
+    widths = np.concatenate([np.full(10, 2.0), np.full(10, 0.5), np.full(20, 1.0)])
+    out = A.time_warp(x, widths)
+    for c in range(10):  # bin c covers output [2c, 2c + 2): both bins hold it
+        assert np.nonzero(out[:, c])[0].tolist() == [2 * c, 2 * c + 1]
+    for c in range(10, 20):  # bin c covers output [20 + (c - 10) / 2, ...): held only if it covers a bin centre
+        (t,) = np.nonzero(out[:, c])
+        assert t.tolist() == ([20 + (c - 10) // 2] if (c - 10) % 2 == 1 else [])
+    ev = A.event_warp(x, widths, 1.0, np.random.default_rng(0))  # r = 1: each event once, in its interval
+    for c in range(10):
+        assert np.nonzero(ev[:, c])[0][0] in (2 * c, 2 * c + 1) and ev[:, c].sum() == 1
+    for c in range(10, 20):
+        assert np.nonzero(ev[:, c])[0].tolist() == [20 + (c - 10) // 2]
+
+
+def test_warp_config_and_keep_only():
+    assert A.Augment.from_train_config({"augment_warp": 0.3}) == A.Augment(warp=0.3)
+    assert A.Augment(warp=0.3).active
+    for v in (-0.1, 2.5, "0.3", True):
+        with pytest.raises(A.AugmentError) as e:
+            A.Augment.from_train_config({"augment_warp": v})
+        assert e.value.field == "train.augment_warp"
+    tc = {"augment_stretch": [0.5, 2.0], "augment_warp": 0.3, "augment_shift": 4}
+    assert A.keep_only(tc, "shift")["augment_warp"] == 0.0 and A.keep_only(tc, "stretch")["augment_warp"] == 0.3
+    x = _raster(5, T=60, C=30, p=0.3)
+    a = A.augment_sample(x, A.Augment((0.5, 2.0), warp=0.3), A.sample_rng(1, 2, 3))
+    assert np.array_equal(a, A.augment_sample(x, A.Augment((0.5, 2.0), warp=0.3), A.sample_rng(1, 2, 3)))
+    assert not np.array_equal(a, A.augment_sample(x, A.Augment((0.5, 2.0)), A.sample_rng(1, 2, 3)))

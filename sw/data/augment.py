@@ -40,8 +40,15 @@ The stretch has two forms (``augment_stretch_rate``):
   source's events per bin, not 1.  Unlike bin resampling it never copies whole bins,
   so repeated bins do not create runs of identical columns.
 
+``augment_warp`` ``sigma`` (0 = off) makes the stretch non-uniform, as speech changes
+rate unevenly (vowels stretch more than stops): the input is cut into segments of
+:data:`WARP_BINS` bins and segment ``k`` is stretched by ``f * exp(sigma * z_k)``, ``z_k``
+standard normal, ``f`` the global factor above (1 if ``augment_stretch`` is off).  The
+segments are laid end to end from bin 0, and both stretch forms apply per bin
+(:func:`time_warp`, :func:`event_warp`).
+
 Config (``train`` section): ``augment_shift`` (channels, 0 = off),
-``augment_stretch`` (``[lo, hi]``, ``[1, 1]`` = off), ``augment_stretch_rate``
+``augment_stretch`` (``[lo, hi]``, ``[1, 1]`` = off), ``augment_warp`` (see below), ``augment_stretch_rate``
 (``null`` or ``r`` in ``[0, 1]``, see above), ``augment_gain`` (``[lo, hi]`` with
 ``0 < lo <= hi <= 1``, ``[1, 1]`` = off), ``augment_jitter`` (bins, 0 =
 off), ``augment_dropout`` (probability, 0 = off), ``augment_fraction`` (the
@@ -91,18 +98,54 @@ def event_stretch(x: np.ndarray, factor: float, rate: float, rng: np.random.Gene
     ``factor ** (1 - rate)`` copies per event on average, each at ``floor((t + u) * factor)``; same shape."""
     if not factor > 0:
         raise ValueError(f"event_stretch: factor must be positive, got {factor!r}")
+    T = x.shape[0]
+    return _event_place(x, np.arange(T) * float(factor), np.full(T, float(factor)), rate, rng)
+
+
+def _event_place(x: np.ndarray, start: np.ndarray, width: np.ndarray, rate: float,
+                 rng: np.random.Generator) -> np.ndarray:
+    """Input bin ``t`` maps to the output interval ``[start[t], start[t] + width[t])``; each event gets
+    ``width[t] ** (1 - rate)`` copies on average at uniform places in it (merged per cell, lost past the end)."""
     if not 0 <= rate <= 1:
         raise ValueError(f"event_stretch: rate must be in [0, 1], got {rate!r}")
     t, c = np.nonzero(x)
-    m = factor ** (1.0 - rate)
-    whole = int(np.floor(m))
+    m = width[t] ** (1.0 - rate)
+    whole = np.floor(m).astype(np.int64)
     k = whole + (rng.random(t.size) < m - whole)
     src = np.repeat(np.arange(t.size), k)
-    t2 = np.floor((t[src] + rng.random(src.size)) * factor).astype(np.int64)
+    t2 = np.floor(start[t[src]] + rng.random(src.size) * width[t[src]]).astype(np.int64)
     ok = t2 < x.shape[0]
     out = np.zeros_like(x)
     out[t2[ok], c[src[ok]]] = True
     return out
+
+
+WARP_BINS = 10  # input bins per segment of the non-uniform warp (100 ms at the default dt): about a phoneme
+
+
+def warp_widths(T: int, factor: float, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Per-input-bin stretch factors of a non-uniform time warp: ``factor * exp(sigma * z_k)`` over
+    segments of :data:`WARP_BINS` bins, ``z_k`` standard normal per segment (``augment_warp``)."""
+    z = rng.standard_normal(-(-int(T) // WARP_BINS))
+    return float(factor) * np.exp(float(sigma) * np.repeat(z, WARP_BINS)[:T])
+
+
+def time_warp(x: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """Bin resampling by per-input-bin factors: input bin ``j`` covers output ``[s_j, s_j + widths[j])``,
+    ``s`` their running sum from 0; output bin ``t`` takes the input bin covering ``t + 0.5`` (empty past the
+    end).  With one factor everywhere this is :func:`time_stretch`."""
+    T = x.shape[0]
+    edges = np.concatenate([[0.0], np.cumsum(widths)])
+    src = np.searchsorted(edges, np.arange(T) + 0.5, side="right") - 1
+    out = np.zeros_like(x)
+    ok = src < T
+    out[ok] = x[src[ok]]
+    return out
+
+
+def event_warp(x: np.ndarray, widths: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
+    """:func:`event_stretch` with per-input-bin factors (the intervals of :func:`time_warp`)."""
+    return _event_place(x, np.concatenate([[0.0], np.cumsum(widths)[:-1]]), np.asarray(widths, float), rate, rng)
 
 
 def channel_shift(x: np.ndarray, shift: int) -> np.ndarray:
@@ -148,11 +191,12 @@ class Augment:
     fraction: float = 1.0
     stretch_rate: float | None = None  # None: bin resampling; r in [0, 1]: event resampling
     gain: tuple[float, float] = (1.0, 1.0)
+    warp: float = 0.0  # sigma of the log of the local stretch factor per WARP_BINS segment; 0 = uniform
 
     @property
     def active(self) -> bool:
-        return self.fraction > 0 and (self.stretch != (1.0, 1.0) or self.shift > 0 or self.jitter > 0
-                                      or self.dropout > 0 or self.gain != (1.0, 1.0))
+        return self.fraction > 0 and (self.stretch != (1.0, 1.0) or self.warp > 0 or self.shift > 0
+                                      or self.jitter > 0 or self.dropout > 0 or self.gain != (1.0, 1.0))
 
     @classmethod
     def from_train_config(cls, tc: dict) -> "Augment":
@@ -180,8 +224,11 @@ class Augment:
                 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in g)
                 and 0 < g[0] <= g[1] <= 1):
             raise AugmentError("train.augment_gain", f"must be [lo, hi] with 0 < lo <= hi <= 1, got {g!r}")
+        w = tc.get("augment_warp", 0.0)
+        if not isinstance(w, (int, float)) or isinstance(w, bool) or not 0 <= w <= 2:
+            raise AugmentError("train.augment_warp", f"must be in [0, 2] (0 = a uniform stretch), got {w!r}")
         return cls((float(st[0]), float(st[1])), int(tc.get("augment_shift", 0)), int(tc.get("augment_jitter", 0)),
-                   float(p), float(fr), None if r is None else float(r), (float(g[0]), float(g[1])))
+                   float(p), float(fr), None if r is None else float(r), (float(g[0]), float(g[1])), float(w))
 
 
 def keep_only(tc: dict, names: str) -> dict:
@@ -200,6 +247,8 @@ def keep_only(tc: dict, names: str) -> dict:
     for n in NAMES:
         if n not in want:
             out[FIELDS[n]] = OFF[FIELDS[n]]
+    if "stretch" not in want and "augment_warp" in out:  # the warp is part of the stretch
+        out["augment_warp"] = 0.0
     return out
 
 
@@ -224,7 +273,11 @@ def is_augmented(aug: Augment, seed: int, epoch: int, index: int) -> bool:
 def augment_sample(x: np.ndarray, aug: Augment, rng: np.random.Generator) -> np.ndarray:
     """One raster through the enabled transforms (fixed order and draw order)."""
     lo, hi = aug.stretch
-    if lo != 1.0 or hi != 1.0:
+    if aug.warp > 0:  # the global factor as below, then a local factor per segment
+        f = float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) if (lo != 1.0 or hi != 1.0) else 1.0
+        w = warp_widths(x.shape[0], f, aug.warp, rng)
+        x = time_warp(x, w) if aug.stretch_rate is None else event_warp(x, w, aug.stretch_rate, rng)
+    elif lo != 1.0 or hi != 1.0:
         f = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
         x = time_stretch(x, f) if aug.stretch_rate is None else event_stretch(x, f, aug.stretch_rate, rng)
     if aug.shift:
