@@ -305,3 +305,39 @@ def test_warp_config_and_keep_only():
     a = A.augment_sample(x, A.Augment((0.5, 2.0), warp=0.3), A.sample_rng(1, 2, 3))
     assert np.array_equal(a, A.augment_sample(x, A.Augment((0.5, 2.0), warp=0.3), A.sample_rng(1, 2, 3)))
     assert not np.array_equal(a, A.augment_sample(x, A.Augment((0.5, 2.0)), A.sample_rng(1, 2, 3)))
+
+
+def test_length_target_sets_the_factor_from_the_word_length():
+    x = np.zeros((100, 5), dtype=bool)
+    x[[0, 10, 39], [0, 1, 2]] = True  # last event at bin 39: a 40-bin word
+    assert A.word_length(x) == 40 and A.word_length(np.zeros((9, 2), dtype=bool)) == 0
+    aug = A.Augment((0.25, 4.0), stretch_target=(20.0, 80.0))
+    fs = np.array([A.stretch_factor(x, aug, np.random.default_rng(s)) for s in range(500)])
+    lengths = fs * 40  # log-uniform on [20, 80]: log-length uniform on [log 20, log 80]
+    assert lengths.min() >= 20 - 1e-9 and lengths.max() <= 80 + 1e-9
+    u = (np.log(lengths) - np.log(20)) / np.log(4)
+    assert abs(u.mean() - 0.5) < 0.04 and abs(u.std() - 12 ** -0.5) < 0.03  # se 0.013 and 0.009
+    # the same draw from the same generator as the factor range uses (one uniform), clipped to the range
+    clipped = A.Augment((0.8, 1.25), stretch_target=(20.0, 80.0))
+    fc = np.array([A.stretch_factor(x, clipped, np.random.default_rng(s)) for s in range(500)])
+    assert np.allclose(fc, np.clip(fs, 0.8, 1.25)) and (fc == 0.8).any() and (fc == 1.25).any()
+    # two words of different lengths reach the same length distribution
+    y = np.zeros((100, 5), dtype=bool)
+    y[79, 0] = True
+    fy = np.array([A.stretch_factor(y, aug, np.random.default_rng(s)) for s in range(500)])
+    assert np.allclose(fy * 80, lengths)
+    assert A.stretch_factor(np.zeros((100, 5), dtype=bool), aug, np.random.default_rng(0)) == 1.0
+    # through augment_sample: the stretched word ends near its target
+    out = A.augment_sample(x, aug, np.random.default_rng(3))
+    f = A.stretch_factor(x, aug, np.random.default_rng(3))
+    assert abs(A.word_length(out) - 40 * f) <= 1
+
+
+def test_length_target_config():
+    assert A.Augment.from_train_config({"augment_stretch_target": [30, 90]}).stretch_target == (30.0, 90.0)
+    for v in ([0, 10], [50, 20], 40, [1, "2"]):
+        with pytest.raises(A.AugmentError) as e:
+            A.Augment.from_train_config({"augment_stretch_target": v})
+        assert e.value.field == "train.augment_stretch_target"
+    tc = {"augment_stretch": [0.5, 2.0], "augment_stretch_target": [30, 90]}
+    assert A.keep_only(tc, "shift")["augment_stretch_target"] is None

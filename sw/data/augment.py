@@ -40,6 +40,13 @@ The stretch has two forms (``augment_stretch_rate``):
   source's events per bin, not 1.  Unlike bin resampling it never copies whole bins,
   so repeated bins do not create runs of identical columns.
 
+``augment_stretch_target`` ``[a, b]`` (``null`` = off) draws a word length instead of a
+factor: the factor brings the word (bins up to its last event) to a length drawn
+log-uniformly from ``[a, b]`` bins, clipped to ``augment_stretch``.  The stretched
+lengths then no longer depend on the class (a log-uniform factor keeps each class's
+length ranking: short words stay the shortest), so the length of a word says less
+about which word it is, as with speakers whose rate varies.
+
 ``augment_warp`` ``sigma`` (0 = off) makes the stretch non-uniform, as speech changes
 rate unevenly (vowels stretch more than stops): the input is cut into segments of
 :data:`WARP_BINS` bins and segment ``k`` is stretched by ``f * exp(sigma * z_k)``, ``z_k``
@@ -192,6 +199,7 @@ class Augment:
     stretch_rate: float | None = None  # None: bin resampling; r in [0, 1]: event resampling
     gain: tuple[float, float] = (1.0, 1.0)
     warp: float = 0.0  # sigma of the log of the local stretch factor per WARP_BINS segment; 0 = uniform
+    stretch_target: tuple[float, float] | None = None  # None: factor log-uniform in stretch; [a, b]: length target
 
     @property
     def active(self) -> bool:
@@ -227,8 +235,15 @@ class Augment:
         w = tc.get("augment_warp", 0.0)
         if not isinstance(w, (int, float)) or isinstance(w, bool) or not 0 <= w <= 2:
             raise AugmentError("train.augment_warp", f"must be in [0, 2] (0 = a uniform stretch), got {w!r}")
+        tg = tc.get("augment_stretch_target")
+        if tg is not None and not (isinstance(tg, (list, tuple)) and len(tg) == 2
+                                   and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in tg)
+                                   and 0 < tg[0] <= tg[1]):
+            raise AugmentError("train.augment_stretch_target",
+                               f"must be null or [lo, hi] word lengths in bins with 0 < lo <= hi, got {tg!r}")
         return cls((float(st[0]), float(st[1])), int(tc.get("augment_shift", 0)), int(tc.get("augment_jitter", 0)),
-                   float(p), float(fr), None if r is None else float(r), (float(g[0]), float(g[1])), float(w))
+                   float(p), float(fr), None if r is None else float(r), (float(g[0]), float(g[1])), float(w),
+                   None if tg is None else (float(tg[0]), float(tg[1])))
 
 
 def keep_only(tc: dict, names: str) -> dict:
@@ -247,8 +262,10 @@ def keep_only(tc: dict, names: str) -> dict:
     for n in NAMES:
         if n not in want:
             out[FIELDS[n]] = OFF[FIELDS[n]]
-    if "stretch" not in want and "augment_warp" in out:  # the warp is part of the stretch
-        out["augment_warp"] = 0.0
+    if "stretch" not in want:  # the warp and the length target are part of the stretch
+        for k, v in (("augment_warp", 0.0), ("augment_stretch_target", None)):
+            if k in out:
+                out[k] = v
     return out
 
 
@@ -270,16 +287,36 @@ def is_augmented(aug: Augment, seed: int, epoch: int, index: int) -> bool:
     return bool(gate_rng(seed, epoch, index).random() < aug.fraction)
 
 
+def word_length(x: np.ndarray) -> int:
+    """Bins from the start to the last bin with an event (0 for an empty raster)."""
+    active = np.flatnonzero(x.any(axis=1))
+    return int(active[-1]) + 1 if active.size else 0
+
+
+def stretch_factor(x: np.ndarray, aug: Augment, rng: np.random.Generator) -> float:
+    """The global stretch factor of one sample (one draw): log-uniform in ``aug.stretch``; with
+    ``aug.stretch_target`` ``[a, b]`` the factor that brings the word to a length drawn log-uniformly
+    from ``[a, b]`` bins, clipped to ``aug.stretch`` (1 for an empty raster)."""
+    lo, hi = aug.stretch
+    if lo == 1.0 and hi == 1.0 and aug.stretch_target is None:
+        return 1.0
+    if aug.stretch_target is None:
+        return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+    target = float(np.exp(rng.uniform(np.log(aug.stretch_target[0]), np.log(aug.stretch_target[1]))))
+    n = word_length(x)
+    return float(np.clip(target / n, lo, hi)) if n else 1.0
+
+
 def augment_sample(x: np.ndarray, aug: Augment, rng: np.random.Generator) -> np.ndarray:
     """One raster through the enabled transforms (fixed order and draw order)."""
     lo, hi = aug.stretch
-    if aug.warp > 0:  # the global factor as below, then a local factor per segment
-        f = float(np.exp(rng.uniform(np.log(lo), np.log(hi)))) if (lo != 1.0 or hi != 1.0) else 1.0
-        w = warp_widths(x.shape[0], f, aug.warp, rng)
-        x = time_warp(x, w) if aug.stretch_rate is None else event_warp(x, w, aug.stretch_rate, rng)
-    elif lo != 1.0 or hi != 1.0:
-        f = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
-        x = time_stretch(x, f) if aug.stretch_rate is None else event_stretch(x, f, aug.stretch_rate, rng)
+    if lo != 1.0 or hi != 1.0 or aug.warp > 0:
+        f = stretch_factor(x, aug, rng)
+        if aug.warp > 0:  # then a local factor per segment
+            w = warp_widths(x.shape[0], f, aug.warp, rng)
+            x = time_warp(x, w) if aug.stretch_rate is None else event_warp(x, w, aug.stretch_rate, rng)
+        else:
+            x = time_stretch(x, f) if aug.stretch_rate is None else event_stretch(x, f, aug.stretch_rate, rng)
     if aug.shift:
         x = channel_shift(x, int(rng.integers(-aug.shift, aug.shift + 1)))
     if aug.jitter:
