@@ -341,3 +341,30 @@ def test_length_target_config():
         assert e.value.field == "train.augment_stretch_target"
     tc = {"augment_stretch": [0.5, 2.0], "augment_stretch_target": [30, 90]}
     assert A.keep_only(tc, "shift")["augment_stretch_target"] is None
+
+
+def test_quiet_bins_stretch_by_the_quiet_exponent():
+    # 10 quiet bins (1 event), 10 loud bins (20 events), 10 quiet bins: f = 2, q = 0 -> the quiet bins keep
+    # their length (factor 1), the loud ones double: output = 10 quiet, 20 loud, 10 quiet bins
+    x = np.zeros((60, 20), dtype=bool)
+    x[:10, 0] = x[20:30, 1] = True
+    x[10:20, :] = True
+    assert A.quiet_bins(x)[:10].all() and not A.quiet_bins(x)[10:20].any() and A.quiet_bins(x)[20:].all()
+    aug = A.Augment((2.0, 2.0), quiet=0.0)
+    out = A.augment_sample(x, aug, np.random.default_rng(0))
+    n = out.sum(axis=1)
+    assert n[:10].tolist() == [1] * 10 and n[10:30].tolist() == [20] * 20 and n[30:40].tolist() == [1] * 10
+    assert not out[40:].any()
+    # q = 1 is the uniform stretch
+    one = A.augment_sample(x, A.Augment((2.0, 2.0), quiet=1.0), np.random.default_rng(0))
+    assert np.array_equal(one, A.time_stretch(x, 2.0))
+    # q = 0.5, f = 0.25: quiet bins by 0.5 (output [0, 5) and [7.5, 12.5)), loud ones by 0.25 ([5, 7.5));
+    # an output bin takes the input bin under its centre
+    half = A.augment_sample(x, A.Augment((0.25, 0.25), quiet=0.5), np.random.default_rng(0))
+    nh = half.sum(axis=1)
+    assert nh[:12].tolist() == [1] * 5 + [20] * 2 + [1] * 5 and not half[12:].any()
+    assert A.Augment.from_train_config({"augment_stretch_quiet": 0.5}).quiet == 0.5
+    for v in (1.5, -1, "x"):
+        with pytest.raises(A.AugmentError) as e:
+            A.Augment.from_train_config({"augment_stretch_quiet": v})
+        assert e.value.field == "train.augment_stretch_quiet"
