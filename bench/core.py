@@ -95,7 +95,8 @@ def flow_bound(work: np.ndarray, fire: list[int] | None) -> int:
       fan-out needs core l-1's step-s spikes, which come from its FIRE pass after its step-s SOPs; its
       own FIRE pass needs core l-1's end of step s;
     * async (``fire=None``, ``work`` = SOPs only): core l's step-s SOPs need a spike core l-1 emits in
-      its step s, which starts no earlier than its end of step s - 1.
+      its step s, which starts no earlier than its end of step s - 1; core l ends step s no earlier
+      than core l-1 (whose end-of-step token it waits for).
 
     Returns the last core's earliest end of step T - 1."""
     done_prev = None
@@ -105,8 +106,8 @@ def flow_bound(work: np.ndarray, fire: list[int] | None) -> int:
             prev = done[s - 1] if s else 0
             if done_prev is None:
                 done[s] = prev + w[s]
-            elif fire is None:
-                done[s] = max(prev, done_prev[s - 1] if s else 0) + w[s]
+            elif fire is None:  # ... and it ends step s only after its input's end-of-step token
+                done[s] = max(max(prev, done_prev[s - 1] if s else 0) + w[s], done_prev[s])
             else:
                 done[s] = max(max(prev, done_prev[s] - fire[l - 1]) + w[s], done_prev[s] + fire[l])
         done_prev = done
@@ -147,7 +148,8 @@ def defer_bound(model, levels: list[np.ndarray], layered: bool, depth) -> int:
       no earlier than the previous core's end of step ``s`` (its end-of-step token) and ends the step;
     * async: the slot is drained at the start of step ``s + d``; the tap is due by the end of step
       ``s + min(max(d - 1, 0), depth)`` (a ``d = 0`` tap updates the membrane in its own step, a
-      ``d = 1`` tap is due before the next step's drain); the drain ops are not counted.
+      ``d = 1`` tap is due before the next step's drain); a core ends step ``s`` no earlier than the
+      previous core (its input's end-of-step token); the drain ops are not counted.
 
     Ops are unit-sized, so a single core is a preemptive one-machine schedule with release times;
     the earliest time at which every op due by a point is done is the max over release steps ``s'``
@@ -185,7 +187,7 @@ def defer_bound(model, levels: list[np.ndarray], layered: bool, depth) -> int:
             X[u] = (rel[sp] + work).max()
             if u:
                 X[u] = max(X[u], X[u - 1] + F)
-            if layered and prev is not None:
+            if prev is not None:  # layered: FIRE after the input's end of step; async: the end of step
                 X[u] = max(X[u], prev[u] + prev_fire)
         prev, prev_fire = X, F
     return int(prev[-1] + prev_fire)
