@@ -34,6 +34,9 @@ def test_async_hand_worked():
     # the start of step 2), so core 0 ends step 0 at 1 and step 1 at 1 + 5 + 1 = 7; core 1 ends
     # step 0 at 1, step 1 at max(1 + 2, 7) = 7 (core 0's end-of-step token), step 2 at 7 + 2 = 9
     assert defer_bound(m, lv, False, 1) == 9
+    # up to the slot: slot 2 is drained at the start of step 2, so the d = 2 taps are still due by
+    # the end of step 1, the same as one step of deferral
+    assert defer_bound(m, lv, False, None) == 9
     # the flow shop of bench.core.flow_bound, with the same work, is the depth-0 case
     work = np.array([w.sum(axis=1) for w in lv])
     assert flow_bound(work, None) == 10
@@ -52,6 +55,16 @@ def test_layered_hand_worked():
     # deferring the 3 d = 1 taps of step 0 lets core 0 fire step 0 at 2, but they are due before
     # its FIRE(1): core 0 still ends at 8, and so does the chain
     assert defer_bound(m, lv, True, 1) == 9
+
+
+def test_layered_steps_run_in_order():
+    # as above, but core 0 has no taps in step 1 and core 1 none in step 0: core 0 fires step 0 at
+    # 5..6 and step 1 at 6..7, so its step-1 spikes exist from 6; core 1 fires step 0 only after core
+    # 0's end of step 0 (6..7) and takes step 1's input after that: its tap at 7, FIRE(1) at 8..9
+    m = fake_model(2, [((0, 1), 1), ((0, 1), 1)])
+    lv = [np.array([[2, 3], [0, 0]]), np.array([[0, 0], [1, 0]])]
+    assert defer_bound(m, lv, True, 0) == 9
+    assert flow_bound(np.array([w.sum(axis=1) + 1 for w in lv]), [1, 1]) == 9
 
 
 def random_model(seed, T=24):
