@@ -143,6 +143,8 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
     torch.set_num_threads(cfg["train"]["threads"])
     device = pick_device(cfg["train"]["device"], cfg["mode"])
     rate_targets, rate_weights = rate_terms(cfg)
+    if cfg["model"]["spike_dropout"] > 0 and cfg["mode"] != "layered":
+        raise ConfigError("model.spike_dropout", f"applies to layered training only, got mode {cfg['mode']!r}")
     torch.use_deterministic_algorithms(True, warn_only=True)
     out = check_out_dir(cfg["out"], "--out")  # before any work: a bad folder fails now, not after training
     ck_dir = out / "checkpoints"
@@ -255,7 +257,25 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
         if stop_after is not None and done_now >= stop_after and epoch + 1 < E:
             log(f"stopping after {done_now} epoch(s) as asked; continue with --resume")
             return None
+    if net.cfg.spike_dropout > 0:
+        end_spike_dropout(model, net, calib, log)
     return finish(cfg, model, net, history, Xte, yte, t_start, t_data, log, progress, data_provenance(data))
+
+
+def end_spike_dropout(model, net, calib: torch.Tensor, log=print) -> list[float]:
+    """End of training with ``model.spike_dropout`` p > 0: switch the dropout off and give each hidden
+    layer back the spike rate it had in training (where its input was thinned by p) by rescaling its
+    weights (:meth:`DelayNet.calibrate`; a per-layer scale, so only the integer threshold changes at
+    export). Kept spikes are not rescaled in training (spikes stay 0/1), so without this step every
+    layer after the first would see about ``1 / (1 - p)`` times its training input. Runs once, on the
+    fixed calibration batch, in training mode (the rates are those of the training forward)."""
+    model.train()
+    rates = net.layer_rates(calib)  # dropout on: the rates of the training forward
+    net.dropout_on = False
+    mults = net.calibrate(calib, rates, iters=10)
+    log("spike dropout off; hidden rates kept at " + ", ".join(f"{r:.3f}" for r in rates)
+        + " (weight scale x " + ", ".join(f"{m:.3g}" for m in mults) + ")")
+    return rates
 
 
 def data_provenance(data) -> dict:

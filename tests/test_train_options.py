@@ -114,3 +114,104 @@ def test_training_with_the_options_is_seeded_and_resumes(tmp_path):
     assert (tmp_path / "b" / "model.safetensors").read_bytes() == a
     hist = lambda d: json.loads((tmp_path / d / "train_summary.json").read_text())["history"]  # noqa: E731
     assert [h["loss"] for h in hist("a")] != [h["loss"] for h in hist("plain")]  # the options reach training
+
+
+# ---------------------------------------------------------------- model.spike_dropout
+def _net(tmp_path, p: float, shards: int = 1):
+    cfg = _cfg(tmp_path)
+    cfg["model"]["spike_dropout"] = p
+    cfg["model"]["hidden"] = [8, 6]
+    cfg["train"]["shards"] = shards
+    return build_model(cfg, 5, 3)[1]
+
+
+def test_spike_dropout_thins_the_next_layers_input(tmp_path):
+    """The training forward equals a layer-by-layer run where each hidden layer's spikes are multiplied by
+    keep-masks drawn (from the same generator state) as [B, T, sum(hidden)] before the forward."""
+    net = _net(tmp_path, 0.3)
+    x = (torch.rand(4, 30, 5, generator=torch.Generator().manual_seed(2)) < 0.3).float()
+    torch.manual_seed(7)
+    logits, rec = net(x)
+    torch.manual_seed(7)
+    keep = (torch.rand(4, 30, 14) >= 0.3).float()
+    assert 0.55 < float(keep.mean()) < 0.85
+    masks = keep.split([8, 6], -1)
+    s, fired = x, []
+    with torch.no_grad():
+        for l, L in enumerate(net.layers):
+            s = L(s)
+            if l < 2:
+                fired.append(s)
+                s = s * masks[l]
+    for a, b in zip(rec["spikes"], fired):  # the record holds every spike fired
+        assert torch.equal(a.detach(), b)
+    assert torch.equal(rec["readout"].detach(), s)
+    assert float((rec["spikes"][0].detach() * (1 - masks[0])).sum()) > 0  # some fired spikes were dropped
+    # switched off: the plain layer-by-layer forward
+    net.dropout_on = False
+    with torch.no_grad():
+        s = x
+        for L in net.layers:
+            s = L(s)
+        plain = net(x)[1]["readout"]
+    assert torch.equal(plain, s) and not torch.equal(plain, rec["readout"].detach())
+    # eval mode: no dropout, whatever the generator state
+    net.dropout_on = True
+    net.eval()
+    torch.manual_seed(1)
+    a = net(x)[0]
+    torch.manual_seed(2)
+    assert torch.equal(net(x)[0], a)
+
+
+def test_spike_dropout_bits_do_not_depend_on_threads(tmp_path):
+    x = (torch.rand(6, 30, 5, generator=torch.Generator().manual_seed(2)) < 0.3).float()
+    outs = []
+    for threads in (1, 2):
+        net = _net(tmp_path, 0.2, shards=2)
+        net.set_threads(threads, 2)
+        torch.manual_seed(3)
+        logits, _ = net(x)
+        logits.sum().backward()
+        outs.append((logits.detach(), net.layers[0].synapse.weight.grad.clone()))
+    torch.set_num_threads(1)
+    assert torch.equal(outs[0][0], outs[1][0]) and torch.equal(outs[0][1], outs[1][1])
+
+
+def test_end_of_spike_dropout_restores_the_training_rates(tmp_path):
+    from sw.trainer import end_spike_dropout
+
+    net = _net(tmp_path, 0.4)
+    x = (torch.rand(64, 30, 5, generator=torch.Generator().manual_seed(4)) < 0.3).float()
+    net.calibrate(x, 0.1)
+    torch.manual_seed(0)
+    train_rates = net.layer_rates(x)  # dropout on (training mode)
+    net.dropout_on = False
+    undone = net.layer_rates(x)
+    net.dropout_on = True
+    assert undone[1] > train_rates[1] * 1.1  # without compensation the second layer fires more
+    torch.manual_seed(0)
+    end_spike_dropout(net, net, x, log=lambda m: None)
+    assert not net.dropout_on
+    after = net.layer_rates(x)
+    assert after == pytest.approx(train_rates, rel=0.05)
+
+
+def test_spike_dropout_field_is_checked_and_off_by_default():
+    assert load_config()["model"]["spike_dropout"] == 0.0
+    with pytest.raises(ConfigError, match="spike_dropout"):
+        from sw.checkpoint import net_config
+        net_config(load_config(overrides={"model": {"spike_dropout": 1.0}}), 700, 20)
+
+
+def test_training_with_spike_dropout_resumes_to_the_same_bits(tmp_path):
+    p = tmp_path / "tiny.json"
+    c = json.loads(json.dumps(TINY))
+    c["model"]["spike_dropout"] = 0.2
+    p.write_text(json.dumps(c))
+    run = lambda out, *x: main(["--config", str(p), "--out", str(tmp_path / out), "--no-progress", *x])  # noqa: E731
+    assert run("a") == 0 and run("b", "--stop-after", "1") == 0 and run("b", "--resume") == 0
+    assert (tmp_path / "a" / "model.safetensors").read_bytes() == (tmp_path / "b" / "model.safetensors").read_bytes()
+    s = json.loads((tmp_path / "a" / "train_summary.json").read_text())
+    assert s["parity"]["all_bit_exact"]
+    assert main(["--config", str(p), "--out", str(tmp_path / "u"), "--no-progress", "--execution", "async"]) == 2
