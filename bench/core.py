@@ -1,7 +1,7 @@
 """Core and network throughput figures (Verilator C++ harness; pysim for comparison).
 
-    python bench/core.py [--samples B] [--seed S] [--no-pysim] [--model M [--model-samples N]] [--no-synthetic]
-                         [--profile N]
+    python bench/core.py [--samples B] [--seed S] [--no-pysim] [--model M [--model-samples N] [--defer-sweep]]
+                         [--no-synthetic] [--profile N]
 
 Prints
 1. SOP/cycle per core (SOP counter / busy-cycle counter) on a dense stream
@@ -12,12 +12,15 @@ Prints
    cycle), layered and async, ring and scdq; for the ring runs also a
    tighter causal bound (``flow_bound``: a ring core fans out each spike as
    it arrives, so its work of step s waits for the previous core's step s,
-   and the cores cannot overlap all their work);
+   and the cores cannot overlap all their work), and next to it the same
+   bound for ring cores that DEFER the fan-out of delayed taps (``defer_bound``:
+   by one step, as a FIFO of whole events, by 16 steps, up to the tap's slot);
 3. pysim vs Verilator simulated cycles/s on the same design and stimulus,
    measured side by side in this run (pysim on one sample only);
 4. with ``--model``, the ratio of 2. for a trained model on the first
    ``--model-samples`` samples of its offline test split (SCDQ capacity: the
    reference's peak on those samples, so nothing is dropped);
+   With ``--defer-sweep``, ``defer_bound`` by deferral depth (reference only);
 5. with ``--profile N``, where the cycles go: N samples per (mode, unit) in
    pysim, each core's cycles per sample split by its step controller's phase
    (``hw.step_controller.Phase``), with the cycles in which its update
@@ -92,7 +95,8 @@ def flow_bound(work: np.ndarray, fire: list[int] | None) -> int:
       fan-out needs core l-1's step-s spikes, which come from its FIRE pass after its step-s SOPs; its
       own FIRE pass needs core l-1's end of step s;
     * async (``fire=None``, ``work`` = SOPs only): core l's step-s SOPs need a spike core l-1 emits in
-      its step s, which starts no earlier than its end of step s - 1.
+      its step s, which starts no earlier than its end of step s - 1; core l ends step s no earlier
+      than core l-1 (whose end-of-step token it waits for).
 
     Returns the last core's earliest end of step T - 1."""
     done_prev = None
@@ -102,12 +106,125 @@ def flow_bound(work: np.ndarray, fire: list[int] | None) -> int:
             prev = done[s - 1] if s else 0
             if done_prev is None:
                 done[s] = prev + w[s]
-            elif fire is None:
-                done[s] = max(prev, done_prev[s - 1] if s else 0) + w[s]
+            elif fire is None:  # ... and it ends step s only after its input's end-of-step token
+                done[s] = max(max(prev, done_prev[s - 1] if s else 0) + w[s], done_prev[s])
             else:
                 done[s] = max(max(prev, done_prev[s] - fire[l - 1]) + w[s], done_prev[s] + fire[l])
         done_prev = done
     return int(done_prev[-1])
+
+
+def ring_level_work(model, x, res) -> list[np.ndarray]:
+    """SOPs per (step, level) of each core of a ring run of one sample: ``out[l][s, k]`` is the number
+    of non-zero taps at level ``k`` of the input spikes core ``l`` receives in step ``s`` whose arrival
+    ``s + d_k`` is before T (the reference's SOPs, by step of emission and level)."""
+    T = model.T
+    out = []
+    for l, L in enumerate(model.layers):
+        nnz = (L.weights != 0).sum(axis=2)  # [K, n_in]
+        ts, ii = np.nonzero(x) if l == 0 else (res.layers[l - 1].emit_t, res.layers[l - 1].emit_j)
+        w = np.zeros((T, len(L.delays)), dtype=np.int64)
+        for k, d in enumerate(L.delays):
+            live = ts + d < T
+            np.add.at(w[:, k], ts[live], nnz[k, ii[live]])
+        out.append(w)
+    return out
+
+
+def defer_bound(model, levels: list[np.ndarray], layered: bool, depth) -> int:
+    """A lower bound on the cycles of a ring run whose cores may DEFER the fan-out of a spike's
+    delayed taps by up to ``depth`` steps (``depth=0``: every tap is fanned out in the step its spike
+    arrives, which is :func:`flow_bound`; ``None``: no limit but the tap's own slot; a list: one
+    depth per core). ``levels``: :func:`ring_level_work`.
+
+    The model: each core issues at most one op per cycle. The taps of the spikes a core receives in
+    step ``s`` are released when they can first arrive: layered, when the previous core starts its
+    step-``s`` FIRE pass (its spikes come out of that pass); async, at the previous core's end of
+    step ``s - 1`` (step 0 of core 0: at 0). A tap of delay ``d`` must be in ring slot ``s + d``
+    before that slot is read, and at most ``depth`` steps after its arrival step:
+
+    * layered: the slot is read by the FIRE pass of step ``s + d``; the tap is due before the FIRE
+      pass of step ``s + min(d, depth)``; each core's FIRE pass of step ``s`` (``n_out`` ops) starts
+      no earlier than the previous core's end of step ``s`` (its end-of-step token) and ends the step;
+    * async: the slot is drained at the start of step ``s + d``; the tap is due by the end of step
+      ``s + min(max(d - 1, 0), depth)`` (a ``d = 0`` tap updates the membrane in its own step, a
+      ``d = 1`` tap is due before the next step's drain); a core ends step ``s`` no earlier than the
+      previous core (its input's end-of-step token); the drain ops are not counted.
+
+    Ops are unit-sized, so a single core is a preemptive one-machine schedule with release times;
+    the earliest time at which every op due by a point is done is the max over release steps ``s'``
+    of (release of ``s'`` + every op released at ``s'`` or later and due by that point). Chained
+    over the cores in order (each core's bound from the previous core's bounds), this returns the
+    last core's earliest end of step ``T - 1``."""
+    T = model.T
+    prev = None  # the previous core's time points (layered: FIRE starts; async: ends of step)
+    prev_fire = 0
+    for l, (L, w) in enumerate(zip(model.layers, levels)):
+        dl = np.asarray(L.delays)
+        q = depth[l] if isinstance(depth, (list, tuple)) else depth
+        q = dl if q is None else q
+        lag = np.minimum(dl, q) if layered else np.minimum(np.maximum(dl - 1, 0), q)
+        # due[s', u]: ops released at step s' due by the point of step u
+        due = np.zeros((T, T), dtype=np.int64)
+        for k in range(len(dl)):
+            tgt = np.minimum(np.arange(T) + lag[k], T - 1)
+            np.add.at(due, (np.arange(T), tgt), w[:, k])
+        if prev is None:
+            rel = np.zeros(T, dtype=np.int64)
+        elif layered:
+            rel = prev.copy()
+        else:
+            rel = np.concatenate([[0], prev[:-1]])
+        F = L.n_out if layered else 0
+        cum = np.cumsum(due, axis=1)  # cum[s', u]: released at s', due by u
+        X = np.zeros(T, dtype=np.int64)
+        for u in range(T):
+            if u:  # a core runs its steps in order: step u's input is taken after the end of step u - 1
+                rel[u] = max(rel[u], X[u - 1] + F)
+            sp = np.arange(u + 1)
+            # work released at s' .. u that is due by u, plus the FIRE passes of steps s' .. u - 1
+            work = np.cumsum(cum[sp, u][::-1])[::-1] + F * (u - sp)
+            X[u] = (rel[sp] + work).max()
+            if u:
+                X[u] = max(X[u], X[u - 1] + F)
+            if prev is not None:  # layered: FIRE after the input's end of step; async: the end of step
+                X[u] = max(X[u], prev[u] + prev_fire)
+        prev, prev_fire = X, F
+    return int(prev[-1] + prev_fire)
+
+
+def defer_variants(model, layered: bool) -> list[tuple[str, object]]:
+    """The deferring ring schedules bench/core.py prints (name, ``depth`` of :func:`defer_bound`):
+    one step; a FIFO of whole events (an event's taps are fanned out together, so all are due with
+    its earliest delayed level ``d_1``: depth ``d_1`` layered, ``d_1 - 1`` async); 16 steps per tap;
+    and up to the tap's own slot (per-level deadlines: an SCDQ-like queue of pending rows)."""
+    d1 = [int(L.delays[1]) if len(L.delays) > 1 and L.delays[0] == 0 else int(L.delays[0]) for L in model.layers]
+    fifo = [max(0, d - (0 if layered else 1)) for d in d1]
+    return [("1 step", 1), (f"event FIFO (d_1 = {'/'.join(map(str, d1))})", fifo), ("16 steps", 16),
+            ("to the slot", None)]
+
+
+def defer_table(model, X, depths=(0, 1, 2, 4, 8, 16, 32, None)) -> None:
+    """Reference-only sweep: the deferring ring bound against the SOP bound per deferral depth, and
+    how many input events core 0 received in steps ``u - depth .. u`` at any step ``u`` (``depth``
+    replaced by the largest delay for "slot"): the most a deferred-event memory of that depth must
+    hold never to fall back to fanning out at arrival."""
+    print(f"\n== deferring ring schedule, {len(X)} samples: defer_bound / bound by deferral depth "
+          "(steps a tap may wait, capped by its own delay; 0 = flow_bound)")
+    print(f"{'depth':>8s} {'layered':>8s} {'async':>8s} {'core0 events of steps u-depth..u (peak)':>40s}")
+    exps = {mode: ref.simulate(model, X, mode, "ring") for mode in ("layered", "async")}
+    levels = {mode: [ring_level_work(model, x, r) for x, r in zip(X, exps[mode])] for mode in exps}
+    ev = X.sum(axis=2)
+    for q in depths:
+        ratio = {}
+        for mode, exp in exps.items():
+            bound = np.array([max(r.sops) for r in exp])
+            b = np.array([defer_bound(model, lv, mode == "layered", q) for lv in levels[mode]])
+            ratio[mode] = (b / bound).mean()
+        # during step u, the events of steps u - depth .. u may still have taps pending
+        w = int(model.layers[0].max_delay) + 1 if q is None else (q + 1 if q else 0)
+        peak = max(int(np.convolve(e, np.ones(w, dtype=np.int64))[: len(e)].max()) for e in ev) if w else 0
+        print(f"{'slot' if q is None else q:>8} {ratio['layered']:8.3f} {ratio['async']:8.3f} {peak:40d}", flush=True)
 
 
 def check(model, X, mode, unit, hdl):
@@ -285,6 +402,14 @@ def ratio_table(model, X, specs, exes, combos=COMBOS) -> dict:
             print(f"{'':14s} {mode}/ring flow bound (bench.core.flow_bound: a ring core fans out spikes as they "
                   f"arrive{'; FIRE ops count' if mode == 'layered' else ''}): {flow.mean():.0f} = "
                   f"{(flow / bound).mean():.3f} x bound; cycles / flow bound {(cyc / flow).mean():.3f}", flush=True)
+            levels = [ring_level_work(model, x, res) for x, res in zip(X, exp)]
+            lay = mode == "layered"
+            parts = []
+            for name, depth in defer_variants(model, lay):
+                b = np.array([defer_bound(model, lv, lay, depth) for lv in levels])
+                parts.append(f"{name} {(b / bound).mean():.3f}")
+            print(f"{'':14s} {mode}/ring deferring bounds (bench.core.defer_bound), x bound: " + ", ".join(parts),
+                  flush=True)
     return speed
 
 
@@ -300,6 +425,8 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="cycle breakdown by phase per core, N samples per run in pysim (slow: about a minute "
                          "per sample and run)")
+    ap.add_argument("--defer-sweep", action="store_true",
+                    help="with --model: the deferring ring bound by deferral depth (reference only)")
     ap.add_argument("--runs", default=",".join(f"{m}/{u}" for m, u in COMBOS),
                     help="the (mode/unit) runs to measure, comma separated (default: all four)")
     a = ap.parse_args(argv)
@@ -396,6 +523,8 @@ def main(argv=None) -> int:
         exes = {u: build(specs[u], log=log) for u in ("ring", "scdq")}
         ratio_table(model, Xm, specs, exes, runs)
         print("(bound = max over cores of the sample's SOPs; ratio = mean of cycles / bound per sample)")
+        if a.defer_sweep:
+            defer_table(model, Xm)
         if a.profile:
             profile_table(model, Xm[:a.profile], specs, a.model, runs)
     elif a.profile:

@@ -16,8 +16,8 @@ first (baseline), or when a mutant no longer applies (the source moved on).
 Covered: the reference arithmetic (hw/reference.py), the loader rules
 (hw/model_file.py), the delay units' pointers and overflow (hw/delay/), the
 core's leak, threshold, saturation and reset (hw/update_pipeline.py, hw/step_controller.py), the
-row iterator's hand-off and the step order (hw/row_iterator.py, hw/step_controller.py, hw/network.py) and the
-export rounding (sw/quantize.py). An *equivalent* mutant changes no observable
+row iterator's hand-off and the step order (hw/row_iterator.py, hw/step_controller.py, hw/network.py), the
+export rounding (sw/quantize.py) and the deferring ring bound of bench/core.py. An *equivalent* mutant changes no observable
 behaviour; it carries the reason, and still runs (it must survive: if a test
 kills it, it was not equivalent and the script says so).
 """
@@ -138,6 +138,11 @@ MUTANTS = [
            "ev.ready.eq(~nx_valid | load)", ("tests/test_row_iterator.py",)),
     Mutant("ctrl-add-during-drain", "hw/step_controller.py", "ring_rows(Const((1 << K) - 1 - int(has_d0), K))",
            "ring_rows(Const((1 << K) - 1, K))", CTRL),
+    # ---- the deferring ring bound of bench/core.py
+    Mutant("bench-defer-async-after-drain", "bench/core.py", "np.minimum(np.maximum(dl - 1, 0), q)",
+           "np.minimum(dl, q)", ("tests/test_core_bounds.py",)),
+    Mutant("bench-defer-steps-out-of-order", "bench/core.py", "rel[u] = max(rel[u], X[u - 1] + F)",
+           "rel[u] = rel[u]", ("tests/test_core_bounds.py",)),
     Mutant("net-no-lag", "hw/network.py", "else (next_t[l] <= decided + 1)", "else Const(1)",
            ("tests/test_network_steps.py",)),
     # ---- export rounding
