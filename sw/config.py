@@ -162,6 +162,9 @@ def rate_terms(cfg: dict) -> tuple[list[float], list[float]]:
 def _check_extra(cfg: dict) -> None:
     rate_terms(cfg)
     m = cfg["model"]
+    if not isinstance(m["spike_dropout"], bool) and isinstance(m["spike_dropout"], (int, float)) \
+            and m["spike_dropout"] > 0 and cfg["mode"] != "layered":  # DelayNet.forward draws the masks
+        raise ConfigError("model.spike_dropout", f"applies to layered training only, got mode {cfg['mode']!r}")
     if m["layer_max_delay"] is not None:
         _per_layer("model.layer_max_delay", m["layer_max_delay"], len(m["hidden"]) + 1, 0, m["max_delay"], True)
 

@@ -143,8 +143,6 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
     torch.set_num_threads(cfg["train"]["threads"])
     device = pick_device(cfg["train"]["device"], cfg["mode"])
     rate_targets, rate_weights = rate_terms(cfg)
-    if cfg["model"]["spike_dropout"] > 0 and cfg["mode"] != "layered":
-        raise ConfigError("model.spike_dropout", f"applies to layered training only, got mode {cfg['mode']!r}")
     torch.use_deterministic_algorithms(True, warn_only=True)
     out = check_out_dir(cfg["out"], "--out")  # before any work: a bad folder fails now, not after training
     ck_dir = out / "checkpoints"

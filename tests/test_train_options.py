@@ -215,3 +215,9 @@ def test_training_with_spike_dropout_resumes_to_the_same_bits(tmp_path):
     s = json.loads((tmp_path / "a" / "train_summary.json").read_text())
     assert s["parity"]["all_bit_exact"]
     assert main(["--config", str(p), "--out", str(tmp_path / "u"), "--no-progress", "--execution", "async"]) == 2
+
+
+def test_spike_dropout_is_refused_for_the_unlayered_model():
+    with pytest.raises(ConfigError, match="model.spike_dropout.*layered"):
+        load_config(overrides={"model": {"spike_dropout": 0.1}, "mode": "unlayered"})
+    assert load_config(overrides={"model": {"spike_dropout": 0.1}})["model"]["spike_dropout"] == 0.1
