@@ -114,6 +114,10 @@ def _check(cfg: dict) -> dict:
     for key in ("latency_loss_weight", "latency_loss_from"):  # the latency-aware loss (sw.trainer.readout_loss)
         if not 0 <= t[key] <= 1:
             raise ConfigError(f"train.{key}", f"must be in [0, 1], got {t[key]!r}")
+    if not 0 <= t["label_smoothing"] < 1:  # sw.trainer.readout_loss
+        raise ConfigError("train.label_smoothing", f"must be in [0, 1), got {t['label_smoothing']!r}")
+    if not (0 <= t["weight_decay"] and math.isfinite(t["weight_decay"])):
+        raise ConfigError("train.weight_decay", f"must be >= 0 and finite, got {t['weight_decay']!r}")
     if not 0 <= d["val_fraction"] < 1:
         raise ConfigError("data.val_fraction", f"must be in [0, 1), got {d['val_fraction']!r}")
     if not 0 <= p["start"] <= p["end"] <= 1:
@@ -159,6 +163,9 @@ def rate_terms(cfg: dict) -> tuple[list[float], list[float]]:
 def _check_extra(cfg: dict) -> None:
     rate_terms(cfg)
     m = cfg["model"]
+    if not isinstance(m["spike_dropout"], bool) and isinstance(m["spike_dropout"], (int, float)) \
+            and m["spike_dropout"] > 0 and cfg["mode"] != "layered":  # DelayNet.forward draws the masks
+        raise ConfigError("model.spike_dropout", f"applies to layered training only, got mode {cfg['mode']!r}")
     if m["layer_max_delay"] is not None:
         _per_layer("model.layer_max_delay", m["layer_max_delay"], len(m["hidden"]) + 1, 0, m["max_delay"], True)
 

@@ -31,6 +31,8 @@ regulariser; ``model.weight_bits`` 2..4 train with a symmetric, rms-clipped
 scale; ``model.layer_max_delay`` caps each layer's delay grid; ``train.latency_loss_weight`` (default 0,
 off) mixes in a cross-entropy on the running readout from step ``train.latency_loss_from * T`` on
 (:func:`readout_loss`), for models that should decide early;
+``train.label_smoothing`` (default 0, off) smooths the cross-entropy targets; ``train.decay_weights_only``
+(default false) restricts ``train.weight_decay`` to the synapse weights (:func:`param_groups`);
 ``model.delay_mode = "learnable"`` (``--delays learnable``) trains a DCLS-style
 position per synapse (no pruning schedule: one tap per synapse by construction).
 
@@ -92,7 +94,7 @@ def rate_loss(spikes: list, targets, weights) -> torch.Tensor:
 
 
 def readout_loss(logits: torch.Tensor, readout: torch.Tensor, y: torch.Tensor, net, weight: float = 0.0,
-                 start: float = 0.25) -> torch.Tensor:
+                 start: float = 0.25, smoothing: float = 0.0) -> torch.Tensor:
     """The training loss on the readout (``train.latency_loss_weight``, ``train.latency_loss_from``).
 
     ``weight`` 0 (the default): cross-entropy on the mem_sum logits (the readout summed over all
@@ -101,15 +103,36 @@ def readout_loss(logits: torch.Tensor, readout: torch.Tensor, y: torch.Tensor, n
     ``t0 = min(T - 1, floor(start * T))`` and the running logits those of
     :func:`sw.models.lif.mem_sum_running` (the readout summed up to step t). Their argmax is the class the early-exit rule of
     ``hw.reference`` reads at step t, so the term rewards a correct lead early in the sample, which a
-    loss on the final sum alone does not. No random draw: a resumed run gives the same bits."""
-    final = mem_sum_loss(logits, y)
+    loss on the final sum alone does not. No random draw: a resumed run gives the same bits.
+
+    ``smoothing`` (``train.label_smoothing``, default 0 = plain cross-entropy) > 0: every cross-entropy
+    term uses targets ``(1 - smoothing)`` on the label plus ``smoothing / classes`` on every class
+    (``torch.nn.functional.cross_entropy(label_smoothing=)``). It only changes the training signal;
+    the exported model and its argmax readout are the same kind of object."""
+    final = mem_sum_loss(logits, y) if smoothing <= 0 else F.cross_entropy(logits, y, label_smoothing=smoothing)
     if weight <= 0:
         return final
     T = readout.shape[1]
     t0 = min(T - 1, int(math.floor(start * T)))
     run = mem_sum_running(readout, net.layers[-1].synapse.scale(), getattr(net, "logit_scale", None), t0)
-    early = F.cross_entropy(run.reshape(-1, run.shape[-1]), y.repeat_interleave(T - t0))
+    early = F.cross_entropy(run.reshape(-1, run.shape[-1]), y.repeat_interleave(T - t0), label_smoothing=smoothing)
     return (1 - weight) * final + weight * early
+
+
+def param_groups(net, weight_decay: float, weights_only: bool = False) -> list[dict]:
+    """Adam's parameter groups (``train.weight_decay``, ``train.decay_weights_only``).
+
+    Default: one group, every parameter decayed by ``weight_decay`` (Adam's L2 term). With
+    ``weights_only`` the decay applies to the synapse weights only (``layers[l].synapse.weight``); the
+    learnable delay positions (an L2 pull would drag every delay towards position 0 of the grid), the
+    readout temperature and any neuron parameters get none."""
+    params = list(net.parameters())
+    if not weights_only or weight_decay == 0:
+        return [{"params": params, "weight_decay": weight_decay}]
+    ws = [L.synapse.weight for L in net.layers]
+    ids = {id(p) for p in ws}
+    return [{"params": ws, "weight_decay": weight_decay},
+            {"params": [p for p in params if id(p) not in ids], "weight_decay": 0.0}]
 
 
 # ---------------------------------------------------------------- main loop
@@ -132,7 +155,7 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
     net.set_threads(cfg["train"]["threads"], cfg["train"]["shards"])  # batch shards: bits depend on shards only
     tc = cfg["train"]
     E = tc["epochs"]
-    opt = torch.optim.Adam(net.parameters(), lr=tc["lr"], weight_decay=tc["weight_decay"])
+    opt = torch.optim.Adam(param_groups(net, tc["weight_decay"], tc["decay_weights_only"]), lr=tc["lr"])
     lam = (lambda e: 0.5 * (1 + math.cos(math.pi * e / E))) if tc["lr_schedule"] == "cosine" else (lambda e: 1.0)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lam)
     pr = cfg["prune"]
@@ -202,7 +225,8 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
                 xb = torch.from_numpy(augment.augment_batch(Xtr[idx.numpy()], idx.numpy(), epoch, cfg["seed"], aug)).float()
             yb = ytr_t[idx].to(device)
             logits, rec = model(xb.to(device))
-            loss = readout_loss(logits, rec["readout"], yb, net, tc["latency_loss_weight"], tc["latency_loss_from"])
+            loss = readout_loss(logits, rec["readout"], yb, net, tc["latency_loss_weight"], tc["latency_loss_from"],
+                                tc["label_smoothing"])
             if any(w > 0 for w in rate_weights):
                 loss = loss + rate_loss(rec["spikes"], rate_targets, rate_weights)
             opt.zero_grad()
@@ -231,7 +255,25 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
         if stop_after is not None and done_now >= stop_after and epoch + 1 < E:
             log(f"stopping after {done_now} epoch(s) as asked; continue with --resume")
             return None
+    if net.cfg.spike_dropout > 0:
+        end_spike_dropout(model, net, calib, log)
     return finish(cfg, model, net, history, Xte, yte, t_start, t_data, log, progress, data_provenance(data))
+
+
+def end_spike_dropout(model, net, calib: torch.Tensor, log=print) -> list[float]:
+    """End of training with ``model.spike_dropout`` p > 0: switch the dropout off and give each hidden
+    layer back the spike rate it had in training (where its input was thinned by p) by rescaling its
+    weights (:meth:`DelayNet.calibrate`; a per-layer scale, so only the integer threshold changes at
+    export). Kept spikes are not rescaled in training (spikes stay 0/1), so without this step every
+    layer after the first would see about ``1 / (1 - p)`` times its training input. Runs once, on the
+    fixed calibration batch, in training mode (the rates are those of the training forward)."""
+    model.train()
+    rates = net.layer_rates(calib)  # dropout on: the rates of the training forward
+    net.dropout_on = False
+    mults = net.calibrate(calib, rates, iters=10)
+    log("spike dropout off; hidden rates kept at " + ", ".join(f"{r:.3f}" for r in rates)
+        + " (weight scale x " + ", ".join(f"{m:.3g}" for m in mults) + ")")
+    return rates
 
 
 def data_provenance(data) -> dict:

@@ -38,7 +38,8 @@ def test_wheel_holds_package_data_license_and_entry_point(wheel):
     z = zipfile.ZipFile(wheel)
     names = set(z.namelist())
     # every non-Python file the tools read at run time
-    for rel in ("sw/configs/default.json", "sw/configs/synthetic.json", "cosim/backends/harness.cpp"):
+    for rel in ("sw/configs/default.json", "sw/configs/synthetic.json", "sw/configs/accurate.json",
+                "cosim/backends/harness.cpp"):
         assert rel in names, rel
         assert z.read(rel) == (ROOT / rel).read_bytes()
     # every tracked module of the packages

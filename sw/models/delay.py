@@ -54,6 +54,7 @@ class NetConfig:
     delay_mode: str = "fixed"  # "learnable": a Gaussian-interpolated position per synapse (DCLS-style)
     sigma_init: float = 4.0  # learnable delays: Gaussian width in grid steps at the start ...
     sigma_final: float = 0.2  # ... and at the end of training (decays geometrically)
+    spike_dropout: float = 0.0  # training only: each hidden spike is dropped with this probability
 
     @property
     def delays(self) -> list[int]:
@@ -87,6 +88,9 @@ class NetConfig:
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or isinstance(v, bool) or not v > 0:
                 bad(name, f"must be a positive number, got {v!r}")
+        sd = self.spike_dropout
+        if not isinstance(sd, (int, float)) or isinstance(sd, bool) or not 0 <= sd < 1:
+            bad("spike_dropout", f"must be a number in [0, 1), got {sd!r}")
         if not isinstance(self.init_rate, (int, float)) or isinstance(self.init_rate, bool) or not 0 <= self.init_rate < 1:
             bad("init_rate", f"must be a number in [0, 1), got {self.init_rate!r}")
         if not 2 <= self.weight_bits <= 16:
@@ -325,6 +329,18 @@ class DelayNet(nn.Module):
         # data-parallel batch shards (sw.models.parallel): the bits depend on ``shards``, never on
         # ``workers`` (threads; None = torch.get_num_threads() of the caller)
         self.shards, self.workers = 1, None
+        self.dropout_on = True  # cfg.spike_dropout applies in training mode while this is set
+
+    def dropout_masks(self, B: int, T: int) -> torch.Tensor | None:
+        """Spike dropout (``model.spike_dropout`` = p, training mode only): keep-masks ``[B, T, sum(hidden)]``
+        (1 = keep, with probability 1 - p), drawn from torch's global generator on the whole batch before
+        any sharding, so the bits depend on the seed (and the generator state a checkpoint restores) only.
+        The kept spikes are not rescaled (spikes stay 0/1, what the synapse path and the hardware take);
+        :meth:`calibrate` gives the layers back their training spike rates once dropout is off."""
+        p = self.cfg.spike_dropout
+        if not (self.training and self.dropout_on and p > 0 and self.cfg.hidden):
+            return None
+        return (torch.rand(B, T, sum(self.cfg.hidden)) >= p).to(torch.float32)
 
     @property
     def synapses(self) -> list[DelaySynapse]:
@@ -402,20 +418,34 @@ class DelayNet(nn.Module):
     def _shardable(self) -> bool:
         return all(not any(True for _ in L.neuron.parameters()) for L in self.layers)
 
-    def _run(self, s: torch.Tensor, weights: list, meta: list) -> tuple:
-        """All layers on one batch (shard) with precomputed tap weights: ``(readout v, *hidden spikes)``."""
+    def _run(self, s: torch.Tensor, weights: list, meta: list, n_in: int | None = None) -> tuple:
+        """All layers on one batch (shard) with precomputed tap weights: ``(readout v, *hidden spikes)``.
+        ``n_in``: ``s`` holds the inputs in its first ``n_in`` channels and the dropout keep-masks of the
+        hidden layers after them (:meth:`dropout_masks`); the next layer gets the kept spikes, the record
+        holds every spike the layer fired (its rate is the layer's own)."""
+        masks = []
+        if n_in is not None:
+            s, rest = s[..., :n_in], s[..., n_in:]
+            masks = list(rest.split(list(self.cfg.hidden), -1))
         spikes = []
-        for L, W, (delays, int8, th) in zip(self.layers, weights, meta):
+        for l, (L, W, (delays, int8, th)) in enumerate(zip(self.layers, weights, meta)):
             s = L.neuron(L.synapse(s, (W, delays, int8)), th)
             spikes.append(s)
+            if l < len(masks):
+                s = s * masks[l]
         return (spikes[-1], *spikes[:-1])
 
     def forward(self, x: torch.Tensor):
         s = x.to(torch.float32)
+        keep = self.dropout_masks(s.shape[0], s.shape[1])
+        n_in = None
+        if keep is not None:  # masks travel with the batch, so each shard gets its own rows
+            n_in = s.shape[2]
+            s = torch.cat([s, keep.to(s.device)], -1)
         plan = [L.plan() for L in self.layers]
         weights = [taps[0] for taps, _ in plan]
         meta = [(taps[1], taps[2], th) for taps, th in plan]
-        fn = lambda xi, ws: self._run(xi, ws, meta)  # noqa: E731
+        fn = lambda xi, ws: self._run(xi, ws, meta, n_in)  # noqa: E731
         if self.shards > 1 and s.device.type == "cpu" and self._shardable():
             workers = self.workers if self.workers is not None else torch.get_num_threads()
             v, *spikes = sharded(fn, s, weights, self.shards, workers)
