@@ -110,6 +110,8 @@ TRAIN_CODE = ("sw/models/unlayered.py", "sw/models/unlayered_kernel.py", "sw/mod
 # what that training did: a record without them matches a config holding exactly these values
 NEUTRAL = {"train.augment_fraction": 1.0, "train.shards": 1, "train.low_bit_warmup": 0.0,
            "train.latency_loss_weight": 0.0, "train.latency_loss_from": 0.25,
+           "train.augment_stretch_rate": None, "train.augment_gain": [1.0, 1.0],
+           "train.augment_warp": 0.0, "train.augment_stretch_target": None, "train.augment_stretch_quiet": None,
            "train.label_smoothing": 0.0, "train.decay_weights_only": False,
            "model.spike_dropout": 0.0}
 

@@ -25,7 +25,8 @@ DEVICES = ("cpu", "cuda", "auto")
 SYNAPSES = ("auto", "event", "dense")
 DELAY_MODES = ("fixed", "learnable")
 # fields whose value may be null, or have a fixed set of values
-NULLABLE = {"data.limit", "budget.max_taps", "unlayered.forward_group", "model.layer_max_delay"}
+NULLABLE = {"data.limit", "budget.max_taps", "unlayered.forward_group", "model.layer_max_delay",
+            "train.augment_stretch_rate", "train.augment_stretch_target", "train.augment_stretch_quiet"}
 # fields that take one number or a list with one number per (hidden) layer
 PER_LAYER = {"reg.rate_target", "reg.rate_weight", "model.layer_max_delay"}
 CHOICES = {"mode": MODES, "neuron": NEURONS, "prune.method": METHODS + ("none",),

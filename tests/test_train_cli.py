@@ -147,7 +147,10 @@ def test_default_config_is_valid_and_flags_override():
         load_config(None, {"seed": "zero"})
 
 
-def test_resume_with_shd_files_and_augmentation(tmp_path):
+@pytest.mark.parametrize("extra", [{}, {"augment_stretch_rate": 0.5, "augment_gain": [0.6, 1.0], "augment_warp": 0.3,
+                                   "augment_stretch_target": [8, 30], "augment_stretch_quiet": 0.5}],
+                         ids=["bin-stretch", "event-stretch+warp+gain"])
+def test_resume_with_shd_files_and_augmentation(tmp_path, extra):
     """The SHD-format path (loader, channel pooling, every augmentation) resumes bit-exactly too."""
     from sw.data.shd import write_shd
 
@@ -160,7 +163,7 @@ def test_resume_with_shd_files_and_augmentation(tmp_path):
            "model": {"hidden": [8], "max_delay": 6, "delay_stride": 2, "delay_mode": "fixed"},
            "train": {"epochs": 2, "batch_size": 16, "threads": 1, "augment_shift": 3,
                      "augment_stretch": [0.7, 1.4], "augment_jitter": 1, "augment_dropout": 0.2,
-                     "augment_fraction": 0.5},
+                     "augment_fraction": 0.5, **extra},
            "prune": {"steps": 1, "start": 0.5, "end": 0.5, "k": 1, "max_levels": 2}}
     p = tmp_path / "c.json"
     p.write_text(json.dumps(cfg))

@@ -20,16 +20,64 @@ The transforms, applied in this order by :func:`augment_sample`:
   events pushed outside ``[0, T)`` are lost, coinciding ones merge (a raster holds
   at most one event per bin and channel).
 - ``dropout``: delete each event independently with probability ``dropout``.
+- ``gain``: delete each event independently with probability ``1 - g``, ``g`` drawn
+  uniformly from ``[lo, hi]`` once per sample: a global change of spike density, as
+  a quieter speaker (or another speaking style) gives, independent of the stretch.
+
+The stretch has two forms (``augment_stretch_rate``):
+- ``null`` (the default): the bin resampling above.  In the bool raster it keeps the
+  events per bin, so a word compressed by ``f`` keeps about ``f`` of its events.
+- a number ``r`` in ``[0, 1]``: event resampling.  Each event at bin ``t`` lands at
+  ``floor((t + u) * f)``, ``u`` uniform in ``[0, 1)`` and drawn per event, so it stays
+  inside the stretched image of its bin but at a random place, and the expected number
+  of copies per event is ``f ** (1 - r)`` (``floor`` of it always, one more with the
+  fractional part as probability).  ``r = 0`` keeps the source's spikes per second
+  (``f`` copies: thinning when faster, Bernoulli copies when slower); ``r = 1`` keeps
+  the spike count (every event once, so faster words get denser and slower words
+  sparser); values between interpolate the exponent.  Copies landing in the same bin
+  and channel merge (a raster holds one event per cell): at ``f = 2, r = 0`` two copies
+  in a two-bin window coincide half of the time, so the output holds about 0.75 of the
+  source's events per bin, not 1.  Unlike bin resampling it never copies whole bins,
+  so repeated bins do not create runs of identical columns.
+
+``augment_stretch_target`` ``[a, b]`` (``null`` = off) draws a word length instead of a
+factor: the factor brings the word (bins up to its last event) to a length drawn
+log-uniformly from ``[a, b]`` bins, clipped to ``augment_stretch``.  The stretched
+lengths then no longer depend on the class (a log-uniform factor keeps each class's
+length ranking: short words stay the shortest), so the length of a word says less
+about which word it is, as with speakers whose rate varies.
+
+``augment_stretch_quiet`` ``q`` (``null`` = off) stretches the quiet bins (at most
+:data:`QUIET_FRACTION` of the events of the word's busiest bin: silence, the noise
+floor, weak consonants) by ``f ** q`` instead of ``f``: in the generator's fast
+speech the words' voiced part shrinks to about 0.48x of the test split's, the
+quiet lead-in only to about 0.72x (``docs/results.md`` section 4, round 4).
+
+``augment_warp`` ``sigma`` (0 = off) makes the stretch non-uniform, as speech changes
+rate unevenly (vowels stretch more than stops): the input is cut into segments of
+:data:`WARP_BINS` bins and segment ``k`` is stretched by ``f * exp(sigma * z_k)``, ``z_k``
+standard normal, ``f`` the global factor above (1 if ``augment_stretch`` is off).  The
+segments are laid end to end from bin 0, and both stretch forms apply per bin
+(:func:`time_warp`, :func:`event_warp`).
 
 Config (``train`` section): ``augment_shift`` (channels, 0 = off),
-``augment_stretch`` (``[lo, hi]``, ``[1, 1]`` = off), ``augment_jitter`` (bins, 0 =
+``augment_stretch`` (``[lo, hi]``, ``[1, 1]`` = off), ``augment_stretch_rate``,
+``augment_stretch_target``, ``augment_stretch_quiet`` and ``augment_warp`` (above;
+``null`` / ``null`` / ``null`` / 0 = off), ``augment_gain`` (``[lo, hi]`` with
+``0 < lo <= hi <= 1``, ``[1, 1]`` = off), ``augment_jitter`` (bins, 0 =
 off), ``augment_dropout`` (probability, 0 = off), ``augment_fraction`` (the
 share of training samples that are augmented at all, 1 = every sample; the
 others pass through unchanged, so the network also sees the corpus as
 recorded).  The choice is drawn per ``(seed, epoch, sample index)`` from its own
 generator (:func:`gate_rng`), so a fraction below 1 leaves the transforms'
 draws of the augmented samples unchanged.  ``--augment NAMES`` keeps only the
-named transforms (``none`` / ``all``).
+named transforms (``none`` / ``all``; the rate, length target, quiet exponent and
+warp belong to ``stretch``).  With every option above at its off value the draws,
+and so the trained bits, are those from before the options existed.
+
+The default uses the bin stretch, shift, jitter and dropout.  The other options
+were screened on the shifted splits (``docs/results.md`` section 4, round 4): none
+beats the default beyond noise, and the event stretch at ``r = 1`` is clearly worse.
 """
 from __future__ import annotations
 
@@ -37,10 +85,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-NAMES = ("stretch", "shift", "jitter", "dropout")
+NAMES = ("stretch", "shift", "jitter", "dropout", "gain")
 FIELDS = {"stretch": "augment_stretch", "shift": "augment_shift", "jitter": "augment_jitter",
-          "dropout": "augment_dropout"}
-OFF = {"augment_stretch": [1.0, 1.0], "augment_shift": 0, "augment_jitter": 0, "augment_dropout": 0.0}
+          "dropout": "augment_dropout", "gain": "augment_gain"}
+OFF = {"augment_stretch": [1.0, 1.0], "augment_shift": 0, "augment_jitter": 0, "augment_dropout": 0.0,
+       "augment_gain": [1.0, 1.0]}
 
 
 class AugmentError(ValueError):
@@ -62,6 +111,71 @@ def time_stretch(x: np.ndarray, factor: float) -> np.ndarray:
     ok = src < T
     out[ok] = x[src[ok]]
     return out
+
+
+def event_stretch(x: np.ndarray, factor: float, rate: float, rng: np.random.Generator) -> np.ndarray:
+    """``x`` stretched in time by ``factor`` event by event (module docstring, ``augment_stretch_rate``):
+    ``factor ** (1 - rate)`` copies per event on average, each at ``floor((t + u) * factor)``; same shape."""
+    if not factor > 0:
+        raise ValueError(f"event_stretch: factor must be positive, got {factor!r}")
+    T = x.shape[0]
+    return _event_place(x, np.arange(T) * float(factor), np.full(T, float(factor)), rate, rng)
+
+
+def _event_place(x: np.ndarray, start: np.ndarray, width: np.ndarray, rate: float,
+                 rng: np.random.Generator) -> np.ndarray:
+    """Input bin ``t`` maps to the output interval ``[start[t], start[t] + width[t])``; each event gets
+    ``width[t] ** (1 - rate)`` copies on average at uniform places in it (merged per cell, lost past the end)."""
+    if not 0 <= rate <= 1:
+        raise ValueError(f"event_stretch: rate must be in [0, 1], got {rate!r}")
+    t, c = np.nonzero(x)
+    m = width[t] ** (1.0 - rate)
+    whole = np.floor(m).astype(np.int64)
+    k = whole + (rng.random(t.size) < m - whole)
+    src = np.repeat(np.arange(t.size), k)
+    t2 = np.floor(start[t[src]] + rng.random(src.size) * width[t[src]]).astype(np.int64)
+    ok = t2 < x.shape[0]
+    out = np.zeros_like(x)
+    out[t2[ok], c[src[ok]]] = True
+    return out
+
+
+WARP_BINS = 10  # input bins per segment of the non-uniform warp (100 ms at the default dt): about a phoneme
+
+
+def warp_widths(T: int, factor: float, sigma: float, rng: np.random.Generator) -> np.ndarray:
+    """Per-input-bin stretch factors of a non-uniform time warp: ``factor * exp(sigma * z_k)`` over
+    segments of :data:`WARP_BINS` bins, ``z_k`` standard normal per segment (``augment_warp``)."""
+    z = rng.standard_normal(-(-int(T) // WARP_BINS))
+    return float(factor) * np.exp(float(sigma) * np.repeat(z, WARP_BINS)[:T])
+
+
+QUIET_FRACTION = 0.15  # a bin is quiet when it holds at most this share of the word's busiest bin's events
+
+
+def quiet_bins(x: np.ndarray) -> np.ndarray:
+    """bool ``[T]``: bins with at most :data:`QUIET_FRACTION` of the events of the busiest bin (silence, the
+    noise floor, weak consonants), the bins ``augment_stretch_quiet`` stretches less."""
+    n = x.sum(axis=1)
+    return n <= QUIET_FRACTION * n.max()
+
+
+def time_warp(x: np.ndarray, widths: np.ndarray) -> np.ndarray:
+    """Bin resampling by per-input-bin factors: input bin ``j`` covers output ``[s_j, s_j + widths[j])``,
+    ``s`` their running sum from 0; output bin ``t`` takes the input bin covering ``t + 0.5`` (empty past the
+    end).  With one factor everywhere this is :func:`time_stretch`."""
+    T = x.shape[0]
+    edges = np.concatenate([[0.0], np.cumsum(widths)])
+    src = np.searchsorted(edges, np.arange(T) + 0.5, side="right") - 1
+    out = np.zeros_like(x)
+    ok = src < T
+    out[ok] = x[src[ok]]
+    return out
+
+
+def event_warp(x: np.ndarray, widths: np.ndarray, rate: float, rng: np.random.Generator) -> np.ndarray:
+    """:func:`event_stretch` with per-input-bin factors (the intervals of :func:`time_warp`)."""
+    return _event_place(x, np.concatenate([[0.0], np.cumsum(widths)[:-1]]), np.asarray(widths, float), rate, rng)
 
 
 def channel_shift(x: np.ndarray, shift: int) -> np.ndarray:
@@ -105,11 +219,16 @@ class Augment:
     jitter: int = 0
     dropout: float = 0.0
     fraction: float = 1.0
+    stretch_rate: float | None = None  # None: bin resampling; r in [0, 1]: event resampling
+    gain: tuple[float, float] = (1.0, 1.0)
+    warp: float = 0.0  # sigma of the log of the local stretch factor per WARP_BINS segment; 0 = uniform
+    stretch_target: tuple[float, float] | None = None  # None: factor log-uniform in stretch; [a, b]: length target
+    quiet: float | None = None  # None: quiet bins stretch like the rest; q in [0, 1]: by f ** q
 
     @property
     def active(self) -> bool:
-        return self.fraction > 0 and (self.stretch != (1.0, 1.0) or self.shift > 0 or self.jitter > 0
-                                      or self.dropout > 0)
+        return self.fraction > 0 and (self.stretch != (1.0, 1.0) or self.warp > 0 or self.shift > 0
+                                      or self.jitter > 0 or self.dropout > 0 or self.gain != (1.0, 1.0))
 
     @classmethod
     def from_train_config(cls, tc: dict) -> "Augment":
@@ -129,8 +248,29 @@ class Augment:
         fr = tc.get("augment_fraction", 1.0)
         if not isinstance(fr, (int, float)) or isinstance(fr, bool) or not 0 <= fr <= 1:
             raise AugmentError("train.augment_fraction", f"must be in [0, 1], got {fr!r}")
+        r = tc.get("augment_stretch_rate")
+        if r is not None and (not isinstance(r, (int, float)) or isinstance(r, bool) or not 0 <= r <= 1):
+            raise AugmentError("train.augment_stretch_rate", f"must be null (bin resampling) or in [0, 1], got {r!r}")
+        g = tc.get("augment_gain", [1.0, 1.0])
+        if not (isinstance(g, (list, tuple)) and len(g) == 2
+                and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in g)
+                and 0 < g[0] <= g[1] <= 1):
+            raise AugmentError("train.augment_gain", f"must be [lo, hi] with 0 < lo <= hi <= 1, got {g!r}")
+        w = tc.get("augment_warp", 0.0)
+        if not isinstance(w, (int, float)) or isinstance(w, bool) or not 0 <= w <= 2:
+            raise AugmentError("train.augment_warp", f"must be in [0, 2] (0 = a uniform stretch), got {w!r}")
+        tg = tc.get("augment_stretch_target")
+        if tg is not None and not (isinstance(tg, (list, tuple)) and len(tg) == 2
+                                   and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in tg)
+                                   and 0 < tg[0] <= tg[1]):
+            raise AugmentError("train.augment_stretch_target",
+                               f"must be null or [lo, hi] word lengths in bins with 0 < lo <= hi, got {tg!r}")
+        q = tc.get("augment_stretch_quiet")
+        if q is not None and (not isinstance(q, (int, float)) or isinstance(q, bool) or not 0 <= q <= 1):
+            raise AugmentError("train.augment_stretch_quiet", f"must be null (off) or in [0, 1], got {q!r}")
         return cls((float(st[0]), float(st[1])), int(tc.get("augment_shift", 0)), int(tc.get("augment_jitter", 0)),
-                   float(p), float(fr))
+                   float(p), float(fr), None if r is None else float(r), (float(g[0]), float(g[1])), float(w),
+                   None if tg is None else (float(tg[0]), float(tg[1])), None if q is None else float(q))
 
 
 def keep_only(tc: dict, names: str) -> dict:
@@ -149,6 +289,10 @@ def keep_only(tc: dict, names: str) -> dict:
     for n in NAMES:
         if n not in want:
             out[FIELDS[n]] = OFF[FIELDS[n]]
+    if "stretch" not in want:  # the warp and the length target are part of the stretch
+        for k, v in (("augment_warp", 0.0), ("augment_stretch_target", None), ("augment_stretch_quiet", None)):
+            if k in out:
+                out[k] = v
     return out
 
 
@@ -170,17 +314,46 @@ def is_augmented(aug: Augment, seed: int, epoch: int, index: int) -> bool:
     return bool(gate_rng(seed, epoch, index).random() < aug.fraction)
 
 
+def word_length(x: np.ndarray) -> int:
+    """Bins from the start to the last bin with an event (0 for an empty raster)."""
+    active = np.flatnonzero(x.any(axis=1))
+    return int(active[-1]) + 1 if active.size else 0
+
+
+def stretch_factor(x: np.ndarray, aug: Augment, rng: np.random.Generator) -> float:
+    """The global stretch factor of one sample (one draw): log-uniform in ``aug.stretch``; with
+    ``aug.stretch_target`` ``[a, b]`` the factor that brings the word to a length drawn log-uniformly
+    from ``[a, b]`` bins, clipped to ``aug.stretch`` (1 for an empty raster)."""
+    lo, hi = aug.stretch
+    if lo == 1.0 and hi == 1.0 and aug.stretch_target is None:
+        return 1.0
+    if aug.stretch_target is None:
+        return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+    target = float(np.exp(rng.uniform(np.log(aug.stretch_target[0]), np.log(aug.stretch_target[1]))))
+    n = word_length(x)
+    return float(np.clip(target / n, lo, hi)) if n else 1.0
+
+
 def augment_sample(x: np.ndarray, aug: Augment, rng: np.random.Generator) -> np.ndarray:
     """One raster through the enabled transforms (fixed order and draw order)."""
     lo, hi = aug.stretch
-    if lo != 1.0 or hi != 1.0:
-        x = time_stretch(x, float(np.exp(rng.uniform(np.log(lo), np.log(hi)))))
+    if lo != 1.0 or hi != 1.0 or aug.warp > 0:
+        f = stretch_factor(x, aug, rng)
+        if aug.warp > 0 or aug.quiet is not None:  # then a local factor per segment and/or per quiet bin
+            w = warp_widths(x.shape[0], f, aug.warp, rng) if aug.warp > 0 else np.full(x.shape[0], f)
+            if aug.quiet is not None:
+                w = np.where(quiet_bins(x), w * f ** (aug.quiet - 1.0), w)
+            x = time_warp(x, w) if aug.stretch_rate is None else event_warp(x, w, aug.stretch_rate, rng)
+        else:
+            x = time_stretch(x, f) if aug.stretch_rate is None else event_stretch(x, f, aug.stretch_rate, rng)
     if aug.shift:
         x = channel_shift(x, int(rng.integers(-aug.shift, aug.shift + 1)))
     if aug.jitter:
         x = time_jitter(x, aug.jitter, rng)
     if aug.dropout:
         x = event_dropout(x, aug.dropout, rng)
+    if aug.gain != (1.0, 1.0):  # drawn last: the draws above do not depend on whether it is on
+        x = event_dropout(x, 1.0 - float(rng.uniform(*aug.gain)), rng)
     return x
 
 
