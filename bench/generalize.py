@@ -6,7 +6,7 @@ split and the shifted test splits (slow, fast, noisy speech).
                                [--variants all none no-stretch ...] [--jobs 1] [--out build/generalize]
                                [--set FIELD=JSON ...]
 
-Every (variant, delays or not, seed) is one ``sw.train`` process (default
+Every (variant, delays or not, seed) is one ``python -m sw.trainer`` process (the library behind ``sw/train.py``; default
 config, 1 torch thread, ``nice``), ``--jobs`` at a time; a run whose
 ``train_summary.json`` exists is reused, so the script can be stopped and
 restarted. Every exported model is then run in ``hw.reference`` (layered) with
@@ -41,7 +41,7 @@ def run_dir(out: Path, variant: str, delays: bool, seed: int) -> Path:
 
 
 def train_cmd(a, variant: str, delays: bool, seed: int) -> list[str]:
-    cmd = ["nice", "-n", "10", sys.executable, "-m", "sw.train", "--data", a.data, "--seed", str(seed),
+    cmd = ["nice", "-n", "10", sys.executable, "-m", "sw.trainer", "--data", a.data, "--seed", str(seed),
            "--augment", VARIANTS[variant], "--out", str(run_dir(Path(a.out), variant, delays, seed)), "--no-progress",
            "--threads", "1"]  # as the docstring says; bits depend on train.shards only, not on threads
     if a.epochs:

@@ -469,3 +469,7 @@ def main(argv=None) -> int:
     """Exit codes (sw.errors): 0 ok, 1 parity failed, 2 bad flag/config/data, 3 internal error."""
     return guarded(_main, argv, "train")
 
+
+
+if __name__ == "__main__":  # python -m sw.trainer: the same command as python sw/train.py, for drivers (bench/)
+    sys.exit(main())
