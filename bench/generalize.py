@@ -2,7 +2,7 @@
 augmentation, with and without delays, over several seeds, evaluated on the test
 split and the shifted test splits (slow, fast, noisy speech).
 
-    python bench/generalize.py [--data DIR|offline] [--epochs N] [--seeds 0 1 2]
+    python bench/generalize.py [--data DIR|offline] [--limit N] [--epochs N] [--seeds 0 1 2]
                                [--variants all none no-stretch ...] [--jobs 1] [--out build/generalize]
                                [--set FIELD=JSON ...]
 
@@ -12,7 +12,10 @@ config, 1 torch thread, ``nice``), ``--jobs`` at a time; a run whose
 restarted. Every exported model is then run in ``hw.reference`` (layered) with
 ``sw.evaluate`` on each split. Output: a Markdown table (mean over seeds, each
 seed's value in brackets, delay gain over ``--no-delays`` per split), the JSON of
-every model and split, and a PNG of accuracy per split.
+every model and split (with each training's CPU seconds, from ``/usr/bin/time``
+when it is installed), and a PNG of accuracy per split. ``--limit N`` trains on
+the first N words of the training file (``data.limit``; the learning curve of
+``bench/learning_curve.py``).
 """
 from __future__ import annotations
 
@@ -40,12 +43,19 @@ def run_dir(out: Path, variant: str, delays: bool, seed: int) -> Path:
     return out / f"{variant}{'' if delays else '-nodelay'}" / f"seed{seed}"
 
 
+TIME = Path("/usr/bin/time")  # GNU time: the training's CPU seconds, if installed
+
+
 def train_cmd(a, variant: str, delays: bool, seed: int) -> list[str]:
-    cmd = ["nice", "-n", "10", sys.executable, "-m", "sw.trainer", "--data", a.data, "--seed", str(seed),
+    timed = ([str(TIME), "-f", "%U %S %e", "-o", str(run_dir(Path(a.out), variant, delays, seed) / "time.txt")]
+             if TIME.is_file() else [])
+    cmd = timed + ["nice", "-n", "10", sys.executable, "-m", "sw.trainer", "--data", a.data, "--seed", str(seed),
            "--augment", VARIANTS[variant], "--out", str(run_dir(Path(a.out), variant, delays, seed)), "--no-progress",
            "--threads", "1"]  # as the docstring says; bits depend on train.shards only, not on threads
     if a.epochs:
         cmd += ["--epochs", str(a.epochs)]
+    if a.limit:
+        cmd += ["--limit", str(a.limit)]
     for item in a.set:  # config overrides for every run (sw.train --set; they win over the flags above)
         cmd += ["--set", item]
     if not delays:
@@ -88,7 +98,27 @@ def evaluate_all(a, runs) -> list[dict]:
         rows = eval_run([str(m)], a.data, progress=False)
         acc = {row["split"]: row["accuracy"] for row in rows}
         out.append({"variant": r[0], "delays": r[1], "seed": r[2], "model": str(m), "accuracy": acc,
-                    "samples": {row["split"]: row["samples"] for row in rows}})
+                    "samples": {row["split"]: row["samples"] for row in rows}, **train_cost(m.parent)})
+    return out
+
+
+def train_cost(d: Path) -> dict:
+    """Training-set size, epochs and (if timed) CPU and wall seconds of the run in ``d``."""
+    out = {}
+    summary = d / "train_summary.json"
+    if summary.is_file():
+        s = json.loads(summary.read_text())
+        cfg = s.get("config") or {}
+        out["limit"] = (cfg.get("data") or {}).get("limit")
+        out["epochs"] = (cfg.get("train") or {}).get("epochs")
+        out["seconds_training"] = s.get("seconds_training")
+    t = d / "time.txt"
+    if t.is_file():
+        try:
+            user, sys_, wall = (float(v) for v in t.read_text().split()[-3:])
+            out["train_cpu_s"], out["train_wall_s"] = user + sys_, wall
+        except ValueError:
+            pass  # an interrupted run leaves a note instead of the figures
     return out
 
 
@@ -145,6 +175,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", default="offline", help="offline (default set) or a folder made by sw.data.generate")
     ap.add_argument("--epochs", type=int, help="training epochs (default: the config's)")
+    ap.add_argument("--limit", type=int, help="train on the first N words of the training file (data.limit)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     ap.add_argument("--no-delay-variants", nargs="*", default=["all", "none"], choices=list(VARIANTS),
