@@ -26,10 +26,13 @@ import numpy as np
 SPLITS = ("test", "slow", "fast", "noisy")
 
 
+def summary(run: dict) -> dict:
+    return json.loads((Path(run["model"]).parent / "train_summary.json").read_text())
+
+
 def train_words(run: dict) -> int:
     """Training words the run used: its ``data.limit``, or the size of its training file."""
-    summary = json.loads((Path(run["model"]).parent / "train_summary.json").read_text())
-    d = summary["config"]["data"]
+    d = summary(run)["config"]["data"]
     src = Path(d["root"] if d["source"] == "offline" else d["source"])
     import h5py
 
@@ -53,8 +56,11 @@ def collect(dirs: list[Path]) -> list[dict]:
     for (n, epochs, delays), rs in sorted(groups.items(), key=lambda kv: (not kv[0][2], kv[0][0], -(kv[0][1] or 0))):
         rs = sorted(rs, key=lambda r: r["seed"])
         cpu = [r["train_cpu_s"] for r in rs if r.get("train_cpu_s") is not None]
+        last = [summary(r)["history"][-1] for r in rs]  # the last epoch: fit on (half-augmented) batches vs held out
         rows.append({"words": n, "epochs": epochs, "delays": delays, "seeds": [r["seed"] for r in rs],
                      "train_cpu_s": float(np.mean(cpu)) if cpu else None,
+                     "train_acc": float(np.mean([h["train_acc"] for h in last])),
+                     "val_acc": float(np.mean([h["val_acc"] for h in last])),
                      "accuracy": {s: [r["accuracy"][s] for r in rs if s in r["accuracy"]] for s in SPLITS},
                      "dirs": sorted({str(Path(r["model"]).parents[2]) for r in rs})})
     return rows
@@ -66,12 +72,13 @@ def table(rows: list[dict]) -> str:
             return "-"
         return f"{100 * np.mean(v):.2f}" + (f" ({', '.join(f'{100 * x:.1f}' for x in v)})" if len(v) > 1 else "")
 
-    out = ["| training words | epochs | delays | seeds | train CPU s | " + " | ".join(f"{s} %" for s in SPLITS) + " |",
-           "|---|---|---|---|---|" + "---|" * len(SPLITS)]
+    out = ["| training words | epochs | delays | seeds | train CPU s | last-epoch train / val acc | "
+           + " | ".join(f"{s} %" for s in SPLITS) + " |",
+           "|---|---|---|---|---|---|" + "---|" * len(SPLITS)]
     for r in rows:
         cpu = "-" if r["train_cpu_s"] is None else f"{r['train_cpu_s']:.0f}"
         out.append(f"| {r['words']} | {r['epochs']} | {'yes' if r['delays'] else 'no'} | "
-                   f"{','.join(map(str, r['seeds']))} | {cpu} | "
+                   f"{','.join(map(str, r['seeds']))} | {cpu} | {r['train_acc']:.3f} / {r['val_acc']:.3f} | "
                    + " | ".join(cell(r["accuracy"][s]) for s in SPLITS) + " |")
     return "\n".join(out)
 
