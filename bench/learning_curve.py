@@ -3,8 +3,8 @@
 Collects the ``results.json`` of several ``bench/generalize.py`` runs (each one
 training-set size, ``--limit N``, on one corpus; see docs/results.md section 4,
 round 5) and writes a Markdown table (words, epochs, seeds, training CPU
-seconds, each split's accuracy: mean over seeds with each seed's value), the
-JSON of the rows and a PNG of accuracy against training words per split.
+seconds, the last epoch's training and validation accuracy, each split's
+accuracy: mean over seeds with each seed's value), the JSON of the rows and a PNG of accuracy against training words per split.
 
     python bench/learning_curve.py build/lc/n600 build/lc/n1200 ... [--out build/lc]
 
