@@ -211,7 +211,7 @@ def check_ring(plan: RingPlan, driver: RingDriver) -> None:
 def _plan_from_params(p: dict, seed: int) -> tuple[RingPlan, random.Random]:
     rng = random.Random(seed)
     plan = make_ring_plan(rng, p["n"], p["max_delay"], p["weight_bits"], p["steps"],
-                          p["adds_per_step"], n_segments=p["segments"])
+                          p["adds_per_step"], n_segments=p["segments"], pair_bias=p.get("pair_bias", 0.0))
     return plan, rng
 
 
@@ -221,10 +221,12 @@ async def ring_random_differential(dut):
     p = cocotb_params()
     await cocotb_reset(dut)
     plan, rng = _plan_from_params(p, p["seed"])
-    drv = RingDriver(plan, rng, p["acc_bits"])
+    drv = RingDriver(plan, rng, p["acc_bits"], lanes=p.get("lanes", 1))
     await run_cocotb_driver(dut, drv)
     check_ring(plan, drv)
     assert drv._adds >= 200, drv._adds
+    if p.get("lanes", 1) == 2:
+        assert drv._pairs >= 20, drv._pairs  # the second lane carries adds
 
 
 @cocotb.test()
@@ -236,7 +238,7 @@ async def ring_back_to_back_same_word(dut):
     wmax = (1 << (p["weight_bits"] - 1)) - 1
     ops = [("add", 1, 0, rng.randint(-wmax - 1, wmax)) for _ in range(50)] + [("drain", j) for j in range(p["n"])]
     plan = RingPlan(p["n"], p["max_delay"], p["weight_bits"], [[ops]])
-    drv = RingDriver(plan, rng, p["acc_bits"], p_idle=0.0, p_stall=0.0, p_pair=1.0)
+    drv = RingDriver(plan, rng, p["acc_bits"], p_idle=0.0, p_stall=0.0, p_pair=1.0, lanes=p.get("lanes", 1))
     await run_cocotb_driver(dut, drv)
     check_ring(plan, drv)
     assert drv._adds == 50
@@ -251,7 +253,7 @@ async def ring_backpressure_sweep(dut):
     for n, (p_idle, p_stall) in enumerate((a, b) for a in (0.0, 0.3) for b in (0.0, 0.5)):
         await cocotb_rereset(dut)
         plan, rng = _plan_from_params(dict(p, segments=1), p["seed"] + 100 + n)
-        drv = RingDriver(plan, rng, p["acc_bits"], p_idle=p_idle, p_stall=p_stall)
+        drv = RingDriver(plan, rng, p["acc_bits"], p_idle=p_idle, p_stall=p_stall, lanes=p.get("lanes", 1))
         await run_cocotb_driver(dut, drv)
         check_ring(plan, drv)
         assert drv._adds > 0

@@ -56,7 +56,7 @@ def test_random_networks_match_reference(mode, unit, mx):
 
 
 @pytest.mark.parametrize("mode", ["layered", "async"])
-@hdl_settings(max_examples=5)
+@hdl_settings(max_examples=3)
 @given(mx=model_and_inputs(max_width=12, max_layers=3, extra_T=4))
 def test_two_ring_lanes_match_reference(mode, mx):
     """ring_lanes=2 (RING adds of one CSR row in pairs): spikes, readout and SOP counters bit-exact."""

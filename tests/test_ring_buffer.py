@@ -201,8 +201,8 @@ def test_single_word_ring_one_neuron_no_delay():
 
 # ---------------- two add lanes (ring_lanes=2): the same contract, two adds per handshake
 
-@pytest.mark.parametrize("p_idle,p_stall", [(0.0, 0.0), (0.3, 0.0), (0.0, 0.5), (0.3, 0.5)])
-@pytest.mark.parametrize("n,D", [(5, 3), (48, 60), (2, 0)])
+@pytest.mark.parametrize("n,D,p_idle,p_stall", [(5, 3, a, b) for a in (0.0, 0.3) for b in (0.0, 0.5)]
+                         + [(48, 60, 0.3, 0.5), (2, 0, 0.0, 0.0)])
 def test_two_lanes_random_traffic_matches_contract(n, D, p_idle, p_stall):
     seed = 31 * n + D + int(10 * p_idle) + int(100 * p_stall)
     rng = random.Random(seed)
