@@ -275,13 +275,15 @@ def run_chunk(args) -> tuple[int, int, str | None, int, dict]:
         groups.setdefault(group_key(c), []).append(c)
     bad, first, first_i = 0, None, None
     stats = {"samples": 0, "sops": 0, "spikes": 0, "hidden_cases": 0, "hidden_spiking_cases": 0, "saturated": 0,
-             "v_saturated": 0, "scdq_dropping_cases": 0, "early_exit_samples": 0, "large_cases": 0}
+             "v_saturated": 0, "scdq_dropping_cases": 0, "early_exit_samples": 0, "large_cases": 0,
+             "two_lane_cases": 0}
     for key, cs in sorted(groups.items()):
         L = key[0]
         spec = build_spec(*key)
         rmax = (1 << (spec.widths.readout_bits - 1)) - 1
         vmax = (1 << (spec.widths.membrane_bits - 1)) - 1
         stats["large_cases"] += len(cs) if key[3] == "large" else 0
+        stats["two_lane_cases"] += len(cs) if key[4] == 2 else 0
         for c, hdl in zip(cs, run_group(_EXES[key], spec, cs, corrupt)):
             exp = reference(c, spec)
             stats["scdq_dropping_cases"] += int(exp.dropped.sum() > 0)
@@ -373,7 +375,7 @@ def main(argv=None) -> int:
           f"{agg.get('saturated', 0)} samples, readout membrane in {agg.get('v_saturated', 0)}; "
           f"SCDQ dropped events in {agg.get('scdq_dropping_cases', 0)} cases, "
           f"{agg.get('early_exit_samples', 0)} samples exited before T; {agg.get('large_cases', 0)} cases of the "
-          f"large family)", file=sys.stderr)
+          f"large family, {agg.get('two_lane_cases', 0)} of them on two-lane ring builds)", file=sys.stderr)
     print(f"{total} cases, {bad} mismatches")
     if first is not None:
         print(f"first mismatch (replay: python bench/fuzz.py --seed {a.seed} --unit {a.unit} --family {a.family} --case {first_i}"
