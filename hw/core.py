@@ -6,7 +6,8 @@ at build time: ``ring`` (post-synaptic :class:`~hw.delay.ring_buffer.RingBufferD
 or ``scdq`` (pre-synaptic :class:`~hw.delay.scdq.SCDQ`).
 
 The core is three stream components joined with ``wiring.connect``, plus its
-delay unit (one synaptic operation per cycle, no bubbles on back-to-back events)::
+delay unit (one synaptic operation per cycle, no bubbles on back-to-back events;
+with ``ring_lanes=2`` a ring core issues the RING adds of one CSR row two per cycle)::
 
     inp --> StepController --rows--> RowIterator --ptrs--> UpdatePipeline --> out / rec
                |   |  ^                                       ^  ^   |
