@@ -496,14 +496,16 @@ def main(argv=None) -> int:
         print("== SOP/cycle per core (SOP counter / busy cycles), dense stream: 64x64, 3 levels, all taps, all channels every step, T=16")
         dm = dense_model(seed=a.seed)
         Xd = np.ones((2, dm.T, dm.n_inputs), dtype=bool)
-        exes = {u: build(NetworkSpec.for_model(dm, u), log=log) for u in ("ring", "scdq")}
-        print(f"{'mode':8s} {'unit':5s} {'core0 (64x64)':>14s} {'core1 (readout)':>16s} {'stalls0':>8s}")
+        dspecs = {(u, n): NetworkSpec.for_model(dm, u, ring_lanes=n) for u in ("ring", "scdq")
+                  for n in (lanes if u == "ring" else (1,))}
+        exes = {k: build(spec, log=log) for k, spec in dspecs.items()}
+        print(f"{'mode':8s} {'unit':5s} {'lanes':>5s} {'core0 (64x64)':>14s} {'core1 (readout)':>16s} {'stalls0':>8s}")
         for mode, unit in runs:
-            spec = NetworkSpec.for_model(dm, unit)
-            hdl, _, _, _ = harness_run(exes[unit], spec, dm, mode, Xd)
-            check(dm, Xd, mode, unit, hdl)
-            r = per_core(hdl)
-            print(f"{mode:8s} {unit:5s} {r[0]:14.4f} {r[1]:16.4f} {hdl[0].counters[0]['stalls']:8d}")
+            for n in (lanes if unit == "ring" else (1,)):
+                hdl, _, _, _ = harness_run(exes[(unit, n)], dspecs[(unit, n)], dm, mode, Xd)
+                check(dm, Xd, mode, unit, hdl)
+                r = per_core(hdl)
+                print(f"{mode:8s} {unit:5s} {n:5d} {r[0]:14.4f} {r[1]:16.4f} {hdl[0].counters[0]['stalls']:8d}")
 
         # 2. SHD-like network
         t0 = time.perf_counter()
