@@ -357,19 +357,20 @@ def phase_profile(spec: NetworkSpec, model: Model, X: np.ndarray, mode: str):
     return prof, hdl
 
 
-def profile_table(model, X, specs, label, combos=COMBOS) -> None:
+def profile_table(model, X, specs, label, combos=COMBOS, lanes=(1,)) -> None:
     B = len(X)
     print(f"\n== where the cycles go ({label}, pysim, {B} sample(s); per sample): per core and step-controller phase, "
           "cycles [pointer issues (SOPs) / controller ops / INPUT cycles with no input event, "
           "pipeline stall cycles on output backpressure]")
-    for mode, unit in combos:
+    for mode, unit, n in [(m, u, n) for m, u in combos for n in (lanes if u == "ring" else (1,))]:
         t0 = time.perf_counter()
-        prof, hdl = phase_profile(specs[unit], model, X, mode)
+        spec = specs[unit] if n == 1 else dataclasses.replace(specs[unit], ring_lanes=n)
+        prof, hdl = phase_profile(spec, model, X, mode)
         check(model, X, mode, unit, hdl)
         cyc = np.mean([h.cycles for h in hdl])
         bound = np.mean([max(c["sops"] for c in h.counters) for h in hdl])
-        print(f"{mode}/{unit}: cycles {cyc:.0f}, bound {bound:.0f}, ratio {cyc / bound:.3f} "
-              f"({time.perf_counter() - t0:.0f} s)")
+        print(f"{mode}/{unit}" + (f" ({n} ring lanes: a pointer issue is a pair or one)" if n > 1 else "")
+              + f": cycles {cyc:.0f}, bound {bound:.0f}, ratio {cyc / bound:.3f} ({time.perf_counter() - t0:.0f} s)")
         for l, p in enumerate(prof):
             parts = []
             for name, (n, ptr, ctl, starve, stall) in sorted(p.items(), key=lambda kv: -kv[1][0]):
@@ -584,12 +585,12 @@ def main(argv=None) -> int:
         if a.defer_sweep:
             defer_table(model, Xm)
         if a.profile:
-            profile_table(model, Xm[:a.profile], specs, a.model, runs)
+            profile_table(model, Xm[:a.profile], specs, a.model, runs, lanes)
     elif a.profile:
         model = shd_model(seed=a.seed)
         X = shd_input(np.random.default_rng(a.seed + 7), a.profile, model.T, model.n_inputs)
         specs = {u: NetworkSpec.for_model(model, u, scdq_capacity=[4096, 512, 512]) for u in ("ring", "scdq")}
-        profile_table(model, X, specs, "SHD-like", runs)
+        profile_table(model, X, specs, "SHD-like", runs, lanes)
     return 0
 
 
