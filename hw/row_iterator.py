@@ -27,8 +27,11 @@ Protocol (what a producer and a consumer may rely on)
   one pointer per item. Pointers of different rows are never paired, so the
   two of an item are consecutive synapse words of one ``(i, k)`` row
   (distinct target neurons in a CSR row). The order is unchanged (``p``
-  first, then ``p + 1``). ``lanes=1`` builds exactly the one-lane iterator
-  (no ``n`` field).
+  first, then ``p + 1``). Throughput: one item per cycle, and at most one row
+  accepted per cycle, so rows of one or two pointers come out one per cycle
+  and an empty row among them costs a cycle (the ring core's controller sends
+  only rows that hold synapses, by its level mask). ``lanes=1`` builds exactly
+  the one-lane iterator (no ``n`` field).
 * ``idle``: no accepted row is left to walk (nothing read, held or walked).
 * Configuration: ``cfg_we`` writes ``cfg_data`` into ``row_ptr[cfg_addr]``
   (``n_rows + 1`` words of ``clog2(nnz_max + 1)`` bits).
