@@ -99,6 +99,10 @@ def plot(rows: list[dict], path: Path) -> None:
             if pts:
                 ax.plot(*zip(*pts), style, marker="o", color=color,
                         label=s if delays else f"{s} (no delays)")
+            for r in rows:  # each seed's value where there are several
+                if r["delays"] == delays and r["epochs"] == top and len(r["accuracy"][s]) > 1:
+                    ax.plot([r["words"]] * len(r["accuracy"][s]), [100 * v for v in r["accuracy"][s]], "x",
+                            color=color, ms=4)
             for r in rows:  # other epoch counts (equal-compute runs): hollow markers, annotated
                 if r["delays"] == delays and r["epochs"] != top and r["accuracy"][s]:
                     y = 100 * np.mean(r["accuracy"][s])
@@ -107,7 +111,7 @@ def plot(rows: list[dict], path: Path) -> None:
                                 textcoords="offset points")
     ax.set_xlabel("training words (first N of the corpus; 10 % of them held out for validation)")
     ax.set_ylabel("accuracy % (mean of seeds)")
-    ax.set_title(f"learning curve, {top} epochs (squares: other epoch counts)", fontsize=9)
+    ax.set_title(f"learning curve, {top} epochs (x: each seed; squares: other epoch counts)", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
     fig.tight_layout()
