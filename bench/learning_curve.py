@@ -97,7 +97,7 @@ def plot(rows: list[dict], path: Path) -> None:
             pts = sorted((r["words"], 100 * np.mean(r["accuracy"][s])) for r in rows
                          if r["delays"] == delays and r["epochs"] == top and r["accuracy"][s])
             if pts:
-                ax.plot(*zip(*pts), style, marker="o", color=color,
+                ax.plot(*zip(*pts), style, marker="o" if delays else "v", color=color,
                         label=s if delays else f"{s} (no delays)")
             for r in rows:  # each seed's value where there are several
                 if r["delays"] == delays and r["epochs"] == top and len(r["accuracy"][s]) > 1:
