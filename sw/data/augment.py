@@ -307,6 +307,23 @@ def gate_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), int(epoch), int(index), 0xA07]))
 
 
+def consistency_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    """The generator of sample ``index``'s extra stretch in ``epoch`` for the rate-consistency loss
+    (``train.consistency_weight``); its own stream, so the augmentation draws above are unchanged."""
+    return np.random.default_rng(np.random.SeedSequence([int(seed), int(epoch), int(index), 0xA08]))
+
+
+def consistency_batch(X: np.ndarray, indices, epoch: int, seed: int, stretch: tuple[float, float]) -> np.ndarray:
+    """The rate-consistency loss's second copy of a batch: ``X[i]`` (already augmented or not) stretched
+    again by :func:`time_stretch` with a factor drawn log-uniformly from ``stretch`` = ``[lo, hi]`` by
+    :func:`consistency_rng` of ``(seed, epoch, indices[i])``; bool ``[B, T, C]``."""
+    lo, hi = float(stretch[0]), float(stretch[1])
+    X = np.asarray(X, dtype=bool)
+    out = [time_stretch(x, float(np.exp(consistency_rng(seed, epoch, int(i)).uniform(np.log(lo), np.log(hi)))))
+           for x, i in zip(X, indices)]
+    return np.stack(out) if out else X.copy()
+
+
 def is_augmented(aug: Augment, seed: int, epoch: int, index: int) -> bool:
     """Whether sample ``index`` goes through the transforms in ``epoch``: with probability ``aug.fraction``."""
     if aug.fraction >= 1.0:
