@@ -75,6 +75,11 @@ named transforms (``none`` / ``all``; the rate, length target, quiet exponent an
 warp belong to ``stretch``).  With every option above at its off value the draws,
 and so the trained bits, are those from before the options existed.
 
+:func:`consistency_batch` makes the rate-consistency loss's second copy of a batch
+(``train.consistency_weight``, ``sw.trainer.consistency_loss``): :func:`time_stretch` once
+more, by a factor from its own generator per ``(seed, epoch, sample index)``
+(:func:`consistency_rng`), so it leaves the draws above, and ``--resume``, as they are.
+
 The default uses the bin stretch, shift, jitter and dropout.  The other options
 were screened on the shifted splits (``docs/results.md`` section 4, round 4): none
 beats the default beyond noise, and the event stretch at ``r = 1`` is clearly worse.
