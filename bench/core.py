@@ -1,7 +1,7 @@
 """Core and network throughput figures (Verilator C++ harness; pysim for comparison).
 
     python bench/core.py [--samples B] [--seed S] [--no-pysim] [--model M [--model-samples N] [--defer-sweep]]
-                         [--no-synthetic] [--profile N]
+                         [--no-synthetic] [--profile N] [--ring-lanes 1,2]
 
 Prints
 1. SOP/cycle per core (SOP counter / busy-cycle counter) on a dense stream
@@ -21,6 +21,13 @@ Prints
    ``--model-samples`` samples of its offline test split (SCDQ capacity: the
    reference's peak on those samples, so nothing is dropped);
    With ``--defer-sweep``, ``defer_bound`` by deferral depth (reference only);
+With ``--ring-lanes 1,2`` every ring run is measured once per lane count (the
+build parameter ``ring_lanes``: RING adds of one CSR row issued two per cycle),
+side by side in one run; the table then also gives the ratio against a
+*lane-aware* bound, max over cores of ``ceil(RING SOPs / lanes) + other SOPs``
+(the plain bound assumes one SOP per cycle, which two lanes may beat), and a
+*pair bound*, the same with ``ceil(n / lanes)`` per (event, level) row of ``n``
+RING taps (pairs never span two rows), which is what the hardware can reach.
 5. with ``--profile N``, where the cycles go: N samples per (mode, unit) in
    pysim, each core's cycles per sample split by its step controller's phase
    (``hw.step_controller.Phase``), with the cycles in which its update
@@ -36,6 +43,7 @@ few %. Every HDL sample is also checked against hw.reference.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -349,19 +357,20 @@ def phase_profile(spec: NetworkSpec, model: Model, X: np.ndarray, mode: str):
     return prof, hdl
 
 
-def profile_table(model, X, specs, label, combos=COMBOS) -> None:
+def profile_table(model, X, specs, label, combos=COMBOS, lanes=(1,)) -> None:
     B = len(X)
     print(f"\n== where the cycles go ({label}, pysim, {B} sample(s); per sample): per core and step-controller phase, "
           "cycles [pointer issues (SOPs) / controller ops / INPUT cycles with no input event, "
           "pipeline stall cycles on output backpressure]")
-    for mode, unit in combos:
+    for mode, unit, n in [(m, u, n) for m, u in combos for n in (lanes if u == "ring" else (1,))]:
         t0 = time.perf_counter()
-        prof, hdl = phase_profile(specs[unit], model, X, mode)
+        spec = specs[unit] if n == 1 else dataclasses.replace(specs[unit], ring_lanes=n)
+        prof, hdl = phase_profile(spec, model, X, mode)
         check(model, X, mode, unit, hdl)
         cyc = np.mean([h.cycles for h in hdl])
         bound = np.mean([max(c["sops"] for c in h.counters) for h in hdl])
-        print(f"{mode}/{unit}: cycles {cyc:.0f}, bound {bound:.0f}, ratio {cyc / bound:.3f} "
-              f"({time.perf_counter() - t0:.0f} s)")
+        print(f"{mode}/{unit}" + (f" ({n} ring lanes: a pointer issue is a pair or one)" if n > 1 else "")
+              + f": cycles {cyc:.0f}, bound {bound:.0f}, ratio {cyc / bound:.3f} ({time.perf_counter() - t0:.0f} s)")
         for l, p in enumerate(prof):
             parts = []
             for name, (n, ptr, ctl, starve, stall) in sorted(p.items(), key=lambda kv: -kv[1][0]):
@@ -377,21 +386,54 @@ def per_core(hdl) -> list[float]:
     return [sum(h.counters[l]["sops"] for h in hdl) / max(1, sum(h.counters[l]["busy"] for h in hdl)) for l in range(n)]
 
 
-def ratio_table(model, X, specs, exes, combos=COMBOS) -> dict:
-    """Cycles per inference against the bound, per (mode, unit); every sample checked against the reference."""
-    print(f"{'mode':8s} {'unit':5s} {'SOP/cyc core0':>13s} {'core1':>6s} {'core2':>6s} {'cycles/inf':>10s} "
-          f"{'bound':>8s} {'ratio':>6s} {'Mcyc/s':>7s}")
+def lane_bounds(model, x, res, mode: str, lanes: int) -> tuple[int, int]:
+    """(lane-aware bound, pair bound) of one sample of a ring run with ``lanes`` ring adds per cycle:
+    max over cores of ``ceil(RING SOPs / lanes) + other SOPs``, and the same with the ceiling taken
+    per (event, level) row (a pair never spans two rows). RING SOPs: every tap in layered mode, the
+    ``d > 0`` taps in async mode (a ``d = 0`` tap is an ADD op, one per cycle). ``x``: the input
+    raster [T, C]; ``res``: the reference's result of this sample (same counting as its SOPs)."""
+    T = model.T
+    lane_b = pair_b = 0
+    for l, L in enumerate(model.layers):
+        nnz = (L.weights != 0).sum(axis=2)  # [K, n_in]
+        ts, ii = np.nonzero(x) if l == 0 else (res.layers[l - 1].emit_t, res.layers[l - 1].emit_j)
+        ring = other = pairs = 0
+        for k, d in enumerate(L.delays):
+            n = nnz[k, ii[ts + d < T]]
+            if mode == "async" and d == 0:
+                other += int(n.sum())
+            else:
+                ring += int(n.sum())
+                pairs += int(((n + lanes - 1) // lanes).sum())
+        assert ring + other == int(res.sops[l])
+        lane_b = max(lane_b, -(-ring // lanes) + other)
+        pair_b = max(pair_b, pairs + other)
+    return lane_b, pair_b
+
+
+def ratio_table(model, X, specs, exes, combos=COMBOS, lanes=(1,)) -> dict:
+    """Cycles per inference against the bound, per (mode, unit[, ring lanes]); every sample checked against the
+    reference. ``specs``/``exes``: keyed by unit, and ``("ring", 2)`` for a two-lane ring build."""
+    print(f"{'mode':8s} {'unit':5s} {'lanes':>5s} {'SOP/cyc core0':>13s} {'core1':>6s} {'core2':>6s} {'cycles/inf':>10s} "
+          f"{'bound':>8s} {'ratio':>6s} {'lane-bnd':>8s} {'ratio':>6s} {'pair-bnd':>8s} {'ratio':>6s} {'Mcyc/s':>7s}")
     speed = {}
-    for mode, unit in combos:
-        hdl, ticks, wall, _ = harness_run(exes[unit], specs[unit], model, mode, X)
+    runs = [(mode, unit, n) for mode, unit in combos for n in (lanes if unit == "ring" else (1,))]
+    for mode, unit, n_lanes in runs:
+        key = unit if n_lanes == 1 else (unit, n_lanes)
+        hdl, ticks, wall, _ = harness_run(exes[key], specs[key], model, mode, X)
         exp = check(model, X, mode, unit, hdl)
         r = per_core(hdl) + [float("nan")] * 3
         cyc = np.array([h.cycles for h in hdl])
         bound = np.array([max(c["sops"] for c in h.counters) for h in hdl])
-        speed[(mode, unit)] = (ticks, wall)
-        print(f"{mode:8s} {unit:5s} {r[0]:13.4f} {r[1]:6.3f} {r[2]:6.3f} {cyc.mean():10.0f} {bound.mean():8.0f} "
-              f"{(cyc / bound).mean():6.3f} {ticks / wall / 1e6:7.2f}", flush=True)
         if unit == "ring":
+            lb, pb = np.array([lane_bounds(model, x, res, mode, n_lanes) for x, res in zip(X, exp)]).T
+        else:
+            lb = pb = bound
+        speed[(mode, unit) if n_lanes == 1 else (mode, unit, n_lanes)] = (ticks, wall)
+        print(f"{mode:8s} {unit:5s} {n_lanes:5d} {r[0]:13.4f} {r[1]:6.3f} {r[2]:6.3f} {cyc.mean():10.0f} "
+              f"{bound.mean():8.0f} {(cyc / bound).mean():6.3f} {lb.mean():8.0f} {(cyc / lb).mean():6.3f} "
+              f"{pb.mean():8.0f} {(cyc / pb).mean():6.3f} {ticks / wall / 1e6:7.2f}", flush=True)
+        if unit == "ring" and n_lanes == 1:
             fire = [L.n_out for L in model.layers]
             works = [ring_step_work(model, x, res) - (0 if mode == "layered" else np.array(fire)[:, None])
                      for x, res in zip(X, exp)]
@@ -429,10 +471,19 @@ def main(argv=None) -> int:
                     help="with --model: the deferring ring bound by deferral depth (reference only)")
     ap.add_argument("--runs", default=",".join(f"{m}/{u}" for m, u in COMBOS),
                     help="the (mode/unit) runs to measure, comma separated (default: all four)")
+    ap.add_argument("--ring-lanes", default="1", metavar="1,2",
+                    help="ring adds per cycle of the ring builds (ring_lanes), comma separated: each ring run is "
+                         "measured once per value, side by side (default: 1)")
     a = ap.parse_args(argv)
     runs = [tuple(r.split("/")) for r in a.runs.split(",")]
     if any(r not in COMBOS for r in runs):
         ap.error(f"--runs: expected mode/unit pairs such as layered/ring, got {a.runs!r}")
+    try:
+        lanes = tuple(int(v) for v in a.ring_lanes.split(","))
+    except ValueError:
+        lanes = ()
+    if not lanes or any(v not in (1, 2) for v in lanes) or len(set(lanes)) != len(lanes):
+        ap.error(f"--ring-lanes: expected distinct values from 1, 2 such as 1,2; got {a.ring_lanes!r}")
     import os
     os.chdir(ROOT)
     sys.path.append(str(ROOT / "bench"))
@@ -446,14 +497,16 @@ def main(argv=None) -> int:
         print("== SOP/cycle per core (SOP counter / busy cycles), dense stream: 64x64, 3 levels, all taps, all channels every step, T=16")
         dm = dense_model(seed=a.seed)
         Xd = np.ones((2, dm.T, dm.n_inputs), dtype=bool)
-        exes = {u: build(NetworkSpec.for_model(dm, u), log=log) for u in ("ring", "scdq")}
-        print(f"{'mode':8s} {'unit':5s} {'core0 (64x64)':>14s} {'core1 (readout)':>16s} {'stalls0':>8s}")
+        dspecs = {(u, n): NetworkSpec.for_model(dm, u, ring_lanes=n) for u in ("ring", "scdq")
+                  for n in (lanes if u == "ring" else (1,))}
+        exes = {k: build(spec, log=log) for k, spec in dspecs.items()}
+        print(f"{'mode':8s} {'unit':5s} {'lanes':>5s} {'core0 (64x64)':>14s} {'core1 (readout)':>16s} {'stalls0':>8s}")
         for mode, unit in runs:
-            spec = NetworkSpec.for_model(dm, unit)
-            hdl, _, _, _ = harness_run(exes[unit], spec, dm, mode, Xd)
-            check(dm, Xd, mode, unit, hdl)
-            r = per_core(hdl)
-            print(f"{mode:8s} {unit:5s} {r[0]:14.4f} {r[1]:16.4f} {hdl[0].counters[0]['stalls']:8d}")
+            for n in (lanes if unit == "ring" else (1,)):
+                hdl, _, _, _ = harness_run(exes[(unit, n)], dspecs[(unit, n)], dm, mode, Xd)
+                check(dm, Xd, mode, unit, hdl)
+                r = per_core(hdl)
+                print(f"{mode:8s} {unit:5s} {n:5d} {r[0]:14.4f} {r[1]:16.4f} {hdl[0].counters[0]['stalls']:8d}")
 
         # 2. SHD-like network
         t0 = time.perf_counter()
@@ -467,9 +520,12 @@ def main(argv=None) -> int:
               f"{X.mean():.3f}/step, hidden spike density (layered ref) {dens[0]:.3f} {dens[1]:.3f}, "
               f"nnz {nnz}, thresholds {[L.threshold for L in model.layers[:-1]]} (setup {time.perf_counter() - t0:.0f} s)")
         specs = {u: NetworkSpec.for_model(model, u, scdq_capacity=[4096, 512, 512]) for u in ("ring", "scdq")}
-        exes = {u: build(specs[u], log=log) for u in ("ring", "scdq")}
-        vl_speed = ratio_table(model, X, specs, exes, runs)
-        print("(bound = max over cores of the sample's SOPs; ratio = mean of cycles / bound per sample)")
+        if 2 in lanes:
+            specs[("ring", 2)] = NetworkSpec.for_model(model, "ring", ring_lanes=2)
+        exes = {u: build(spec, log=log) for u, spec in specs.items()}
+        vl_speed = ratio_table(model, X, specs, exes, runs, lanes)
+        print("(bound = max over cores of the sample's SOPs; ratio = mean of cycles / bound per sample; lane-bnd = max over "
+          "cores of ceil(RING SOPs / lanes) + other SOPs; pair-bnd = the same, ceil per (event, level) row)")
         L0 = model.layers[0]
         for unit in ("ring", "scdq"):
             rows, dead = row_cycles(L0, X, unit, model.T)
@@ -520,18 +576,21 @@ def main(argv=None) -> int:
         specs = {u: NetworkSpec.for_model(model, u, scdq_capacity=caps if u == "scdq" else None,
                                           max_events=1 << max(4, int(Xm.sum(axis=(1, 2)).max()).bit_length()),
                                           max_spikes=1 << 14) for u in ("ring", "scdq")}
-        exes = {u: build(specs[u], log=log) for u in ("ring", "scdq")}
-        ratio_table(model, Xm, specs, exes, runs)
-        print("(bound = max over cores of the sample's SOPs; ratio = mean of cycles / bound per sample)")
+        if 2 in lanes:
+            specs[("ring", 2)] = dataclasses.replace(specs["ring"], ring_lanes=2)
+        exes = {u: build(spec, log=log) for u, spec in specs.items()}
+        ratio_table(model, Xm, specs, exes, runs, lanes)
+        print("(bound = max over cores of the sample's SOPs; ratio = mean of cycles / bound per sample; lane-bnd = max over "
+          "cores of ceil(RING SOPs / lanes) + other SOPs; pair-bnd = the same, ceil per (event, level) row)")
         if a.defer_sweep:
             defer_table(model, Xm)
         if a.profile:
-            profile_table(model, Xm[:a.profile], specs, a.model, runs)
+            profile_table(model, Xm[:a.profile], specs, a.model, runs, lanes)
     elif a.profile:
         model = shd_model(seed=a.seed)
         X = shd_input(np.random.default_rng(a.seed + 7), a.profile, model.T, model.n_inputs)
         specs = {u: NetworkSpec.for_model(model, u, scdq_capacity=[4096, 512, 512]) for u in ("ring", "scdq")}
-        profile_table(model, X, specs, "SHD-like", runs)
+        profile_table(model, X, specs, "SHD-like", runs, lanes)
     return 0
 
 

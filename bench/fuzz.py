@@ -4,7 +4,9 @@
 
 Two build families. The large one (``--family large``, 20 % of the cases by
 default) is 48 wide with 16 delay levels spread over 0..63, T up to 128, a
-narrow membrane and readout, and SCDQ capacities below the peak of busy cases.
+narrow membrane and readout, and SCDQ capacities below the peak of busy cases;
+its ring cases are built with ``ring_lanes`` 1 or 2 (drawn per case: two ring
+adds of one CSR row per cycle).
 The base one: one Verilator build per (layer count 1..3, delay unit) of a maximal shape
 (width 8, delay levels 0..7, T up to 16, narrow membrane/readout widths so that
 saturation happens), plus SCDQ builds at small fixed capacities (4, 9, 14 events
@@ -78,13 +80,14 @@ def family_widths(family: str) -> Widths:
     return L_WIDTHS if family == "large" else WIDTHS
 
 
-def build_spec(n_layers: int, unit: str, small: bool = False, family: str = "base") -> NetworkSpec:
+def build_spec(n_layers: int, unit: str, small: bool = False, family: str = "base", lanes: int = 1) -> NetworkSpec:
     """The build of a group; ``small``: the SCDQ at :data:`SMALL_CAPS` (overflowing);
-    ``family == "large"``: the large build (:data:`L_WIDTH`, :data:`L_LEVELS`, :data:`L_CAPS`)."""
+    ``family == "large"``: the large build (:data:`L_WIDTH`, :data:`L_LEVELS`, :data:`L_CAPS`);
+    ``lanes``: its ``ring_lanes`` (ring builds of the large family)."""
     if family == "large":
         layers = tuple(LayerSpec(L_WIDTH, L_WIDTH, L_LEVELS, L_NNZ, L_CAPS[l]) for l in range(n_layers))
         return NetworkSpec(layers, unit, widths=L_WIDTHS, T_max=L_T_MAX, max_events=L_T_MAX * L_WIDTH,
-                           max_spikes=L_T_MAX * L_WIDTH)
+                           max_spikes=L_T_MAX * L_WIDTH, ring_lanes=lanes)
     nnz = len(LEVELS) * WIDTH * WIDTH
     cap = (max(LEVELS) + 1) * WIDTH  # the most an SCDQ can hold here: never overflows
     caps = SMALL_CAPS[:n_layers] if small else (cap,) * n_layers
@@ -123,8 +126,10 @@ def make_large_case(seed: int, index: int, units=UNITS) -> dict:
     early_exit = None
     if rng.random() < 0.3:
         early_exit = (int(2 ** rng.uniform(0, 15)), int(rng.integers(1, 6)))
+    # drawn from its own stream, so that the cases of a seed are the same as before lanes were drawn
+    lanes = 1 + int(np.random.default_rng([seed, index, 5]).random() < 0.5) if unit == "ring" else 1
     return {"index": index, "seed": seed, "L": n_layers, "unit": unit, "mode": mode, "model": model, "X": X,
-            "small": False, "early_exit": early_exit, "family": "large"}
+            "small": False, "early_exit": early_exit, "family": "large", "lanes": lanes}
 
 
 def make_case(seed: int, index: int, units=UNITS, families=("base", "large")) -> dict:
@@ -171,7 +176,7 @@ def make_case(seed: int, index: int, units=UNITS, families=("base", "large")) ->
 
 
 def group_key(case: dict) -> tuple:
-    return case["L"], case["unit"], case["small"], case["family"]
+    return case["L"], case["unit"], case["small"], case["family"], case.get("lanes", 1)
 
 
 def reference(case: dict, spec: NetworkSpec):
@@ -188,7 +193,8 @@ def describe(case: dict) -> str:
     m = case["model"]
     cap = f" at capacities {list(SMALL_CAPS[:case['L']])}" if case["small"] else ""
     if case["family"] == "large":
-        cap = f" (large family, build capacities {list(L_CAPS[:case['L']])})"
+        cap = f" (large family, build capacities {list(L_CAPS[:case['L']])}" + (
+            f", ring_lanes {case['lanes']})" if case["unit"] == "ring" else ")")
     ee = f", early exit (m, s) = {case['early_exit']}" if case["early_exit"] else ""
     out = [f"seed {case['seed']} case {case['index']}: {case['L']} layer(s), unit {case['unit']}{cap}{ee}, mode {case['mode']}, "
            f"T {m.T}, n_inputs {m.n_inputs}, samples {case['X'].shape[0]}"]
@@ -269,13 +275,15 @@ def run_chunk(args) -> tuple[int, int, str | None, int, dict]:
         groups.setdefault(group_key(c), []).append(c)
     bad, first, first_i = 0, None, None
     stats = {"samples": 0, "sops": 0, "spikes": 0, "hidden_cases": 0, "hidden_spiking_cases": 0, "saturated": 0,
-             "v_saturated": 0, "scdq_dropping_cases": 0, "early_exit_samples": 0, "large_cases": 0}
+             "v_saturated": 0, "scdq_dropping_cases": 0, "early_exit_samples": 0, "large_cases": 0,
+             "two_lane_cases": 0}
     for key, cs in sorted(groups.items()):
         L = key[0]
         spec = build_spec(*key)
         rmax = (1 << (spec.widths.readout_bits - 1)) - 1
         vmax = (1 << (spec.widths.membrane_bits - 1)) - 1
         stats["large_cases"] += len(cs) if key[3] == "large" else 0
+        stats["two_lane_cases"] += len(cs) if key[4] == 2 else 0
         for c, hdl in zip(cs, run_group(_EXES[key], spec, cs, corrupt)):
             exp = reference(c, spec)
             stats["scdq_dropping_cases"] += int(exp.dropped.sum() > 0)
@@ -323,8 +331,9 @@ def main(argv=None) -> int:
     os.chdir(ROOT)  # the build cache lives under build/verilator
     fix_verilator_pch()
     needed = {group_key(c) for c in (make_case(a.seed, i, units, families) for i in range(lo, hi))} \
-        if hi - lo <= 64 else {(L, u, small, f) for L in (1, 2, 3) for u in units for small in (False, True)
-                               for f in families if (u == "scdq" or not small) and (f == "base" or not small)}
+        if hi - lo <= 64 else {(L, u, small, f, n) for L in (1, 2, 3) for u in units for small in (False, True)
+                               for f in families for n in (1, 2) if (u == "scdq" or not small)
+                               and (f == "base" or not small) and (n == 1 or (u == "ring" and f == "large"))}
     t0 = time.time()
     exes = {k: build(build_spec(*k), log=lambda s: print(s, file=sys.stderr)) for k in sorted(needed)}
     t_build = time.time() - t0
@@ -366,7 +375,7 @@ def main(argv=None) -> int:
           f"{agg.get('saturated', 0)} samples, readout membrane in {agg.get('v_saturated', 0)}; "
           f"SCDQ dropped events in {agg.get('scdq_dropping_cases', 0)} cases, "
           f"{agg.get('early_exit_samples', 0)} samples exited before T; {agg.get('large_cases', 0)} cases of the "
-          f"large family)", file=sys.stderr)
+          f"large family, {agg.get('two_lane_cases', 0)} of them on two-lane ring builds)", file=sys.stderr)
     print(f"{total} cases, {bad} mismatches")
     if first is not None:
         print(f"first mismatch (replay: python bench/fuzz.py --seed {a.seed} --unit {a.unit} --family {a.family} --case {first_i}"

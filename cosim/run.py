@@ -110,8 +110,11 @@ def cosimulate(model: Model, X: np.ndarray, y: np.ndarray | None, *, backend: st
                modes=("layered", "async"), delay_units=("scdq",), workers: int = 2, float_pred=None,
                scdq_capacity=None, energy: EnergyModel = EnergyModel(), out: Path | None = None,
                vcd_sample: int | None = None, progress: bool = True, log=print, corrupt=None,
-               clock_mhz: float = plots.DEFAULT_CLOCK_MHZ, early_exit=None) -> dict:
+               clock_mhz: float = plots.DEFAULT_CLOCK_MHZ, early_exit=None, ring_lanes: int = 1) -> dict:
     """Run every (mode, delay unit) over all samples; returns the report dict.
+
+    ``ring_lanes``: ring adds per cycle of the ring build (1 or 2, ``--ring-lanes``); it changes only
+    the ring build, and each ring run's report says which (``ring_lanes``).
 
     ``scdq_capacity``: ``None`` sizes each SCDQ to the peak measured on ``X``
     (it never drops); an int or one int per layer builds the SCDQ at that
@@ -149,7 +152,7 @@ def cosimulate(model: Model, X: np.ndarray, y: np.ndarray | None, *, backend: st
         # the smallest capacity that never overflows (2 at least: a 1-entry queue has a 0-bit address)
         caps = forced or [max(2, int(p)) for p in peak]
         spec = NetworkSpec.for_model(model, u, scdq_capacity=caps, max_events=_pow2(max_events),
-                                     max_spikes=_pow2(max_spikes))
+                                     max_spikes=_pow2(max_spikes), ring_lanes=ring_lanes if u == "ring" else 1)
         be = make_backend(backend, spec, log=log)
         for m_ in modes:
             bar = tqdm(total=len(X), desc=f"{backend} {m_}/{u}", disable=not progress, file=sys.stderr)
@@ -159,6 +162,8 @@ def cosimulate(model: Model, X: np.ndarray, y: np.ndarray | None, *, backend: st
             bar.close()
             r = run_report(model, m_, u, backend, hdl, refs[(m_, u)], y, float_pred, wall, energy, caps,
                            unlimited=unlimited.get((m_, u)))
+            if u == "ring":  # the build: a two-lane ring needs a RAM with one more read and write port
+                r["ring_lanes"] = spec.ring_lanes
             runs.append(r)
             cycles[f"{m_}/{u}"] = np.array([h.cycles for h in hdl])
             if ee_settings:
@@ -224,6 +229,8 @@ def parse_args(argv=None):
     ap.add_argument("--execution", nargs="+", choices=MODES, help="layered and/or async (default both)")
     ap.add_argument("--mode", nargs="+", choices=MODES, help="deprecated alias of --execution")
     ap.add_argument("--delay-unit", nargs="+", default=["scdq"], choices=DELAY_UNITS)
+    ap.add_argument("--ring-lanes", type=int, default=1, choices=(1, 2),
+                    help="ring adds per cycle of the ring build (default 1; changes only the ring build)")
     ap.add_argument("--samples", default="all", help="N or 'all' (default all test samples)")
     ap.add_argument("--workers", type=int, default=2, help="harness processes (verilator backend)")
     ap.add_argument("--out", default="build/cosim", help="report folder (report.json and PNG plots)")
@@ -269,7 +276,7 @@ def _extra_tests(a, model: Model, model_path: Path, sets: dict, energy) -> list[
         fp = float_predictions(model, model_path, X, a.float_checkpoint)
         sub = cosimulate(model, X, y, backend=a.backend, modes=(a.execution[0],), delay_units=(a.delay_unit[0],),
                          workers=a.workers, float_pred=fp, scdq_capacity=a.scdq_capacity, energy=energy,
-                         progress=not a.no_progress, clock_mhz=a.clock_mhz)
+                         progress=not a.no_progress, clock_mhz=a.clock_mhz, ring_lanes=a.ring_lanes)
         out.append(extra_test_entry(name, path, sub))
     return out
 
@@ -332,7 +339,7 @@ def _main(argv=None) -> int:
     report = cosimulate(model, X, y, backend=a.backend, modes=tuple(a.execution), delay_units=tuple(a.delay_unit),
                         workers=a.workers, float_pred=fp, scdq_capacity=a.scdq_capacity, energy=energy,
                         out=out, vcd_sample=a.vcd, progress=not a.no_progress, clock_mhz=a.clock_mhz,
-                        early_exit=a.early_exit)
+                        early_exit=a.early_exit, ring_lanes=a.ring_lanes)
     report["model"] = str(model_path)
     report["data"] = a.data
     if provenance:  # trained on / evaluated on, and whether the test files match (sw.evaluate.check_provenance)

@@ -6,7 +6,8 @@ at build time: ``ring`` (post-synaptic :class:`~hw.delay.ring_buffer.RingBufferD
 or ``scdq`` (pre-synaptic :class:`~hw.delay.scdq.SCDQ`).
 
 The core is three stream components joined with ``wiring.connect``, plus its
-delay unit (one synaptic operation per cycle, no bubbles on back-to-back events)::
+delay unit (one synaptic operation per cycle, no bubbles on back-to-back events;
+with ``ring_lanes=2`` a ring core issues the RING adds of one CSR row two per cycle)::
 
     inp --> StepController --rows--> RowIterator --ptrs--> UpdatePipeline --> out / rec
                |   |  ^                                       ^  ^   |
@@ -86,11 +87,17 @@ class NeuronCore(wiring.Component):
     scdq_capacity : event capacity ``C`` of the SCDQ.
     T_max : the largest number of steps a sample may have.
     membrane_bits, acc_bits, readout_bits, weight_bits : widths (docs/contract.md).
+    ring_lanes : 1 or 2 ring adds per cycle in a ring build (RING ops of one CSR
+        row issued in pairs; hw/row_iterator.py, hw/update_pipeline.py,
+        hw/delay/ring_buffer.py). An SCDQ build has no RING ops: it is built
+        with one lane whatever is asked (``self.ring_lanes`` says what was built).
     """
 
     def __init__(self, *, n_in, n_out, delays, nnz_max, spiking=True, delay_unit="scdq",
                  scdq_capacity=256, T_max=256, membrane_bits=24, acc_bits=24, readout_bits=32,
-                 weight_bits=8):
+                 weight_bits=8, ring_lanes=1):
+        from hw.delay.ring_buffer import check_lanes
+        check_lanes("NeuronCore", ring_lanes)
         delays = tuple(int(d) for d in delays)
         for name, v, lo in (("n_in", n_in, 1), ("n_out", n_out, 1), ("nnz_max", nnz_max, 1),
                             ("T_max", T_max, 1), ("scdq_capacity", scdq_capacity, 1)):
@@ -104,6 +111,7 @@ class NeuronCore(wiring.Component):
         self.K, self.D = len(delays), delays[-1]
         self.spiking, self.delay_unit, self.scdq_capacity, self.T_max = spiking, delay_unit, scdq_capacity, T_max
         self.membrane_bits, self.acc_bits, self.readout_bits, self.weight_bits = membrane_bits, acc_bits, readout_bits, weight_bits
+        self.ring_lanes = ring_lanes if delay_unit == "ring" else 1
         self.n_rows = self.K * n_in
         self.tw = clog2(T_max + 1) + 1
         self.cfg_data_bits = max(32, _bits(n_out) + weight_bits, clog2(nnz_max + 1), self.K)
@@ -155,11 +163,12 @@ class NeuronCore(wiring.Component):
                 m.d.sync += sig.eq(self.cfg_data)
 
         # ---------------- the stages, each its own component
-        it = RowIterator(self.n_rows, self.nnz_max, Op, KW)
+        lanes = self.ring_lanes
+        it = RowIterator(self.n_rows, self.nnz_max, Op, KW, lanes=lanes, pair_kind=Op.RING if lanes == 2 else None)
         pipe = UpdatePipeline(
             n_out=self.n_out, nnz_max=self.nnz_max, delays=self.delays, spiking=self.spiking,
             delay_unit=self.delay_unit, membrane_bits=self.membrane_bits, acc_bits=self.acc_bits,
-            readout_bits=self.readout_bits, weight_bits=self.weight_bits)
+            readout_bits=self.readout_bits, weight_bits=self.weight_bits, ring_lanes=lanes)
         ctrl = StepController(
             n_in=self.n_in, n_out=self.n_out, delays=self.delays, delay_unit=self.delay_unit,
             spiking=self.spiking, T_max=self.T_max, acc_bits=self.acc_bits)
@@ -191,7 +200,8 @@ class NeuronCore(wiring.Component):
         # ---------------- delay unit
         if self.delay_unit == "ring":
             from hw.delay.ring_buffer import RingBufferDelay
-            dunit = RingBufferDelay(self.n_out, self.D, acc_bits=self.acc_bits, weight_bits=self.weight_bits)
+            dunit = RingBufferDelay(self.n_out, self.D, acc_bits=self.acc_bits, weight_bits=self.weight_bits,
+                                    lanes=lanes)
             m.submodules.delay = dunit
             wiring.connect(m, pipe.ring, dunit.add)
             wiring.connect(m, ctrl.drain_req, dunit.drain_req)
@@ -219,8 +229,11 @@ class NeuronCore(wiring.Component):
                 m.d.sync += self.cnt_busy.eq(self.cnt_busy + 1)
             with m.If(ctrl.busy & pipe.stall):
                 m.d.sync += self.cnt_stall.eq(self.cnt_stall + 1)
-            with m.If(pipe.sop):
-                m.d.sync += self.cnt_sop.eq(self.cnt_sop + 1)
+            if lanes == 2:  # a pointer pair completes 2 SOPs in one cycle
+                m.d.sync += self.cnt_sop.eq(self.cnt_sop + pipe.sop)
+            else:
+                with m.If(pipe.sop):
+                    m.d.sync += self.cnt_sop.eq(self.cnt_sop + 1)
             with m.If(pipe.spike):
                 m.d.sync += self.cnt_spike.eq(self.cnt_spike + 1)
         return m

@@ -79,6 +79,7 @@ class NetworkSpec:
     max_events: int = 4096
     max_spikes: int = 4096
     fifo_depth: int = 16
+    ring_lanes: int = 1  # ring builds: RING adds per cycle (1 or 2); an SCDQ build ignores it
 
     @classmethod
     def for_model(cls, model: Model, delay_unit: str = "scdq", scdq_capacity=None, **kw) -> "NetworkSpec":
@@ -327,7 +328,7 @@ class Network(wiring.Component):
             NeuronCore(n_in=S.n_in, n_out=S.n_out, delays=S.delays, nnz_max=S.nnz_max, spiking=l < L - 1,
                        delay_unit=spec.delay_unit, scdq_capacity=S.scdq_capacity, T_max=spec.T_max,
                        membrane_bits=w.membrane_bits, acc_bits=w.acc_bits, readout_bits=w.readout_bits,
-                       weight_bits=w.weight_bits)
+                       weight_bits=w.weight_bits, ring_lanes=spec.ring_lanes)
             for l, S in enumerate(spec.layers)
         ]
         self.tw = self.cores[0].tw

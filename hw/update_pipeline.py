@@ -47,10 +47,25 @@ Protocol (what a producer and a consumer may rely on)
   strobes for the core's counters.
 * Synapse memory: ``syn_we`` writes ``syn_data`` (``col | w << clog2 n_out``)
   at ``syn_addr``.
+* Two ring lanes (``ring_lanes=2``, ring builds only): a ``ptrs`` item may
+  carry ``n = 2`` pointers ``p, p + 1`` (two consecutive words of one CSR row,
+  so two distinct neurons); this is legal for RING ops only (an
+  :class:`~amaranth.hdl.Assert` flags any other kind in simulation). Both words
+  are read in the issue cycle, travel through B and C as one op, and leave as
+  one ``ring`` item with ``pair`` high (the ring's second add lane); ``sop``
+  then strobes 2. Every other op is one per cycle, exactly as with one lane.
+  The synapse memory is *banked by parity* (even words in one bank, odd in the
+  other; bank addresses ``(p + 1) >> 1`` and ``p >> 1`` serve ``p`` and
+  ``p + 1`` for either parity of ``p``), rather than given a second read
+  port: two one-read-port banks hold the same bits (at most one spare word)
+  and map to plain single-port-read RAM macros, where a second read port
+  would double a RAM or need a true dual-port one. ``ring_lanes=1`` builds
+  exactly the one-lane pipeline.
 """
 from __future__ import annotations
 
 from amaranth import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Assert
 from amaranth.lib import data, enum, memory, stream, wiring
 from amaranth.lib.wiring import In, Out
 
@@ -111,7 +126,9 @@ class UpdatePipeline(wiring.Component):
     """
 
     def __init__(self, *, n_out, nnz_max, delays, spiking=True, delay_unit="scdq", membrane_bits=24,
-                 acc_bits=24, readout_bits=32, weight_bits=8):
+                 acc_bits=24, readout_bits=32, weight_bits=8, ring_lanes=1):
+        from hw.delay.ring_buffer import check_lanes
+        self.lanes = check_lanes("UpdatePipeline", ring_lanes)
         _check("n_out", n_out, 1)
         _check("nnz_max", nnz_max, 1)
         for name, v in (("membrane_bits", membrane_bits), ("acc_bits", acc_bits), ("readout_bits", readout_bits),
@@ -128,6 +145,8 @@ class UpdatePipeline(wiring.Component):
             raise ValueError(f"UpdatePipeline: delay_unit must be 'ring' or 'scdq', got {delay_unit!r}")
         if weight_bits > acc_bits:
             raise ValueError(f"UpdatePipeline: weight_bits ({weight_bits}) must not exceed acc_bits ({acc_bits})")
+        if self.lanes == 2 and delay_unit != "ring":
+            raise ValueError("UpdatePipeline: ring_lanes=2 needs delay_unit='ring'")
         self.n_out, self.nnz_max, self.delays = n_out, nnz_max, delays
         self.K, self.D = len(delays), delays[-1]
         self.spiking, self.delay_unit = spiking, delay_unit
@@ -136,7 +155,7 @@ class UpdatePipeline(wiring.Component):
         self.k_bits = _bits(self.K)
         self.syn_layout = data.StructLayout({"col": unsigned(_bits(n_out)), "w": signed(weight_bits)})
         members = {
-            "ptrs": In(stream.Signature(ptr_layout(nnz_max, Op, self.k_bits))),
+            "ptrs": In(stream.Signature(ptr_layout(nnz_max, Op, self.k_bits, self.lanes))),
             "ctl": In(stream.Signature(ctl_layout(n_out, acc_bits, with_x=delay_unit == "ring"))),
             "eos": In(stream.Signature(unsigned(1))),
             "step_start": In(1),
@@ -152,7 +171,7 @@ class UpdatePipeline(wiring.Component):
             "idle": Out(1),
             "stale_any": Out(1),
             "stall": Out(1),
-            "sop": Out(1),
+            "sop": Out(range(self.lanes + 1)),  # SOPs completed this cycle
             "spike": Out(1),
         }
         if spiking:
@@ -161,7 +180,7 @@ class UpdatePipeline(wiring.Component):
             members["rec"] = Out(stream.Signature(record_layout(n_out, readout_bits)))
         if delay_unit == "ring":
             from hw.delay.ring_buffer import add_layout
-            members["ring"] = Out(stream.Signature(add_layout(n_out, self.D, weight_bits)))
+            members["ring"] = Out(stream.Signature(add_layout(n_out, self.D, weight_bits, self.lanes)))
         super().__init__(members)
 
     def elaborate(self, platform):
@@ -175,13 +194,25 @@ class UpdatePipeline(wiring.Component):
 
         # ---------------- memories
         syn_layout = self.syn_layout
-        m.submodules.syn = syn = memory.Memory(shape=syn_layout, depth=self.nnz_max, init=[])
+        two = self.lanes == 2
+        if two:  # banked by parity: bank 0 holds the even words, bank 1 the odd ones
+            nnz = self.nnz_max
+            m.submodules.syn_even = syn_e = memory.Memory(shape=syn_layout, depth=nnz // 2 + 1, init=[])
+            m.submodules.syn_odd = syn_o = memory.Memory(shape=syn_layout, depth=max(1, nnz // 2), init=[])
+            syn_ew, syn_ow = syn_e.write_port(), syn_o.write_port()
+            syn_er, syn_or = syn_e.read_port(), syn_o.read_port()
+            for wp, par in ((syn_ew, 0), (syn_ow, 1)):
+                m.d.comb += [wp.addr.eq(self.syn_addr >> 1), wp.data.eq(self.syn_data),
+                             wp.en.eq(self.syn_we & (self.syn_addr[0] == par))]
+        else:
+            m.submodules.syn = syn = memory.Memory(shape=syn_layout, depth=self.nnz_max, init=[])
+            syn_wr = syn.write_port()
+            syn_rd = syn.read_port()
         m.submodules.vmem = vmem = memory.Memory(shape=signed(vb), depth=n_out, init=[])
-        syn_wr = syn.write_port()
-        syn_rd = syn.read_port()
         v_wr = vmem.write_port()
         v_rd = vmem.read_port(transparent_for=(v_wr,))
-        m.d.comb += [syn_wr.addr.eq(self.syn_addr), syn_wr.data.eq(self.syn_data), syn_wr.en.eq(self.syn_we)]
+        if not two:
+            m.d.comb += [syn_wr.addr.eq(self.syn_addr), syn_wr.data.eq(self.syn_data), syn_wr.en.eq(self.syn_we)]
         if self.delay_unit == "scdq":
             m.submodules.accmem = accmem = memory.Memory(shape=signed(ab), depth=n_out, init=[])
             a_wr = accmem.write_port()
@@ -193,17 +224,25 @@ class UpdatePipeline(wiring.Component):
 
         # ---------------- stages: issue (synapse address) -> B (synapse data, state address) -> C (update)
         adv = Signal()  # the pipeline moves this cycle; low only on output backpressure
-        op_layout = data.StructLayout({"kind": Op, "syn": unsigned(1),
-                                       "col": unsigned(OW), "x": signed(ab), "k": unsigned(KW)})
+        op_fields = {"kind": Op, "syn": unsigned(1), "col": unsigned(OW), "x": signed(ab), "k": unsigned(KW)}
+        if two:  # the second lane: a pair, the parity of its first pointer, the second word's (col, w)
+            op_fields.update({"two": unsigned(1), "par": unsigned(1), "col2": unsigned(OW),
+                              "x2": signed(self.weight_bits)})
+        op_layout = data.StructLayout(op_fields)
         b_valid = Signal()
         b_op = Signal(op_layout)
         c_valid = Signal()
         c_op = Signal(op_layout)
         b_col = Signal(OW)
         b_x = Signal(signed(ab))
-        syn_data = syn_layout(syn_rd.data)
+        if two:
+            syn_data = syn_layout(Mux(b_op.par, syn_or.data, syn_er.data))   # word p
+            syn_data2 = syn_layout(Mux(b_op.par, syn_er.data, syn_or.data))  # word p + 1
+            m.d.comb += [syn_er.en.eq(adv), syn_or.en.eq(adv)]
+        else:
+            syn_data = syn_layout(syn_rd.data)
+            m.d.comb += syn_rd.en.eq(adv)
         m.d.comb += [
-            syn_rd.en.eq(adv),
             b_col.eq(Mux(b_op.syn, syn_data.col, b_op.col)),
             b_x.eq(Mux(b_op.syn, syn_data.w, b_op.x)),
             v_rd.addr.eq(b_col), v_rd.en.eq(adv),
@@ -214,6 +253,8 @@ class UpdatePipeline(wiring.Component):
             m.d.comb += [r_rd.addr.eq(b_col), r_rd.en.eq(adv)]
         with m.If(adv):
             m.d.sync += [c_valid.eq(b_valid), c_op.eq(b_op), c_op.col.eq(b_col), c_op.x.eq(b_x)]
+            if two:
+                m.d.sync += [c_op.col2.eq(syn_data2.col), c_op.x2.eq(syn_data2.w)]
 
         # ---------------- lazy leak (async): at step start every neuron becomes ``stale``; the first
         # op that touches a stale neuron in stage B (an update, a drain, a background leak or the
@@ -298,6 +339,9 @@ class UpdatePipeline(wiring.Component):
                          self.ring.payload.weight.eq(c_op.x),
                          self.ring.valid.eq(c_valid & (c_kind == Op.RING)),
                          ring_stall.eq(c_valid & (c_kind == Op.RING) & ~self.ring.ready)]
+            if two:
+                m.d.comb += [self.ring.payload.pair.eq(c_op.two), self.ring.payload.neuron2.eq(c_op.col2),
+                             self.ring.payload.weight2.eq(c_op.x2)]
         out_stall = Signal()
         if self.spiking:
             send_eos = self.eos.valid & ~c_valid
@@ -320,11 +364,22 @@ class UpdatePipeline(wiring.Component):
 
         # ---------------- issue: a synapse pointer first, else a controller op, else a background leak
         p, ctl = self.ptrs, self.ctl
-        m.d.comb += [syn_rd.addr.eq(p.payload.p), p.ready.eq(adv), ctl.ready.eq(adv & ~p.valid)]
+        if two:
+            # bank addresses for words p and p + 1 of either parity: even (p + 1) >> 1, odd p >> 1
+            m.d.comb += [syn_er.addr.eq((p.payload.p + 1) >> 1), syn_or.addr.eq(p.payload.p >> 1)]
+            m.d.sync += Assert(~p.valid | (p.payload.n != 2) | (p.payload.kind == Op.RING),
+                               "UpdatePipeline: a pointer pair that is not a RING op")
+        else:
+            m.d.comb += syn_rd.addr.eq(p.payload.p)
+        m.d.comb += [p.ready.eq(adv), ctl.ready.eq(adv & ~p.valid)]
         with m.If(adv):
             m.d.sync += b_valid.eq(0)
+            if two:
+                m.d.sync += b_op.two.eq(0)
             with m.If(p.valid):
                 m.d.sync += [b_valid.eq(1), b_op.kind.eq(p.payload.kind), b_op.syn.eq(1), b_op.k.eq(p.payload.k)]
+                if two:
+                    m.d.sync += [b_op.two.eq(p.payload.n == 2), b_op.par.eq(p.payload.p[0])]
             with m.Elif(ctl.valid):
                 m.d.sync += [b_valid.eq(1), b_op.kind.eq(ctl.payload.kind), b_op.syn.eq(0),
                              b_op.col.eq(ctl.payload.col),
@@ -344,5 +399,7 @@ class UpdatePipeline(wiring.Component):
                 with m.If(fire & adv):
                     m.d.sync += refr.eq(refr | (1 << c_op.col))
         m.d.comb += [self.idle.eq(~b_valid & ~c_valid), self.stale_any.eq(stale.any()), self.stall.eq(~adv),
-                     self.sop.eq(c_valid & adv & c_op.syn), self.spike.eq(fire & adv)]
+                     self.sop.eq(Mux(c_valid & adv & c_op.syn, 1 + c_op.two, 0) if two
+                                 else c_valid & adv & c_op.syn),
+                     self.spike.eq(fire & adv)]
         return m

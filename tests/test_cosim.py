@@ -97,6 +97,14 @@ def test_amaranth_backend_matches_reference(trained):
     assert [r["parity"]["bit_exact"] for r in rep["runs"]] == [2, 2, 2, 2]
 
 
+def test_two_ring_lanes_change_only_the_ring_build(trained):
+    path, model, X, y = trained
+    rep = cosimulate(model, X[:2], y[:2], backend="amaranth", modes=("async",), delay_units=("scdq", "ring"),
+                     progress=False, log=None, ring_lanes=2)
+    assert [r["parity"]["bit_exact"] for r in rep["runs"]] == [2, 2]
+    assert [r.get("ring_lanes") for r in rep["runs"]] == [None, 2]  # the report names the ring build
+
+
 def test_corrupted_weight_is_caught_and_located(trained):
     path, model, X, y = trained
     X = X[:3].copy()
@@ -145,6 +153,8 @@ def test_cli_errors_name_the_problem(trained, tmp_path, capsys):
     assert "--data" in err("--model", str(path), "--data", str(tmp_path / "nowhere"))
     assert main(["--model", str(path), "--backend", "spice"]) == 2
     assert "invalid choice" in capsys.readouterr().err
+    assert main(["--model", str(path), "--ring-lanes", "3"]) == 2
+    assert "--ring-lanes" in capsys.readouterr().err
 
 
 def test_cli_exits_non_zero_and_names_the_divergence_on_a_parity_failure(trained, tmp_path, capsys, monkeypatch):

@@ -19,7 +19,8 @@ from props import hdl_settings
 
 
 def _run(plan: RingPlan, acc_bits: int, seed: int, name: str, **drv_kw) -> RingDriver:
-    dut = RingBufferDelay(plan.n, plan.max_delay, acc_bits=acc_bits, weight_bits=plan.weight_bits)
+    dut = RingBufferDelay(plan.n, plan.max_delay, acc_bits=acc_bits, weight_bits=plan.weight_bits,
+                          lanes=drv_kw.get("lanes", 1))
     drv = RingDriver(plan, random.Random(seed), acc_bits, **drv_kw)
     run_pysim_driver(dut, drv, name=name)
     check_ring(plan, drv)
@@ -196,3 +197,74 @@ def test_single_word_ring_one_neuron_no_delay():
     rng = random.Random(2)
     plan = make_ring_plan(rng, 1, 0, 8, steps=6, adds_per_step=5)
     _run(plan, 16, 2, "ring_1x1", p_idle=0.2, p_stall=0.3)
+
+
+# ---------------- two add lanes (ring_lanes=2): the same contract, two adds per handshake
+
+@pytest.mark.parametrize("n,D,p_idle,p_stall", [(5, 3, a, b) for a in (0.0, 0.3) for b in (0.0, 0.5)]
+                         + [(48, 60, 0.3, 0.5), (2, 0, 0.0, 0.0)])
+def test_two_lanes_random_traffic_matches_contract(n, D, p_idle, p_stall):
+    seed = 31 * n + D + int(10 * p_idle) + int(100 * p_stall)
+    rng = random.Random(seed)
+    plan = make_ring_plan(rng, n, D, 8, steps=3 * (D + 1) + 10 if D < 8 else D + 4, adds_per_step=6,
+                          n_segments=2, pair_bias=0.6)
+    drv = _run(plan, 20, seed, "ring2_random", p_idle=p_idle, p_stall=p_stall, lanes=2)
+    assert drv._pairs >= 5, drv._pairs  # the second lane really carries adds
+    assert drv._adds == sum(1 for seg in plan.segments for ops in seg for op in ops if op[0] == "add")
+
+
+def test_two_lanes_back_to_back_hits_from_either_lane_and_a_drain_in_the_same_cycle():
+    """Pairs that hit the words of the previous cycle's pair in either lane (forwarding across lanes),
+    two adds per cycle sustained, and a pair accepted with the drain of one of its words."""
+    rng = random.Random(4)
+    n, D = 4, 2
+    ops = []
+    for i in range(40):  # pairs (1, 2) and (2, 1) alternating: every word hit by both lanes back to back
+        a, b = (1, 2) if i % 2 else (2, 1)
+        ops += [("add", a, 0, rng.randint(-128, 127)), ("add", b, 0, rng.randint(-128, 127))]
+    # a pair with the drain of its lane-1 word, then one with the drain of its lane-2 word, in one cycle
+    ops += [("drain", 0), ("add", 1, 0, 5), ("add", 3, 0, -7), ("drain", 1), ("add", 3, 0, 11), ("add", 2, 0, 3)]
+    ops += [("drain", 2), ("drain", 3)]
+    plan = _one_step_plan(n, D, 8, [ops] + [[("drain", j) for j in range(n)] for _ in range(D + 1)])
+    drv = RingDriver(plan, rng, 16, p_idle=0.0, p_stall=0.0, p_pair=1.0, lanes=2, p_two=1.0)
+    dut = RingBufferDelay(n, D, 16, 8, lanes=2)
+    cycles = run_pysim_driver(dut, drv, name="ring2_same_word")
+    check_ring(plan, drv)
+    exp = ring_expected(plan)
+    assert exp[1] == sum(op[3] for op in ops[:80] if op[1] == 1) + 5
+    assert exp[2] == sum(op[3] for op in ops[:80] if op[1] == 2) + 3 and exp[3] == 4
+    assert drv._pairs == 40 + 2 and drv._adds == 84
+    # 2 adds/cycle: 40 pair cycles, not 80; the rest as in the one-lane bound
+    assert cycles <= (2 + n * (D + 1)) + 40 + 8 + n + (D + 2) * (n + 1) + 3, cycles
+
+
+def test_two_lanes_one_lane_traffic_is_unchanged():
+    """A two-lane ring driven one add at a time answers exactly as the one-lane one."""
+    rng = random.Random(9)
+    plan = make_ring_plan(rng, 6, 5, 8, steps=14, adds_per_step=5, n_segments=2)
+    _run(plan, 18, 9, "ring2_single", p_idle=0.2, p_stall=0.2, lanes=2, p_two=0.0)
+
+
+def test_two_lanes_pair_to_one_neuron_is_flagged_in_simulation():
+    n, D = 3, 5
+    dut = RingBufferDelay(n, D, 16, 8, lanes=2)
+
+    async def tb(ctx):
+        ctx.set(dut.add.payload.as_value(), pack(add_layout(n, D, 8, 2), neuron=1, delay=2, weight=3, pair=1,
+                                                 neuron2=1, weight2=4))
+        ctx.set(dut.add.valid, 1)
+        await ctx.tick()
+        await ctx.tick()
+
+    with pytest.raises(AssertionError, match="pair of adds to one neuron"):
+        run_pysim(dut, tb, name="ring2_bad_pair")
+
+
+@pytest.mark.parametrize("lanes", [0, 3, 2.0, True, "2"])
+def test_bad_lane_count_names_the_field(lanes):
+    with pytest.raises(ValueError, match="ring_lanes"):
+        RingBufferDelay(3, 2, lanes=lanes)
+
+
+def test_two_lanes_keep_the_slot_bits():
+    assert RingBufferDelay(48, 60, lanes=2).memory_bits == ring_buffer_bits(48, 60, 24)

@@ -121,15 +121,36 @@ def make_steps(rng, mode, unit, spiking, syn, n_steps=5):
     return steps
 
 
-def run(mode, unit, spiking, p_idle, p_stall, seed, max_cycles=20_000):
+def pair_up(rng, steps):
+    """Two ring lanes: turn some RING pointers p (p + 1 < NNZ) into pairs (p, n = 2), as the row
+    iterator does within a row; every other pointer stays an item of one."""
+    out = []
+    for ps, ctl in steps:
+        items = []
+        for p, kind, k in ps:
+            n = 2 if kind == Op.RING and p + 1 < NNZ and rng.random() < 0.7 else 1
+            items.append((p, kind, k, n))
+        out.append((items, ctl))
+    return out
+
+
+def run(mode, unit, spiking, p_idle, p_stall, seed, max_cycles=20_000, lanes=1):
     rng = np.random.default_rng(seed)
     delays = (0, 3)
     dut = UpdatePipeline(n_out=N_OUT, nnz_max=NNZ, delays=delays, spiking=spiking, delay_unit=unit,
-                         membrane_bits=VB, acc_bits=AB, readout_bits=RB, weight_bits=WB)
+                         membrane_bits=VB, acc_bits=AB, readout_bits=RB, weight_bits=WB, ring_lanes=lanes)
     syn = [(int(rng.integers(N_OUT)), int(rng.integers(-(1 << (WB - 1)), 1 << (WB - 1)))) for _ in range(NNZ)]
+    if lanes == 2:  # consecutive words of a CSR row target distinct neurons
+        for p in range(1, NNZ):
+            if syn[p][0] == syn[p - 1][0]:
+                syn[p] = ((syn[p][0] + 1 + int(rng.integers(N_OUT - 1))) % N_OUT, syn[p][1])
     threshold, decay, subtract = int(rng.integers(20, 120)), int(rng.integers(2000, 4097)), int(rng.integers(2))
     is_async = mode == "async"
     steps = make_steps(rng, mode, unit, spiking, syn)
+    if lanes == 2:
+        steps = pair_up(rng, steps)
+    else:
+        steps = [([(p, kind, k, 1) for p, kind, k in ps], ctl) for ps, ctl in steps]
     gold = Golden(syn, delays, spiking, unit, threshold, decay, subtract)
     got = {"out": [], "rec": [], "ring": [], "sops": 0, "spikes": 0}
     ob = max(1, (N_OUT - 1).bit_length())
@@ -168,8 +189,8 @@ def run(mode, unit, spiking, p_idle, p_stall, seed, max_cycles=20_000):
                 cv = bool(ctl) and phase == "run" and rng.random() >= p_idle
                 ev = phase == "eos" and rng.random() >= p_idle
                 if pv:
-                    p, kind, k = ps[0]
-                    ctx.set(dut.ptrs.payload, {"p": p, "kind": kind, "k": k})
+                    p, kind, k, n = ps[0]
+                    ctx.set(dut.ptrs.payload, {"p": p, "kind": kind, "k": k, **({"n": n} if lanes == 2 else {})})
                 if cv:
                     kind, j, x = ctl[0]
                     ctx.set(dut.ctl.payload, {"kind": kind, "col": j, **({"x": x} if unit == "ring" else {})})
@@ -191,7 +212,9 @@ def run(mode, unit, spiking, p_idle, p_stall, seed, max_cycles=20_000):
                     sig += [dut.ring.valid, dut.ring.payload]
                 _, _, pr, cr, er, ov, opl, idle, stale_any, sop, spike, *ring = await ctx.tick().sample(*sig)
                 if pv and pr:
-                    gold.ptr(*ps.pop(0))
+                    p, kind, k, n = ps.pop(0)
+                    for q in range(p, p + n):
+                        gold.ptr(q, kind, k)
                 if cv and cr:
                     gold.ctl(*ctl.pop(0))
                 if ov and o_rdy:
@@ -201,6 +224,9 @@ def run(mode, unit, spiking, p_idle, p_stall, seed, max_cycles=20_000):
                         got["rec"].append((int(opl.j), int(opl.value)))
                 if unit == "ring" and ring[0] and r_rdy:
                     got["ring"].append((int(ring[1].neuron), int(ring[1].delay), int(ring[1].weight)))
+                    if lanes == 2 and ring[1].pair:
+                        got["ring"].append((int(ring[1].neuron2), int(ring[1].delay), int(ring[1].weight2)))
+                        got["pairs"] = got.get("pairs", 0) + 1
                 last_stale = stale_any
                 got["sops"] += sop
                 got["spikes"] += spike
@@ -244,6 +270,23 @@ def test_pipeline_matches_the_golden_model_under_idle_and_backpressure(mode, uni
         assert len(gold.rec) >= 5 * N_OUT
 
 
+RING_CONFIGS = [(mode, spiking) for mode in ("layered", "async") for spiking in (True, False)]
+
+
+@pytest.mark.parametrize("p_idle,p_stall", [(0.0, 0.0), (0.3, 0.5)])
+@pytest.mark.parametrize("mode,spiking", RING_CONFIGS)
+def test_two_ring_lanes_match_the_golden_model_under_idle_and_backpressure(mode, spiking, p_idle, p_stall):
+    """ring_lanes=2: pointer pairs leave as one ring item of two adds; every other op as with one lane."""
+    seed = 3000 + 17 * RING_CONFIGS.index((mode, spiking)) + int(10 * p_idle)
+    gold, got = run(mode, "ring", spiking, p_idle, p_stall, seed, lanes=2)
+    assert got["out"] == gold.out
+    assert got["rec"] == gold.rec
+    assert got["ring"] == gold.ring
+    assert got["sops"] == gold.sops  # sop strobes 2 for a pair
+    assert got["spikes"] == sum(1 for x in gold.out if x != "eos")
+    assert got.get("pairs", 0) >= 5 and gold.sops > 0
+
+
 def test_saturation_and_spikes_are_exercised():
     """Over a few seeds the narrow widths saturate and spiking cores fire (the golden model's
     branches are reached, so the comparisons above can fail)."""
@@ -270,6 +313,7 @@ def test_constructor_validates_its_arguments():
 def _refused(ok):
     for bad, msg in ((dict(n_out=0), "n_out"), (dict(nnz_max=True), "nnz_max"), (dict(delays=(2, 1)), "delays"),
                      (dict(delays=()), "delays"), (dict(delay_unit="fifo"), "delay_unit"),
-                     (dict(membrane_bits=1), "membrane_bits"), (dict(weight_bits=30), "weight_bits")):
+                     (dict(membrane_bits=1), "membrane_bits"), (dict(weight_bits=30), "weight_bits"),
+                     (dict(ring_lanes=3), "ring_lanes"), (dict(delay_unit="scdq", ring_lanes=2), "ring_lanes")):
         with pytest.raises(ValueError, match=msg):
             UpdatePipeline(**{**ok, **bad})

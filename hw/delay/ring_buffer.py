@@ -26,14 +26,36 @@ Timing and ordering rules (what a controller may rely on)
   refused in the strobe cycle and while busy; ``advance`` is ignored then.
 * ``delay > max_delay`` must never be presented: it would alias another slot.
   An :class:`~amaranth.hdl.Assert` flags it in simulation.
+* Two add lanes (``lanes=2``, a build-time parameter): an ``add`` item may
+  carry a second add ``(neuron2, delay, weight2)`` with ``pair`` high: both
+  adds share the delay, so the slot, and are accepted together in one
+  handshake (one cycle). They must target distinct neurons (so distinct
+  words; an :class:`~amaranth.hdl.Assert` flags ``neuron2 == neuron`` in
+  simulation). Each lane is its own read-modify-write path (its own read port
+  and write port), so two adds per cycle are sustained. Adds commute (the
+  loader rules out any wrap of the sum), so the order of the two lanes
+  within a cycle is unobservable; both are ordered before a drain accepted
+  in the same cycle, exactly like a single add, and back-to-back hits on one
+  word from either lane, in either order and in any lane of the next cycle,
+  are forwarded. ``lanes=1`` builds exactly the one-lane design (no ``pair``
+  fields).
 
 Port widths: ``neuron`` and the drain index are ``max(1, clog2 n)`` bits (no
 zero-width vectors in the Verilog); ``t`` is an extra output showing the
 current slot index.
 
 Read-modify-write is a 2-stage pipeline per path (read at acceptance, write
-one cycle later). Read ports are transparent to both write ports, which is the
-forwarding that makes back-to-back hits on one word correct.
+one cycle later). Read ports are transparent to every write port, which is the
+forwarding that makes back-to-back hits on one word correct. In stage 1 an add
+whose word is the word drained in that stage is not written: its weight joins
+the drained value and the drain writes the 0 (with two lanes at most one of
+them can match, the lanes' words being distinct). So no two write ports ever
+write one word in one cycle.
+
+Memory: the slot bits are the same for one or two lanes; two lanes need a RAM
+with three write ports and three read ports (one lane: two and two) -- on an
+FPGA or in an ASIC macro, a multi-ported (or banked and replicated) RAM, an
+area cost the bit count does not show (docs/contract.md, memory section).
 """
 from __future__ import annotations
 
@@ -58,19 +80,32 @@ def _check_int(name: str, value, lo: int, hi: int | None = None) -> int:
     return value
 
 
-def add_layout(n_neurons: int, max_delay: int, weight_bits: int) -> data.StructLayout:
+def add_layout(n_neurons: int, max_delay: int, weight_bits: int, lanes: int = 1) -> data.StructLayout:
+    """One add, or with ``lanes=2`` an add plus an optional second one (``pair``) of the same delay."""
     # fields are >= 1 bit: zero-width vectors are a verilator lint warning (ASCRANGE)
-    return data.StructLayout({
+    fields = {
         "neuron": unsigned(max(1, ceil_log2(n_neurons))),
         "delay": unsigned(bits_for(max_delay)),
         "weight": signed(weight_bits),
-    })
+    }
+    if lanes == 2:
+        fields.update({"pair": unsigned(1), "neuron2": fields["neuron"], "weight2": signed(weight_bits)})
+    return data.StructLayout(fields)
+
+
+def check_lanes(owner: str, lanes) -> int:
+    """The ring-lane count of a build: 1 or 2 (a clear error naming ``ring_lanes`` otherwise)."""
+    if isinstance(lanes, bool) or not isinstance(lanes, int) or lanes not in (1, 2):
+        raise ValueError(f"{owner}: ring_lanes must be 1 or 2, got {lanes!r}")
+    return lanes
 
 
 class RingBufferDelay(wiring.Component):
     """Per-neuron ring buffer of ``max_delay + 1`` signed ``acc_bits`` slots."""
 
-    def __init__(self, n_neurons: int, max_delay: int, acc_bits: int = 24, weight_bits: int = 8):
+    def __init__(self, n_neurons: int, max_delay: int, acc_bits: int = 24, weight_bits: int = 8,
+                 lanes: int = 1):
+        self.lanes = check_lanes("RingBufferDelay", lanes)
         self.n_neurons = _check_int("n_neurons", n_neurons, 1)
         self.max_delay = _check_int("max_delay", max_delay, 0)
         self.acc_bits = _check_int("acc_bits", acc_bits, 2)
@@ -80,7 +115,7 @@ class RingBufferDelay(wiring.Component):
         self.slots = max_delay + 1
         self.depth = n_neurons * self.slots
         super().__init__({
-            "add": In(stream.Signature(add_layout(n_neurons, max_delay, weight_bits))),
+            "add": In(stream.Signature(add_layout(n_neurons, max_delay, weight_bits, lanes))),
             "drain_req": In(stream.Signature(unsigned(max(1, ceil_log2(n_neurons))))),
             "drain_resp": Out(stream.Signature(signed(acc_bits))),
             "advance": In(1),
@@ -110,8 +145,16 @@ class RingBufferDelay(wiring.Component):
 
         wp_add = mem.write_port()
         wp_drain = mem.write_port()  # also writes zeros while clearing
-        rp_add = mem.read_port(transparent_for=(wp_add, wp_drain))
-        rp_drain = mem.read_port(transparent_for=(wp_add, wp_drain))
+        two = self.lanes == 2
+        if two:
+            wp_add2 = mem.write_port()  # the second add lane
+            wps = (wp_add, wp_drain, wp_add2)
+        else:
+            wps = (wp_add, wp_drain)
+        rp_add = mem.read_port(transparent_for=wps)
+        rp_drain = mem.read_port(transparent_for=wps)
+        if two:
+            rp_add2 = mem.read_port(transparent_for=wps)
 
         t = Signal(range(max(2, S)))
         busy = Signal()
@@ -133,6 +176,11 @@ class RingBufferDelay(wiring.Component):
         slot = Mux(slot_sum >= S, slot_sum - S, slot_sum)
         a_addr = Signal(range(depth))
         m.d.comb += [a_addr.eq(p.neuron * S + slot), rp_add.addr.eq(a_addr), rp_add.en.eq(1)]
+        if two:
+            b_addr = Signal(range(depth))
+            m.d.comb += [b_addr.eq(p.neuron2 * S + slot), rp_add2.addr.eq(b_addr), rp_add2.en.eq(1)]
+            m.d.sync += Assert(~self.add.valid | ~p.pair | (p.neuron2 != p.neuron),
+                               "RingBufferDelay: a pair of adds to one neuron")
 
         # In-flight drain (stage 1) plus queued responses must fit the FIFO.
         d1_valid = Signal()
@@ -155,9 +203,23 @@ class RingBufferDelay(wiring.Component):
             wp_add.addr.eq(a1_addr),
             wp_add.data.eq(rp_add.data + a1_w),
             wp_add.en.eq(a1_valid & ~same),
-            fifo.w_data.eq(rp_drain.data + Mux(same, a1_w, 0)),
             fifo.w_en.eq(d1_valid),
         ]
+        if two:
+            b1_valid = Signal()
+            b1_addr = Signal.like(b_addr)
+            b1_w = Signal(signed(self.weight_bits))
+            m.d.sync += [b1_valid.eq(add_fire & p.pair), b1_addr.eq(b_addr), b1_w.eq(p.weight2)]
+            same2 = b1_valid & d1_valid & (b1_addr == d1_addr)  # lane 2 also ordered before the drain
+            m.d.comb += [
+                wp_add2.addr.eq(b1_addr),
+                wp_add2.data.eq(rp_add2.data + b1_w),
+                wp_add2.en.eq(b1_valid & ~same2),
+                # the lanes' words differ, so at most one of same / same2 holds
+                fifo.w_data.eq(rp_drain.data + Mux(same, a1_w, 0) + Mux(same2, b1_w, 0)),
+            ]
+        else:
+            m.d.comb += fifo.w_data.eq(rp_drain.data + Mux(same, a1_w, 0))
         with m.If(busy):
             m.d.comb += [wp_drain.addr.eq(clr_addr), wp_drain.data.eq(0), wp_drain.en.eq(1)]
         with m.Else():
