@@ -116,6 +116,12 @@ def _check(cfg: dict) -> dict:
             raise ConfigError(f"train.{key}", f"must be in [0, 1], got {t[key]!r}")
     if not 0 <= t["label_smoothing"] < 1:  # sw.trainer.readout_loss
         raise ConfigError("train.label_smoothing", f"must be in [0, 1), got {t['label_smoothing']!r}")
+    cw, cs = t["consistency_weight"], t["consistency_stretch"]  # the rate-consistency loss (sw.trainer)
+    if not (cw >= 0 and math.isfinite(cw)):
+        raise ConfigError("train.consistency_weight", f"must be >= 0 and finite (0 = off), got {cw!r}")
+    if not (len(cs) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in cs)
+            and 0 < cs[0] <= cs[1] and math.isfinite(cs[1])):
+        raise ConfigError("train.consistency_stretch", f"must be [lo, hi] with 0 < lo <= hi, got {cs!r}")
     if not (0 <= t["weight_decay"] and math.isfinite(t["weight_decay"])):
         raise ConfigError("train.weight_decay", f"must be >= 0 and finite, got {t['weight_decay']!r}")
     if not 0 <= d["val_fraction"] < 1:

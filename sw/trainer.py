@@ -31,6 +31,9 @@ regulariser; ``model.weight_bits`` 2..4 train with a symmetric, rms-clipped
 scale; ``model.layer_max_delay`` caps each layer's delay grid; ``train.latency_loss_weight`` (default 0,
 off) mixes in a cross-entropy on the running readout from step ``train.latency_loss_from * T`` on
 (:func:`readout_loss`), for models that should decide early;
+``train.consistency_weight`` (default 0, off) adds the rate-consistency loss: every batch is forwarded
+together with a copy stretched once more in time by a factor log-uniform in ``train.consistency_stretch``
+(seeded per seed, epoch and sample), plus weight x :func:`consistency_loss` between the two outputs;
 ``train.label_smoothing`` (default 0, off) smooths the cross-entropy targets; ``train.decay_weights_only``
 (default false) restricts ``train.weight_decay`` to the synapse weights (:func:`param_groups`);
 ``model.delay_mode = "learnable"`` (``--delays learnable``) trains a DCLS-style
@@ -119,6 +122,21 @@ def readout_loss(logits: torch.Tensor, readout: torch.Tensor, y: torch.Tensor, n
     return (1 - weight) * final + weight * early
 
 
+def consistency_loss(anchor: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
+    """The rate-consistency term (``train.consistency_weight``): ``KL(p_anchor || p_other)``, batch mean,
+    with ``p = softmax(logits)`` and the anchor detached.
+
+    ``anchor``: the logits of the batch as augmented now (the copy the cross-entropy trains);
+    ``other``: those of the same samples stretched once more in time
+    (:func:`sw.data.augment.consistency_batch`). The anchor is a fixed target: the gradient pulls the
+    stretched copy's output towards the prediction the network makes at the usual rate, not the
+    reverse, so the worse-classified copy cannot drag the in-distribution prediction towards it (a
+    symmetric KL would, and could lower the loss by flattening both distributions). Zero when the two
+    outputs are equal, positive otherwise."""
+    target = F.log_softmax(anchor.detach().float(), dim=1)
+    return F.kl_div(F.log_softmax(other.float(), dim=1), target, reduction="batchmean", log_target=True)
+
+
 def param_groups(net, weight_decay: float, weights_only: bool = False) -> list[dict]:
     """Adam's parameter groups (``train.weight_decay``, ``train.decay_weights_only``).
 
@@ -193,6 +211,7 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
         log("init: hidden weight scale x " + ", ".join(f"{m:.3g}" for m in mults))
     # channels/time are cochlear frequency/speech time only in SHD-format data, not in the synthetic task
     aug = augment.Augment.from_train_config(tc) if cfg["data"]["source"] != "synthetic" else augment.Augment()
+    cons_w, cons_st = tc["consistency_weight"], tuple(tc["consistency_stretch"])
     done_now = 0
     for epoch in range(start, E):
         if epoch in plan or epoch == budget_epoch:
@@ -215,7 +234,7 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
         t0 = time.time()
         g = torch.Generator().manual_seed(cfg["seed"] * 1_000_003 + epoch)  # order depends on (seed, epoch) only
         perm = torch.randperm(len(ytr_t), generator=g)
-        tot, n_ok = 0.0, 0
+        tot, n_ok, tot_cons = 0.0, 0, 0.0
         bar = tqdm(range(0, len(perm), B), desc=f"epoch {epoch + 1}/{E}", leave=False, disable=not progress,
                    file=sys.stderr)
         for s in bar:
@@ -224,9 +243,20 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
             if aug.active:  # seeded per (seed, epoch, sample): identical on --resume
                 xb = torch.from_numpy(augment.augment_batch(Xtr[idx.numpy()], idx.numpy(), epoch, cfg["seed"], aug)).float()
             yb = ytr_t[idx].to(device)
-            logits, rec = model(xb.to(device))
+            if cons_w > 0:  # rate consistency: the batch and its extra-stretched copy in one forward
+                x2 = torch.from_numpy(augment.consistency_batch(xb.numpy() > 0, idx.numpy(), epoch, cfg["seed"], cons_st))
+                logits2x, rec = model(torch.cat([xb, x2.float()]).to(device))
+                n = len(idx)
+                logits, logits2 = logits2x[:n], logits2x[n:]
+                rec = {"readout": rec["readout"][:n], "spikes": [z[:n] for z in rec["spikes"]]}
+            else:
+                logits, rec = model(xb.to(device))
             loss = readout_loss(logits, rec["readout"], yb, net, tc["latency_loss_weight"], tc["latency_loss_from"],
                                 tc["label_smoothing"])
+            if cons_w > 0:
+                cons = consistency_loss(logits, logits2)
+                loss = loss + cons_w * cons
+                tot_cons += cons.item() * len(idx)
             if any(w > 0 for w in rate_weights):
                 loss = loss + rate_loss(rec["spikes"], rate_targets, rate_weights)
             opt.zero_grad()
@@ -245,6 +275,8 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
         st = [mask_stats(s.mask, s.delays) for s in net.synapses]
         history.append({"epoch": epoch + 1, "loss": tot / len(perm), "train_acc": n_ok / len(perm), "val_acc": val_acc,
                         "seconds": time.time() - t0, "taps": [x["taps"] for x in st], "levels": [x["levels"] for x in st]})
+        if cons_w > 0:
+            history[-1]["consistency"] = tot_cons / len(perm)
         log(f"epoch {epoch + 1:3d}/{E}  loss {history[-1]['loss']:.4f}  train {history[-1]['train_acc']:.3f}  "
             f"val {val_acc:.3f}  taps {history[-1]['taps']}  levels {history[-1]['levels']}  {history[-1]['seconds']:.1f}s")
         _atomic_save({"config": cfg_json, "epoch": epoch + 1, "model": net.state_dict(), "opt": opt.state_dict(),

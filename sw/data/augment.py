@@ -75,6 +75,11 @@ named transforms (``none`` / ``all``; the rate, length target, quiet exponent an
 warp belong to ``stretch``).  With every option above at its off value the draws,
 and so the trained bits, are those from before the options existed.
 
+:func:`consistency_batch` makes the rate-consistency loss's second copy of a batch
+(``train.consistency_weight``, ``sw.trainer.consistency_loss``): :func:`time_stretch` once
+more, by a factor from its own generator per ``(seed, epoch, sample index)``
+(:func:`consistency_rng`), so it leaves the draws above, and ``--resume``, as they are.
+
 The default uses the bin stretch, shift, jitter and dropout.  The other options
 were screened on the shifted splits (``docs/results.md`` section 4, round 4): none
 beats the default beyond noise, and the event stretch at ``r = 1`` is clearly worse.
@@ -305,6 +310,23 @@ def sample_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
 def gate_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
     """The generator that decides whether sample ``index`` is augmented in ``epoch`` (``augment_fraction``)."""
     return np.random.default_rng(np.random.SeedSequence([int(seed), int(epoch), int(index), 0xA07]))
+
+
+def consistency_rng(seed: int, epoch: int, index: int) -> np.random.Generator:
+    """The generator of sample ``index``'s extra stretch in ``epoch`` for the rate-consistency loss
+    (``train.consistency_weight``); its own stream, so the augmentation draws above are unchanged."""
+    return np.random.default_rng(np.random.SeedSequence([int(seed), int(epoch), int(index), 0xA08]))
+
+
+def consistency_batch(X: np.ndarray, indices, epoch: int, seed: int, stretch: tuple[float, float]) -> np.ndarray:
+    """The rate-consistency loss's second copy of a batch: ``X[i]`` (already augmented or not) stretched
+    again by :func:`time_stretch` with a factor drawn log-uniformly from ``stretch`` = ``[lo, hi]`` by
+    :func:`consistency_rng` of ``(seed, epoch, indices[i])``; bool ``[B, T, C]``."""
+    lo, hi = float(stretch[0]), float(stretch[1])
+    X = np.asarray(X, dtype=bool)
+    out = [time_stretch(x, float(np.exp(consistency_rng(seed, epoch, int(i)).uniform(np.log(lo), np.log(hi)))))
+           for x, i in zip(X, indices)]
+    return np.stack(out) if out else X.copy()
 
 
 def is_augmented(aug: Augment, seed: int, epoch: int, index: int) -> bool:
