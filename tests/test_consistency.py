@@ -9,15 +9,11 @@ from sw.config import ConfigError, load_config
 from sw.data import augment
 from sw.trainer import consistency_loss, main
 
-TINY = {
-    "data": {"source": "synthetic", "T": 30, "val_fraction": 0.2,
-             "synthetic": {"n_train": 96, "n_test": 48, "n_channels": 5, "n_classes": 3, "gap": 5, "jitter": 1,
-                           "noise": 1}},
-    "model": {"hidden": [8], "max_delay": 12, "delay_stride": 4, "tau_ms": 10.0, "readout_tau_ms": 10.0,
-              "init_gain": 2.0},  # the default's learnable delays
-    "train": {"epochs": 2, "batch_size": 32, "lr": 0.01, "threads": 1, "shards": 1,
-              "consistency_weight": 1.0, "consistency_stretch": [0.5, 2.0]},
-}
+from test_train_options import TINY as _BASE
+
+# test_train_options' tiny synthetic task and model, with the consistency loss on
+TINY = json.loads(json.dumps(_BASE))
+TINY["train"].update({"consistency_weight": 1.0, "consistency_stretch": [0.5, 2.0]})
 
 
 def _kl(p_logits: np.ndarray, q_logits: np.ndarray) -> float:
