@@ -32,11 +32,17 @@ def summary(run: dict) -> dict:
 
 def train_words(run: dict) -> int:
     """Training words the run used: its ``data.limit``, or the size of its training file."""
-    d = summary(run)["config"]["data"]
-    src = Path(d["root"] if d["source"] == "offline" else d["source"])
     import h5py
 
-    with h5py.File(src / "shd_train.h5" if (src / "shd_train.h5").is_file() else src / "SHD" / "shd_train.h5") as f:
+    from sw.data.splits import shd_files
+    from sw.paths import resolve_data_root
+
+    d = summary(run)["config"]["data"]
+    src = resolve_data_root(d["root"]) if d["source"] == "offline" else Path(d["source"])
+    files = shd_files(src)
+    if files is None:
+        raise SystemExit(f"error: {src}: no shd_train.h5 / shd_test.h5 (the data of {run['model']})")
+    with h5py.File(files[0]) as f:
         n = len(f["labels"])
     return n if d["limit"] is None else min(int(d["limit"]), n)
 

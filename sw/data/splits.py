@@ -33,6 +33,17 @@ class DataSplits:
         return int(self.Xtr.shape[2])
 
 
+def shd_files(root) -> tuple[Path, Path] | None:
+    """``(train, test)`` SHD files of a data directory: ``root/shd_{train,test}.h5`` (sw.data.generate's
+    layout) or ``root/SHD/...`` (tonic's), the first layout holding both; ``None`` if neither does."""
+    root = Path(root)
+    for tr, te in ((root / "shd_train.h5", root / "shd_test.h5"),
+                   (root / "SHD" / "shd_train.h5", root / "SHD" / "shd_test.h5")):
+        if tr.is_file() and te.is_file():
+            return tr, te
+    return None
+
+
 def load_data(cfg: dict) -> DataSplits:
     """The splits of ``cfg["data"]`` (synthetic task, offline set, or an SHD directory)."""
     d, seed = cfg["data"], cfg["seed"]
@@ -61,14 +72,11 @@ def load_data(cfg: dict) -> DataSplits:
 
             tr, te = ensure_default_dataset(root=d["root"], seed=0, workers=2)  # processes, not torch threads
         else:
-            root = Path(src)
-            for tr, te in ((root / "shd_train.h5", root / "shd_test.h5"),
-                           (root / "SHD" / "shd_train.h5", root / "SHD" / "shd_test.h5")):
-                if tr.is_file() and te.is_file():
-                    break
-            else:
+            found = shd_files(src)
+            if found is None:
                 raise ConfigError("data.source", f"'{src}' is neither 'synthetic', 'offline' nor a directory "
                                                  "holding shd_train.h5 and shd_test.h5")
+            tr, te = found
         files = (Path(tr), Path(te))
         Xtr, ytr = load_rasters(tr, dt=d["dt"], T=d["T"], pool=d["pool"], limit=d["limit"])
         Xte, yte = load_rasters(te, dt=d["dt"], T=d["T"], pool=d["pool"], limit=d["limit"])
