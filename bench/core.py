@@ -452,6 +452,8 @@ def ratio_table(model, X, specs, exes, combos=COMBOS, lanes=(1,)) -> dict:
                 parts.append(f"{name} {(b / bound).mean():.3f}")
             print(f"{'':14s} {mode}/ring deferring bounds (bench.core.defer_bound), x bound: " + ", ".join(parts),
                   flush=True)
+    print("(bound = max over cores of the sample's SOPs; ratio = mean of cycles / bound per sample; lane-bnd = max over "
+          "cores of ceil(RING SOPs / lanes) + other SOPs; pair-bnd = the same, ceil per (event, level) row)")
     return speed
 
 
@@ -524,8 +526,6 @@ def main(argv=None) -> int:
             specs[("ring", 2)] = NetworkSpec.for_model(model, "ring", ring_lanes=2)
         exes = {u: build(spec, log=log) for u, spec in specs.items()}
         vl_speed = ratio_table(model, X, specs, exes, runs, lanes)
-        print("(bound = max over cores of the sample's SOPs; ratio = mean of cycles / bound per sample; lane-bnd = max over "
-          "cores of ceil(RING SOPs / lanes) + other SOPs; pair-bnd = the same, ceil per (event, level) row)")
         L0 = model.layers[0]
         for unit in ("ring", "scdq"):
             rows, dead = row_cycles(L0, X, unit, model.T)
@@ -580,8 +580,6 @@ def main(argv=None) -> int:
             specs[("ring", 2)] = dataclasses.replace(specs["ring"], ring_lanes=2)
         exes = {u: build(spec, log=log) for u, spec in specs.items()}
         ratio_table(model, Xm, specs, exes, runs, lanes)
-        print("(bound = max over cores of the sample's SOPs; ratio = mean of cycles / bound per sample; lane-bnd = max over "
-          "cores of ceil(RING SOPs / lanes) + other SOPs; pair-bnd = the same, ceil per (event, level) row)")
         if a.defer_sweep:
             defer_table(model, Xm)
         if a.profile:

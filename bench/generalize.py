@@ -33,7 +33,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-# variant name -> value of sw.train --augment
+# variant name -> value of sw.trainer --augment
 VARIANTS = {"all": "all", "none": "none", "no-stretch": "shift,jitter,dropout", "no-shift": "stretch,jitter,dropout",
             "no-jitter": "stretch,shift,dropout", "no-dropout": "stretch,shift,jitter"}
 SPLITS = ("test", "slow", "fast", "noisy")
@@ -56,7 +56,7 @@ def train_cmd(a, variant: str, delays: bool, seed: int) -> list[str]:
         cmd += ["--epochs", str(a.epochs)]
     if a.limit:
         cmd += ["--limit", str(a.limit)]
-    for item in a.set:  # config overrides for every run (sw.train --set; they win over the flags above)
+    for item in a.set:  # config overrides for every run (sw.trainer --set; they win over the flags above)
         cmd += ["--set", item]
     if not delays:
         cmd.append("--no-delays")
@@ -184,7 +184,7 @@ def main(argv=None) -> int:
                     help="seeds for the variants other than all/none (default: --seeds)")
     ap.add_argument("--jobs", type=int, default=1, help="training processes at once (1 on a shared machine)")
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=JSON",
-                    help="config override passed to every sw.train run, e.g. --set train.lr=0.01")
+                    help="config override passed to every sw.trainer run, e.g. --set train.lr=0.01")
     ap.add_argument("--out", default="build/generalize")
     ap.add_argument("--skip-training", action="store_true", help="only evaluate the runs that exist")
     a = ap.parse_args(argv)

@@ -11,7 +11,7 @@ prints the LIF / PSU ratio per ``T``. "LIF (unbind)" is the same LIF step
 function looped over ``current.unbind(1)`` (see :class:`_LifUnbind`).
 
 Part 2 trains the synthetic-task topology of bench/unlayered.py with each
-neuron kind through ``sw.train`` (the export is the contract LIF, so its
+neuron kind through ``sw.trainer`` (the export is the contract LIF, so its
 hw.reference accuracy is the *direct conversion*), then converts the float
 network with ``sw.models.psu.convert_to_lif``, fine-tunes ``--finetune``
 epochs, exports again and reports hw.reference accuracy.

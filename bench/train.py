@@ -9,8 +9,8 @@ Three models of the default topology (700-48-48-20, delays 0..60 step 2) train
 on the same samples with Adam, one epoch each in turn (interleaved, so machine
 load hits all alike), best of ``--epochs``:
 
-* ``delays``: ``DelayNet`` as ``sw.train`` builds it (fused LIF, event-driven synapses), and
-  run as ``sw.train`` runs it: ``train.shards`` batch shards on ``--threads`` worker threads
+* ``delays``: ``DelayNet`` as ``sw.trainer`` builds it (fused LIF, event-driven synapses), and
+  run as ``sw.trainer`` runs it: ``train.shards`` batch shards on ``--threads`` worker threads
   with one intra-op thread each (``sw.models.parallel``; ``--unsharded`` adds the same model
   on intra-op threads only, the path before batch shards);
 * ``yardstick``: a plain vectorized causal dilated conv1d network of the same

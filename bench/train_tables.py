@@ -1,4 +1,4 @@
-"""Trade-off tables of trained design points (docs/results.md): each point is one ``sw.train`` run.
+"""Trade-off tables of trained design points (docs/results.md): each point is one ``sw.trainer`` run.
 
     python bench/train_tables.py --table seeds  [--seeds 0 1 2] [--epochs 40] [--workers 2]
     python bench/train_tables.py --table rate   [--rate-targets none 0.05 0.02] [--rate-weight 20]
@@ -173,7 +173,7 @@ def main(argv=None) -> int:
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=JSON")
     ap.add_argument("--out", default="build/tables")
     ap.add_argument("--baseline", action="append", default=[], metavar="NAME=DIR",
-                    help="take point NAME from a finished sw.train output DIR instead of training it")
+                    help="take point NAME from a finished sw.trainer output DIR instead of training it")
     ap.add_argument("--only", action="append", default=[], metavar="NAME",
                     help="train only this point of the table (repeatable); --baseline points are still read")
     ap.add_argument("--baseline-data", help="read the test split of --baseline runs from this data source instead "

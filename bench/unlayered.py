@@ -9,7 +9,7 @@
 The default model (``sw/configs/default.json`` with ``--set`` overrides, e.g.
 ``--set model.delay_mode="fixed" --set model.max_delay=60 --set
 model.delay_stride=2`` for the earlier 31-level pruned recipe) is built and
-calibrated once, as ``sw.train`` does; every variant then trains from those
+calibrated once, as ``sw.trainer`` does; every variant then trains from those
 same weights, on the same samples in the same order, with Adam, one epoch per
 turn:
 
@@ -22,10 +22,10 @@ Two weight states, because an unlayered layer's cost follows its events:
 ``start`` is the start of training (fixed grid: every tap live; learnable
 delays: the widest Gaussian spread); ``end`` is the recipe's end state (fixed
 grid: pruned to ``prune.k`` taps per synapse and at most ``prune.max_levels``
-levels, rates recalibrated as ``sw.train`` does; learnable delays: the final
+levels, rates recalibrated as ``sw.trainer`` does; learnable delays: the final
 width ``sigma_final``).
 
-Threads: ``--threads`` workers run ``--shards`` batch shards, as ``sw.train``
+Threads: ``--threads`` workers run ``--shards`` batch shards, as ``sw.trainer``
 does (``DelayNet.set_threads``; default: one thread, one shard, so that CPU
 seconds compare the work).
 

@@ -321,7 +321,7 @@ def _main(argv=None) -> int:
         raise CosimError(f"--vcd: sample {a.vcd} is negative")
     out = check_out_dir(out, "--out")
     if a.default and not model_path.is_file():
-        print(f"{model_path} is missing: training the default model (python sw/train.py)", flush=True)
+        print(f"{model_path} is missing: training the default model (sw.trainer)", flush=True)
         from sw.trainer import main as train_main
         rc = train_main(["--out", str(model_path.parent)] + (["--no-progress"] if a.no_progress else []))
         if rc:

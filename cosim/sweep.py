@@ -5,7 +5,7 @@
 
 The spec is TOML with three tables:
 
-- ``[base]``: training-config fields, dotted as for ``sw/train.py --set``
+- ``[base]``: training-config fields, dotted as for ``--set`` of the training command (``sw.trainer``)
   (``"train.epochs" = 3`` or ``train.epochs = 3``);
 - ``[grid]``: dotted fields, each with a list of values; every combination is one
   design point (``seed`` may be one of them);

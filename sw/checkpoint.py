@@ -1,6 +1,6 @@
 """Building, saving and restoring models, and float evaluation (library code).
 
-``sw.train`` trains with these; ``sw.evaluate``, ``cosim`` and the benches use
+``sw.trainer`` trains with these; ``sw.evaluate``, ``cosim`` and the benches use
 them to rebuild a trained float network without importing the training script.
 Checkpoints hold state dicts and JSON strings only (loaded with ``weights_only``).
 """

@@ -1,6 +1,6 @@
 """The training config: defaults (``sw/configs/default.json``), merging, validation.
 
-Library code (no side effects): ``sw.train``, ``sw.evaluate``, ``cosim`` and the
+Library code (no side effects): ``sw.trainer``, ``sw.evaluate``, ``cosim`` and the
 benches read configs through :func:`load_config`. Every field is addressable by
 its dotted name (``--set train.lr=0.001``, or a sweep spec's keys).
 """

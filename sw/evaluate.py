@@ -10,7 +10,7 @@ For every (model, split, execution, delay unit) the table gives accuracy, spike
 density per hidden layer (spikes / (T * neurons)), synaptic operations per
 inference, time to decision in steps (mean and median) and the peak SCDQ
 occupancy per layer. Delay units only change async execution, so layered rows
-are run once. The test split is used, defined as in ``sw.train``
+are run once. The test split is used, defined as in ``sw.trainer``
 (synthetic classes from ``--seed``, default the model's training seed).
 
 Generalization: besides the test split, the shifted test splits that the
@@ -177,7 +177,7 @@ def load_eval_data(source: str, model: Model, model_path: str = "model", samples
 
 def check_provenance(model: Model, source: str, path, model_path: str = "model", warn=None) -> dict:
     """Compare the test file about to be used with the one the model was trained on (``info.data_hash``,
-    written by ``sw.train``). A different file is never silent: a warning line on stderr names both.
+    written by ``sw.trainer``). A different file is never silent: a warning line on stderr names both.
     Returns ``{"trained_on", "evaluated_on", "match"}`` (``match`` None when the model records no hash)."""
     from sw.data.tonic_io import file_hash
 

@@ -11,7 +11,7 @@ directly. The class count is inferred from the data (the files' label keys and
 labels), not assumed.
 
 :func:`file_hash` is the data-set fingerprint stored in a model file's
-``info.data_hash`` (``sw.train``) and checked by ``sw.evaluate``.
+``info.data_hash`` (``sw.trainer``) and checked by ``sw.evaluate``.
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ dense) plus a pluggable neuron (``sw.models.lif``: :class:`LIFParams`,
 ``lif_step`` / ``li_step`` and the fused ``lif_sequence`` / ``li_sequence``,
 shared with the unlayered model, as are the surrogate and ``mem_sum``).
 
-Hooks used by ``sw.train`` (imported lazily, only when selected):
+Hooks used by ``sw.trainer`` (imported lazily, only when selected):
 
 * ``--neuron psu|ipsu|rpsu`` -> ``sw.models.psu.make_neuron(kind, n, T, **cfg) -> nn.Module``
   for the hidden layers. ``cfg`` has ``decay`` (int a, leak ``a/4096``),

@@ -98,7 +98,7 @@ class PSUNeuron(nn.Module):
 
 
 def make_neuron(kind: str, n: int, T: int, **cfg) -> nn.Module:
-    """Factory for ``sw.train --neuron``: PSU-family neuron for a hidden layer.
+    """Factory for ``sw.trainer --neuron``: PSU-family neuron for a hidden layer.
 
     ``cfg`` takes the delay model's neuron keywords: ``decay`` (int, sets
     ``tau = 4096/decay``) or ``tau``; ``slope``; ``spiking`` must be true.
