@@ -41,6 +41,12 @@ MIN_DT = 1e-6  # seconds per step: event times have microsecond resolution at be
 # ``info`` is free-form, but these keys, when present, are read by the tools and must have these types
 INFO_TYPES = {"seed": (int,), "float_checkpoint": (str,), "name": (str,), "no_delays": (bool,),
               "data_source": (str,), "data_hash": (str,)}
+# the optional input front-end ``time_norm`` (word-duration normalization before binning; its semantics are
+# sw.data.time_norm's): absent or null = off. Its rules live here, once: the training config
+# (``data.time_norm``) and the loader both check with :func:`check_time_norm`.
+TIME_NORM_MODES = ("always", "fit")
+TIME_NORM_DEFAULTS = {"mode": "always", "start": 0.15, "span": 0.3, "quantile": 0.02, "smooth": 0.02,
+                      "max_factor": 4.0}
 
 
 class ModelFileError(ValueError):
@@ -50,7 +56,7 @@ class ModelFileError(ValueError):
     """
 
     def __init__(self, field: str, message: str, path: str | os.PathLike | None = None):
-        self.field = field
+        self.field, self.message = field, message
         self.path = None if path is None else str(path)
         where = f"model file '{self.path}': " if path is not None else ""
         super().__init__(f"{where}field '{field}': {message}")
@@ -104,6 +110,8 @@ class Model:
     dt: float = 0.01
     widths: Widths = field(default_factory=Widths)
     info: dict[str, Any] = field(default_factory=dict)
+    time_norm: dict[str, Any] | None = None  # input front-end (check_time_norm); None = off
+
 
     @property
     def n_classes(self) -> int:
@@ -112,6 +120,42 @@ class Model:
 
 def _is_int(x: Any) -> bool:
     return isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def check_time_norm(tn: Any, window: float | None = None, fld: str = "time_norm",
+                    path: str | os.PathLike | None = None) -> dict[str, Any] | None:
+    """The complete ``time_norm`` setting (missing keys take :data:`TIME_NORM_DEFAULTS`) or ``None`` (off).
+
+    ``window``: the input window ``T * dt`` in seconds, which ``start + span`` must not exceed.
+    Raises :class:`ModelFileError` naming the sub-field (``<fld>.span``, ...)."""
+    if tn is None:
+        return None
+    if not isinstance(tn, dict):
+        raise ModelFileError(fld, f"must be null (off) or an object with keys {sorted(TIME_NORM_DEFAULTS)}, "
+                                  f"got {tn!r}", path)
+    unknown = sorted(set(tn) - set(TIME_NORM_DEFAULTS))
+    if unknown:
+        raise ModelFileError(f"{fld}.{unknown[0]}", f"unknown key (known: {', '.join(sorted(TIME_NORM_DEFAULTS))})",
+                             path)
+    out = {**TIME_NORM_DEFAULTS, **tn}
+    if out["mode"] not in TIME_NORM_MODES:
+        raise ModelFileError(f"{fld}.mode", f"must be one of {list(TIME_NORM_MODES)}, got {out['mode']!r}", path)
+    for key, ok, rule in (("start", lambda v: v >= 0, ">= 0 seconds"), ("span", lambda v: v > 0, "> 0 seconds"),
+                          ("quantile", lambda v: 0 <= v < 0.5, "in [0, 0.5)"),
+                          ("smooth", lambda v: 0 <= v <= 1, "in [0, 1] seconds"),
+                          ("max_factor", lambda v: v >= 1, ">= 1")):
+        v = out[key]
+        if not _number(v) or not ok(v):
+            raise ModelFileError(f"{fld}.{key}", f"must be a finite number {rule}, got {v!r}", path)
+        out[key] = float(v)
+    if window is not None and out["start"] + out["span"] > window * (1 + 1e-9):
+        raise ModelFileError(f"{fld}.span", f"start + span = {out['start'] + out['span']:g} s exceeds the input "
+                                            f"window T * dt = {window:g} s", path)
+    return out
 
 
 def validate(model: Model, path: str | os.PathLike | None = None) -> Model:
@@ -136,6 +180,7 @@ def validate(model: Model, path: str | os.PathLike | None = None) -> Model:
     if (not isinstance(model.dt, (float, int)) or isinstance(model.dt, bool) or not math.isfinite(model.dt)
             or not MIN_DT <= model.dt):
         raise err("dt", f"must be a finite number of seconds >= {MIN_DT}, got {model.dt!r}")
+    check_time_norm(model.time_norm, model.T * model.dt, "time_norm", path)
     if not isinstance(model.info, dict):
         raise err("info", f"must be a JSON object, got {type(model.info).__name__}")
     for key, types in INFO_TYPES.items():
@@ -215,6 +260,7 @@ def _header(model: Model) -> dict[str, Any]:
             for L in model.layers
         ],
         "info": model.info,
+        **({} if model.time_norm is None else {"time_norm": check_time_norm(model.time_norm)}),
     }
 
 
@@ -319,5 +365,8 @@ def load(path: str | os.PathLike) -> Model:
         dt=_get(h, "dt", "dt", path),
         widths=widths,
         info={} if h.get("info") is None else h["info"],
+        time_norm=h.get("time_norm"),  # absent (files written before it existed) or null: off
     )
-    return validate(model, path)
+    model = validate(model, path)
+    model.time_norm = check_time_norm(model.time_norm)  # every key present
+    return model

@@ -12,7 +12,7 @@ import math
 from pathlib import Path
 
 from sw.data import augment
-from hw.model_file import MAX_T, MIN_DT
+from hw.model_file import MAX_T, MIN_DT, ModelFileError, check_time_norm
 from sw.errors import InputError
 
 from sw.models.unlayered import SCHEDULERS
@@ -25,8 +25,10 @@ DEVICES = ("cpu", "cuda", "auto")
 SYNAPSES = ("auto", "event", "dense")
 DELAY_MODES = ("fixed", "learnable")
 # fields whose value may be null, or have a fixed set of values
-NULLABLE = {"data.limit", "budget.max_taps", "unlayered.forward_group", "model.layer_max_delay",
+NULLABLE = {"data.limit", "data.time_norm", "budget.max_taps", "unlayered.forward_group", "model.layer_max_delay",
             "train.augment_stretch_rate", "train.augment_stretch_target", "train.augment_stretch_quiet"}
+# fields that are null (off) or an object of parameters, checked as a whole (data.time_norm: sw.data.time_norm)
+OPTIONAL_OBJECTS = {"data.time_norm"}
 # fields that take one number or a list with one number per (hidden) layer
 PER_LAYER = {"reg.rate_target", "reg.rate_weight", "model.layer_max_delay"}
 CHOICES = {"mode": MODES, "neuron": NEURONS, "prune.method": METHODS + ("none",),
@@ -65,6 +67,9 @@ def _merge(base: dict, over: dict, prefix: str = "") -> dict:
         if k not in base:
             raise ConfigError(name, f"unknown field (known: {', '.join(sorted(base))})")
         b = base[k]
+        if name in OPTIONAL_OBJECTS:  # null = off, or an object merged key by key; _check validates it whole
+            out[k] = {**b, **v} if isinstance(b, dict) and isinstance(v, dict) else copy.deepcopy(v)
+            continue
         if isinstance(b, dict):
             if not isinstance(v, dict):
                 raise ConfigError(name, f"must be an object, got {v!r}")
@@ -130,6 +135,12 @@ def _check(cfg: dict) -> dict:
         raise ConfigError("prune.start", f"need 0 <= start <= end <= 1, got start={p['start']}, end={p['end']}")
     if d["limit"] is not None and (not isinstance(d["limit"], int) or d["limit"] < 1):
         raise ConfigError("data.limit", f"must be null or a positive int, got {d['limit']!r}")
+    try:  # the word-duration normalization (sw.data.time_norm); its rules are the model file's, written once
+        d["time_norm"] = check_time_norm(d["time_norm"], d["T"] * d["dt"], "data.time_norm")
+    except ModelFileError as e:
+        raise ConfigError(e.field, e.message) from None
+    if d["time_norm"] is not None and d["source"] == "synthetic":
+        raise ConfigError("data.time_norm", "applies to event data (SHD files), not to the synthetic task's rasters")
     try:
         augment.Augment.from_train_config(t)
     except augment.AugmentError as e:

@@ -13,6 +13,10 @@ occupancy per layer. Delay units only change async execution, so layered rows
 are run once. The test split is used, defined as in ``sw.trainer``
 (synthetic classes from ``--seed``, default the model's training seed).
 
+Binning follows the model file: ``dt``, ``T`` and, when the model was trained with
+it, the word-duration normalization ``time_norm`` (``sw.data.time_norm``), so every
+split is binned as the model's training data was.
+
 Generalization: besides the test split, the shifted test splits that the
 offline generator writes next to it (``shd_test_{slow,fast,noisy}.h5``, speech
 made with parameters outside the training range, ``sw.data.generate.SHIFTS``)
@@ -80,7 +84,8 @@ def load_split(path: str | Path, model: Model, model_path: str = "model", sample
                                f"{SHD_CHANNELS} / pool for any pool (SHD has {SHD_CHANNELS} channels)")
         pool = SHD_CHANNELS // model.n_inputs
     try:
-        X, y = load_rasters(path, dt=float(model.dt), T=int(model.T), pool=pool, limit=samples)
+        X, y = load_rasters(path, dt=float(model.dt), T=int(model.T), pool=pool, limit=samples,
+                            time_norm=model.time_norm)
     except (OSError, KeyError, ValueError) as e:
         raise DataMismatch(f"{flag}: '{path}' is not a readable SHD-format file ({e})") from None
     try:
@@ -128,6 +133,10 @@ def load_eval_data(source: str, model: Model, model_path: str = "model", samples
         seed = int(model.info.get("seed", 0)) if isinstance(model.info, dict) else 0
     if source == "synthetic":
         from sw.config import load_config
+
+        if model.time_norm is not None:
+            raise DataMismatch(f"model '{model_path}' has a time_norm front-end (event data only), which the "
+                               "synthetic task's rasters cannot take")
         from sw.data.splits import load_data
 
         data = {"source": "synthetic", "T": int(model.T), "dt": float(model.dt), "val_fraction": 0.0}
@@ -152,7 +161,8 @@ def load_eval_data(source: str, model: Model, model_path: str = "model", samples
         from sw.data import tonic_io
 
         if tonic_io.parse(source) is not None:  # tonic's SHD / SSC classes, local files only
-            X, y, _, path = tonic_io.load(source, "test", float(model.dt), int(model.T), pool, samples)
+            X, y, _, path = tonic_io.load(source, "test", float(model.dt), int(model.T), pool, samples,
+                                          model.time_norm)
         else:
             if source == "offline":
                 from sw.data.generate import ensure_default_dataset
@@ -160,7 +170,8 @@ def load_eval_data(source: str, model: Model, model_path: str = "model", samples
                 path = ensure_default_dataset()[1]
             else:
                 path = _shd_files(source)[0]
-            X, y = load_rasters(path, dt=float(model.dt), T=int(model.T), pool=pool, limit=samples)
+            X, y = load_rasters(path, dt=float(model.dt), T=int(model.T), pool=pool, limit=samples,
+                                time_norm=model.time_norm)
         verdict = check_provenance(model, source, path, model_path)
         if provenance is not None:
             provenance.update(verdict)
@@ -266,7 +277,8 @@ def run(models: list[str], data: str, executions=("layered",), delay_units=("scd
     others = {**(shifted_files(data) if shifted else {}), **extra}
     for path in models:
         model = load(path)  # raises ModelFileError naming the field
-        key = (int(model.T), float(model.dt), int(model.n_inputs), seed if seed is not None else model.info.get("seed"))
+        key = (int(model.T), float(model.dt), int(model.n_inputs), seed if seed is not None else model.info.get("seed"),
+               json.dumps(model.time_norm, sort_keys=True))  # the input front-end bins differently
         if key not in cache:
             cache[key] = {"test": load_eval_data(data, model, str(path), samples, seed, pool)}
             for name, f in others.items():

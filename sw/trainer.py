@@ -337,6 +337,7 @@ def finish(cfg, model, net, history, Xte, yte, t_start, t_data, log=print, progr
     m = to_model_file(net, max_taps=cfg["budget"]["max_taps"],
                       info={"float_checkpoint": "checkpoints/final.pt",  # relative to the model file
                             "seed": cfg["seed"], "no_delays": cfg["model"]["no_delays"], **(data_info or {})})
+    m.time_norm = cfg["data"].get("time_norm")  # the input front-end travels with the model (sw.data.time_norm)
     model_path = save(m, out / "model.safetensors")
     ours = integer_forward(m, Xte)
     bar = tqdm(total=len(yte), desc="hw.reference (layered)", leave=False, disable=not progress, file=sys.stderr)

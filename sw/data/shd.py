@@ -191,8 +191,13 @@ def write_shd(path: str | os.PathLike, times, units, labels, speakers, keys=None
             tmp.unlink()
 
 
-def bin_events(times, units, dt: float, T: int, n_channels: int = N_CHANNELS, pool: int = 1) -> np.ndarray:
+def bin_events(times, units, dt: float, T: int, n_channels: int = N_CHANNELS, pool: int = 1,
+               time_norm: dict | None = None) -> np.ndarray:
     """Binary raster ``bool [T, n_channels // pool]`` of one sample.
+
+    ``time_norm`` (``None`` = off): the word-duration normalization of
+    :mod:`sw.data.time_norm`, applied to the event times before binning (a
+    complete setting, as :func:`hw.model_file.check_time_norm` returns it).
 
     Bin ``k`` holds events with ``k*dt <= t < (k+1)*dt``; ``t/dt`` is rounded to
     1e-9 first so that e.g. t = 0.03, dt = 0.01 lands in bin 3 despite decimal
@@ -214,6 +219,10 @@ def bin_events(times, units, dt: float, T: int, n_channels: int = N_CHANNELS, po
         raise ValueError(f"units: a channel lies outside [0, {n_channels})")
     if t.size and (not np.all(np.isfinite(t)) or t.min() < 0):
         raise ValueError("times: must be finite and non-negative")
+    if time_norm is not None:
+        from sw.data.time_norm import normalize_times
+
+        t, u = normalize_times(t, u, time_norm)
     with np.errstate(over="ignore"):  # t/dt may overflow to inf (t = 1e30, dt = 1e-300): such events lie beyond T
         kf = np.floor(np.round(t / dt, 9))
     keep = kf < T  # decided in float, before the cast, so huge times never wrap to a negative bin
@@ -231,21 +240,22 @@ class RasterSet:
     speakers: np.ndarray | None  # int64 [N]
 
 
-def load_raster_set(path, dt: float = 0.01, T: int = 100, pool: int = 1, limit: int | None = None) -> RasterSet:
-    """Read an SHD file and bin every sample (the first ``limit`` if given)."""
+def load_raster_set(path, dt: float = 0.01, T: int = 100, pool: int = 1, limit: int | None = None,
+                    time_norm: dict | None = None) -> RasterSet:
+    """Read an SHD file and bin every sample (the first ``limit`` if given; ``time_norm``: see :func:`bin_events`)."""
     ev = read_shd(path)
     n = len(ev) if limit is None else min(int(limit), len(ev))
     X = np.zeros((n, int(T), N_CHANNELS // int(pool)), dtype=bool)
     for i in range(n):
-        X[i] = bin_events(ev.times[i], ev.units[i], dt, T, N_CHANNELS, pool)
+        X[i] = bin_events(ev.times[i], ev.units[i], dt, T, N_CHANNELS, pool, time_norm)
     spk = None if ev.speakers is None else ev.speakers[:n].copy()
     return RasterSet(X=X, y=ev.labels[:n].copy(), speakers=spk)
 
 
 def load_rasters(path, dt: float = 0.01, T: int = 100, pool: int = 1,
-                 limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``(X bool [N, T, 700 // pool], y int64 [N])`` of an SHD file."""
-    rs = load_raster_set(path, dt, T, pool, limit)
+                 limit: int | None = None, time_norm: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``(X bool [N, T, 700 // pool], y int64 [N])`` of an SHD file (``time_norm``: see :func:`bin_events`)."""
+    rs = load_raster_set(path, dt, T, pool, limit, time_norm)
     return rs.X, rs.y
 
 
@@ -261,9 +271,10 @@ class ShdDataset(Dataset):
     Events are read once; each sample is binned on access, padded or truncated to ``T``.
     """
 
-    def __init__(self, path, dt: float = 0.01, T: int = 100, pool: int = 1, limit: int | None = None):
+    def __init__(self, path, dt: float = 0.01, T: int = 100, pool: int = 1, limit: int | None = None,
+                 time_norm: dict | None = None):
         self.events = read_shd(path)
-        self.dt, self.T, self.pool = float(dt), int(T), int(pool)
+        self.dt, self.T, self.pool, self.time_norm = float(dt), int(T), int(pool), time_norm
         bin_events([], [], self.dt, self.T, N_CHANNELS, self.pool)  # validate parameters now
         self.n = len(self.events) if limit is None else min(int(limit), len(self.events))
 
@@ -274,14 +285,15 @@ class ShdDataset(Dataset):
         if not -self.n <= i < self.n:
             raise IndexError(f"sample {i} out of range for {self.n} samples")
         i %= self.n
-        x = bin_events(self.events.times[i], self.events.units[i], self.dt, self.T, N_CHANNELS, self.pool)
+        x = bin_events(self.events.times[i], self.events.units[i], self.dt, self.T, N_CHANNELS, self.pool,
+                       self.time_norm)
         return torch.from_numpy(x.astype(np.float32)), int(self.events.labels[i])
 
 
 def make_loader(path, batch_size: int, shuffle: bool, seed: int = 0, dt: float = 0.01, T: int = 100,
-                pool: int = 1, limit: int | None = None) -> DataLoader:
+                pool: int = 1, limit: int | None = None, time_norm: dict | None = None) -> DataLoader:
     """A DataLoader of ``(x float32 [B, T, C], y int64 [B])``; ``seed`` fixes the shuffle order."""
     g = torch.Generator()
     g.manual_seed(int(seed))
-    return DataLoader(ShdDataset(path, dt, T, pool, limit), batch_size=int(batch_size), shuffle=bool(shuffle),
+    return DataLoader(ShdDataset(path, dt, T, pool, limit, time_norm), batch_size=int(batch_size), shuffle=bool(shuffle),
                       generator=g, num_workers=0)

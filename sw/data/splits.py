@@ -51,9 +51,10 @@ def load_data(cfg: dict) -> DataSplits:
     files: tuple = ()
     from sw.data import tonic_io
 
+    tn = time_norm(cfg)
     if tonic_io.parse(src) is not None:  # tonic's SHD / SSC classes on local files; classes inferred
-        Xtr, ytr, c_tr, f_tr = tonic_io.load(src, "train", d["dt"], d["T"], d["pool"], d["limit"])
-        Xte, yte, c_te, f_te = tonic_io.load(src, "test", d["dt"], d["T"], d["pool"], d["limit"])
+        Xtr, ytr, c_tr, f_tr = tonic_io.load(src, "train", d["dt"], d["T"], d["pool"], d["limit"], tn)
+        Xte, yte, c_te, f_te = tonic_io.load(src, "test", d["dt"], d["T"], d["pool"], d["limit"], tn)
         n_classes, files = max(c_tr, c_te), (f_tr, f_te)
     elif src == "synthetic":
         from sw.data.synthetic import make_delay_task
@@ -78,8 +79,8 @@ def load_data(cfg: dict) -> DataSplits:
                                                  "holding shd_train.h5 and shd_test.h5")
             tr, te = found
         files = (Path(tr), Path(te))
-        Xtr, ytr = load_rasters(tr, dt=d["dt"], T=d["T"], pool=d["pool"], limit=d["limit"])
-        Xte, yte = load_rasters(te, dt=d["dt"], T=d["T"], pool=d["pool"], limit=d["limit"])
+        Xtr, ytr = load_rasters(tr, dt=d["dt"], T=d["T"], pool=d["pool"], limit=d["limit"], time_norm=tn)
+        Xte, yte = load_rasters(te, dt=d["dt"], T=d["T"], pool=d["pool"], limit=d["limit"], time_norm=tn)
         n_classes = 20
     for split, yy in (("train", ytr), ("test", yte)):
         if len(yy) == 0:
@@ -90,6 +91,13 @@ def load_data(cfg: dict) -> DataSplits:
     val, tr_idx = perm[:n_val], np.sort(perm[n_val:])
     return DataSplits(Xtr[tr_idx], ytr[tr_idx], Xtr[np.sort(val)], ytr[np.sort(val)], Xte, yte, n_classes,
                       source=data_source_name(src), files=files)
+
+
+def time_norm(cfg: dict) -> dict | None:
+    """The complete ``data.time_norm`` setting of a checked config (``None`` = off; ``sw.data.time_norm``)."""
+    from hw.model_file import check_time_norm
+
+    return check_time_norm(cfg["data"].get("time_norm"))
 
 
 def data_source_name(src: str) -> str:

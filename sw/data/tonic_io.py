@@ -73,8 +73,10 @@ def _dataset(source: str, split: str):
         raise InputError(f"--data {source}: '{path}' is not a readable {folder} file ({e})") from None
 
 
-def load(source: str, split: str, dt: float, T: int, pool: int = 1, limit: int | None = None):
-    """``(X bool [N, T, 700 // pool], y int64 [N], n_classes, path)`` of one split."""
+def load(source: str, split: str, dt: float, T: int, pool: int = 1, limit: int | None = None,
+         time_norm: dict | None = None):
+    """``(X bool [N, T, 700 // pool], y int64 [N], n_classes, path)`` of one split
+    (``time_norm``: see :func:`sw.data.shd.bin_events`)."""
     from sw.data.shd import bin_events
 
     ds = _dataset(source, split)
@@ -85,7 +87,8 @@ def load(source: str, split: str, dt: float, T: int, pool: int = 1, limit: int |
     for i in range(n):
         try:
             ev, label = ds[i]
-            X[i] = bin_events(np.asarray(ev["t"], np.float64) * 1e-6, np.asarray(ev["x"]), dt, T, N_CHANNELS, pool)
+            X[i] = bin_events(np.asarray(ev["t"], np.float64) * 1e-6, np.asarray(ev["x"]), dt, T, N_CHANNELS, pool,
+                                time_norm)
         except (ValueError, KeyError, OSError) as e:
             raise InputError(f"--data {source}: '{path}' sample {i}: {e}") from None
         y[i] = int(label)
