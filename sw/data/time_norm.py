@@ -18,12 +18,14 @@ and the spike statistics, the same raster.
 **The span estimator** (:func:`word_span`) must not be fooled by the lead and trail
 silences the generator adds, by their noise floor, or by the noisy split's background
 events. It histograms the events at :data:`RESOLUTION` (1 ms), smooths the histogram
-with a box of ``smooth`` seconds (the activity envelope), subtracts a floor (the
-:data:`FLOOR_QUANTILE` quantile of the envelope over the clip: the background level
-when the clip holds silence), and returns the ``quantile`` and ``1 - quantile`` points
-of the remaining (above-floor) activity mass. Uniform background activity adds to every
-bin alike and is removed by the floor; a stray burst outside the word carries little
-mass and moves the quantiles little. A word without events, or whose envelope never
+with a box of ``smooth`` seconds (the activity envelope), and keeps the envelope's
+excess over a level: the floor (the :data:`FLOOR_QUANTILE` quantile of the envelope
+over the clip, the background when the clip holds silence) plus
+:data:`LEVEL_FRACTION` of the way from the floor to the peak, so that the floor's
+own fluctuations do not count. It returns the ``quantile`` and ``1 - quantile``
+points of that excess mass. Uniform background activity adds to every bin alike
+and is removed with the floor; a stray burst outside the word carries little mass
+and moves the quantiles little. A word without events, or whose envelope never
 rises above its floor, is left unchanged.
 
 **Cost: it is not causal.** The whole word must be recorded before its span is known,
@@ -46,6 +48,7 @@ from hw.model_file import TIME_NORM_DEFAULTS, TIME_NORM_MODES, check_time_norm  
 
 RESOLUTION = 0.001  # seconds per envelope bin
 FLOOR_QUANTILE = 0.2  # the envelope quantile taken as the background level
+LEVEL_FRACTION = 0.05  # activity counts from floor + this fraction of (peak - floor): above the floor's fluctuations
 
 
 def word_span(times, smooth: float = TIME_NORM_DEFAULTS["smooth"],
@@ -59,7 +62,8 @@ def word_span(times, smooth: float = TIME_NORM_DEFAULTS["smooth"],
     hist = np.bincount(np.floor(t / RESOLUTION).astype(np.int64), minlength=n).astype(np.float64)
     w = max(1, int(round(smooth / RESOLUTION)))
     env = np.convolve(hist, np.ones(w) / w, mode="same") if w > 1 else hist
-    excess = np.maximum(env - np.quantile(env, FLOOR_QUANTILE), 0.0)
+    floor = np.quantile(env, FLOOR_QUANTILE)
+    excess = np.maximum(env - (floor + LEVEL_FRACTION * (env.max() - floor)), 0.0)
     total = excess.sum()
     if not total > 0:
         return None
