@@ -105,6 +105,8 @@ def main(argv=None) -> int:
         print("| model | as recorded | " + " | ".join(f"x{f:g}" for f in a.factors) + " |")
         print("|---|---|" + "---|" * len(a.factors))
         for m in a.model:
+            if load(m).time_norm is not None:  # it stretches plain rasters; such a model normalizes events first
+                ap.error(f"--model: '{m}' has a time_norm input front-end; this bench stretches plain rasters")
             r = res["models"][m] = stretch_accuracy(load(m), X, y, a.factors)
             print(f"| {m} | {100 * r['1']:.1f} | " + " | ".join(
                 f"{100 * r[f'{f:g}']['bins']:.1f} / {100 * r[f'{f:g}']['events_r0']:.1f}" for f in a.factors) + " |")
