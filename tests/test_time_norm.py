@@ -204,3 +204,34 @@ def test_evaluate_bins_with_the_models_time_norm(shd_file, tmp_path):
     X_test, _ = load_eval_data(str(shd_file), m)
     assert np.array_equal(X_test, X)
     assert np.array_equal(load_split(shd_file, make_model(None))[0], load_rasters(shd_file)[0])
+
+
+def test_training_carries_time_norm_to_the_model_file_and_evaluate_bins_alike(tmp_path):
+    """End to end: a tiny training on SHD files with data.time_norm writes it into the model file,
+    and sw.evaluate, told nothing, reproduces the trainer's own integer test accuracy."""
+    from hw.model_file import load
+    from sw.evaluate import run
+    from sw.trainer import main
+
+    rng = np.random.default_rng(10)
+    data = tmp_path / "data"
+    for split, n in (("train", 40), ("test", 20)):
+        times, units, labels = [], [], []
+        for i in range(n):
+            c = i % 2
+            on = rng.uniform(0.05, 0.3)
+            t, u = synthetic_word(on, on + rng.uniform(0.1, 0.6), rng, noise_rate=100.0, n=400)
+            units.append((u % 350) + 350 * c)  # class = which half of the channels fires
+            times.append(t)
+            labels.append(c)
+        write_shd(data / f"shd_{split}.h5", times, units, np.array(labels), np.zeros(n, np.int64))
+    out = tmp_path / "run"
+    tn = {"mode": "always", "span": 0.4}
+    assert main(["--data", str(data), "--out", str(out), "--epochs", "1", "--threads", "1", "--no-progress",
+                 "--set", 'model.hidden=[4]', "--set", "train.shards=1",
+                 "--set", "data.time_norm=" + json.dumps(tn)]) == 0
+    m = load(out / "model.safetensors")
+    assert m.time_norm == {**TIME_NORM_DEFAULTS, **tn}
+    summary = json.loads((out / "train_summary.json").read_text())
+    rows = run([str(out / "model.safetensors")], str(data), progress=False, shifted=False)
+    assert rows[0]["samples"] == 20 and rows[0]["accuracy"] == summary["integer_acc"]
