@@ -81,7 +81,7 @@ class Phase(enum.Enum, shape=4):
     SETTLE = 5     # wait for the pipeline (a spiking async core also leaks its stale neurons)
     FIRE = 6       # layered: the neuron pass
     RSUM = 7       # async readout: the readout sums
-    FLUSH = 8      # wait for the pipeline
+    # 8 (FLUSH, a wait for the pipeline before EOS) is gone: EOS waits for stage B itself
     EOS = 9        # send the end-of-step token
     DONE = 10      # step (or clear) finished: wait for the next step_start or clear
 
@@ -121,6 +121,8 @@ class StepController(wiring.Component):
             "T": In(self.tw),
             "is_async": In(1),
             "pipe_idle": In(1),
+            "rows_idle": In(1),
+            "b_idle": In(1),
             "stale_any": In(1),
             "done": Out(1),
             "busy": Out(1),
@@ -218,7 +220,14 @@ class StepController(wiring.Component):
         with m.Elif(self.step_start):
             if self.delay_unit == "ring":
                 m.d.sync += lv_done.eq(0)
-            m.d.sync += [t.eq(self.t), j.eq(0), phase.eq(Phase.DELAYED)]
+            # DELAYED has work only with an SCDQ (its due events) or an async ring (its drain)
+            if self.uses_scdq:
+                first = Phase.DELAYED
+            elif self.delay_unit == "ring":
+                first = Mux(is_async, Phase.DELAYED, Phase.INPUT)
+            else:
+                first = Phase.INPUT
+            m.d.sync += [t.eq(self.t), j.eq(0), phase.eq(first)]
         # an If chain, not a Switch: Verilator lints incomplete cases
         with m.Elif(phase == Phase.CLEAR):
             m.d.comb += [ctl_valid.eq(1), ctl_kind.eq(Op.CLEAR), ctl_col.eq(j)]
@@ -263,7 +272,8 @@ class StepController(wiring.Component):
         with m.Elif(phase == Phase.INPUT):
             with m.If(inp.valid & inp.payload.eos):
                 m.d.comb += inp.ready.eq(1)
-                m.d.sync += phase.eq(Phase.SETTLE)
+                # layered: the FIRE pass waits for the pipeline itself (its first op, below)
+                m.d.sync += [j.eq(0), phase.eq(Mux(is_async, Phase.SETTLE, Phase.FIRE))]
             with m.Elif(inp.valid):
                 i = inp.payload.idx
                 if self.delay_unit == "ring":
@@ -286,7 +296,11 @@ class StepController(wiring.Component):
                                                    Phase.FIRE))]
         with m.Elif(phase == Phase.FIRE):
             if self.delay_unit == "ring":
-                m.d.comb += [drain_req.valid.eq(j < n_out), drain_req.payload.eq(j)]
+                # the first drain only once every RING add of the step is in the ring or in stage C
+                # (no row left in the iterator, stage B empty): an add in C is accepted in the same
+                # cycle as the drain or before it, and the ring orders it before the drain
+                m.d.comb += [drain_req.valid.eq((j < n_out) & ((j != 0) | (self.rows_idle & self.b_idle))),
+                             drain_req.payload.eq(j)]
                 with m.If(drain_req.valid & drain_req.ready):
                     m.d.sync += j.eq(j + 1)
                 m.d.comb += [ctl_valid.eq(drain_resp.valid), ctl_kind.eq(Op.FIRE),
@@ -295,25 +309,25 @@ class StepController(wiring.Component):
                 with m.If(ctl_taken):
                     m.d.sync += fire_j.eq(fire_j + 1)
                     with m.If(fire_j == n_out - 1):
-                        m.d.sync += [phase.eq(Phase.FLUSH), fire_j.eq(0)]
+                        m.d.sync += [phase.eq(Phase.EOS), fire_j.eq(0)]
             else:
-                m.d.comb += [ctl_valid.eq(1), ctl_kind.eq(Op.FIRE), ctl_col.eq(j)]
+                # the first FIRE op only once the iterator has issued every ACC pointer of the step:
+                # ops complete in order, and stage B reads the accumulator through to C's write
+                m.d.comb += [ctl_valid.eq((j != 0) | self.rows_idle), ctl_kind.eq(Op.FIRE), ctl_col.eq(j)]
                 with m.If(ctl_taken):
                     m.d.sync += j.eq(j + 1)
                     with m.If(last_j):
-                        m.d.sync += phase.eq(Phase.FLUSH)
+                        m.d.sync += phase.eq(Phase.EOS)
         with m.Elif(phase == Phase.RSUM):
             m.d.comb += [ctl_valid.eq(1), ctl_kind.eq(Op.RSUM), ctl_col.eq(j)]
             with m.If(ctl_taken):
                 m.d.sync += j.eq(j + 1)
                 with m.If(last_j):
-                    m.d.sync += phase.eq(Phase.FLUSH)
-        with m.Elif(phase == Phase.FLUSH):
-            with m.If(pipe_empty):
-                m.d.sync += phase.eq(Phase.EOS)
+                    m.d.sync += phase.eq(Phase.EOS)
         with m.Elif(phase == Phase.EOS):
-            m.d.comb += self.eos.valid.eq(1)
-            with m.If(self.eos.ready):
+            # every op of the step has left stage B (the pipeline orders the token after stage C)
+            m.d.comb += self.eos.valid.eq(self.rows_idle & self.b_idle)
+            with m.If(self.eos.valid & self.eos.ready):
                 m.d.sync += phase.eq(Phase.DONE)
         with m.Elif((phase == Phase.IDLE) | (phase == Phase.DONE)):
             pass

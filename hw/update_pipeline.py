@@ -169,6 +169,7 @@ class UpdatePipeline(wiring.Component):
             "syn_addr": In(_bits(nnz_max)),
             "syn_data": In(self.syn_layout.size),
             "idle": Out(1),
+            "b_idle": Out(1),
             "stale_any": Out(1),
             "stall": Out(1),
             "sop": Out(range(self.lanes + 1)),  # SOPs completed this cycle
@@ -343,12 +344,16 @@ class UpdatePipeline(wiring.Component):
                 m.d.comb += [self.ring.payload.pair.eq(c_op.two), self.ring.payload.neuron2.eq(c_op.col2),
                              self.ring.payload.weight2.eq(c_op.x2)]
         out_stall = Signal()
+        # the end-of-step token may pass in the cycle stage C's last op leaves, when that op sends
+        # nothing on ``out`` and waits on nothing (the producer offers it only with stage B empty)
+        c_quiet = Signal()
+        m.d.comb += c_quiet.eq(~c_valid | (~fire & ~ring_stall & ~out_stall))
         if self.spiking:
-            send_eos = self.eos.valid & ~c_valid
+            send_eos = self.eos.valid & c_quiet
             m.d.comb += [self.out.valid.eq(fire | send_eos),
                          self.out.payload.idx.eq(c_op.col),
                          self.out.payload.eos.eq(send_eos),
-                         self.eos.ready.eq(self.out.ready & ~c_valid),
+                         self.eos.ready.eq(self.out.ready & c_quiet),
                          out_stall.eq(fire & ~self.out.ready)]
         else:
             rsum = (c_kind == Op.RSUM) | (c_kind == Op.FIRE)
@@ -358,7 +363,7 @@ class UpdatePipeline(wiring.Component):
                          r_wr.en.eq(c_valid & adv & (rsum | (c_kind == Op.CLEAR))),
                          self.rec.valid.eq(c_valid & rsum),
                          self.rec.payload.j.eq(c_op.col), self.rec.payload.value.eq(newr),
-                         self.eos.ready.eq(1),
+                         self.eos.ready.eq(c_quiet),
                          out_stall.eq(c_valid & rsum & ~self.rec.ready)]
         m.d.comb += adv.eq(~out_stall & ~ring_stall)
 
@@ -398,7 +403,7 @@ class UpdatePipeline(wiring.Component):
             if self.spiking:
                 with m.If(fire & adv):
                     m.d.sync += refr.eq(refr | (1 << c_op.col))
-        m.d.comb += [self.idle.eq(~b_valid & ~c_valid), self.stale_any.eq(stale.any()), self.stall.eq(~adv),
+        m.d.comb += [self.idle.eq(~b_valid & ~c_valid), self.b_idle.eq(~b_valid), self.stale_any.eq(stale.any()), self.stall.eq(~adv),
                      self.sop.eq(Mux(c_valid & adv & c_op.syn, 1 + c_op.two, 0) if two
                                  else c_valid & adv & c_op.syn),
                      self.spike.eq(fire & adv)]
