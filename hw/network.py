@@ -30,14 +30,15 @@ soon as it is done with the last one; its input stream's end-of-step tokens
 keep it in order (layered: a core fires step ``t`` only after its input's
 token for ``t``). The readout core's end of step is the network's: it writes
 the step's cycle stamp and takes the early-exit decision. A hidden core runs
-at most one step ahead of that decision (it starts step ``s`` only after the
-readout finished ``s - 2``), and keeps its counters (SOPs, spikes, records,
-SCDQ peak, overflow, dropped) as they were at the end of its last two steps;
-the status block reports them at the end of the exit step, so work a core did
-in the step after an early exit is not counted (docs/contract.md, "Early
-exit"). The host reads spike records only up to that count. After an exit
-the network drains before it raises ``done``: a hidden core inside the next
-step finishes it, and the FIFOs of cores that are not running a step are
+at most ``run_ahead`` steps ahead of that decision (a :class:`NetworkSpec`
+field, default 2: it starts step ``s`` only after the readout finished
+``s - 1 - run_ahead``), and keeps its counters (SOPs, spikes, records, SCDQ
+peak, overflow, dropped) as they were at the end of its last
+``run_ahead + 1`` steps; the status block reports them at the end of the exit
+step, so work a core did in the steps after an early exit is not counted
+(docs/contract.md, "Early exit"). The host reads spike records only up to
+that count. After an exit the network drains before it raises ``done``: a
+hidden core inside a later step finishes it, and the FIFOs of cores that are not running a step are
 emptied, so the next sample starts from quiet cores and empty FIFOs (the
 drain cycles are not counted).
 """
@@ -525,7 +526,8 @@ class Network(wiring.Component):
         halt = r_fin & ((t + 1 >= T) | exit_now)
         for l, c in enumerate(cores):
             # a core starts its next step when it is done with the last one, and a hidden core at most
-            # one step ahead of the exit decision: step s only after the readout finished step s - 2
+            # run_ahead steps ahead of the exit decision: step s only after the readout finished step
+            # s - 1 - run_ahead (a core never starts a step before the core upstream of it has)
             lag_ok = Const(1) if l == L - 1 else (next_t[l] <= decided + spec.run_ahead)
             go = Signal(name=f"go{l}")
             m.d.comb += go.eq(run & c.done & (next_t[l] < T) & lag_ok & ~halt)

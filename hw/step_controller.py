@@ -6,7 +6,10 @@ order :mod:`hw.reference` prescribes, and hands that work to the row iterator
 (``rows``: ``(event, level)`` rows, one synapse pointer per tap follows) and
 to the update pipeline (``ctl``: ops without a synapse word). Per step::
 
-    DELAYED -> INPUT -> SETTLE -> [FIRE (layered) | RSUM (async readout)] -> FLUSH -> EOS -> DONE
+    layered: [DELAYED] -> INPUT -> FIRE -> EOS -> DONE
+    async:    DELAYED -> INPUT -> SETTLE -> [RSUM (readout)] -> EOS -> DONE
+
+(DELAYED only when it has work: an SCDQ build, or an async ring build.)
 
 * DELAYED: SCDQ: every due event ``(pre, level)`` becomes a row (async ADD,
   layered ACC). Async ring: ``drain_req`` for ``j = 0..n-1``; each non-zero
@@ -22,15 +25,24 @@ to the update pipeline (``ctl``: ops without a synapse word). Per step::
   both in the same cycle. Ring build: one row per live level not yet sent,
   lowest first (live: the level mask says the row holds synapses and
   ``t + d_k < T``), kind ADD for an async ``d = 0`` tap, else RING.
-* SETTLE: wait until the pipeline and the row iterator are empty (and, in a
-  spiking async core, until no neuron is stale: the pipeline leaks them in the
+* SETTLE (async): wait until the pipeline and the row iterator are empty (and,
+  in a spiking core, until no neuron is stale: the pipeline leaks them in the
   background, ``bg_en``).
-* FIRE (layered): a FIRE op per neuron, with the drained ring slot as operand
-  (ring) or 0 (SCDQ: the pipeline uses its accumulator). RSUM (async readout):
-  an RSUM op per neuron.
-* FLUSH: wait for the pipeline; EOS: offer the end-of-step token (``eos``);
-  the delay unit's ``advance`` strobes as it is taken; DONE until the next
-  ``step_start`` (with ``t``) or ``clear``.
+* FIRE (layered, straight from INPUT): a FIRE op per neuron, with the drained
+  ring slot as operand (ring) or 0 (SCDQ: the pipeline uses its accumulator).
+  The pass waits for the pipeline with its first op only, not with a phase:
+  SCDQ, the first FIRE op once the row iterator is idle (every ACC pointer has
+  been issued; ops complete in order and stage B reads the accumulator through
+  to stage C's write); ring, the first drain request once the iterator is
+  idle and stage B is empty (``rows_idle & b_idle``): the step's last RING add
+  is then in stage C at most, and the ring accepts it in the same cycle as
+  the drain or earlier and orders it before the drain (its "Timing and
+  ordering rules"), so slot ``t`` holds every add of the step when it is read.
+  RSUM (async readout): an RSUM op per neuron.
+* EOS: offer the end-of-step token (``eos``) once the iterator is idle and
+  stage B is empty; the pipeline passes it after stage C's last op (in the same
+  cycle when that op sends no spike). The delay unit's ``advance`` strobes as
+  it is taken; DONE until the next ``step_start`` (with ``t``) or ``clear``.
 * ``clear``: CLEAR ops for every neuron, then wait for the pipeline (and a
   ring clear), then DONE.
 
@@ -52,7 +64,9 @@ Protocol (what the neighbours may rely on)
   ``lm_we``/``lm_addr``/``lm_data`` (bit ``k`` of word ``i``: row ``(k, i)``
   holds synapses).
 * ``pipe_idle`` (in): the pipeline and the row iterator hold no work;
-  ``stale_any`` (in): the pipeline still has a stale neuron.
+  ``rows_idle`` (in): the row iterator holds no work (no pointer will follow);
+  ``b_idle`` (in): the pipeline's stage B is empty (an op issued earlier is in
+  stage C or done); ``stale_any`` (in): the pipeline still has a stale neuron.
 * ``done`` (out): the step (or clear) is finished; ``busy`` (out): not idle
   and not done; ``bg_en`` (out): the phases in which the pipeline may leak in
   the background.
@@ -71,14 +85,14 @@ from hw.update_pipeline import Op, _bits, ctl_layout, event_layout
 
 
 class Phase(enum.Enum, shape=4):
-    """The step controller's phase (one step: DELAYED -> INPUT -> SETTLE -> [FIRE | RSUM] -> FLUSH -> EOS)."""
+    """The step controller's phase (a step: [DELAYED] -> INPUT -> [SETTLE] -> [FIRE | RSUM] -> EOS -> DONE)."""
 
     IDLE = 0
     CLEAR = 1      # zero every neuron's state
     CLEARWAIT = 2  # wait for the pipeline (and a ring clear)
     DELAYED = 3    # delayed events due at t (SCDQ stream, or async ring drain)
     INPUT = 4      # same-step input events until the input's end-of-step token
-    SETTLE = 5     # wait for the pipeline (a spiking async core also leaks its stale neurons)
+    SETTLE = 5     # async: wait for the pipeline (a spiking core also leaks its stale neurons)
     FIRE = 6       # layered: the neuron pass
     RSUM = 7       # async readout: the readout sums
     # 8 (FLUSH, a wait for the pipeline before EOS) is gone: EOS waits for stage B itself

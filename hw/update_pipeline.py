@@ -26,9 +26,13 @@ Protocol (what a producer and a consumer may rely on)
 * ``ready`` of ``ptrs`` and ``ctl`` does not depend on their own ``valid``:
   it is the pipeline's advance (``~stall``), and for ``ctl`` no pointer offered.
   Ops complete in acceptance order.
-* ``eos`` (in, no payload): the controller's end-of-step token. The spiking
-  variant sends it on ``out`` once stage C is empty; ``eos.ready`` is
-  ``out.ready`` with stage C empty. The readout variant accepts it at once.
+* ``eos`` (in, no payload): the controller's end-of-step token, offered only
+  once no op is left before stage C (the row iterator idle, ``b_idle``). It
+  passes after stage C's op: with stage C empty, or in the cycle stage C's
+  op completes when that op sends nothing on ``out`` and waits on nothing
+  (no spike, no ring or record stall). The spiking variant sends it on
+  ``out`` then (``eos.ready`` is ``out.ready`` and that condition); the
+  readout variant takes it then.
 * ``out`` (spiking, out): ``{idx, eos}``: a spike of neuron ``idx`` (from stage
   C, in op order), or the end-of-step token. ``valid`` does not depend on
   ``ready``; a spike waiting for ``ready`` stalls the whole pipeline.
@@ -42,7 +46,8 @@ Protocol (what a producer and a consumer may rely on)
   slots leak stale neurons in the background, lowest index first). ``clear``
   clears the refractory and stale flags (the CLEAR ops zero the state).
   Neither strobe may come while ops are in flight (``idle`` low).
-* ``idle``: stages B and C are empty. ``stale_any``: some neuron is still stale.
+* ``idle``: stages B and C are empty. ``b_idle``: stage B is empty.
+  ``stale_any``: some neuron is still stale.
   ``stall``: the pipeline did not advance this cycle. ``sop``/``spike``:
   strobes for the core's counters.
 * Synapse memory: ``syn_we`` writes ``syn_data`` (``col | w << clog2 n_out``)
