@@ -193,7 +193,8 @@ class NeuronCore(wiring.Component):
             pipe.is_async.eq(is_async), pipe.step_start.eq(self.step_start), pipe.clear.eq(self.clear),
             pipe.bg_en.eq(ctrl.bg_en),
             ctrl.step_start.eq(self.step_start), ctrl.clear.eq(self.clear), ctrl.t.eq(self.t), ctrl.T.eq(T),
-            ctrl.is_async.eq(is_async), ctrl.pipe_idle.eq(pipe.idle & it.idle), ctrl.stale_any.eq(pipe.stale_any),
+            ctrl.is_async.eq(is_async), ctrl.pipe_idle.eq(pipe.idle & it.idle),
+            ctrl.rows_idle.eq(it.idle), ctrl.b_idle.eq(pipe.b_idle), ctrl.stale_any.eq(pipe.stale_any),
             self.done.eq(ctrl.done),
         ]
 

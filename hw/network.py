@@ -30,14 +30,15 @@ soon as it is done with the last one; its input stream's end-of-step tokens
 keep it in order (layered: a core fires step ``t`` only after its input's
 token for ``t``). The readout core's end of step is the network's: it writes
 the step's cycle stamp and takes the early-exit decision. A hidden core runs
-at most one step ahead of that decision (it starts step ``s`` only after the
-readout finished ``s - 2``), and keeps its counters (SOPs, spikes, records,
-SCDQ peak, overflow, dropped) as they were at the end of its last two steps;
-the status block reports them at the end of the exit step, so work a core did
-in the step after an early exit is not counted (docs/contract.md, "Early
-exit"). The host reads spike records only up to that count. After an exit
-the network drains before it raises ``done``: a hidden core inside the next
-step finishes it, and the FIFOs of cores that are not running a step are
+at most ``run_ahead`` steps ahead of that decision (a :class:`NetworkSpec`
+field, default 2: it starts step ``s`` only after the readout finished
+``s - 1 - run_ahead``), and keeps its counters (SOPs, spikes, records, SCDQ
+peak, overflow, dropped) as they were at the end of its last
+``run_ahead + 1`` steps; the status block reports them at the end of the exit
+step, so work a core did in the steps after an early exit is not counted
+(docs/contract.md, "Early exit"). The host reads spike records only up to
+that count. After an exit the network drains before it raises ``done``: a
+hidden core inside a later step finishes it, and the FIFOs of cores that are not running a step are
 emptied, so the next sample starts from quiet cores and empty FIFOs (the
 drain cycles are not counted).
 """
@@ -78,8 +79,9 @@ class NetworkSpec:
     T_max: int = 128
     max_events: int = 4096
     max_spikes: int = 4096
-    fifo_depth: int = 16
+    fifo_depth: int = 64  # >= n_out + 1 of the default model: a FIRE pass never waits on its output
     ring_lanes: int = 1  # ring builds: RING adds per cycle (1 or 2); an SCDQ build ignores it
+    run_ahead: int = 2  # steps a hidden core may run ahead of the exit decision (>= 1; see "Steps")
 
     @classmethod
     def for_model(cls, model: Model, delay_unit: str = "scdq", scdq_capacity=None, **kw) -> "NetworkSpec":
@@ -321,6 +323,9 @@ class Network(wiring.Component):
         for l in range(1, len(spec.layers)):
             if spec.layers[l].n_in != spec.layers[l - 1].n_out:
                 raise ValueError(f"Network: layers[{l}].n_in={spec.layers[l].n_in} != layers[{l-1}].n_out")
+        ra = spec.run_ahead
+        if isinstance(ra, bool) or not isinstance(ra, int) or ra < 1:
+            raise ValueError(f"Network: run_ahead must be an int >= 1, got {ra!r}")
         self.spec = spec
         L = len(spec.layers)
         w = spec.widths
@@ -445,24 +450,34 @@ class Network(wiring.Component):
         m.d.comb += exit_now.eq((ee_margin != 0) & (ee_steps != 0) & (streak_next >= ee_steps))
         exit_step, exited = Signal(tw), Signal()
 
-        # what a hidden core had counted at the end of its last two steps: a core may run one step
-        # ahead of the exit decision, and the status reports its counters at the end of the exit step
+        # what a hidden core had counted at the end of its last run_ahead + 1 steps: a core may run
+        # run_ahead steps ahead of the exit decision, and the status reports its counters at the end
+        # of the exit step
+        n_snap = spec.run_ahead + 1
         snap_fields = ("sops", "spikes", "records", "peak", "overflow", "dropped")
-        snaps = []  # per hidden core: [(tag, {field: value}) newest first, previous]
+        snaps = []  # per hidden core: [(tag, {field: value}) newest first, ...]
         for l in range(L - 1):
             c = cores[l]
             live = {"sops": c.cnt_sop, "spikes": c.cnt_spike, "records": rec_counts[l], "peak": c.peak,
                     "overflow": c.overflow, "dropped": c.dropped}
             hist = []
-            for h in range(2):
+            for h in range(n_snap):
                 tag = Signal(tw, name=f"snap{l}_{h}_t")
                 vals = {f: Signal(len(live[f]), name=f"snap{l}_{h}_{f}") for f in snap_fields}
                 hist.append((tag, vals))
             with m.If(finishing[l]):
-                (t0, v0), (t1, v1) = hist
-                m.d.sync += [t1.eq(t0), t0.eq(cur_t[l])]
-                m.d.sync += [v1[f].eq(v0[f]) for f in snap_fields] + [v0[f].eq(live[f]) for f in snap_fields]
+                for (tn, vn), (to, vo) in zip(hist[1:], hist[:-1]):  # shift: older <- newer
+                    m.d.sync += [tn.eq(to)] + [vn[f].eq(vo[f]) for f in snap_fields]
+                t0, v0 = hist[0]
+                m.d.sync += [t0.eq(cur_t[l])] + [v0[f].eq(live[f]) for f in snap_fields]
             snaps.append(hist)
+
+        def snap_at(l, f, step):
+            """Hidden core l's counter f at the end of ``step`` (the newest snapshot tagged so)."""
+            v = snaps[l][-1][1][f]
+            for tag, vals in reversed(snaps[l][:-1]):
+                v = Mux(tag == step, vals[f], v)
+            return v
 
         # latched at the readout's last step (the snapshot of that step is taken by then: a hidden
         # core ends a step several cycles before the readout can), so that the status block reads
@@ -511,8 +526,9 @@ class Network(wiring.Component):
         halt = r_fin & ((t + 1 >= T) | exit_now)
         for l, c in enumerate(cores):
             # a core starts its next step when it is done with the last one, and a hidden core at most
-            # one step ahead of the exit decision: step s only after the readout finished step s - 2
-            lag_ok = Const(1) if l == L - 1 else (next_t[l] <= decided + 1)
+            # run_ahead steps ahead of the exit decision: step s only after the readout finished step
+            # s - 1 - run_ahead (a core never starts a step before the core upstream of it has)
+            lag_ok = Const(1) if l == L - 1 else (next_t[l] <= decided + spec.run_ahead)
             go = Signal(name=f"go{l}")
             m.d.comb += go.eq(run & c.done & (next_t[l] < T) & lag_ok & ~halt)
             m.d.comb += c.step_start.eq(go)
@@ -541,10 +557,9 @@ class Network(wiring.Component):
                     # after an exit a hidden core may be inside the next step: drain first
                     m.d.sync += state.eq(Mux(exit_now, S_DRAIN, S_DONE))
                     for l in range(L - 1):
-                        (t0, v0), (t1, v1) = snaps[l]
-                        m.d.sync += [rep[l, f].eq(Mux(t0 == t, v0[f], v1[f])) for f in snap_fields]
-                    m.d.sync += rep_ovf.eq(Cat(*[Mux(snaps[l][0][0] == t, snaps[l][0][1]["records"], snaps[l][1][1]["records"])
-                                                 > spec.max_spikes for l in range(L - 1)] or [Const(0)]).any())
+                        m.d.sync += [rep[l, f].eq(snap_at(l, f, t)) for f in snap_fields]
+                    m.d.sync += rep_ovf.eq(Cat(*[snap_at(l, "records", t) > spec.max_spikes
+                                                 for l in range(L - 1)] or [Const(0)]).any())
         with m.Elif((state == S_IDLE) | (state == S_DONE)):
             m.d.comb += self.done.eq((state == S_DONE) & ~start)  # a new start clears done at once
             with m.If(start):

@@ -6,7 +6,10 @@ order :mod:`hw.reference` prescribes, and hands that work to the row iterator
 (``rows``: ``(event, level)`` rows, one synapse pointer per tap follows) and
 to the update pipeline (``ctl``: ops without a synapse word). Per step::
 
-    DELAYED -> INPUT -> SETTLE -> [FIRE (layered) | RSUM (async readout)] -> FLUSH -> EOS -> DONE
+    layered: [DELAYED] -> INPUT -> FIRE -> EOS -> DONE
+    async:    DELAYED -> INPUT -> SETTLE -> [RSUM (readout)] -> EOS -> DONE
+
+(DELAYED only when it has work: an SCDQ build, or an async ring build.)
 
 * DELAYED: SCDQ: every due event ``(pre, level)`` becomes a row (async ADD,
   layered ACC). Async ring: ``drain_req`` for ``j = 0..n-1``; each non-zero
@@ -22,15 +25,24 @@ to the update pipeline (``ctl``: ops without a synapse word). Per step::
   both in the same cycle. Ring build: one row per live level not yet sent,
   lowest first (live: the level mask says the row holds synapses and
   ``t + d_k < T``), kind ADD for an async ``d = 0`` tap, else RING.
-* SETTLE: wait until the pipeline and the row iterator are empty (and, in a
-  spiking async core, until no neuron is stale: the pipeline leaks them in the
+* SETTLE (async): wait until the pipeline and the row iterator are empty (and,
+  in a spiking core, until no neuron is stale: the pipeline leaks them in the
   background, ``bg_en``).
-* FIRE (layered): a FIRE op per neuron, with the drained ring slot as operand
-  (ring) or 0 (SCDQ: the pipeline uses its accumulator). RSUM (async readout):
-  an RSUM op per neuron.
-* FLUSH: wait for the pipeline; EOS: offer the end-of-step token (``eos``);
-  the delay unit's ``advance`` strobes as it is taken; DONE until the next
-  ``step_start`` (with ``t``) or ``clear``.
+* FIRE (layered, straight from INPUT): a FIRE op per neuron, with the drained
+  ring slot as operand (ring) or 0 (SCDQ: the pipeline uses its accumulator).
+  The pass waits for the pipeline with its first op only, not with a phase:
+  SCDQ, the first FIRE op once the row iterator is idle (every ACC pointer has
+  been issued; ops complete in order and stage B reads the accumulator through
+  to stage C's write); ring, the first drain request once the iterator is
+  idle and stage B is empty (``rows_idle & b_idle``): the step's last RING add
+  is then in stage C at most, and the ring accepts it in the same cycle as
+  the drain or earlier and orders it before the drain (its "Timing and
+  ordering rules"), so slot ``t`` holds every add of the step when it is read.
+  RSUM (async readout): an RSUM op per neuron.
+* EOS: offer the end-of-step token (``eos``) once the iterator is idle and
+  stage B is empty; the pipeline passes it after stage C's last op (in the same
+  cycle when that op sends no spike). The delay unit's ``advance`` strobes as
+  it is taken; DONE until the next ``step_start`` (with ``t``) or ``clear``.
 * ``clear``: CLEAR ops for every neuron, then wait for the pipeline (and a
   ring clear), then DONE.
 
@@ -52,7 +64,9 @@ Protocol (what the neighbours may rely on)
   ``lm_we``/``lm_addr``/``lm_data`` (bit ``k`` of word ``i``: row ``(k, i)``
   holds synapses).
 * ``pipe_idle`` (in): the pipeline and the row iterator hold no work;
-  ``stale_any`` (in): the pipeline still has a stale neuron.
+  ``rows_idle`` (in): the row iterator holds no work (no pointer will follow);
+  ``b_idle`` (in): the pipeline's stage B is empty (an op issued earlier is in
+  stage C or done); ``stale_any`` (in): the pipeline still has a stale neuron.
 * ``done`` (out): the step (or clear) is finished; ``busy`` (out): not idle
   and not done; ``bg_en`` (out): the phases in which the pipeline may leak in
   the background.
@@ -71,17 +85,17 @@ from hw.update_pipeline import Op, _bits, ctl_layout, event_layout
 
 
 class Phase(enum.Enum, shape=4):
-    """The step controller's phase (one step: DELAYED -> INPUT -> SETTLE -> [FIRE | RSUM] -> FLUSH -> EOS)."""
+    """The step controller's phase (a step: [DELAYED] -> INPUT -> [SETTLE] -> [FIRE | RSUM] -> EOS -> DONE)."""
 
     IDLE = 0
     CLEAR = 1      # zero every neuron's state
     CLEARWAIT = 2  # wait for the pipeline (and a ring clear)
     DELAYED = 3    # delayed events due at t (SCDQ stream, or async ring drain)
     INPUT = 4      # same-step input events until the input's end-of-step token
-    SETTLE = 5     # wait for the pipeline (a spiking async core also leaks its stale neurons)
+    SETTLE = 5     # async: wait for the pipeline (a spiking core also leaks its stale neurons)
     FIRE = 6       # layered: the neuron pass
     RSUM = 7       # async readout: the readout sums
-    FLUSH = 8      # wait for the pipeline
+    # 8 (FLUSH, a wait for the pipeline before EOS) is gone: EOS waits for stage B itself
     EOS = 9        # send the end-of-step token
     DONE = 10      # step (or clear) finished: wait for the next step_start or clear
 
@@ -121,6 +135,8 @@ class StepController(wiring.Component):
             "T": In(self.tw),
             "is_async": In(1),
             "pipe_idle": In(1),
+            "rows_idle": In(1),
+            "b_idle": In(1),
             "stale_any": In(1),
             "done": Out(1),
             "busy": Out(1),
@@ -218,7 +234,14 @@ class StepController(wiring.Component):
         with m.Elif(self.step_start):
             if self.delay_unit == "ring":
                 m.d.sync += lv_done.eq(0)
-            m.d.sync += [t.eq(self.t), j.eq(0), phase.eq(Phase.DELAYED)]
+            # DELAYED has work only with an SCDQ (its due events) or an async ring (its drain)
+            if self.uses_scdq:
+                first = Phase.DELAYED
+            elif self.delay_unit == "ring":
+                first = Mux(is_async, Phase.DELAYED, Phase.INPUT)
+            else:
+                first = Phase.INPUT
+            m.d.sync += [t.eq(self.t), j.eq(0), phase.eq(first)]
         # an If chain, not a Switch: Verilator lints incomplete cases
         with m.Elif(phase == Phase.CLEAR):
             m.d.comb += [ctl_valid.eq(1), ctl_kind.eq(Op.CLEAR), ctl_col.eq(j)]
@@ -263,7 +286,8 @@ class StepController(wiring.Component):
         with m.Elif(phase == Phase.INPUT):
             with m.If(inp.valid & inp.payload.eos):
                 m.d.comb += inp.ready.eq(1)
-                m.d.sync += phase.eq(Phase.SETTLE)
+                # layered: the FIRE pass waits for the pipeline itself (its first op, below)
+                m.d.sync += [j.eq(0), phase.eq(Mux(is_async, Phase.SETTLE, Phase.FIRE))]
             with m.Elif(inp.valid):
                 i = inp.payload.idx
                 if self.delay_unit == "ring":
@@ -286,7 +310,11 @@ class StepController(wiring.Component):
                                                    Phase.FIRE))]
         with m.Elif(phase == Phase.FIRE):
             if self.delay_unit == "ring":
-                m.d.comb += [drain_req.valid.eq(j < n_out), drain_req.payload.eq(j)]
+                # the first drain only once every RING add of the step is in the ring or in stage C
+                # (no row left in the iterator, stage B empty): an add in C is accepted in the same
+                # cycle as the drain or before it, and the ring orders it before the drain
+                m.d.comb += [drain_req.valid.eq((j < n_out) & ((j != 0) | (self.rows_idle & self.b_idle))),
+                             drain_req.payload.eq(j)]
                 with m.If(drain_req.valid & drain_req.ready):
                     m.d.sync += j.eq(j + 1)
                 m.d.comb += [ctl_valid.eq(drain_resp.valid), ctl_kind.eq(Op.FIRE),
@@ -295,25 +323,25 @@ class StepController(wiring.Component):
                 with m.If(ctl_taken):
                     m.d.sync += fire_j.eq(fire_j + 1)
                     with m.If(fire_j == n_out - 1):
-                        m.d.sync += [phase.eq(Phase.FLUSH), fire_j.eq(0)]
+                        m.d.sync += [phase.eq(Phase.EOS), fire_j.eq(0)]
             else:
-                m.d.comb += [ctl_valid.eq(1), ctl_kind.eq(Op.FIRE), ctl_col.eq(j)]
+                # the first FIRE op only once the iterator has issued every ACC pointer of the step:
+                # ops complete in order, and stage B reads the accumulator through to C's write
+                m.d.comb += [ctl_valid.eq((j != 0) | self.rows_idle), ctl_kind.eq(Op.FIRE), ctl_col.eq(j)]
                 with m.If(ctl_taken):
                     m.d.sync += j.eq(j + 1)
                     with m.If(last_j):
-                        m.d.sync += phase.eq(Phase.FLUSH)
+                        m.d.sync += phase.eq(Phase.EOS)
         with m.Elif(phase == Phase.RSUM):
             m.d.comb += [ctl_valid.eq(1), ctl_kind.eq(Op.RSUM), ctl_col.eq(j)]
             with m.If(ctl_taken):
                 m.d.sync += j.eq(j + 1)
                 with m.If(last_j):
-                    m.d.sync += phase.eq(Phase.FLUSH)
-        with m.Elif(phase == Phase.FLUSH):
-            with m.If(pipe_empty):
-                m.d.sync += phase.eq(Phase.EOS)
+                    m.d.sync += phase.eq(Phase.EOS)
         with m.Elif(phase == Phase.EOS):
-            m.d.comb += self.eos.valid.eq(1)
-            with m.If(self.eos.ready):
+            # every op of the step has left stage B (the pipeline orders the token after stage C)
+            m.d.comb += self.eos.valid.eq(self.rows_idle & self.b_idle)
+            with m.If(self.eos.valid & self.eos.ready):
                 m.d.sync += phase.eq(Phase.DONE)
         with m.Elif((phase == Phase.IDLE) | (phase == Phase.DONE)):
             pass

@@ -26,9 +26,13 @@ Protocol (what a producer and a consumer may rely on)
 * ``ready`` of ``ptrs`` and ``ctl`` does not depend on their own ``valid``:
   it is the pipeline's advance (``~stall``), and for ``ctl`` no pointer offered.
   Ops complete in acceptance order.
-* ``eos`` (in, no payload): the controller's end-of-step token. The spiking
-  variant sends it on ``out`` once stage C is empty; ``eos.ready`` is
-  ``out.ready`` with stage C empty. The readout variant accepts it at once.
+* ``eos`` (in, no payload): the controller's end-of-step token, offered only
+  once no op is left before stage C (the row iterator idle, ``b_idle``). It
+  passes after stage C's op: with stage C empty, or in the cycle stage C's
+  op completes when that op sends nothing on ``out`` and waits on nothing
+  (no spike, no ring or record stall). The spiking variant sends it on
+  ``out`` then (``eos.ready`` is ``out.ready`` and that condition); the
+  readout variant takes it then.
 * ``out`` (spiking, out): ``{idx, eos}``: a spike of neuron ``idx`` (from stage
   C, in op order), or the end-of-step token. ``valid`` does not depend on
   ``ready``; a spike waiting for ``ready`` stalls the whole pipeline.
@@ -42,7 +46,8 @@ Protocol (what a producer and a consumer may rely on)
   slots leak stale neurons in the background, lowest index first). ``clear``
   clears the refractory and stale flags (the CLEAR ops zero the state).
   Neither strobe may come while ops are in flight (``idle`` low).
-* ``idle``: stages B and C are empty. ``stale_any``: some neuron is still stale.
+* ``idle``: stages B and C are empty. ``b_idle``: stage B is empty.
+  ``stale_any``: some neuron is still stale.
   ``stall``: the pipeline did not advance this cycle. ``sop``/``spike``:
   strobes for the core's counters.
 * Synapse memory: ``syn_we`` writes ``syn_data`` (``col | w << clog2 n_out``)
@@ -169,6 +174,7 @@ class UpdatePipeline(wiring.Component):
             "syn_addr": In(_bits(nnz_max)),
             "syn_data": In(self.syn_layout.size),
             "idle": Out(1),
+            "b_idle": Out(1),
             "stale_any": Out(1),
             "stall": Out(1),
             "sop": Out(range(self.lanes + 1)),  # SOPs completed this cycle
@@ -343,12 +349,16 @@ class UpdatePipeline(wiring.Component):
                 m.d.comb += [self.ring.payload.pair.eq(c_op.two), self.ring.payload.neuron2.eq(c_op.col2),
                              self.ring.payload.weight2.eq(c_op.x2)]
         out_stall = Signal()
+        # the end-of-step token may pass in the cycle stage C's last op leaves, when that op sends
+        # nothing on ``out`` and waits on nothing (the producer offers it only with stage B empty)
+        c_quiet = Signal()
+        m.d.comb += c_quiet.eq(~c_valid | (~fire & ~ring_stall & ~out_stall))
         if self.spiking:
-            send_eos = self.eos.valid & ~c_valid
+            send_eos = self.eos.valid & c_quiet
             m.d.comb += [self.out.valid.eq(fire | send_eos),
                          self.out.payload.idx.eq(c_op.col),
                          self.out.payload.eos.eq(send_eos),
-                         self.eos.ready.eq(self.out.ready & ~c_valid),
+                         self.eos.ready.eq(self.out.ready & c_quiet),
                          out_stall.eq(fire & ~self.out.ready)]
         else:
             rsum = (c_kind == Op.RSUM) | (c_kind == Op.FIRE)
@@ -358,7 +368,7 @@ class UpdatePipeline(wiring.Component):
                          r_wr.en.eq(c_valid & adv & (rsum | (c_kind == Op.CLEAR))),
                          self.rec.valid.eq(c_valid & rsum),
                          self.rec.payload.j.eq(c_op.col), self.rec.payload.value.eq(newr),
-                         self.eos.ready.eq(1),
+                         self.eos.ready.eq(c_quiet),
                          out_stall.eq(c_valid & rsum & ~self.rec.ready)]
         m.d.comb += adv.eq(~out_stall & ~ring_stall)
 
@@ -398,7 +408,7 @@ class UpdatePipeline(wiring.Component):
             if self.spiking:
                 with m.If(fire & adv):
                     m.d.sync += refr.eq(refr | (1 << c_op.col))
-        m.d.comb += [self.idle.eq(~b_valid & ~c_valid), self.stale_any.eq(stale.any()), self.stall.eq(~adv),
+        m.d.comb += [self.idle.eq(~b_valid & ~c_valid), self.b_idle.eq(~b_valid), self.stale_any.eq(stale.any()), self.stall.eq(~adv),
                      self.sop.eq(Mux(c_valid & adv & c_op.syn, 1 + c_op.two, 0) if two
                                  else c_valid & adv & c_op.syn),
                      self.spike.eq(fire & adv)]

@@ -32,7 +32,8 @@ def spec_from_dict(d: dict) -> NetworkSpec:
     layers = tuple(LayerSpec(L["n_in"], L["n_out"], tuple(L["delays"]), L["nnz_max"], L["scdq_capacity"])
                    for L in d["layers"])
     return NetworkSpec(layers, d["delay_unit"], Widths(**d["widths"]), d["T_max"], d["max_events"],
-                       d["max_spikes"], d["fifo_depth"], d.get("ring_lanes", 1))
+                       d["max_spikes"], d["fifo_depth"], d.get("ring_lanes", 1),
+                       d.get("run_ahead", NetworkSpec.run_ahead))
 
 
 def shape_model(T: int, n_classes: int) -> Model:

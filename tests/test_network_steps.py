@@ -2,10 +2,11 @@
 
 A monitor watches every core's ``step_start`` and the readout core's end of
 step. It checks the rule of hw/network.py ("Steps"): a hidden core starts step
-``s`` only after the readout finished step ``s - 2``; and that the overlap is
-real (a hidden core starts step ``s + 1`` before the readout finished ``s``).
-Under an early exit a hidden core is then inside step ``e + 1`` when the exit
-is decided, and the result must still equal the reference bit for bit
+``s`` only after the readout finished step ``s - 1 - run_ahead``; and that the
+overlap is real (a hidden core starts step ``s`` while the readout has not
+finished ``s - run_ahead``: it is ``run_ahead`` steps ahead). Under an early
+exit a hidden core is then inside step ``e + 1`` or ``e + 2`` when the exit is
+decided, and the result must still equal the reference bit for bit
 (counters at the end of step ``e``; the next sample starts clean after the
 drain), through ``hw.parity.first_divergence``.
 """
@@ -71,38 +72,45 @@ def watch(log):
     return monitor
 
 
-def analyse(events, L):
+def analyse(events, L, run_ahead=NetworkSpec.run_ahead):
+    """The readout's step ends, and the (core, step, depth) of every hidden core's step start made
+    while the readout had not finished ``s - 1``: ``depth`` steps ahead of the readout's last end."""
     end = {e[2]: e[0] for e in events if e[1] == "end"}
     ahead = []
     for e in events:
         if e[1] == "start" and e[2] < L - 1:
             c, _, l, s = e
-            if s >= 2:  # the lag rule
-                assert s - 2 in end and end[s - 2] < c, f"core {l} started step {s} before the readout ended {s - 2}"
-            if s >= 1 and (s - 1 not in end or end[s - 1] > c):
-                ahead.append((l, s))  # started s while the readout was still in s - 1 (or earlier)
+            r = s - 1 - run_ahead
+            if r >= 0:  # the lag rule
+                assert r in end and end[r] < c, f"core {l} started step {s} before the readout ended {r}"
+            done = max([k for k, ck in end.items() if ck < c], default=-1)  # the readout's last finished step
+            if s - 1 > done:
+                ahead.append((l, s, s - 1 - done))
     return end, ahead
 
 
-@pytest.mark.parametrize("mode,unit", [("layered", "scdq"), ("async", "ring")])
-def test_hidden_cores_run_ahead_within_one_step_and_stay_bit_exact(mode, unit):
+@pytest.mark.parametrize("mode,unit,run_ahead", [("layered", "scdq", 2), ("async", "ring", 2), ("layered", "ring", 1)])
+def test_hidden_cores_run_ahead_within_run_ahead_steps_and_stay_bit_exact(mode, unit, run_ahead):
     model, X = model_and_input(0)
     exp = ref.simulate(model, X, mode, unit)
     log = []
-    hdl = run_network(NetworkSpec.for_model(model, unit), model, X, mode, monitor=watch(log))
+    spec = NetworkSpec.for_model(model, unit, run_ahead=run_ahead)
+    hdl = run_network(spec, model, X, mode, monitor=watch(log))
     for b, (h, r) in enumerate(zip(hdl, exp)):
         assert first_divergence(b, h, r, counters=True) is None
     assert len(log) == len(X)
-    ahead = [a for ev in log for a in analyse(ev, len(model.layers))[1]]
+    ahead = [a for ev in log for a in analyse(ev, len(model.layers), run_ahead)[1]]
     assert ahead, "no hidden core ever ran ahead of the readout"
+    assert max(d for _, _, d in ahead) == run_ahead, "no hidden core ever used its whole run-ahead"
 
 
 @pytest.mark.parametrize("unit", ["scdq", "ring"])
 def test_early_exit_while_a_hidden_core_is_in_the_next_step(unit):
-    """The exit is decided at the end of step e while a hidden core already runs e + 1: its
-    counters and records are reported as of step e, and the next sample starts clean."""
+    """The exit is decided at the end of step e while a hidden core already runs e + 1 (and, in
+    other samples, e + 2): its counters and records are reported as of step e, and the next sample
+    starts clean."""
     mode = "async"
-    found = False
+    found = found2 = False
     for seed in range(6):
         model, X, ee, exp = exit_case(seed, mode, unit)
         if not exp.early_exit[:-1].any():
@@ -116,10 +124,12 @@ def test_early_exit_while_a_hidden_core_is_in_the_next_step(unit):
             e = exp[b].exit_step
             if exp[b].early_exit and e < model.T - 1:
                 _, ahead = analyse(ev, len(model.layers))
-                found |= any(s == e + 1 for _, s in ahead)
-        if found:
+                found |= any(s == e + 1 for _, s, _ in ahead)
+                found2 |= any(s == e + 2 for _, s, _ in ahead)
+        if found and found2:
             break
     assert found, "no case had a hidden core inside the step after an early exit"
+    assert found2, "no case had a hidden core two steps past an early exit"
 
 
 @pytest.mark.parametrize("unit", ["ring", "scdq"])
@@ -145,9 +155,17 @@ def test_a_reprogrammed_shorter_model_after_an_early_exit_starts_clean(unit):
                                      monitor=watch(log))
         assert first_divergence(0, first[0], exp[b], counters=True) is None
         _, ahead = analyse(log[0], len(model.layers))
-        if not any(s == e + 1 for _, s in ahead):
+        if not any(s == e + 1 for _, s, _ in ahead):
             continue  # no hidden core was inside step e + 1: nothing to drain; try another case
         d = first_divergence(0, second[0], ref.simulate(short, Xs, mode, unit)[0], counters=True)
         assert d is None, f"seed {seed}: {d}"
         checked += 1
     assert checked >= 3, f"only {checked} cases left a hidden core inside the step after an early exit"
+
+
+def test_run_ahead_is_validated():
+    from hw.network import Network
+    model, _ = model_and_input(0)
+    for bad in (0, -1, True, 1.5):
+        with pytest.raises(ValueError, match="run_ahead"):
+            Network(NetworkSpec.for_model(model, "ring", run_ahead=bad))

@@ -89,11 +89,11 @@ def run(mode, unit, spiking, p_idle, p_stall, seed, n_steps=T, max_cycles=20_000
                 await ctx.tick()
             ctx.set(dut.lm_we, 0)
         cycle = 0
-        busy_until = 0
+        busy_until = rows_until = b_until = 0  # rows_until <= b_until <= busy_until
         unit_busy = 0
 
         async def episode(strobe, t, inputs, due, drains):
-            nonlocal cycle, busy_until, unit_busy
+            nonlocal cycle, busy_until, rows_until, b_until, unit_busy
             ctx.set(strobe, 1)
             ctx.set(dut.t, t)
             _, _, clr = await ctx.tick().sample(dut.unit_clear)  # a ring clear strobes with the core's clear
@@ -106,7 +106,7 @@ def run(mode, unit, spiking, p_idle, p_stall, seed, n_steps=T, max_cycles=20_000
             resp = []  # ring: drain requests awaiting a response
             stale_left = 0
             firsts = set()
-            prev_idle, prev_stale = True, 0
+            prev_stale = 0
             while True:
                 cycle += 1
                 assert cycle < max_cycles, f"stuck at t={t}: {len(ins)} inputs, {len(due)} due left"
@@ -119,8 +119,11 @@ def run(mode, unit, spiking, p_idle, p_stall, seed, n_steps=T, max_cycles=20_000
                 ctx.set(dut.rows.ready, rdy["rows"])
                 ctx.set(dut.ctl.ready, rdy["ctl"])
                 ctx.set(dut.eos.ready, rdy["eos"])
-                pipe_idle = cycle > busy_until
+                # the pipeline model: the iterator empties first, then stage B, then stage C
+                pipe_idle, rows_idle, b_idle = cycle > busy_until, cycle > rows_until, cycle > b_until
                 ctx.set(dut.pipe_idle, pipe_idle)
+                ctx.set(dut.rows_idle, rows_idle)
+                ctx.set(dut.b_idle, b_idle)
                 ctx.set(dut.stale_any, stale_left > 0)
                 sig = [dut.inp.ready, dut.rows.valid, dut.rows.payload, dut.ctl.valid, dut.ctl.payload,
                        dut.eos.valid, dut.done, dut.bg_en, dut.unit_advance, dut.unit_clear, dut.phase]
@@ -150,14 +153,17 @@ def run(mode, unit, spiking, p_idle, p_stall, seed, n_steps=T, max_cycles=20_000
                 if cv and rdy["ctl"]:
                     seen["ctl"].append((Op(cp.kind), int(cp.col), int(cp.x) if unit == "ring" else 0))
                     seen["vops"].append(seen["ctl"][-1])
-                    busy_until = cycle + int(rng.integers(0, 4))
+                    b_until = max(b_until, cycle + int(rng.integers(0, 2)))
+                    busy_until = max(busy_until, b_until + int(rng.integers(0, 2)))
                 if rowv and rdy["rows"]:
                     seen["rows"].append((int(rowp.row), Op(rowp.kind), int(rowp.k)))
                     if Op(rowp.kind) != Op.RING:
                         seen["vops"].append(seen["rows"][-1])
                     elif Phase(ph) == Phase.DELAYED:
                         seen["ahead"] += 1  # a ring row sent during the drain
-                    busy_until = cycle + int(rng.integers(0, 4))
+                    rows_until = max(rows_until, cycle + int(rng.integers(0, 4)))
+                    b_until = max(b_until, rows_until + int(rng.integers(0, 2)))
+                    busy_until = max(busy_until, b_until + int(rng.integers(0, 2)))
                 if ev and rdy["eos"]:
                     seen["eos"] += 1
                 npass = cv and Op(cp.kind) in (Op.FIRE, Op.RSUM)
@@ -167,8 +173,17 @@ def run(mode, unit, spiking, p_idle, p_stall, seed, n_steps=T, max_cycles=20_000
                     if offered and what not in firsts and inputs is not None:
                         firsts.add(what)
                         checks["offers"] += 1
-                        # the neuron pass waits for the pipeline, the end-of-step token also for the lazy leak
-                        assert prev_idle, f"t={t}: {what} offered while the pipeline was busy"
+                        # the neuron pass waits for the pipeline, the end-of-step token also for the lazy leak.
+                        # In this cycle: a layered SCDQ FIRE pass needs only the iterator empty (ops complete
+                        # in order); a layered ring drain also stage B (an add in C is ordered before it);
+                        # the token both (the pipeline orders it after stage C); an async pass the pipeline
+                        if what == "eos" or (not a and unit == "ring"):
+                            ok = rows_idle and b_idle
+                        elif not a:
+                            ok = rows_idle
+                        else:
+                            ok = pipe_idle
+                        assert ok, f"t={t}: {what} offered while the pipeline was busy"
                         assert not ins, f"t={t}: {what} before the input's end of step"
                         if what == "eos":
                             assert prev_stale == 0, f"t={t}: eos while neurons were still stale"
@@ -198,7 +213,7 @@ def run(mode, unit, spiking, p_idle, p_stall, seed, n_steps=T, max_cycles=20_000
                         unit_busy -= 1
                     if clr:
                         unit_busy = int(rng.integers(1, 6))
-                prev_idle, prev_stale = pipe_idle, stale_left
+                prev_stale = stale_left
 
         # a sample: clear (CLEAR op per neuron), T steps; then a second clear
         await episode(dut.clear, 0, None, [], [0] * N_OUT)
