@@ -34,6 +34,12 @@ length (plus its trailing silence) to the latency. That is legitimate for
 isolated-word classification (the task here), not for streaming keyword spotting. The
 hardware is unchanged: it receives a binary raster either way.
 
+**Training with it.** The raster stretch of :mod:`sw.data.augment` acts after binning, so
+it would undo the normalization; stretching before it is a no-op (a uniformly stretched
+word maps back). Round 7 (``docs/results.md`` section 4) trains with
+``train.augment_stretch`` ``[1, 1]`` (off); the defaults of :data:`TIME_NORM_DEFAULTS` are
+its best screened setting.
+
 The parameters are a model-file field (``hw.model_file``: ``time_norm``, validated
 there, written once) and the data config's ``data.time_norm`` (``null`` = off, the
 default). A model trained with it carries the setting, so ``sw.evaluate`` and
