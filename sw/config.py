@@ -135,12 +135,14 @@ def _check(cfg: dict) -> dict:
         raise ConfigError("prune.start", f"need 0 <= start <= end <= 1, got start={p['start']}, end={p['end']}")
     if d["limit"] is not None and (not isinstance(d["limit"], int) or d["limit"] < 1):
         raise ConfigError("data.limit", f"must be null or a positive int, got {d['limit']!r}")
+    if d["source"] == "synthetic":
+        # an event-time front-end: the synthetic task's rasters have no event times (its training
+        # likewise skips the augmentation), so the default's normalization is off there
+        d["time_norm"] = None
     try:  # the word-duration normalization (sw.data.time_norm); its rules are the model file's, written once
         d["time_norm"] = check_time_norm(d["time_norm"], d["T"] * d["dt"], "data.time_norm")
     except ModelFileError as e:
         raise ConfigError(e.field, e.message) from None
-    if d["time_norm"] is not None and d["source"] == "synthetic":
-        raise ConfigError("data.time_norm", "applies to event data (SHD files), not to the synthetic task's rasters")
     try:
         augment.Augment.from_train_config(t)
     except augment.AugmentError as e:
