@@ -155,7 +155,7 @@ def check_time_norm(tn: Any, window: float | None = None, fld: str = "time_norm"
         out[key] = float(v)
     if window is not None and out["start"] + out["span"] > window * (1 + 1e-9):
         raise ModelFileError(f"{fld}.span", f"start + span = {out['start'] + out['span']:g} s exceeds the input "
-                                            f"window T * dt = {window:g} s", path)
+                                            f"window T * dt = {window:g} s (shorten start and span, or set it to null: off)", path)
     return out
 
 

@@ -64,7 +64,8 @@ def test_train_on_tonic_records_provenance_and_eval_checks_it(tmp_path, capsys):
 
     _write_hsd(tmp_path / "SSC" / "ssc_train.h5", 70, 35, 2)
     _write_hsd(tmp_path / "SSC" / "ssc_test.h5", 35, 35, 3)
-    cfg = {"data": {"T": 12, "pool": 35, "val_fraction": 0.0},
+    cfg = {"data": {"T": 12, "pool": 35, "val_fraction": 0.0,  # the default's time_norm, fitted to a 0.12 s window
+                    "time_norm": {"start": 0.01, "span": 0.08}},
            "model": {"hidden": [6], "max_delay": 4, "delay_stride": 2},
            "train": {"epochs": 1, "batch_size": 35, "threads": 1, "augment_shift": 0},
            "prune": {"method": "none"}}

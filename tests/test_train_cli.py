@@ -159,7 +159,8 @@ def test_resume_with_shd_files_and_augmentation(tmp_path, extra):
         times = [np.sort(rng.random(400) * 0.2).astype(np.float16) for _ in range(n)]
         units = [rng.integers(0, 700, 400).astype(np.uint16) for _ in range(n)]
         write_shd(tmp_path / "shd" / f"shd_{split}.h5", times, units, rng.integers(0, 20, n), rng.integers(0, 3, n))
-    cfg = {"data": {"T": 20, "pool": 35, "val_fraction": 0.25},
+    cfg = {"data": {"T": 20, "pool": 35, "val_fraction": 0.25,  # the words' 0.2 s fit the 20-step window
+                    "time_norm": {"start": 0.02, "span": 0.15}},
            "model": {"hidden": [8], "max_delay": 6, "delay_stride": 2, "delay_mode": "fixed"},
            "train": {"epochs": 2, "batch_size": 16, "threads": 1, "augment_shift": 3,
                      "augment_stretch": [0.7, 1.4], "augment_jitter": 1, "augment_dropout": 0.2,
