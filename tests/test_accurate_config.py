@@ -18,16 +18,18 @@ ACCURATE = Path(__file__).resolve().parents[1] / "sw" / "configs" / "accurate.js
 def _diff(a: dict, b: dict, prefix: str = "") -> dict:
     out = {}
     for k in a:
-        if isinstance(a[k], dict):
+        if isinstance(a[k], dict) and isinstance(b[k], dict):
             out.update(_diff(a[k], b[k], f"{prefix}{k}."))
         elif a[k] != b[k]:
             out[prefix + k] = b[k]
     return out
 
 
-def test_it_validates_and_differs_from_the_default_in_three_fields():
+def test_it_validates_and_differs_from_the_default_in_three_fields_and_its_input_recipe():
     default, acc = load_config(), load_config(ACCURATE)
-    assert _diff(default, acc) == {"data.pool": 5, "model.hidden": [128, 128], "train.augment_shift": 4}
+    # three fields of its own, and the input recipe it was measured with (before round 7's time_norm default)
+    assert _diff(default, acc) == {"data.pool": 5, "model.hidden": [128, 128], "train.augment_shift": 4,
+                                   "data.time_norm": None, "train.augment_stretch": [0.5, 2.0]}
     # the shift covers the same cochlear range as the default's, in pooled channels
     assert acc["train"]["augment_shift"] * acc["data"]["pool"] == default["train"]["augment_shift"]
 
