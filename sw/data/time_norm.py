@@ -41,8 +41,8 @@ word maps back). Round 7 (``docs/results.md`` section 4) trains with
 its best screened setting.
 
 The parameters are a model-file field (``hw.model_file``: ``time_norm``, validated
-there, written once) and the data config's ``data.time_norm`` (``null`` = off, the
-default). A model trained with it carries the setting, so ``sw.evaluate`` and
+there, written once) and the data config's ``data.time_norm`` (``null`` = off; the
+default config turns it on with :data:`TIME_NORM_DEFAULTS`). A model trained with it carries the setting, so ``sw.evaluate`` and
 ``cosim/run.py`` bin identically without repeating it. Off, nothing changes: the
 rasters are bit-identical to the plain :func:`sw.data.shd.bin_events`.
 """
