@@ -61,6 +61,7 @@ _BASE = {
     "seed": 0,
     "data": {"source": "data/offline_shd", "root": "data/offline_shd", "dt": 0.01, "T": 100, "pool": 1,
              "limit": None, "val_fraction": 0.1,
+             "time_norm": None,  # the study's trainings predate the input normalization (round 7)
              "synthetic": {"n_train": 1000, "n_test": 400, "n_channels": 6, "n_classes": 4, "gap": 6, "jitter": 1,
                            "noise": 2}},
     "model": {"hidden": [48, 48], "max_delay": 60, "delay_stride": 2, "no_delays": False, "tau_ms": 20.0,
