@@ -113,7 +113,6 @@ class Model:
     info: dict[str, Any] = field(default_factory=dict)
     time_norm: dict[str, Any] | None = None  # input front-end (check_time_norm); None = off
 
-
     @property
     def n_classes(self) -> int:
         return self.layers[-1].n_out
