@@ -13,6 +13,8 @@ from sw.data.shd import read_shd
 # only the tests that really run espeak-ng are skipped without it; speakers,
 # labels (espeak-ng monkeypatched) and the CLI are tested everywhere
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+# the tiny sets below are unbalanced on purpose (speaker_balance_note); the warning has its own test
+pytestmark = pytest.mark.filterwarnings("ignore:n_(test|shifted).*not a multiple:UserWarning")
 
 
 def _contents(path):
@@ -236,3 +238,22 @@ def test_generate_writes_shifted_splits_with_test_speakers(tmp_path):
         assert man["files"][f"test_{name}"] == f.name
         e = read_shd(f)
         assert len(e) == 1 and set(e.speakers.tolist()) <= test_ids and e.labels.tolist() == [0]
+
+
+def test_default_splits_hold_every_test_speaker_equally():
+    """The shifted splits are compared with the test split: both must hold the same speakers in the same
+    shares (speaker difficulty varies widely), which the default sizes do and 120 words did not."""
+    assert G.speaker_balance_note(G.DEFAULT_TEST, G.DEFAULT_TEST_SPEAKERS) is None
+    assert G.speaker_balance_note(G.DEFAULT_SHIFTED, G.DEFAULT_TEST_SPEAKERS) is None
+    note = G.speaker_balance_note(120, 10)
+    assert note is not None and "200" in note
+    assert G.speaker_balance_note(0, 10) is None  # no split, nothing to compare
+    # word i is said by speaker (i // 20) % n: every speaker says every word once in 200 words
+    pairs = {(i % len(G.WORDS), (i // len(G.WORDS)) % 10) for i in range(G.DEFAULT_SHIFTED)}
+    assert len(pairs) == len(G.WORDS) * 10
+
+
+def test_unbalanced_split_sizes_warn_naming_the_field(tmp_path, monkeypatch):
+    monkeypatch.setattr(G, "_generate_into", lambda *a, **k: None)  # the check comes before any synthesis
+    with pytest.warns(UserWarning, match="n_shifted: 120 words"):
+        G.generate(tmp_path, 0, 200, seed=0, workers=1, progress=False, n_shifted=120, n_test_speakers=10)
