@@ -24,6 +24,14 @@ are evaluated when the data folder has them, and so is every SHD-format file
 named with ``--extra-test``. A second table gives each model's accuracy per split
 next to the in-distribution one; with several models (for example one per
 seed) it adds their mean, each model's value staying in its own row.
+
+Speakers: when a file records them (``extra/speaker``), each row also gives the
+accuracy per speaker (``--per-speaker`` prints it), and a split whose speakers
+are all test speakers is also compared with the test split *on its own speakers*:
+the test accuracy per speaker weighted by that split's speaker counts. Speakers
+differ widely in difficulty, so a split holding only some of the test speakers,
+or in other shares, would otherwise mix speaker difficulty into its gap; the
+generalization table then adds that speaker-matched gap.
 """
 from __future__ import annotations
 
@@ -174,7 +182,7 @@ def load_eval_data(source: str, model: Model, model_path: str = "model", samples
                                 time_norm=model.time_norm)
         verdict = check_provenance(model, source, path, model_path)
         if provenance is not None:
-            provenance.update(verdict)
+            provenance.update(verdict, file=str(path))
         if X.shape[2] != model.n_inputs:
             raise DataMismatch(f"model '{model_path}' has n_inputs={model.n_inputs} but '{path}' with pool={pool} "
                                f"gives {X.shape[2]} channels")
@@ -267,12 +275,41 @@ def format_table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def split_speakers(path, n: int) -> np.ndarray | None:
+    """Speaker ids of the first ``n`` samples of an SHD-format file, or ``None`` when it records none."""
+    from sw.data.shd import read_shd
+
+    try:
+        sp = read_shd(path).speakers
+    except (OSError, KeyError, ValueError):
+        return None
+    return None if sp is None or len(sp) < n else np.asarray(sp[:n], dtype=np.int64)
+
+
+def per_speaker(predictions, y, speakers) -> dict:
+    """``{speaker id (str): {"n", "accuracy"}}`` of one split."""
+    ok = np.asarray(predictions) == np.asarray(y)
+    sp = np.asarray(speakers)
+    return {str(int(k)): {"n": int((sp == k).sum()), "accuracy": float(ok[sp == k].mean())} for k in np.unique(sp)}
+
+
+def same_speaker_accuracy(test: dict, split: dict) -> float | None:
+    """The test split's accuracy re-weighted to ``split``'s speaker counts (both :func:`per_speaker`
+    dicts), or ``None`` when ``split`` has a speaker the test split lacks."""
+    if not split or not set(split) <= set(test):
+        return None
+    n = sum(v["n"] for v in split.values())
+    return float(sum(v["n"] * test[k]["accuracy"] for k, v in split.items()) / n)
+
+
 def run(models: list[str], data: str, executions=("layered",), delay_units=("scdq",), samples=None, seed=None,
         pool=None, progress=True, extra_tests=(), shifted: bool = True) -> list[dict]:
     """One row per (model, split, execution, delay unit); ``split`` is ``test``, a
-    shifted split's name or an ``--extra-test`` file."""
+    shifted split's name or an ``--extra-test`` file; ``speakers`` (per-speaker accuracy)
+    when the split's file records speakers."""
     rows = []
     cache: dict = {}
+    speakers: dict = {}
     extra = {f"extra:{p}": Path(p) for p in extra_tests}
     others = {**(shifted_files(data) if shifted else {}), **extra}
     for path in models:
@@ -280,41 +317,61 @@ def run(models: list[str], data: str, executions=("layered",), delay_units=("scd
         key = (int(model.T), float(model.dt), int(model.n_inputs), seed if seed is not None else model.info.get("seed"),
                json.dumps(model.time_norm, sort_keys=True))  # the input front-end bins differently
         if key not in cache:
-            cache[key] = {"test": load_eval_data(data, model, str(path), samples, seed, pool)}
+            prov: dict = {}
+            cache[key] = {"test": load_eval_data(data, model, str(path), samples, seed, pool, provenance=prov)}
+            files = {"test": prov.get("file"), **others}
             for name, f in others.items():
                 flag = "--extra-test" if name.startswith("extra:") else f"shifted split '{name}'"
                 cache[key][name] = load_split(f, model, str(path), samples, pool, flag)
+            speakers[key] = {name: split_speakers(files[name], len(cache[key][name][1])) if files.get(name) else None
+                             for name in cache[key]}
         for split, (X, y) in cache[key].items():
             check_fit(model, X, y, str(path))
             for ex in executions:
                 for du in (delay_units if ex == "async" else delay_units[:1]):
                     r = evaluate_model(model, X, y, ex, du, progress, str(path))
                     r["split"] = split
+                    if speakers[key][split] is not None:
+                        r["speakers"] = per_speaker(r["predictions"], y, speakers[key][split])
                     rows.append(r)
     return rows
 
 
 def generalization(rows: list[dict]) -> list[dict]:
     """Per (model, execution, delay unit): accuracy per split, and the gap of each
-    split to the test split (in points); with several models, a mean row last."""
+    split to the test split (in points); with several models, a mean row last.
+
+    ``test_same_speakers`` / ``gap_same_speakers_points``: per split whose rows carry
+    speakers that are all test speakers, the test accuracy re-weighted to that split's
+    speaker counts (:func:`same_speaker_accuracy`) and the gap to it."""
     out: dict = {}
+    spk: dict = {}
     for r in rows:
         k = (r["model"], r["execution"], r["delay_unit"])
         out.setdefault(k, {"model": r["model"], "execution": r["execution"], "delay_unit": r["delay_unit"],
                            "accuracy": {}})["accuracy"][r.get("split", "test")] = r["accuracy"]
+        spk.setdefault(k, {})[r.get("split", "test")] = r.get("speakers")
     res = list(out.values())
-    for g in res:
+    for k, g in zip(out, res):
         t = g["accuracy"].get("test")
         g["gap_points"] = {s: (100 * (a - t) if t is not None else None) for s, a in g["accuracy"].items()
                            if s != "test"}
+        ts = spk[k].get("test")
+        same = {s: same_speaker_accuracy(ts, sp) for s, sp in spk[k].items() if s != "test" and ts and sp}
+        g["test_same_speakers"] = {s: v for s, v in same.items() if v is not None}
+        g["gap_same_speakers_points"] = {s: 100 * (g["accuracy"][s] - v) for s, v in g["test_same_speakers"].items()}
     for ex, du in dict.fromkeys((g["execution"], g["delay_unit"]) for g in res):
         group = [g for g in res if (g["execution"], g["delay_unit"]) == (ex, du)]
         if len(group) > 1:
             splits = [s for s in group[0]["accuracy"] if all(s in g["accuracy"] for g in group)]
             mean = {s: float(np.mean([g["accuracy"][s] for g in group])) for s in splits}
+            same = {s: float(np.mean([g["test_same_speakers"][s] for g in group])) for s in splits
+                    if all(s in g.get("test_same_speakers", {}) for g in group)}
             res.append({"model": f"mean of {len(group)}", "execution": ex, "delay_unit": du, "accuracy": mean,
                         "gap_points": {s: 100 * (a - mean["test"]) for s, a in mean.items() if s != "test"}
-                        if "test" in mean else {}})
+                        if "test" in mean else {},
+                        "test_same_speakers": same,
+                        "gap_same_speakers_points": {s: 100 * (mean[s] - v) for s, v in same.items()}})
     return res
 
 
@@ -332,6 +389,43 @@ def format_generalization(gen: list[dict]) -> str:
             cells.append(f"{'-':>12}" if a is None else f"{100 * a:>12.2f}" if gap is None
                          else f"{f'{100 * a:.2f} ({gap:+.1f})':>12}")
         lines.append(f"{name:<34} {g['execution']:<7} {g['delay_unit']:<4} " + " ".join(cells))
+    # the speaker-matched gap, where a split's speaker mix differs from the test split's
+    differs = [s for s in splits if any(s in g.get("gap_same_speakers_points", {})
+                                        and g["gap_points"].get(s) is not None
+                                        and abs(g["gap_same_speakers_points"][s] - g["gap_points"][s]) >= 0.05
+                                        for g in gen)]
+    if differs:
+        lines += ["", "gap to the test split on each split's own speakers (test accuracy weighted by its speaker "
+                      "counts), in points",
+                  f"{'model':<34} {'exec':<7} {'unit':<4} " + " ".join(f"{names[splits.index(s)]:>12}" for s in differs)]
+        lines.append("-" * len(lines[-1]))
+        for g in gen:
+            cells = [f"{g['gap_same_speakers_points'][s]:>+12.1f}" if s in g.get("gap_same_speakers_points", {})
+                     else f"{'-':>12}" for s in differs]
+            lines.append(f"{_short(g['model'], 34):<34} {g['execution']:<7} {g['delay_unit']:<4} " + " ".join(cells))
+    return "\n".join(lines)
+
+
+def _short(text: str, width: int) -> str:
+    """``text``, or its tail after "..." when longer than ``width`` (runs differ in the folder)."""
+    return text if len(text) <= width else "..." + text[-(width - 3):]
+
+
+def format_speakers(rows: list[dict]) -> str:
+    """Accuracy % per speaker (columns) of every row that carries speakers."""
+    ids = sorted({k for r in rows for k in r.get("speakers", {})}, key=int)
+    if not ids:
+        return "no split records speakers"
+    head = f"{'model':<34} {'split':<8} {'exec':<7} {'unit':<4} " + " ".join(f"{'spk ' + k:>8}" for k in ids)
+    lines = ["accuracy % per speaker (words in brackets where not all equal)", head, "-" * len(head)]
+    for r in rows:
+        if "speakers" not in r:
+            continue
+        sp = r["speakers"]
+        counts = {v["n"] for v in sp.values()}
+        cells = [f"{'-':>8}" if k not in sp else f"{100 * sp[k]['accuracy']:>8.1f}" if len(counts) == 1
+                 else f"{100 * sp[k]['accuracy']:.0f} ({sp[k]['n']})".rjust(8) for k in ids]
+        lines.append(f"{_short(r['model'], 34):<34} {_short(r['split'], 8):<8} {r['execution']:<7} {r['delay_unit']:<4} " + " ".join(cells))
     return "\n".join(lines)
 
 
@@ -353,6 +447,8 @@ def _main(argv=None) -> int:
                     help="more SHD-format test files, each reported as its own split")
     ap.add_argument("--no-shifted", action="store_true",
                     help="skip the shifted test splits (slow/fast/noisy) found next to the test split")
+    ap.add_argument("--per-speaker", action="store_true",
+                    help="also print the accuracy per speaker of every split whose file records speakers")
     ap.add_argument("--json", help="also write the rows as JSON here")
     ap.add_argument("--no-progress", action="store_true")
     a = ap.parse_args(argv)
@@ -373,6 +469,9 @@ def _main(argv=None) -> int:
     if len({r.get("split") for r in rows}) > 1 or len(a.model) > 1:
         print()
         print(format_generalization(generalization(rows)))
+    if a.per_speaker:
+        print()
+        print(format_speakers(rows))
     if a.json:
         write_json(rows, a.json)
         print(f"wrote {a.json}")

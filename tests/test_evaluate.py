@@ -183,3 +183,55 @@ def test_extra_test_errors_name_the_flag_and_file(tmp_path, capsys):
     assert main(["--model", str(p), "--data", str(d), "--extra-test", str(tmp_path / "many.h5"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "--extra-test" in err and "many.h5" in err and "classes" in err
+
+
+def test_same_speaker_gap_reweights_the_test_split():
+    """A split holding only the easy speaker must not look better than the test split for that reason."""
+    from sw.evaluate import generalization, same_speaker_accuracy
+
+    test = {"0": {"n": 10, "accuracy": 1.0}, "1": {"n": 10, "accuracy": 0.0}}
+    assert same_speaker_accuracy(test, {"0": {"n": 5, "accuracy": 0.8}}) == 1.0
+    assert same_speaker_accuracy(test, {"0": {"n": 3, "accuracy": 0.8}, "1": {"n": 1, "accuracy": 0.0}}) == 0.75
+    assert same_speaker_accuracy(test, {"2": {"n": 4, "accuracy": 0.5}}) is None  # a speaker the test split lacks
+    rows = [{"model": "m", "execution": "layered", "delay_unit": "-", "split": "test", "accuracy": 0.5,
+             "speakers": test},
+            {"model": "m", "execution": "layered", "delay_unit": "-", "split": "slow", "accuracy": 0.8,
+             "speakers": {"0": {"n": 5, "accuracy": 0.8}}},
+            {"model": "m", "execution": "layered", "delay_unit": "-", "split": "extra:x", "accuracy": 0.4,
+             "speakers": {"7": {"n": 5, "accuracy": 0.4}}}]
+    g = generalization(rows)[0]
+    assert g["gap_points"]["slow"] == pytest.approx(30.0)  # against the whole test split
+    assert g["gap_same_speakers_points"] == {"slow": pytest.approx(-20.0)}  # against speaker 0's 100 %
+    assert "extra:x" not in g["test_same_speakers"]
+
+
+def test_per_speaker_rows_and_speaker_matched_gap_through_the_cli(tmp_path, capsys):
+    from hw.reference import simulate
+    from sw.data.shd import load_rasters, write_shd
+
+    d = tmp_path / "set"
+    d.mkdir()
+    rng = np.random.default_rng(0)
+
+    def split(path, spk):
+        n = len(spk)
+        write_shd(path, [np.sort(rng.uniform(0, 0.5, 300)) for _ in range(n)],
+                  [rng.integers(0, 700, 300) for _ in range(n)], rng.integers(0, 4, n), np.array(spk))
+
+    split(d / "shd_test.h5", [3, 3, 3, 3, 5, 5, 5, 5])
+    split(d / "shd_test_fast.h5", [5, 5, 5])  # only one of the test speakers
+    p, m = _export(tmp_path, "s.safetensors", n_inputs=70, T=50, seed=1)
+    out = tmp_path / "r.json"
+    assert main(["--model", str(p), "--data", str(d), "--per-speaker", "--json", str(out), "--no-progress"]) == 0
+    assert "accuracy % per speaker" in capsys.readouterr().out
+    rows = {r["split"]: r for r in json.loads(out.read_text())}
+    for name, spk in (("test", [3, 3, 3, 3, 5, 5, 5, 5]), ("fast", [5, 5, 5])):
+        X, y = load_rasters(d / f"shd_{name if name == 'test' else 'test_' + name}.h5", dt=m.dt, T=m.T, pool=10)
+        ok = simulate(m, X, "layered").predictions == y
+        spk = np.array(spk)
+        assert rows[name]["speakers"] == {str(k): {"n": int((spk == k).sum()), "accuracy": float(ok[spk == k].mean())}
+                                          for k in np.unique(spk)}
+    from sw.evaluate import generalization
+
+    g = generalization(list(rows.values()))[0]
+    assert g["test_same_speakers"]["fast"] == rows["test"]["speakers"]["5"]["accuracy"]
