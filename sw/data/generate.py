@@ -267,6 +267,40 @@ def draw_utterance(speaker: Speaker, params: GenParams, rng: np.random.Generator
                      None if snr is None else float(snr))
 
 
+def word_rates(root: str | Path, split: str, n: int | None = None) -> np.ndarray:
+    """Speaking rate in words/min drawn for each word of ``split`` (``train``, ``test`` or a
+    :data:`SHIFTS` name) of the set in ``root``, recomputed from its ``manifest.json``: every
+    draw is a function of ``(seed, split, index)``, the parameters and the speakers, so the
+    rates need no audio (the first ``n`` words, default all). Raises ``ValueError`` naming the
+    manifest field when the set was made by another generator version or its speakers are not
+    the ones this code draws."""
+    path = Path(root) / "manifest.json"
+    try:
+        man = json.loads(path.read_text())
+        p = man["params"]
+        version_ = p["generator_version"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"'{path}': not a generator manifest ({e})") from None
+    if version_ != GENERATOR_VERSION:
+        raise ValueError(f"'{path}': field params.generator_version is {version_!r}; this code draws version "
+                         f"{GENERATOR_VERSION}, so it cannot recompute the set's rates")
+    params = GenParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in p["generator"].items()}).validate()
+    train_spk, test_spk = make_speakers(p["seed"], p["n_train_speakers"], p["n_test_speakers"], params)
+    if [asdict(s) for s in train_spk + test_spk] != man["speakers"]["train"] + man["speakers"]["test"]:
+        raise ValueError(f"'{path}': field speakers differs from the speakers this code draws for its parameters")
+    if split == "train":
+        sid, spk, prm, count = 0, train_spk, params, p["n_train"]
+    elif split == "test":
+        sid, spk, prm, count = 1, test_spk, params, p["n_test"]
+    elif split in SHIFTS:
+        sid, spk, prm, count = SHIFT_SPLIT_ID[split], test_spk, shifted_params(params, split), p["n_shifted"]
+    else:
+        raise ValueError(f"split: expected train, test or one of {', '.join(SHIFTS)}, got {split!r}")
+    n = count if n is None else min(int(n), count)
+    return np.array([draw_utterance(spk[(i // len(WORDS)) % len(spk)], prm, sample_rng(p["seed"], sid, i)).rate
+                     for i in range(n)])
+
+
 def synth_audio(label: int, speaker: Speaker, rng: np.random.Generator,
                 params: GenParams = GenParams()) -> np.ndarray:
     """48 kHz audio of one utterance of ``WORDS[label]`` by ``speaker``."""
