@@ -56,6 +56,11 @@ def test_foreign_manifests_are_refused_naming_the_field(tmp_path):
         G.word_rates(tmp_path, "test")
     with pytest.raises(ValueError, match="not a generator manifest"):
         G.word_rates(tmp_path / "nowhere", "test")
+    man["params"]["generator_version"] = G.GENERATOR_VERSION
+    del man["speakers"]
+    (tmp_path / "manifest.json").write_text(json.dumps(man))
+    with pytest.raises(ValueError, match="not a generator manifest.*speakers"):
+        G.word_rates(tmp_path, "test")
 
 
 @needs_espeak

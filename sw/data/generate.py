@@ -279,26 +279,30 @@ def word_rates(root: str | Path, split: str, n: int | None = None) -> np.ndarray
         man = json.loads(path.read_text())
         p = man["params"]
         version_ = p["generator_version"]
+        if version_ == GENERATOR_VERSION:
+            params = GenParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in p["generator"].items()})
+            params = params.validate()
+            train_spk, test_spk = make_speakers(p["seed"], p["n_train_speakers"], p["n_test_speakers"], params)
+            recorded = man["speakers"]["train"] + man["speakers"]["test"]
+            counts = {"train": p["n_train"], "test": p["n_test"], **{k: p["n_shifted"] for k in SHIFTS}}
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"'{path}': not a generator manifest ({e})") from None
+        raise ValueError(f"'{path}': not a generator manifest ({type(e).__name__}: {e})") from None
     if version_ != GENERATOR_VERSION:
         raise ValueError(f"'{path}': field params.generator_version is {version_!r}; this code draws version "
                          f"{GENERATOR_VERSION}, so it cannot recompute the set's rates")
-    params = GenParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in p["generator"].items()}).validate()
-    train_spk, test_spk = make_speakers(p["seed"], p["n_train_speakers"], p["n_test_speakers"], params)
-    if [asdict(s) for s in train_spk + test_spk] != man["speakers"]["train"] + man["speakers"]["test"]:
+    if [asdict(s) for s in train_spk + test_spk] != recorded:
         raise ValueError(f"'{path}': field speakers differs from the speakers this code draws for its parameters")
     if split == "train":
-        sid, spk, prm, count = 0, train_spk, params, p["n_train"]
+        sid, spk, prm = 0, train_spk, params
     elif split == "test":
-        sid, spk, prm, count = 1, test_spk, params, p["n_test"]
+        sid, spk, prm = 1, test_spk, params
     elif split in SHIFTS:
-        sid, spk, prm, count = SHIFT_SPLIT_ID[split], test_spk, shifted_params(params, split), p["n_shifted"]
+        sid, spk, prm = SHIFT_SPLIT_ID[split], test_spk, shifted_params(params, split)
     else:
         raise ValueError(f"split: expected train, test or one of {', '.join(SHIFTS)}, got {split!r}")
-    n = count if n is None else min(int(n), count)
-    return np.array([draw_utterance(spk[(i // len(WORDS)) % len(spk)], prm, sample_rng(p["seed"], sid, i)).rate
-                     for i in range(n)])
+    n = counts[split] if n is None else min(int(n), counts[split])
+    # synth_audio's first draws from the word's generator are draw_utterance's
+    return np.array([draw_utterance(speaker_of(i, spk), prm, sample_rng(p["seed"], sid, i)).rate for i in range(n)])
 
 
 def synth_audio(label: int, speaker: Speaker, rng: np.random.Generator,
@@ -329,11 +333,16 @@ def sample_rng(seed: int, split: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), int(split), int(index)]))
 
 
+def speaker_of(index: int, speakers: list) -> "Speaker":
+    """The speaker of word ``index`` of a split: each says the 20 words in turn (label ``index % 20``)."""
+    return speakers[(index // len(WORDS)) % len(speakers)]
+
+
 def synth_sample(seed: int, split: int, index: int, speakers: list[Speaker], params: GenParams = GenParams()):
     """``(times float64, units int64, label, speaker id)`` of sample ``index``."""
     rng = sample_rng(seed, split, index)
     label = index % len(WORDS)
-    speaker = speakers[(index // len(WORDS)) % len(speakers)]
+    speaker = speaker_of(index, speakers)
     audio = synth_audio(label, speaker, rng, params)
     times, units = cochlea.audio_to_spikes(audio, cochlea.SAMPLE_RATE, seed=int(rng.integers(2**32)))
     return times, units, label, speaker.sid
