@@ -63,7 +63,8 @@ def rate_rows(models: list[str], root: Path, splits, edges, samples: int | None 
             X, y = load_split(f, model, str(path), samples, flag=f"split '{split}'")
             r = evaluate_model(model, X, y, progress=False, label=str(path))
             hits.setdefault(split, []).append(np.asarray(r["predictions"]) == y)
-            rates.setdefault(split, word_rates(root, split, len(y)))
+            if split not in rates:  # the same for every model
+                rates[split] = word_rates(root, split, len(y))
     rows = []
     for split in splits:
         b = np.digitize(rates[split], edges) - 1  # bin k: edges[k] <= rate < edges[k + 1]
@@ -143,8 +144,7 @@ def main(argv=None) -> int:
     from sw.errors import check_out_dir
 
     out = Path(a.out)
-    check_out_dir(out, "--out")
-    out.mkdir(parents=True, exist_ok=True)
+    check_out_dir(out, "--out")  # creates it
     root = data_root(a.data)
     rows = rate_rows(a.model, root, a.splits, edges, a.samples, not a.no_progress)
     text = format_rows(rows, a.model)
