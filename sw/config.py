@@ -192,10 +192,20 @@ def _check_extra(cfg: dict) -> None:
 def load_config(path=None, overrides: dict | None = None) -> dict:
     """Default config, merged with the file at ``path`` and then ``overrides``; validated."""
     cfg = _read_json(DEFAULT_CONFIG)
+    layers = []
     if path is not None and Path(path).resolve() != DEFAULT_CONFIG:
-        cfg = _merge(cfg, _read_json(path))
+        layers.append(_read_json(path))
     if overrides:
-        cfg = _merge(cfg, overrides)
+        layers.append(overrides)
+    for over in layers:
+        cfg = _merge(cfg, over)
+    # The default's normalization is dropped quietly for the synthetic task (no event times);
+    # one the user asked for is refused rather than ignored.
+    asked = [o["data"]["time_norm"] for o in layers
+             if isinstance(o.get("data"), dict) and "time_norm" in o["data"]]
+    if cfg["data"].get("source") == "synthetic" and asked and asked[-1] is not None:
+        raise ConfigError("data.time_norm", "the synthetic source has no event times to normalize; "
+                                            "set it to null, or train on an SHD source")
     return _check(cfg)
 
 

@@ -192,7 +192,11 @@ def test_config_field_default_on_and_errors_name_the_field():
             load_config(overrides={"data": {"time_norm": value}})
     # the synthetic task has no event times: the front-end is off there, as its augmentation is
     assert load_config(overrides={"data": {"source": "synthetic"}})["data"]["time_norm"] is None
-    assert load_config(overrides={"data": {"source": "synthetic", "time_norm": {}}})["data"]["time_norm"] is None
+    assert load_config(overrides={"data": {"source": "synthetic", "time_norm": None}})["data"]["time_norm"] is None
+    # ...but one asked for explicitly is refused, not silently dropped
+    for value in ({}, {"mode": "fit"}):
+        with pytest.raises(ConfigError, match="config field 'data.time_norm': the synthetic source"):
+            load_config(overrides={"data": {"source": "synthetic", "time_norm": value}})
 
 
 def test_evaluate_bins_with_the_models_time_norm(shd_file, tmp_path):

@@ -207,26 +207,32 @@ def run_harness(exe, spec: NetworkSpec, model, script: bytes, on_sample=None,
     with tempfile.TemporaryFile() as fin:
         fin.write(script)
         fin.seek(0)
-        p = subprocess.Popen([str(exe), *harness_args(spec, model)], stdin=fin, stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE)
-        err = []
-        drain = threading.Thread(target=lambda: err.append(p.stderr.read()))
-        drain.start()
-        out = []
-        while True:
-            head = p.stdout.read(4)
-            if len(head) < 4:
-                break
-            n = int(np.frombuffer(head, "<u4")[0])
-            words = np.frombuffer(p.stdout.read(8 * n), "<u8")
-            t0 = time.perf_counter()
-            out.append(decode_words(spec, model, words))
-            if stats is not None:
-                stats["decode_s"] = stats.get("decode_s", 0.0) + time.perf_counter() - t0
-            if on_sample:
-                on_sample(out[-1])
-        rc = p.wait()
-        drain.join()
+        # the context closes both pipes; a decode error kills the harness rather than leaving it blocked on a full pipe
+        with subprocess.Popen([str(exe), *harness_args(spec, model)], stdin=fin, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE) as p:
+            err = []
+            drain = threading.Thread(target=lambda: err.append(p.stderr.read()))
+            drain.start()
+            out = []
+            try:
+                while True:
+                    head = p.stdout.read(4)
+                    if len(head) < 4:
+                        break
+                    n = int(np.frombuffer(head, "<u4")[0])
+                    words = np.frombuffer(p.stdout.read(8 * n), "<u8")
+                    t0 = time.perf_counter()
+                    out.append(decode_words(spec, model, words))
+                    if stats is not None:
+                        stats["decode_s"] = stats.get("decode_s", 0.0) + time.perf_counter() - t0
+                    if on_sample:
+                        on_sample(out[-1])
+            except BaseException:
+                p.kill()
+                raise
+            finally:
+                rc = p.wait()
+                drain.join()
     text = err[0].decode(errors="replace") if err else ""
     if rc != 0 or text.count("ticks") != 1:
         raise RuntimeError(f"harness exit {rc}: {text.strip()[-2000:]}")
