@@ -2,7 +2,7 @@
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
-APT_PACKAGES := iverilog espeak-ng libsndfile1
+APT_PACKAGES := iverilog espeak-ng rubberband-cli libsndfile1
 STAMP := $(VENV)/.installed
 
 .PHONY: apt-check setup sim test fuzz bench mutants clean distclean
@@ -20,6 +20,7 @@ apt-check:
 	@missing=""; \
 	command -v iverilog >/dev/null || missing="$$missing iverilog"; \
 	command -v espeak-ng >/dev/null || missing="$$missing espeak-ng"; \
+	command -v rubberband >/dev/null || missing="$$missing rubberband-cli"; \
 	ldconfig -p 2>/dev/null | grep -q libsndfile.so || missing="$$missing libsndfile1"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \

@@ -13,6 +13,7 @@ from sw.data.shd import read_shd
 # only the tests that really run espeak-ng are skipped without it; speakers,
 # labels (espeak-ng monkeypatched) and the CLI are tested everywhere
 needs_espeak = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed")
+needs_rubberband = pytest.mark.skipif(shutil.which("rubberband") is None, reason="rubberband-cli not installed")
 # the tiny sets below are unbalanced on purpose (speaker_balance_note); the warning has its own test
 pytestmark = pytest.mark.filterwarnings("ignore:n_(test|shifted).*not a multiple:UserWarning")
 
@@ -208,6 +209,7 @@ def test_manifest_params_record_every_generator_parameter():
     m = G._params(10, 5, 0, 40, 10, 3, p)
     assert m["generator"] == p.as_dict() and set(m["generator"]) == set(G.GenParams.__dataclass_fields__)
     assert m["shifts"]["slow"]["rate"] == list(G.SHIFTS["slow"]["rate"]) and m["n_shifted"] == 3
+    assert m["generator_version"] == 3 and {"espeak", "lauscher", "rubberband"} <= set(m)
     assert G._params(10, 5, 0, 40, 10, 3, replace(p, snr_db=None)) != m  # a change regenerates the cache
 
 
@@ -226,6 +228,59 @@ def test_silence_rate_and_slow_stretch_in_real_audio():
         q = G.shifted_params(p, name)
         dur[name] = np.mean([np.ptp(np.flatnonzero(G.synth_audio(7, spk, G.sample_rng(0, 2, i), q))) for i in range(3)])
     assert dur["slow"] > 2.5 * dur["fast"]
+
+
+def _harmonic(f0, seconds, rate=G.ESPEAK_RATE):
+    t = np.arange(int(seconds * rate)) / rate
+    env = np.sin(np.pi * t / t[-1])  # a syllable-like swell, so the stretcher has an onset and offset
+    return env * sum(np.sin(2 * np.pi * k * f0 * t) / k for k in range(1, 6))
+
+
+def _f0(x, rate=G.ESPEAK_RATE):
+    mid = x[len(x) // 4: 3 * len(x) // 4]
+    spec = np.abs(np.fft.rfft(mid * np.hanning(mid.size)))
+    return np.fft.rfftfreq(mid.size, 1 / rate)[np.argmax(spec)]
+
+
+@needs_rubberband
+@pytest.mark.parametrize("tempo", [0.6, 0.8])
+def test_slow_down_stretches_time_and_keeps_pitch(tempo):
+    """1 / tempo times longer, the same fundamental (resampling would lower it by tempo), deterministic."""
+    x = _harmonic(150.0, 0.5)
+    y = G.slow_down(x, tempo)
+    assert abs(y.size - x.size / tempo) <= 0.01 * x.size / tempo
+    assert abs(_f0(y) - 150.0) < 4.0 and abs(_f0(x) - 150.0) < 4.0
+    assert np.array_equal(y, G.slow_down(x, tempo))
+    assert np.abs(y).max() > 0.3 * np.abs(x).max()  # not a silent or collapsed output
+
+
+def test_slow_down_errors_name_the_tempo_and_the_missing_package(tmp_path, monkeypatch):
+    x = _harmonic(150.0, 0.1)
+    for bad in (0.0, -0.5, 1.5):
+        with pytest.raises(ValueError, match="tempo"):
+            G.slow_down(x, bad)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no rubberband on the path
+    with pytest.raises(RuntimeError, match="apt-get install rubberband-cli"):
+        G.slow_down(x, 0.7)
+
+
+@needs_espeak
+@needs_rubberband
+def test_slow_words_last_80_over_their_rate_times_the_80_wpm_word():
+    """A word below espeak's floor is the 80 wpm word made 80 / rate times longer (then resampled
+    to 48 kHz with the tract factor); the stretch changes no draw, so the rate is the drawn one."""
+    p = replace(G.GenParams(), snr_db=None)
+    q = G.shifted_params(p, "slow")
+    spk = G.make_speakers(0, 2, 1)[1][0]
+    for i in range(2):
+        u = G.draw_utterance(spk, q, G.sample_rng(0, 2, i))
+        label = i % len(G.WORDS)
+        n80 = G.trim_silence(G.espeak(G.WORDS[label], spk.voice(label), G.ESPEAK_MIN_RATE, u.pitch,
+                                      u.pitch_range)).size
+        audio = G.synth_audio(label, spk, G.sample_rng(0, 2, i), q)
+        nz = np.flatnonzero(audio)
+        expect = n80 * G.ESPEAK_MIN_RATE / u.rate * 48000 * u.tract / G.ESPEAK_RATE
+        assert abs((nz[-1] - nz[0] + 1) - expect) < 0.03 * expect
 
 
 @needs_espeak

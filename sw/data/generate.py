@@ -13,7 +13,10 @@ Each utterance (all ranges are fields of :class:`GenParams`, recorded in the man
   ``speaker_rate``, words per minute), its pitch by ``+- pitch_jitter`` and its
   intonation range (SSML ``<prosody range>``) by ``+- range_jitter``;
 - espeak-ng cannot speak slower than ``ESPEAK_MIN_RATE`` wpm: slower words are
-  spoken at that rate and stretched in time, pitch kept (librosa's phase vocoder);
+  spoken at that rate and stretched in time, pitch kept, by Rubber Band's R3 engine
+  (:func:`slow_down`; generator version 3). Version 2 used librosa's phase vocoder,
+  whose artefacts alone cost 12.7 points on words slowed inside the training range,
+  against 3.8 for Rubber Band (``docs/results.md`` section 4, round 9);
 - has espeak's own silence trimmed, then a random leading and trailing silence;
 - gets a loudness change of ``+- loudness_db`` against a fixed background-noise
   floor of ``snr_db`` (relative to the un-scaled speech; ``None`` = no noise).  The
@@ -59,7 +62,11 @@ from tqdm import tqdm
 
 from sw.data import cochlea
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
+# Versions whose draws (rates, pitches, speakers, ...) equal this code's: version 3 changed only
+# how words slower than ESPEAK_MIN_RATE are stretched, so word_rates still reads version-2 sets.
+SAME_DRAWS = (2, 3)
+RUBBERBAND_PACKAGE = "rubberband-cli"  # Debian package of the `rubberband` command (pyrubberband runs it)
 # About 0.23 s of wall time per word on 2 idle cores (0.36 CPU-s a word, bench/cochlea.py);
 # 2400 + 400 + 3 x 120 words take about 12 minutes (README.md). 2400 rather than 1200 training
 # words: +3 to +7 points on every split over 3 seeds (docs/results.md section 4, round 5).
@@ -279,7 +286,7 @@ def word_rates(root: str | Path, split: str, n: int | None = None) -> np.ndarray
         man = json.loads(path.read_text())
         p = man["params"]
         version_ = p["generator_version"]
-        if version_ == GENERATOR_VERSION:
+        if version_ in SAME_DRAWS:
             params = GenParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in p["generator"].items()})
             params = params.validate()
             train_spk, test_spk = make_speakers(p["seed"], p["n_train_speakers"], p["n_test_speakers"], params)
@@ -287,9 +294,9 @@ def word_rates(root: str | Path, split: str, n: int | None = None) -> np.ndarray
             counts = {"train": p["n_train"], "test": p["n_test"], **{k: p["n_shifted"] for k in SHIFTS}}
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise ValueError(f"'{path}': not a generator manifest ({type(e).__name__}: {e})") from None
-    if version_ != GENERATOR_VERSION:
-        raise ValueError(f"'{path}': field params.generator_version is {version_!r}; this code draws version "
-                         f"{GENERATOR_VERSION}, so it cannot recompute the set's rates")
+    if version_ not in SAME_DRAWS:
+        raise ValueError(f"'{path}': field params.generator_version is {version_!r}; this code draws as versions "
+                         f"{', '.join(map(str, SAME_DRAWS))}, so it cannot recompute the set's rates")
     if [asdict(s) for s in train_spk + test_spk] != recorded:
         raise ValueError(f"'{path}': field speakers differs from the speakers this code draws for its parameters")
     if split == "train":
@@ -312,9 +319,7 @@ def synth_audio(label: int, speaker: Speaker, rng: np.random.Generator,
     spoken = max(u.rate, ESPEAK_MIN_RATE)
     wav = trim_silence(espeak(WORDS[label], speaker.voice(label), int(round(spoken)), u.pitch, u.pitch_range))
     if u.rate < spoken:  # slower than espeak can speak: stretch in time, pitch kept
-        import librosa
-
-        wav = librosa.effects.time_stretch(wav, rate=u.rate / spoken)
+        wav = slow_down(wav, u.rate / spoken)
     ratio = Fraction(cochlea.SAMPLE_RATE * u.tract / ESPEAK_RATE).limit_denominator(160)
     x = scipy.signal.resample_poly(wav, ratio.numerator, ratio.denominator)
     lead = int(u.lead_s * cochlea.SAMPLE_RATE)
@@ -327,6 +332,33 @@ def synth_audio(label: int, speaker: Speaker, rng: np.random.Generator,
     if u.snr_db is not None:  # a floor relative to the un-scaled speech: loudness moves against it
         audio += rng.normal(0.0, rms * 10 ** (-u.snr_db / 20), audio.size)
     return audio
+
+
+def slow_down(wav: np.ndarray, tempo: float) -> np.ndarray:
+    """``wav`` (espeak's rate) played at ``tempo`` times its speed (``< 1``: longer), pitch and
+    formants kept, by Rubber Band's R3 ("finer") engine through pyrubberband. Deterministic.
+
+    Not librosa's phase vocoder (generator version 2): on the same test words slowed 1.43x, its
+    phasiness cost the default model 12.7 points against 3.8 for Rubber Band (WSOLA: 6.7), although
+    the slowed rates lay inside the training range (``docs/results.md`` section 4, round 9)."""
+    import pyrubberband
+
+    if not 0 < tempo <= 1:
+        raise ValueError(f"tempo: must be in (0, 1], got {tempo!r}")
+    try:
+        out = pyrubberband.time_stretch(wav, ESPEAK_RATE, tempo, rbargs={"-3": ""})
+    except (RuntimeError, subprocess.CalledProcessError) as e:
+        raise RuntimeError(f"Rubber Band ({RUBBERBAND_PACKAGE}) failed to slow a word down ({e}); "
+                           f"install it with: apt-get install {RUBBERBAND_PACKAGE}") from None
+    return np.asarray(out, dtype=np.float64)
+
+
+def _rubberband_version() -> str:
+    try:
+        res = subprocess.run(["rubberband", "--version"], capture_output=True, text=True)
+    except FileNotFoundError:
+        return "missing"
+    return (res.stdout or res.stderr).strip().splitlines()[-1] if (res.stdout or res.stderr).strip() else "unknown"
 
 
 def sample_rng(seed: int, split: int, index: int) -> np.random.Generator:
@@ -375,7 +407,7 @@ def _params(n_train, n_test, seed, n_train_speakers, n_test_speakers, n_shifted=
         "n_train_speakers": int(n_train_speakers), "n_test_speakers": int(n_test_speakers),
         "generator": params.as_dict(),
         "shifts": {k: {f: list(v) for f, v in d.items()} for k, d in SHIFTS.items()} if n_shifted else {},
-        "lauscher": version("lauscher"), "espeak": _espeak_version(),
+        "lauscher": version("lauscher"), "espeak": _espeak_version(), "rubberband": _rubberband_version(),
     }
 
 
