@@ -264,6 +264,17 @@ def test_slow_down_errors_name_the_tempo_and_the_missing_package(tmp_path, monke
         G.slow_down(x, 0.7)
 
 
+def test_generate_without_rubberband_stops_before_any_work_naming_the_package(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(RuntimeError, match="apt-get install rubberband-cli"):
+        G.generate(tmp_path / "set", 2, 1, workers=1, progress=False)
+    assert not (tmp_path / "set").exists()
+    # a set that never goes below espeak's floor does not need it
+    fast_only = replace(G.GenParams(), speaker_rate=(120.0, 150.0))
+    with pytest.raises(RuntimeError, match="espeak-ng"):  # gets past the check, to the first word
+        G.generate(tmp_path / "set", 1, 0, workers=1, progress=False, params=fast_only)
+
+
 @needs_espeak
 @needs_rubberband
 def test_slow_words_last_80_over_their_rate_times_the_80_wpm_word():

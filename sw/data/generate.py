@@ -45,6 +45,7 @@ import io
 import json
 import multiprocessing as mp
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -439,6 +440,11 @@ def generate(out: str | Path, n_train: int, n_test: int, seed: int = 0, workers:
     if workers < 1:
         raise ValueError(f"workers: must be >= 1, got {workers}")
     params = params.validate()
+    slowest = min([params.speaker_rate[0] * (1 - params.rate_jitter)]
+                  + [shifted_params(params, k).rate[0] for k in SHIFTS if n_shifted and "rate" in SHIFTS[k]])
+    if slowest < ESPEAK_MIN_RATE and shutil.which("rubberband") is None:  # before minutes of generation, not at the first slow word
+        raise RuntimeError(f"words down to {slowest:g} words/min need Rubber Band (below espeak-ng's "
+                           f"{ESPEAK_MIN_RATE}); install it with: apt-get install {RUBBERBAND_PACKAGE}")
     for name, n in (("n_test", n_test), ("n_shifted", n_shifted)):
         note = speaker_balance_note(n, n_test_speakers)
         if note:
