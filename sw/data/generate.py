@@ -68,8 +68,8 @@ GENERATOR_VERSION = 3
 # how words slower than ESPEAK_MIN_RATE are stretched, so word_rates still reads version-2 sets.
 SAME_DRAWS = (2, 3)
 RUBBERBAND_PACKAGE = "rubberband-cli"  # Debian package of the `rubberband` command (pyrubberband runs it)
-# About 0.23 s of wall time per word on 2 idle cores (0.36 CPU-s a word, bench/cochlea.py);
-# 2400 + 400 + 3 x 120 words take about 12 minutes (README.md). 2400 rather than 1200 training
+# About 0.2 s of wall time per word on 2 idle cores (0.36 CPU-s a word, bench/cochlea.py);
+# 2400 + 400 + 3 x 200 words take about 11.5 minutes (README.md, make sim of generator version 3). 2400 rather than 1200 training
 # words: +3 to +7 points on every split over 3 seeds (docs/results.md section 4, round 5).
 DEFAULT_TRAIN = 2400
 DEFAULT_TEST = 400
