@@ -211,8 +211,9 @@ def test_flags_are_checked_before_any_simulation(model_file, shd_file, tmp_path,
 
 def test_mode_and_execution_must_agree(model_file, tmp_path, capsys, monkeypatch):
     _no_sim(monkeypatch)
-    _err(capsys, cosim_run.main, ["--model", model_file, "--mode", "async", "--execution", "layered",
-                                  "--out", tmp_path / "o"], "--mode")
+    with pytest.warns(DeprecationWarning, match="--mode is deprecated"):  # the old flag still says so
+        _err(capsys, cosim_run.main, ["--model", model_file, "--mode", "async", "--execution", "layered",
+                                      "--out", tmp_path / "o"], "--mode")
 
 
 # ---------------------------------------------------------------- exit codes

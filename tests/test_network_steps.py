@@ -1,3 +1,4 @@
+# amaranth: UnusedElaboratable=no
 """The network without a step barrier (Amaranth pysim): cores run their own steps.
 
 A monitor watches every core's ``step_start`` and the readout core's end of
