@@ -94,8 +94,9 @@ def format_rows(rows: list[dict], models: list[str]) -> str:
 
 
 def training_range(root: Path) -> tuple[float, float]:
-    g = json.loads((root / "manifest.json").read_text())["params"]["generator"]
-    return g["speaker_rate"][0] * (1 - g["rate_jitter"]), g["speaker_rate"][1] * (1 + g["rate_jitter"])
+    from sw.data.generate import GenParams
+
+    return GenParams.from_dict(json.loads((root / "manifest.json").read_text())["params"]["generator"]).rate_range()
 
 
 def plot(rows: list[dict], n_models: int, train: tuple[float, float], path: Path) -> None:

@@ -63,6 +63,24 @@ def test_foreign_manifests_are_refused_naming_the_field(tmp_path):
         G.word_rates(tmp_path, "test")
 
 
+def test_version_2_sets_have_the_same_draws(tmp_path):
+    """Version 3 changed only how words below espeak's floor are stretched, not any draw."""
+    _manifest(tmp_path)
+    v3 = {s: G.word_rates(tmp_path, s) for s in ("train", "test", "slow")}
+    man = json.loads((tmp_path / "manifest.json").read_text())
+    man["params"]["generator_version"] = 2
+    (tmp_path / "manifest.json").write_text(json.dumps(man))
+    for s, r in v3.items():
+        assert np.array_equal(G.word_rates(tmp_path, s), r)
+
+
+def test_rate_range_is_what_the_draws_reach():
+    p = G.GenParams()
+    assert p.rate_range() == pytest.approx((72.0, 216.0))
+    assert G.shifted_params(p, "fast").rate_range() == G.SHIFTS["fast"]["rate"]
+    assert G.GenParams.from_dict(p.as_dict()) == p
+
+
 @needs_espeak
 @pytest.mark.filterwarnings("ignore:n_shifted.*not a multiple:UserWarning")  # a 2-word split on purpose
 def test_recomputed_rates_are_the_spoken_ones(tmp_path):

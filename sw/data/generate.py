@@ -145,6 +145,17 @@ class GenParams:
     def as_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> "GenParams":
+        """The inverse of :meth:`as_dict` (a manifest's ``params.generator``), validated."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}).validate()
+
+    def rate_range(self) -> tuple[float, float]:
+        """The lowest and highest speaking rate a word can be drawn at (:func:`draw_utterance`)."""
+        if self.rate is not None:
+            return float(self.rate[0]), float(self.rate[1])
+        return self.speaker_rate[0] * (1 - self.rate_jitter), self.speaker_rate[1] * (1 + self.rate_jitter)
+
 
 # Shifted test splits: one parameter outside the training range each.  Training
 # rates span 72..216 wpm (90..180 x (1 +- 0.2)) and SNRs 20..40 dB.
@@ -288,8 +299,7 @@ def word_rates(root: str | Path, split: str, n: int | None = None) -> np.ndarray
         p = man["params"]
         version_ = p["generator_version"]
         if version_ in SAME_DRAWS:
-            params = GenParams(**{k: tuple(v) if isinstance(v, list) else v for k, v in p["generator"].items()})
-            params = params.validate()
+            params = GenParams.from_dict(p["generator"])
             train_spk, test_spk = make_speakers(p["seed"], p["n_train_speakers"], p["n_test_speakers"], params)
             recorded = man["speakers"]["train"] + man["speakers"]["test"]
             counts = {"train": p["n_train"], "test": p["n_test"], **{k: p["n_shifted"] for k in SHIFTS}}
@@ -359,7 +369,8 @@ def _rubberband_version() -> str:
         res = subprocess.run(["rubberband", "--version"], capture_output=True, text=True)
     except FileNotFoundError:
         return "missing"
-    return (res.stdout or res.stderr).strip().splitlines()[-1] if (res.stdout or res.stderr).strip() else "unknown"
+    text = (res.stdout or res.stderr).strip()
+    return text.splitlines()[-1] if text else "unknown"
 
 
 def sample_rng(seed: int, split: int, index: int) -> np.random.Generator:
@@ -440,8 +451,7 @@ def generate(out: str | Path, n_train: int, n_test: int, seed: int = 0, workers:
     if workers < 1:
         raise ValueError(f"workers: must be >= 1, got {workers}")
     params = params.validate()
-    slowest = min([params.speaker_rate[0] * (1 - params.rate_jitter)]
-                  + [shifted_params(params, k).rate[0] for k in SHIFTS if n_shifted and "rate" in SHIFTS[k]])
+    slowest = min([params.rate_range()[0]] + [shifted_params(params, k).rate_range()[0] for k in SHIFTS if n_shifted])
     if slowest < ESPEAK_MIN_RATE and shutil.which("rubberband") is None:  # before minutes of generation, not at the first slow word
         raise RuntimeError(f"words down to {slowest:g} words/min need Rubber Band (below espeak-ng's "
                            f"{ESPEAK_MIN_RATE}); install it with: apt-get install {RUBBERBAND_PACKAGE}")
