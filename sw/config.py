@@ -26,7 +26,8 @@ SYNAPSES = ("auto", "event", "dense")
 DELAY_MODES = ("fixed", "learnable")
 # fields whose value may be null, or have a fixed set of values
 NULLABLE = {"data.limit", "data.time_norm", "budget.max_taps", "unlayered.forward_group", "model.layer_max_delay",
-            "train.augment_stretch_rate", "train.augment_stretch_target", "train.augment_stretch_quiet"}
+            "train.augment_stretch_rate", "train.augment_stretch_target", "train.augment_stretch_quiet",
+            "train.augment_loud"}
 # fields that are null (off) or an object of parameters, checked as a whole (data.time_norm: sw.data.time_norm)
 OPTIONAL_OBJECTS = {"data.time_norm"}
 # fields that take one number or a list with one number per (hidden) layer

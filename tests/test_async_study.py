@@ -235,7 +235,7 @@ def test_a_record_older_than_a_field_matches_only_its_neutral_value():
     old = json.loads(json.dumps(cfg))
     for k in ("augment_fraction", "shards", "low_bit_warmup", "latency_loss_weight", "latency_loss_from",
               "augment_stretch_rate", "augment_gain", "augment_warp", "augment_stretch_target",
-              "augment_stretch_quiet"):
+              "augment_stretch_quiet", "augment_loud"):
         del old["train"][k]
     assert study.same_recipe(old, cfg)
     cfg["train"]["latency_loss_weight"] = 0.5

@@ -369,3 +369,57 @@ def test_quiet_bins_stretch_by_the_quiet_exponent():
         with pytest.raises(A.AugmentError) as e:
             A.Augment.from_train_config({"augment_stretch_quiet": v})
         assert e.value.field == "train.augment_stretch_quiet"
+
+
+def _word(quiet: int, loud: int, T: int = 60, C: int = 20, start: int = 10) -> np.ndarray:
+    """A word at ``start``: ``quiet`` bins with 4 events (a consonant), then ``loud`` bins with all C."""
+    x = np.zeros((T, C), dtype=bool)
+    x[start:start + quiet, :4] = True
+    x[start + quiet:start + quiet + loud, :] = True
+    return x
+
+
+def test_loud_widths_trade_the_loud_bins_against_the_rest_of_the_span():
+    # 10 consonant bins (4 of 20 events), then 10 loud bins (all 20).  On the 3-bin envelope the span (above
+    # 0.15 x 20 = 3) is bins 11-30: bin 10 has 8/3, bin 11 has 4, bin 30 has 20/3; the loud bins (above 10) are
+    # 20-29: bin 19 has 28/3, bin 20 has 44/3.  So 10 loud bins at 0.5, and the span's other 10 share 20 - 5.
+    x = _word(10, 10)
+    w = A.loud_widths(x, 0.5)
+    expect = np.ones(60)
+    expect[11:20] = expect[30] = 1.5
+    expect[20:30] = 0.5
+    assert np.allclose(w, expect)
+    assert np.isclose(w[11:31].sum(), 20.0)  # the span keeps its length
+    out = A.time_warp(x, w)  # the vowel now takes about half as many bins, the consonant more
+    n = out.sum(axis=1)
+    assert int((n == 20).sum()) == 5 and int((n == 4).sum()) == 14  # bin 10 kept, 9 x 1.5 = 13.5 more
+    assert abs(A.word_length(out) - A.word_length(x)) <= 1  # the span keeps its length, up to the bin centres
+    # g = 1 is the identity; a raster without events or a word that is all loud is left alone
+    assert np.array_equal(A.time_warp(x, A.loud_widths(x, 1.0)), x)
+    assert np.all(A.loud_widths(np.zeros((30, 5), dtype=bool), 0.5) == 1)
+    assert np.all(A.loud_widths(np.ones((30, 5), dtype=bool), 0.5) == 1)
+    # the rest's factor is clipped: 1 consonant bin against 19 loud ones cannot absorb 19 x 0.5 bins
+    assert A.loud_widths(_word(1, 19), 0.5).max() <= A.LOUD_MAX
+
+
+def test_loud_warp_in_augment_sample_config_and_keep_only():
+    x = _word(10, 10)
+    aug = A.Augment(loud=(0.5, 0.5))
+    assert aug.active
+    assert np.array_equal(A.augment_sample(x, aug, np.random.default_rng(0)), A.time_warp(x, A.loud_widths(x, 0.5)))
+    # the factor is drawn log-uniformly in [lo, hi]: the generator's first draw
+    g = float(np.exp(np.random.default_rng(4).uniform(np.log(0.6), np.log(1.25))))
+    assert np.array_equal(A.augment_sample(x, A.Augment(loud=(0.6, 1.25)), np.random.default_rng(4)),
+                          A.time_warp(x, A.loud_widths(x, g)))
+    assert A.Augment.from_train_config({"augment_loud": [0.6, 1.25]}).loud == (0.6, 1.25)
+    assert A.Augment.from_train_config({}).loud is None
+    for v in ([0, 1], [1.2, 0.8], 0.8, [0.5, "1"], [0.5, 4.0]):
+        with pytest.raises(A.AugmentError) as e:
+            A.Augment.from_train_config({"augment_loud": v})
+        assert e.value.field == "train.augment_loud"
+    tc = {"augment_loud": [0.6, 1.25], "augment_shift": 4}
+    assert A.keep_only(tc, "shift")["augment_loud"] is None and A.keep_only(tc, "stretch")["augment_loud"] == [0.6, 1.25]
+    # off, the other transforms draw what they drew before the option existed
+    base = A.Augment(shift=4, jitter=1, dropout=0.1)
+    assert np.array_equal(A.augment_sample(x, base, A.sample_rng(0, 1, 2)),
+                          A.augment_sample(x, A.Augment(shift=4, jitter=1, dropout=0.1, loud=None), A.sample_rng(0, 1, 2)))

@@ -148,8 +148,9 @@ def test_default_config_is_valid_and_flags_override():
 
 
 @pytest.mark.parametrize("extra", [{}, {"augment_stretch_rate": 0.5, "augment_gain": [0.6, 1.0], "augment_warp": 0.3,
-                                   "augment_stretch_target": [8, 30], "augment_stretch_quiet": 0.5}],
-                         ids=["bin-stretch", "event-stretch+warp+gain"])
+                                   "augment_stretch_target": [8, 30], "augment_stretch_quiet": 0.5,
+                                   "augment_loud": [0.6, 1.25]}],
+                         ids=["bin-stretch", "event-stretch+warp+gain+loud"])
 def test_resume_with_shd_files_and_augmentation(tmp_path, extra):
     """The SHD-format path (loader, channel pooling, every augmentation) resumes bit-exactly too."""
     from sw.data.shd import write_shd
