@@ -1,7 +1,7 @@
 """Offline SHD generator: determinism, caching, speakers, labels."""
 import json
 import shutil
-from dataclasses import replace
+from dataclasses import asdict, replace
 
 import h5py
 import numpy as np
@@ -243,25 +243,25 @@ def _f0(x, rate=G.ESPEAK_RATE):
 
 
 @needs_rubberband
-@pytest.mark.parametrize("tempo", [0.6, 0.8])
-def test_slow_down_stretches_time_and_keeps_pitch(tempo):
+@pytest.mark.parametrize("tempo", [0.6, 0.8, 1.4])
+def test_change_tempo_stretches_time_and_keeps_pitch(tempo):
     """1 / tempo times longer, the same fundamental (resampling would lower it by tempo), deterministic."""
     x = _harmonic(150.0, 0.5)
-    y = G.slow_down(x, tempo)
+    y = G.change_tempo(x, tempo)
     assert abs(y.size - x.size / tempo) <= 0.01 * x.size / tempo
     assert abs(_f0(y) - 150.0) < 4.0 and abs(_f0(x) - 150.0) < 4.0
-    assert np.array_equal(y, G.slow_down(x, tempo))
+    assert np.array_equal(y, G.change_tempo(x, tempo))
     assert np.abs(y).max() > 0.3 * np.abs(x).max()  # not a silent or collapsed output
 
 
-def test_slow_down_errors_name_the_tempo_and_the_missing_package(tmp_path, monkeypatch):
+def test_change_tempo_errors_name_the_tempo_and_the_missing_package(tmp_path, monkeypatch):
     x = _harmonic(150.0, 0.1)
-    for bad in (0.0, -0.5, 1.5):
+    for bad in (0.0, -0.5, 0.2, 5.0):
         with pytest.raises(ValueError, match="tempo"):
-            G.slow_down(x, bad)
+            G.change_tempo(x, bad)
     monkeypatch.setenv("PATH", str(tmp_path))  # no rubberband on the path
     with pytest.raises(RuntimeError, match="apt-get install rubberband-cli"):
-        G.slow_down(x, 0.7)
+        G.change_tempo(x, 0.7)
 
 
 def test_generate_without_rubberband_stops_before_any_work_naming_the_package(tmp_path, monkeypatch):
@@ -273,6 +273,10 @@ def test_generate_without_rubberband_stops_before_any_work_naming_the_package(tm
     fast_only = replace(G.GenParams(), speaker_rate=(120.0, 150.0))
     with pytest.raises(RuntimeError, match="espeak-ng"):  # gets past the check, to the first word
         G.generate(tmp_path / "set", 1, 0, workers=1, progress=False, params=fast_only)
+    # ... unless its training words' tempo is changed, which is Rubber Band's work too
+    with pytest.raises(RuntimeError, match="train_tempo.*apt-get install rubberband-cli"):
+        G.generate(tmp_path / "set", 1, 0, workers=1, progress=False,
+                   params=replace(fast_only, train_tempo=(0.7, 1.4), train_tempo_share=0.5))
 
 
 @needs_espeak
@@ -323,3 +327,59 @@ def test_unbalanced_split_sizes_warn_naming_the_field(tmp_path, monkeypatch):
     monkeypatch.setattr(G, "_generate_into", lambda *a, **k: None)  # the check comes before any synthesis
     with pytest.warns(UserWarning, match="n_shifted: 120 words"):
         G.generate(tmp_path, 0, 200, seed=0, workers=1, progress=False, n_shifted=120, n_test_speakers=10)
+
+
+def test_train_tempo_factor_only_for_a_share_of_the_training_words():
+    p = replace(G.GenParams(), train_tempo=(0.7, 1.4), train_tempo_share=0.5)
+    f = np.array([G.train_tempo_factor(0, 0, i, p) for i in range(2000)])
+    changed = f != 1.0
+    assert abs(changed.mean() - 0.5) < 0.04  # se 0.011
+    assert f[changed].min() >= 0.7 and f[changed].max() <= 1.4
+    u = (np.log(f[changed]) - np.log(0.7)) / np.log(2.0)  # log-uniform: uniform on [0, 1]
+    assert abs(u.mean() - 0.5) < 0.03 and abs(u.std() - 12 ** -0.5) < 0.03
+    assert np.array_equal(f, [G.train_tempo_factor(0, 0, i, p) for i in range(2000)])  # seeded
+    assert not np.array_equal(f, [G.train_tempo_factor(1, 0, i, p) for i in range(2000)])
+    # never a test or shifted word, never when off
+    assert all(G.train_tempo_factor(0, s, i, p) == 1.0 for s in (1, 2, 3, 4) for i in range(50))
+    assert all(G.train_tempo_factor(0, 0, i, G.GenParams()) == 1.0 for i in range(50))
+    assert all(G.train_tempo_factor(0, 0, i, replace(p, train_tempo_share=0.0)) == 1.0 for i in range(50))
+    for kw, field in (({"train_tempo": (1.4, 0.7)}, "train_tempo"), ({"train_tempo": (0.0, 1.4)}, "train_tempo"),
+                      ({"train_tempo_share": 1.5}, "train_tempo_share")):
+        with pytest.raises(ValueError, match=field):
+            replace(G.GenParams(), **kw).validate()
+
+
+def test_train_tempo_changes_no_other_draw_and_word_rates_report_the_rate_heard(tmp_path):
+    """The tempo has its own generator: the draws of every word, changed or not, are those of the set
+    without it; word_rates gives a changed training word its drawn rate times the factor."""
+    off = G.GenParams()
+    on = replace(off, train_tempo=(0.7, 1.4), train_tempo_share=0.5)
+    spk = G.make_speakers(0, 2, 1)[0][0]
+    for i in range(20):
+        assert G.draw_utterance(spk, on, G.sample_rng(0, 0, i)) == G.draw_utterance(spk, off, G.sample_rng(0, 0, i))
+    root = tmp_path / "set"
+    root.mkdir()
+    tr, te = G.make_speakers(0, 4, 2, on)
+    man = {"params": G._params(40, 20, 0, 4, 2, 20, on),
+           "speakers": {"train": [asdict(s) for s in tr], "test": [asdict(s) for s in te]}}
+    (root / "manifest.json").write_text(json.dumps(man))
+    heard = G.word_rates(root, "train")
+    drawn = np.array([G.draw_utterance(G.speaker_of(i, tr), on, G.sample_rng(0, 0, i)).rate for i in range(40)])
+    factor = np.array([G.train_tempo_factor(0, 0, i, on) for i in range(40)])
+    assert np.allclose(heard, drawn * factor) and (factor != 1).any() and (factor == 1).any()
+    test_drawn = [G.draw_utterance(G.speaker_of(i, te), on, G.sample_rng(0, 1, i)).rate for i in range(20)]
+    assert np.allclose(G.word_rates(root, "test"), test_drawn)
+
+
+@needs_espeak
+@needs_rubberband
+def test_a_tempo_changed_training_word_is_the_word_played_faster():
+    """Its audio is the unchanged word's, 1 / factor times as long (then resampled to 48 kHz alike)."""
+    p = replace(G.GenParams(), snr_db=None, train_tempo=(1.3, 1.4), train_tempo_share=1.0)
+    spk = G.make_speakers(0, 2, 1)[0][0]
+    i = 3
+    f = G.train_tempo_factor(0, 0, i, p)
+    plain = G.synth_audio(i, spk, G.sample_rng(0, 0, i), replace(p, train_tempo=None))
+    fast = G.synth_audio(i, spk, G.sample_rng(0, 0, i), p, f)
+    span = lambda a: np.ptp(np.flatnonzero(np.abs(a) > 1e-3 * np.abs(a).max()))
+    assert 1.3 <= f <= 1.4 and abs(span(fast) - span(plain) / f) < 0.05 * span(plain) / f

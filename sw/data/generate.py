@@ -14,9 +14,16 @@ Each utterance (all ranges are fields of :class:`GenParams`, recorded in the man
   intonation range (SSML ``<prosody range>``) by ``+- range_jitter``;
 - espeak-ng cannot speak slower than ``ESPEAK_MIN_RATE`` wpm: slower words are
   spoken at that rate and stretched in time, pitch kept, by Rubber Band's R3 engine
-  (:func:`slow_down`; generator version 3). Version 2 used librosa's phase vocoder,
+  (:func:`change_tempo`; generator version 3). Version 2 used librosa's phase vocoder,
   whose artefacts alone cost 12.7 points on words slowed inside the training range,
   against 3.8 for Rubber Band (``docs/results.md`` section 4, round 9);
+- (training words only, off by default: ``train_tempo``, ``--train-tempo``) with
+  probability ``train_tempo_share`` is played faster or slower by a factor drawn
+  log-uniformly from ``train_tempo``, by the same Rubber Band engine: the time
+  stretch of issue 11 moved before the cochlea, where the word-duration
+  normalization (``sw.data.time_norm``) does not undo it.  Its own generator
+  (:func:`train_tempo_factor`), so no other draw changes.  Screened in round 10 of
+  ``docs/results.md`` section 4: it does not help the fast split;
 - has espeak's own silence trimmed, then a random leading and trailing silence;
 - gets a loudness change of ``+- loudness_db`` against a fixed background-noise
   floor of ``snr_db`` (relative to the un-scaled speech; ``None`` = no noise).  The
@@ -66,6 +73,8 @@ from sw.data import cochlea
 GENERATOR_VERSION = 3
 # Versions whose draws (rates, pitches, speakers, ...) equal this code's: version 3 changed only
 # how words slower than ESPEAK_MIN_RATE are stretched, so word_rates still reads version-2 sets.
+# (The training words' tempo change, train_tempo, came later without a new version: off, every
+# word is version 3's, bit for bit; on, the manifest's generator parameters say so.)
 SAME_DRAWS = (2, 3)
 RUBBERBAND_PACKAGE = "rubberband-cli"  # Debian package of the `rubberband` command (pyrubberband runs it)
 # About 0.2 s of wall time per word on 2 idle cores (0.36 CPU-s a word, bench/cochlea.py);
@@ -124,12 +133,16 @@ class GenParams:
     trail_s: tuple = (0.0, 0.15)  # trailing silence, seconds
     snr_db: tuple | None = (20.0, 40.0)  # background white noise; None = none
     rate: tuple | None = None  # a shifted split: per-word rate drawn from here, ignoring the speaker
+    # training words only: a share train_tempo_share of them is played faster or slower by a factor
+    # drawn log-uniformly from train_tempo (Rubber Band, pitch kept; train_tempo_factor); None = off
+    train_tempo: tuple | None = None
+    train_tempo_share: float = 0.0
 
     def validate(self) -> "GenParams":
         for name in ("speaker_rate", "pitch_female", "pitch_male", "speaker_range", "tract", "lead_s", "trail_s",
-                     "snr_db", "rate"):
+                     "snr_db", "rate", "train_tempo"):
             v = getattr(self, name)
-            if v is None and name in ("snr_db", "rate"):
+            if v is None and name in ("snr_db", "rate", "train_tempo"):
                 continue
             if not (isinstance(v, (tuple, list)) and len(v) == 2 and v[0] <= v[1]):
                 raise ValueError(f"generator parameter {name}: need a (lo, hi) range with lo <= hi, got {v!r}")
@@ -140,6 +153,10 @@ class GenParams:
                 raise ValueError(f"generator parameter {name}: must be in [0, 1), got {getattr(self, name)!r}")
         if self.lead_s[0] < 0 or self.trail_s[0] < 0:
             raise ValueError("generator parameter lead_s/trail_s: silences must be >= 0 s")
+        if self.train_tempo is not None and not 0 < self.train_tempo[0] <= self.train_tempo[1]:
+            raise ValueError(f"generator parameter train_tempo: tempo factors must be > 0, got {self.train_tempo!r}")
+        if not 0 <= self.train_tempo_share <= 1:
+            raise ValueError(f"generator parameter train_tempo_share: must be in [0, 1], got {self.train_tempo_share!r}")
         return self
 
     def as_dict(self) -> dict:
@@ -290,8 +307,9 @@ def word_rates(root: str | Path, split: str, n: int | None = None) -> np.ndarray
     """Speaking rate in words/min drawn for each word of ``split`` (``train``, ``test`` or a
     :data:`SHIFTS` name) of the set in ``root``, recomputed from its ``manifest.json``: every
     draw is a function of ``(seed, split, index)``, the parameters and the speakers, so the
-    rates need no audio (the first ``n`` words, default all). Raises ``ValueError`` naming the
-    manifest field when the set was made by another generator version or its speakers are not
+    rates need no audio (the first ``n`` words, default all). A training word whose tempo was
+    changed (``train_tempo``) counts at the rate heard, its drawn rate times the factor. Raises
+    ``ValueError`` naming the manifest field when the set was made by another generator version or its speakers are not
     the ones this code draws."""
     path = Path(root) / "manifest.json"
     try:
@@ -320,17 +338,22 @@ def word_rates(root: str | Path, split: str, n: int | None = None) -> np.ndarray
         raise ValueError(f"split: expected train, test or one of {', '.join(SHIFTS)}, got {split!r}")
     n = counts[split] if n is None else min(int(n), counts[split])
     # synth_audio's first draws from the word's generator are draw_utterance's
-    return np.array([draw_utterance(speaker_of(i, spk), prm, sample_rng(p["seed"], sid, i)).rate for i in range(n)])
+    # the rate heard: a training word's tempo factor (train_tempo) multiplies the spoken one
+    return np.array([draw_utterance(speaker_of(i, spk), prm, sample_rng(p["seed"], sid, i)).rate
+                     * train_tempo_factor(p["seed"], sid, i, prm) for i in range(n)])
 
 
 def synth_audio(label: int, speaker: Speaker, rng: np.random.Generator,
-                params: GenParams = GenParams()) -> np.ndarray:
-    """48 kHz audio of one utterance of ``WORDS[label]`` by ``speaker``."""
+                params: GenParams = GenParams(), tempo: float = 1.0) -> np.ndarray:
+    """48 kHz audio of one utterance of ``WORDS[label]`` by ``speaker``, played ``tempo`` times
+    faster (:func:`train_tempo_factor`; 1 = as drawn)."""
     u = draw_utterance(speaker, params, rng)
     spoken = max(u.rate, ESPEAK_MIN_RATE)
     wav = trim_silence(espeak(WORDS[label], speaker.voice(label), int(round(spoken)), u.pitch, u.pitch_range))
-    if u.rate < spoken:  # slower than espeak can speak: stretch in time, pitch kept
-        wav = slow_down(wav, u.rate / spoken)
+    # slower than espeak can speak, and/or a training word's tempo: one stretch, pitch kept
+    stretch = (u.rate / spoken if u.rate < spoken else 1.0) * tempo
+    if stretch != 1.0:
+        wav = change_tempo(wav, stretch)
     ratio = Fraction(cochlea.SAMPLE_RATE * u.tract / ESPEAK_RATE).limit_denominator(160)
     x = scipy.signal.resample_poly(wav, ratio.numerator, ratio.denominator)
     lead = int(u.lead_s * cochlea.SAMPLE_RATE)
@@ -345,21 +368,24 @@ def synth_audio(label: int, speaker: Speaker, rng: np.random.Generator,
     return audio
 
 
-def slow_down(wav: np.ndarray, tempo: float) -> np.ndarray:
-    """``wav`` (espeak's rate) played at ``tempo`` times its speed (``< 1``: longer), pitch and
-    formants kept, by Rubber Band's R3 ("finer") engine through pyrubberband. Deterministic.
+MAX_TEMPO = 4.0  # change_tempo's range is [1 / MAX_TEMPO, MAX_TEMPO]
+
+
+def change_tempo(wav: np.ndarray, tempo: float) -> np.ndarray:
+    """``wav`` (espeak's rate) played at ``tempo`` times its speed (``< 1``: longer, ``> 1``: shorter),
+    pitch and formants kept, by Rubber Band's R3 ("finer") engine through pyrubberband. Deterministic.
 
     Not librosa's phase vocoder (generator version 2): on the same test words slowed 1.43x, its
     phasiness cost the default model 12.7 points against 3.8 for Rubber Band (WSOLA: 6.7), although
     the slowed rates lay inside the training range (``docs/results.md`` section 4, round 9)."""
     import pyrubberband
 
-    if not 0 < tempo <= 1:
-        raise ValueError(f"tempo: must be in (0, 1], got {tempo!r}")
+    if not 1.0 / MAX_TEMPO <= tempo <= MAX_TEMPO:
+        raise ValueError(f"tempo: must be in [{1 / MAX_TEMPO:g}, {MAX_TEMPO:g}], got {tempo!r}")
     try:
         out = pyrubberband.time_stretch(wav, ESPEAK_RATE, tempo, rbargs={"-3": ""})
     except (RuntimeError, subprocess.CalledProcessError) as e:
-        raise RuntimeError(f"Rubber Band ({RUBBERBAND_PACKAGE}) failed to slow a word down ({e}); "
+        raise RuntimeError(f"Rubber Band ({RUBBERBAND_PACKAGE}) failed to change a word's tempo ({e}); "
                            f"install it with: apt-get install {RUBBERBAND_PACKAGE}") from None
     return np.asarray(out, dtype=np.float64)
 
@@ -377,6 +403,19 @@ def sample_rng(seed: int, split: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([int(seed), int(split), int(index)]))
 
 
+def train_tempo_factor(seed: int, split: int, index: int, params: GenParams) -> float:
+    """The tempo factor of word ``index`` (1 = unchanged): a training word (split 0) is changed with
+    probability ``params.train_tempo_share``, by a factor drawn log-uniformly from ``params.train_tempo``.
+    Its own generator, so every other draw (and every word of the other splits) stays as it was."""
+    if split != 0 or params.train_tempo is None or params.train_tempo_share <= 0:
+        return 1.0
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(split), int(index), 0x7E3]))
+    if not rng.random() < params.train_tempo_share:
+        return 1.0
+    lo, hi = params.train_tempo
+    return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+
+
 def speaker_of(index: int, speakers: list) -> "Speaker":
     """The speaker of word ``index`` of a split: each says the 20 words in turn (label ``index % 20``)."""
     return speakers[(index // len(WORDS)) % len(speakers)]
@@ -387,7 +426,7 @@ def synth_sample(seed: int, split: int, index: int, speakers: list[Speaker], par
     rng = sample_rng(seed, split, index)
     label = index % len(WORDS)
     speaker = speaker_of(index, speakers)
-    audio = synth_audio(label, speaker, rng, params)
+    audio = synth_audio(label, speaker, rng, params, train_tempo_factor(seed, split, index, params))
     times, units = cochlea.audio_to_spikes(audio, cochlea.SAMPLE_RATE, seed=int(rng.integers(2**32)))
     return times, units, label, speaker.sid
 
@@ -452,9 +491,11 @@ def generate(out: str | Path, n_train: int, n_test: int, seed: int = 0, workers:
         raise ValueError(f"workers: must be >= 1, got {workers}")
     params = params.validate()
     slowest = min([params.rate_range()[0]] + [shifted_params(params, k).rate_range()[0] for k in SHIFTS if n_shifted])
-    if slowest < ESPEAK_MIN_RATE and shutil.which("rubberband") is None:  # before minutes of generation, not at the first slow word
-        raise RuntimeError(f"words down to {slowest:g} words/min need Rubber Band (below espeak-ng's "
-                           f"{ESPEAK_MIN_RATE}); install it with: apt-get install {RUBBERBAND_PACKAGE}")
+    tempo = n_train > 0 and params.train_tempo is not None and params.train_tempo_share > 0
+    if (slowest < ESPEAK_MIN_RATE or tempo) and shutil.which("rubberband") is None:  # before minutes of work
+        why = (f"words down to {slowest:g} words/min (below espeak-ng's {ESPEAK_MIN_RATE})"
+               if slowest < ESPEAK_MIN_RATE else "the training words' tempo change (train_tempo)")
+        raise RuntimeError(f"{why} need Rubber Band; install it with: apt-get install {RUBBERBAND_PACKAGE}")
     for name, n in (("n_test", n_test), ("n_shifted", n_shifted)):
         note = speaker_balance_note(n, n_test_speakers)
         if note:
@@ -575,6 +616,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--snr-db", type=float, nargs=2, metavar=("LO", "HI"),
                     help=f"background-noise SNR range of train/test in dB (default {GenParams.snr_db})")
     ap.add_argument("--no-noise", action="store_true", help="no background noise in train/test")
+    ap.add_argument("--train-tempo", type=float, nargs=2, metavar=("LO", "HI"),
+                    help=f"tempo factors of the training words played faster or slower, drawn log-uniformly "
+                         f"(default {GenParams.train_tempo})")
+    ap.add_argument("--train-tempo-share", type=float, metavar="P",
+                    help=f"share of the training words whose tempo is changed (default {GenParams.train_tempo_share}; "
+                         f"0 = none)")
     ap.add_argument("--force", action="store_true", help="regenerate even if the files match")
     a = ap.parse_args(argv)
     params = GenParams()
@@ -582,6 +629,10 @@ def main(argv: list[str] | None = None) -> int:
         params = replace(params, snr_db=None)
     elif a.snr_db:
         params = replace(params, snr_db=tuple(a.snr_db))
+    if a.train_tempo:
+        params = replace(params, train_tempo=tuple(a.train_tempo))
+    if a.train_tempo_share is not None:
+        params = replace(params, train_tempo_share=a.train_tempo_share)
     from sw.paths import resolve_data_root
 
     out_dir = resolve_data_root(a.out)
