@@ -73,7 +73,10 @@ to ``[1 / LOUD_MAX, LOUD_MAX]``; bins outside the span keep theirs (:func:`time_
 after the word-duration normalization (``sw.data.time_norm``), which removes any
 uniform stretch but keeps this one.  Measured on the version-3 corpus (normalized
 rasters): the loud bins' share of the span is 0.60 on the slow split, 0.47 on the test
-split and 0.37 on the fast split; ``g = 0.8`` takes a test word's 0.47 to 0.37.
+split and 0.37 on the fast split; ``g = 0.8`` takes a test word's 0.47 to 0.38.  Screened in
+round 10 (``docs/results.md`` section 4): ``[0.6, 1.25]`` gains 4.8 points on the fast split
+and loses 1.8 on the test split over 3 seeds (loudness is a poor vowel detector at 10 ms), so
+it is off by default.
 
 Config (``train`` section): ``augment_shift`` (channels, 0 = off),
 ``augment_stretch`` (``[lo, hi]``, ``[1, 1]`` = off), ``augment_stretch_rate``,
