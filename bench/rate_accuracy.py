@@ -93,20 +93,26 @@ def format_rows(rows: list[dict], models: list[str]) -> str:
     return "\n".join(out)
 
 
-def training_range(root: Path) -> tuple[float, float]:
+def training_range(root: Path) -> tuple[tuple[float, float], tuple[float, float]]:
+    """The set's drawn training rates and the rates heard after its tempo change (the same without one)."""
     from sw.data.generate import GenParams
 
-    return GenParams.from_dict(json.loads((root / "manifest.json").read_text())["params"]["generator"]).rate_range()
+    p = GenParams.from_dict(json.loads((root / "manifest.json").read_text())["params"]["generator"])
+    return p.rate_range(), p.heard_train_range()
 
 
-def plot(rows: list[dict], n_models: int, train: tuple[float, float], path: Path) -> None:
+def plot(rows: list[dict], n_models: int, train: tuple[tuple[float, float], tuple[float, float]],
+         path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.axvspan(*train, color="0.9", label="training rates")
+    drawn, heard = train
+    if heard != drawn:  # a set made with train_tempo: some training words were played faster or slower
+        ax.axvspan(*heard, color="0.96", label="training rates after the tempo change")
+    ax.axvspan(*drawn, color="0.9", label="training rates")
     for split in dict.fromkeys(r["split"] for r in rows):
         rs = [r for r in rows if r["split"] == split]
         x = [r["mean_rate"] for r in rs]

@@ -2,7 +2,7 @@
 import json
 import shutil
 import sys
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -79,6 +79,11 @@ def test_rate_range_is_what_the_draws_reach():
     assert p.rate_range() == pytest.approx((72.0, 216.0))
     assert G.shifted_params(p, "fast").rate_range() == G.SHIFTS["fast"]["rate"]
     assert G.GenParams.from_dict(p.as_dict()) == p
+    assert p.heard_train_range() == p.rate_range()  # no tempo change: heard as drawn
+    tempo = replace(p, train_tempo=(0.7, 1.4), train_tempo_share=0.5)
+    assert tempo.heard_train_range() == pytest.approx((72.0 * 0.7, 216.0 * 1.4))
+    assert replace(tempo, train_tempo_share=0.0).heard_train_range() == p.rate_range()
+    assert replace(p, train_tempo=(1.1, 1.2), train_tempo_share=1.0).heard_train_range() == pytest.approx((72.0, 259.2))
 
 
 @needs_espeak

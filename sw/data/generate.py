@@ -173,6 +173,14 @@ class GenParams:
             return float(self.rate[0]), float(self.rate[1])
         return self.speaker_rate[0] * (1 - self.rate_jitter), self.speaker_rate[1] * (1 + self.rate_jitter)
 
+    def heard_train_range(self) -> tuple[float, float]:
+        """The lowest and highest rate a training word can be heard at: :meth:`rate_range` widened by
+        the tempo factors when ``train_tempo`` changes some words (:func:`train_tempo_factor`)."""
+        lo, hi = self.rate_range()
+        if self.train_tempo is None or self.train_tempo_share <= 0:
+            return lo, hi
+        return min(lo, lo * self.train_tempo[0]), max(hi, hi * self.train_tempo[1])
+
 
 # Shifted test splits: one parameter outside the training range each.  Training
 # rates span 72..216 wpm (90..180 x (1 +- 0.2)) and SNRs 20..40 dB.
