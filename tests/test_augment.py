@@ -418,8 +418,13 @@ def test_loud_warp_in_augment_sample_config_and_keep_only():
             A.Augment.from_train_config({"augment_loud": v})
         assert e.value.field == "train.augment_loud"
     tc = {"augment_loud": [0.6, 1.25], "augment_shift": 4}
-    assert A.keep_only(tc, "shift")["augment_loud"] is None and A.keep_only(tc, "stretch")["augment_loud"] == [0.6, 1.25]
-    # off, the other transforms draw what they drew before the option existed
-    base = A.Augment(shift=4, jitter=1, dropout=0.1)
-    assert np.array_equal(A.augment_sample(x, base, A.sample_rng(0, 1, 2)),
-                          A.augment_sample(x, A.Augment(shift=4, jitter=1, dropout=0.1, loud=None), A.sample_rng(0, 1, 2)))
+    assert A.keep_only(tc, "shift")["augment_loud"] is None
+    assert A.keep_only(tc, "stretch")["augment_loud"] == [0.6, 1.25]
+    # off, it draws nothing: shift, jitter and dropout take the generator's first draws, as before the option
+    rng = A.sample_rng(0, 1, 2)
+    expect = A.channel_shift(x, int(rng.integers(-4, 5)))
+    expect = A.event_dropout(A.time_jitter(expect, 1, rng), 0.1, rng)
+    assert np.array_equal(A.augment_sample(x, A.Augment(shift=4, jitter=1, dropout=0.1), A.sample_rng(0, 1, 2)), expect)
+    # on, it draws first: the same shift, jitter and dropout then see other draws
+    assert not np.array_equal(A.augment_sample(x, A.Augment(shift=4, jitter=1, dropout=0.1, loud=(1.0, 1.0)),
+                                               A.sample_rng(0, 1, 2)), expect)

@@ -344,7 +344,7 @@ def test_train_tempo_factor_only_for_a_share_of_the_training_words():
     assert all(G.train_tempo_factor(0, 0, i, G.GenParams()) == 1.0 for i in range(50))
     assert all(G.train_tempo_factor(0, 0, i, replace(p, train_tempo_share=0.0)) == 1.0 for i in range(50))
     for kw, field in (({"train_tempo": (1.4, 0.7)}, "train_tempo"), ({"train_tempo": (0.0, 1.4)}, "train_tempo"),
-                      ({"train_tempo_share": 1.5}, "train_tempo_share")):
+                      ({"train_tempo": (0.7, 5.0)}, "train_tempo"), ({"train_tempo_share": 1.5}, "train_tempo_share")):
         with pytest.raises(ValueError, match=field):
             replace(G.GenParams(), **kw).validate()
 

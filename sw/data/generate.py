@@ -115,6 +115,9 @@ VARIANTS = {
 }
 
 
+MAX_TEMPO = 4.0  # change_tempo's range is [1 / MAX_TEMPO, MAX_TEMPO]
+
+
 @dataclass(frozen=True)
 class GenParams:
     """Every random range of the generator (recorded in the manifest).  Ranges are ``(lo, hi)``."""
@@ -153,8 +156,9 @@ class GenParams:
                 raise ValueError(f"generator parameter {name}: must be in [0, 1), got {getattr(self, name)!r}")
         if self.lead_s[0] < 0 or self.trail_s[0] < 0:
             raise ValueError("generator parameter lead_s/trail_s: silences must be >= 0 s")
-        if self.train_tempo is not None and not 0 < self.train_tempo[0] <= self.train_tempo[1]:
-            raise ValueError(f"generator parameter train_tempo: tempo factors must be > 0, got {self.train_tempo!r}")
+        if self.train_tempo is not None and not 1 / MAX_TEMPO <= self.train_tempo[0] <= self.train_tempo[1] <= MAX_TEMPO:
+            raise ValueError(f"generator parameter train_tempo: tempo factors must lie in [{1 / MAX_TEMPO:g}, "
+                             f"{MAX_TEMPO:g}] (change_tempo), got {self.train_tempo!r}")
         if not 0 <= self.train_tempo_share <= 1:
             raise ValueError(f"generator parameter train_tempo_share: must be in [0, 1], got {self.train_tempo_share!r}")
         return self
@@ -317,8 +321,8 @@ def word_rates(root: str | Path, split: str, n: int | None = None) -> np.ndarray
     draw is a function of ``(seed, split, index)``, the parameters and the speakers, so the
     rates need no audio (the first ``n`` words, default all). A training word whose tempo was
     changed (``train_tempo``) counts at the rate heard, its drawn rate times the factor. Raises
-    ``ValueError`` naming the manifest field when the set was made by another generator version or its speakers are not
-    the ones this code draws."""
+    ``ValueError`` naming the manifest field when the set was made by another generator version
+    or its speakers are not the ones this code draws."""
     path = Path(root) / "manifest.json"
     try:
         man = json.loads(path.read_text())
@@ -374,9 +378,6 @@ def synth_audio(label: int, speaker: Speaker, rng: np.random.Generator,
     if u.snr_db is not None:  # a floor relative to the un-scaled speech: loudness moves against it
         audio += rng.normal(0.0, rms * 10 ** (-u.snr_db / 20), audio.size)
     return audio
-
-
-MAX_TEMPO = 4.0  # change_tempo's range is [1 / MAX_TEMPO, MAX_TEMPO]
 
 
 def change_tempo(wav: np.ndarray, tempo: float) -> np.ndarray:
