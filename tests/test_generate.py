@@ -1,6 +1,7 @@
 """Offline SHD generator: determinism, caching, speakers, labels."""
 import json
 import shutil
+import tempfile
 from dataclasses import asdict, replace
 
 import h5py
@@ -125,7 +126,7 @@ def test_label_word_voice_mapping(monkeypatch):
     assert G.KEYS[15] == "fuenf" and len(G.KEYS) == 20
     calls = []
 
-    def fake_espeak(word, voice, speed, pitch, pitch_range=100.0):
+    def fake_espeak(word, voice, speed, pitch, pitch_range=100.0, vowel_add=0):
         calls.append((word, voice))
         t = np.arange(8000) / G.ESPEAK_RATE
         return np.sin(2 * np.pi * 300 * t) * np.hanning(t.size)
@@ -383,3 +384,93 @@ def test_a_tempo_changed_training_word_is_the_word_played_faster():
     fast = G.synth_audio(i, spk, G.sample_rng(0, 0, i), p, f)
     span = lambda a: np.ptp(np.flatnonzero(np.abs(a) > 1e-3 * np.abs(a).max()))
     assert 1.3 <= f <= 1.4 and abs(span(fast) - span(plain) / f) < 0.05 * span(plain) / f
+
+
+def test_train_vowel_add_draws_whole_units_for_training_words_only():
+    p = replace(G.GenParams(), train_vowel_length=(-100, 100))
+    a = np.array([G.train_vowel_add(0, 0, i, p) for i in range(3000)])
+    assert a.dtype.kind == "i" and a.min() == -100 and a.max() == 100  # both ends reachable: integers(lo, hi + 1)
+    assert abs(a.mean()) < 6 and abs(a.std() - 201 / 12 ** 0.5) < 4  # uniform: mean 0 (se 1.1), sd 58
+    assert np.array_equal(a, [G.train_vowel_add(0, 0, i, p) for i in range(3000)])  # seeded
+    assert not np.array_equal(a, [G.train_vowel_add(1, 0, i, p) for i in range(3000)])
+    assert all(G.train_vowel_add(0, s, i, p) == 0 for s in (1, 2, 3, 4) for i in range(50))
+    assert all(G.train_vowel_add(0, 0, i, G.GenParams()) == 0 for i in range(50))
+    # its own generator: the per-word draws and the tempo draws are those of the set without it
+    spk = G.make_speakers(0, 2, 1)[0][0]
+    both = replace(p, train_tempo=(0.7, 1.4), train_tempo_share=0.5)
+    for i in range(20):
+        assert G.draw_utterance(spk, p, G.sample_rng(0, 0, i)) == G.draw_utterance(spk, G.GenParams(), G.sample_rng(0, 0, i))
+        assert G.train_tempo_factor(0, 0, i, both) == G.train_tempo_factor(0, 0, i, replace(both, train_vowel_length=None))
+    for bad in ((50, -50), (-101, 0), (0, 101), (-10.5, 10)):
+        with pytest.raises(ValueError, match="train_vowel_length"):
+            replace(G.GenParams(), train_vowel_length=bad).validate()
+    assert replace(G.GenParams(), train_vowel_length=(-100.0, 100.0)).validate()  # whole floats (JSON) are fine
+
+
+def test_with_stress_add_adds_to_a_variant_s_own_values_or_appends_them():
+    assert G.with_stress_add("name a\nstressAdd 10 10 0 0 0 0 -30 -30 // c\nx 1", -40).splitlines() == [
+        "name a", "stressAdd -30 -30 -40 -40 -40 -40 -70 -70", "x 1"]
+    assert G.with_stress_add("name a\nstressAdd 5 5", 20).splitlines()[1] == "stressAdd 25 25 20 20 20 20 20 20"
+    assert G.with_stress_add("name b\n//stressAdd 1 1\n", 7).splitlines() == [
+        "name b", "//stressAdd 1 1", "stressAdd 7 7 7 7 7 7 7 7"]  # a commented line is not the voice's
+
+
+@needs_espeak
+def test_vowel_variant_shortens_vowels_more_than_a_fricative_word_and_leaves_espeak_data_alone():
+    """espeak-ng's own vowel lengths: a vowel-heavy word ("two") shrinks far more than a fricative
+    one ("six"), and lengthens with a positive add; 0 is the plain voice, bit for bit."""
+    def dur(word, add):
+        return G.trim_silence(G.espeak(word, "en-us+m3", 150, 50, 100.0, add)).size
+    two = {a: dur("two", a) for a in (-100, 0, 100)}
+    six = {a: dur("six", a) for a in (-100, 0)}
+    assert two[-100] < 0.8 * two[0] < two[0] < two[100] / 1.1
+    assert six[-100] > 0.85 * six[0] and two[-100] / two[0] < six[-100] / six[0] - 0.1
+    assert np.array_equal(G.espeak("two", "en-us+m3", 150, 50), G.espeak("two", "en-us+m3", 150, 50, 100.0, 0))
+    root = G.vowel_variant("de+m3", -20)
+    assert G.vowel_variant("en-gb+m3", -20) == root != G.vowel_variant("de+m3", -30)  # one folder per add
+    assert "stressAdd -10 -10 -20 -20" in (root / "espeak-ng-data" / "voices" / "!v" / "m3").read_text()
+    assert G._espeak_data_dir() not in (root, root / "espeak-ng-data")  # a private folder of links
+    for v in sorted(G.VARIANTS):  # every variant in one folder: espeak-ng still finds them (at most 349 voices)
+        G.vowel_variant(f"de+{v}", -20)
+    assert G.espeak("zwei", f"de+{sorted(G.VARIANTS)[-1]}", 150, 50, 100.0, -20).size
+    with pytest.raises(ValueError, match="no variant"):
+        G.vowel_variant("en-us", -20)
+    with pytest.raises(RuntimeError, match="no voice variant 'nosuch'"):
+        G.vowel_variant("en-us+nosuch", -20)
+
+
+@needs_espeak
+@pytest.mark.parametrize("variant", sorted(G.VARIANTS))
+def test_every_variant_speaks_every_word_at_the_vowel_bounds(variant):
+    """The bounds are safe for every voice the generator uses (at -160 espeak-ng's lengths wrap)."""
+    for label in (1, 2, 7, 13, 18):  # "one", "two", "seven", "drei", "acht": each stress pattern of the set
+        voice = f"{'en-gb' if label < 10 else 'de'}+{variant}"
+        d = {a: G.trim_silence(G.espeak(G.WORDS[label], voice, 150, 50, 100.0, a)).size
+             for a in (G.VOWEL_ADD_RANGE[0], 0, G.VOWEL_ADD_RANGE[1])}
+        assert 0.4 * d[0] < d[G.VOWEL_ADD_RANGE[0]] <= 1.03 * d[0] <= 1.03 * d[G.VOWEL_ADD_RANGE[1]] < 2 * d[0], (label, d)
+
+
+@needs_espeak
+def test_train_vowel_length_changes_the_training_words_only(tmp_path, monkeypatch, capsys):
+    """Through the whole generator: the test file is the plain set's, bit for bit; the training words
+    (every one draws an add from (-100, -60), so none is the voice's own) are shorter; the manifest
+    records the range.  The flag reaches the generator as whole numbers, negative ones included."""
+    kw = dict(seed=0, workers=1, progress=False)
+    plain = G.generate(tmp_path / "plain", 4, 2, **kw)
+    p = replace(G.GenParams(), train_vowel_length=(-100, -60))
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp))
+    short = G.generate(tmp_path / "short", 4, 2, params=p, **{**kw, "workers": 2})
+    assert not list(tmp.iterdir())  # the derived voices' folder is gone, workers' parts included
+    assert _contents(short[1]) == _contents(plain[1])
+    span = lambda path: [float(np.ptp(t)) for t in read_shd(path).times]
+    assert all(s < q for s, q in zip(span(short[0]), span(plain[0])))
+    assert json.loads((tmp_path / "short" / "manifest.json").read_text())["params"]["generator"][
+        "train_vowel_length"] == [-100, -60]
+    assert G.main(["--out", str(tmp_path / "cli"), "--shifted", "0", "--train-vowel-length", "-300", "60"]) == 2
+    assert "train_vowel_length" in capsys.readouterr().err and not (tmp_path / "cli").exists()
+    seen = {}
+    monkeypatch.setattr(G, "generate", lambda *a, **k: seen.update(k) or (tmp_path / "a", tmp_path / "b"))
+    assert G.main(["--out", str(tmp_path / "cli"), "--shifted", "0", "--train-vowel-length", "-100", "60"]) == 0
+    assert seen["params"].train_vowel_length == (-100, 60)

@@ -24,6 +24,11 @@ Each utterance (all ranges are fields of :class:`GenParams`, recorded in the man
   normalization (``sw.data.time_norm``) does not undo it.  Its own generator
   (:func:`train_tempo_factor`), so no other draw changes.  Screened in round 10 of
   ``docs/results.md`` section 4: it does not help the fast split;
+- (training words only, off by default: ``train_vowel_length``, ``--train-vowel-length``)
+  has espeak-ng's own vowel lengths changed: a whole number drawn uniformly from
+  ``train_vowel_length`` is added to every stress level's vowel length (the voice's
+  ``stressAdd``, :func:`vowel_variant`), while the consonants keep theirs, as in faster
+  or slower speech.  Its own generator (:func:`train_vowel_add`);
 - has espeak's own silence trimmed, then a random leading and trailing silence;
 - gets a loudness change of ``+- loudness_db`` against a fixed background-noise
   floor of ``snr_db`` (relative to the un-scaled speech; ``None`` = no noise).  The
@@ -48,6 +53,7 @@ and ``<out>/manifest.json``; a re-run with the same parameters reuses them.
 from __future__ import annotations
 
 import argparse
+import atexit
 import io
 import json
 import multiprocessing as mp
@@ -55,6 +61,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import warnings
 from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
@@ -116,6 +123,9 @@ VARIANTS = {
 
 
 MAX_TEMPO = 4.0  # change_tempo's range is [1 / MAX_TEMPO, MAX_TEMPO]
+# train_vowel_length's bounds, in espeak-ng stressAdd units: -100 still speaks every word (the shortest
+# stress length of the languages used is 120); at -160 espeak-ng's lengths wrap ("seven" lasts 9 s)
+VOWEL_ADD_RANGE = (-100, 100)
 
 
 @dataclass(frozen=True)
@@ -140,12 +150,16 @@ class GenParams:
     # drawn log-uniformly from train_tempo (Rubber Band, pitch kept; train_tempo_factor); None = off
     train_tempo: tuple | None = None
     train_tempo_share: float = 0.0
+    # training words only: espeak-ng's own vowel lengths changed by an integer drawn uniformly from
+    # train_vowel_length and added to every stress level's vowel length (a voice's stressAdd;
+    # train_vowel_add); consonants keep theirs.  None = off
+    train_vowel_length: tuple | None = None
 
     def validate(self) -> "GenParams":
         for name in ("speaker_rate", "pitch_female", "pitch_male", "speaker_range", "tract", "lead_s", "trail_s",
-                     "snr_db", "rate", "train_tempo"):
+                     "snr_db", "rate", "train_tempo", "train_vowel_length"):
             v = getattr(self, name)
-            if v is None and name in ("snr_db", "rate", "train_tempo"):
+            if v is None and name in ("snr_db", "rate", "train_tempo", "train_vowel_length"):
                 continue
             if not (isinstance(v, (tuple, list)) and len(v) == 2 and v[0] <= v[1]):
                 raise ValueError(f"generator parameter {name}: need a (lo, hi) range with lo <= hi, got {v!r}")
@@ -161,6 +175,11 @@ class GenParams:
                              f"{MAX_TEMPO:g}] (change_tempo), got {self.train_tempo!r}")
         if not 0 <= self.train_tempo_share <= 1:
             raise ValueError(f"generator parameter train_tempo_share: must be in [0, 1], got {self.train_tempo_share!r}")
+        v = self.train_vowel_length
+        if v is not None and not (all(float(x).is_integer() for x in v)
+                                  and VOWEL_ADD_RANGE[0] <= v[0] <= v[1] <= VOWEL_ADD_RANGE[1]):
+            raise ValueError(f"generator parameter train_vowel_length: need whole espeak-ng stressAdd units in "
+                             f"[{VOWEL_ADD_RANGE[0]}, {VOWEL_ADD_RANGE[1]}], got {v!r}")
         return self
 
     def as_dict(self) -> dict:
@@ -260,11 +279,15 @@ def make_speakers(seed: int, n_train: int, n_test: int,
     return train, test
 
 
-def espeak(word: str, voice: str, speed: int, pitch: int, pitch_range: float = 100.0) -> np.ndarray:
+def espeak(word: str, voice: str, speed: int, pitch: int, pitch_range: float = 100.0,
+           vowel_add: int = 0) -> np.ndarray:
     """22.05 kHz float64 audio of one word (SSML input, for the intonation range).
-    soundfile, not wave: espeak's --stdout header carries a bogus frame count."""
+    soundfile, not wave: espeak's --stdout header carries a bogus frame count.
+    ``vowel_add`` (espeak-ng stressAdd units) lengthens (> 0) or shortens (< 0) the voice's
+    vowels at every stress level (:func:`vowel_variant`)."""
     ssml = f'<speak><prosody range="{pitch_range:.0f}%">{word}</prosody></speak>'
-    cmd = ["espeak-ng", "--stdout", "-m", "-v", voice, "-s", str(int(speed)), "-p", str(int(pitch)), "-z", ssml]
+    path = [f"--path={vowel_variant(voice, int(vowel_add))}"] if vowel_add else []
+    cmd = ["espeak-ng", *path, "--stdout", "-m", "-v", voice, "-s", str(int(speed)), "-p", str(int(pitch)), "-z", ssml]
     try:
         res = subprocess.run(cmd, capture_output=True, check=True, timeout=60)
     except FileNotFoundError as e:
@@ -275,6 +298,75 @@ def espeak(word: str, voice: str, speed: int, pitch: int, pitch_range: float = 1
     if rate != ESPEAK_RATE or audio.ndim != 1 or audio.size == 0:
         raise RuntimeError(f"espeak-ng voice {voice!r}: unexpected output ({rate} Hz, shape {audio.shape})")
     return audio
+
+
+_VOICE_DATA: dict = {}  # this process's espeak-ng data folders, one per vowel add (vowel_variant)
+
+
+def _espeak_data_dir() -> Path:
+    """espeak-ng's own data folder (``Data at:`` of ``espeak-ng --version``)."""
+    try:
+        out = subprocess.run(["espeak-ng", "--version"], capture_output=True, text=True, check=True).stdout
+    except FileNotFoundError as e:
+        raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng)") from e
+    if "Data at:" not in out:
+        raise RuntimeError(f"espeak-ng --version names no data folder: {out.strip()!r}")
+    return Path(out.split("Data at:")[1].strip())
+
+
+def with_stress_add(variant_text: str, add: int) -> str:
+    """A variant file's text with ``add`` added to each of its 8 stressAdd values (0 where it has none)."""
+    lines, done = [], False
+    for line in variant_text.splitlines():
+        f = line.split("//")[0].split()
+        if f and f[0] == "stressAdd":
+            vals = [int(x) for x in f[1:]] + [0] * (8 - len(f[1:]))
+            line, done = "stressAdd " + " ".join(str(v + add) for v in vals[:8]), True
+        lines.append(line)
+    if not done:
+        lines.append("stressAdd " + " ".join([str(add)] * 8))
+    return "\n".join(lines) + "\n"
+
+
+def vowel_variant(voice: str, add: int) -> Path:
+    """The ``--path`` folder under which ``voice`` (``lang+variant``) speaks with ``add`` stressAdd units
+    on every vowel length.  espeak-ng reads variants only from its data folder, so this builds private
+    copies of that folder out of symbolic links, one per ``add``, and writes the derived variant there
+    under the variant's own name: one folder per ``add`` because espeak-ng lists at most 349 voices, 232
+    of them its own.  The folders live in a temporary folder that :func:`generate` removes when done
+    (outside a generator: this process's own, removed at exit).  The system's files are never touched."""
+    lang, _, variant = voice.partition("+")
+    if not variant:
+        raise ValueError(f"vowel_variant: voice {voice!r} names no variant (lang+variant)")
+    if "src" not in _VOICE_DATA:
+        _VOICE_DATA["src"] = _espeak_data_dir()
+    if "root" not in _VOICE_DATA:  # a generator's workers get theirs from _generate_into
+        _VOICE_DATA["root"] = Path(tempfile.mkdtemp(prefix="spikeline-espeak-"))
+        atexit.register(shutil.rmtree, _VOICE_DATA["root"], True)
+    src, folder = _VOICE_DATA["src"], _VOICE_DATA["root"] / f"va{add}"
+    dst = folder / "espeak-ng-data"
+    if not dst.exists():  # built aside and renamed: the worker processes share the folders
+        part = Path(tempfile.mkdtemp(prefix=f".va{add}-", dir=folder.parent))
+        (part / "espeak-ng-data" / "voices" / "!v").mkdir(parents=True)
+        for p in src.iterdir():
+            if p.name != "voices":
+                (part / "espeak-ng-data" / p.name).symlink_to(p)
+        for p in (src / "voices").iterdir():
+            if p.name != "!v":
+                (part / "espeak-ng-data" / "voices" / p.name).symlink_to(p)
+        try:
+            part.rename(folder)
+        except OSError:  # another worker was first
+            shutil.rmtree(part, ignore_errors=True)
+    path = dst / "voices" / "!v" / variant
+    if not path.exists():
+        base = src / "voices" / "!v" / variant
+        if not base.is_file():
+            raise RuntimeError(f"espeak-ng has no voice variant {variant!r} ({base})")
+        tmp = path.with_name(f".{variant}.{os.getpid()}.tmp")
+        tmp.write_text(with_stress_add(base.read_text(), add))
+        tmp.replace(path)
+    return folder
 
 
 def trim_silence(x: np.ndarray, rel: float = 0.01) -> np.ndarray:
@@ -356,12 +448,14 @@ def word_rates(root: str | Path, split: str, n: int | None = None) -> np.ndarray
 
 
 def synth_audio(label: int, speaker: Speaker, rng: np.random.Generator,
-                params: GenParams = GenParams(), tempo: float = 1.0) -> np.ndarray:
+                params: GenParams = GenParams(), tempo: float = 1.0, vowel_add: int = 0) -> np.ndarray:
     """48 kHz audio of one utterance of ``WORDS[label]`` by ``speaker``, played ``tempo`` times
-    faster (:func:`train_tempo_factor`; 1 = as drawn)."""
+    faster (:func:`train_tempo_factor`; 1 = as drawn), its vowels lengthened by ``vowel_add``
+    stressAdd units (:func:`train_vowel_add`; 0 = the voice's own)."""
     u = draw_utterance(speaker, params, rng)
     spoken = max(u.rate, ESPEAK_MIN_RATE)
-    wav = trim_silence(espeak(WORDS[label], speaker.voice(label), int(round(spoken)), u.pitch, u.pitch_range))
+    wav = trim_silence(espeak(WORDS[label], speaker.voice(label), int(round(spoken)), u.pitch, u.pitch_range,
+                              vowel_add))
     # slower than espeak can speak, and/or a training word's tempo: one stretch, pitch kept
     stretch = (u.rate / spoken if u.rate < spoken else 1.0) * tempo
     if stretch != 1.0:
@@ -425,6 +519,17 @@ def train_tempo_factor(seed: int, split: int, index: int, params: GenParams) -> 
     return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
 
 
+def train_vowel_add(seed: int, split: int, index: int, params: GenParams) -> int:
+    """The stressAdd units added to the vowel lengths of word ``index`` (0 = the voice's own): a training
+    word (split 0) draws a whole number uniformly from ``params.train_vowel_length``.  Its own
+    generator, so every other draw (and every word of the other splits) stays as it was."""
+    if split != 0 or params.train_vowel_length is None:
+        return 0
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(split), int(index), 0x70E1]))
+    lo, hi = params.train_vowel_length
+    return int(rng.integers(int(lo), int(hi) + 1))
+
+
 def speaker_of(index: int, speakers: list) -> "Speaker":
     """The speaker of word ``index`` of a split: each says the 20 words in turn (label ``index % 20``)."""
     return speakers[(index // len(WORDS)) % len(speakers)]
@@ -435,15 +540,18 @@ def synth_sample(seed: int, split: int, index: int, speakers: list[Speaker], par
     rng = sample_rng(seed, split, index)
     label = index % len(WORDS)
     speaker = speaker_of(index, speakers)
-    audio = synth_audio(label, speaker, rng, params, train_tempo_factor(seed, split, index, params))
+    audio = synth_audio(label, speaker, rng, params, train_tempo_factor(seed, split, index, params),
+                        train_vowel_add(seed, split, index, params))
     times, units = cochlea.audio_to_spikes(audio, cochlea.SAMPLE_RATE, seed=int(rng.integers(2**32)))
     return times, units, label, speaker.sid
 
 
-def _worker_init() -> None:
+def _worker_init(voice_root: str | None = None) -> None:
     import numba
 
     numba.set_num_threads(1)  # parallelism comes from the processes
+    if voice_root is not None:  # the generator's folder of derived voices (vowel_variant)
+        _VOICE_DATA["root"] = Path(voice_root)
 
 
 def _worker(job):
@@ -548,16 +656,25 @@ def _generate_into(man_params, seed, n_train, n_test, n_shifted, n_train_speaker
     jobs = [(seed, sid, i, spk, prm) for sid, _, n, spk, prm in splits for i in range(n)]
     results: dict[tuple[int, int], tuple] = {}
     bar = tqdm(total=len(jobs), desc="offline SHD", unit="word", disable=not progress)
-    if workers == 1:
-        _worker_init()
-        for job in jobs:
-            results[(job[1], job[2])] = _worker(job)[1:]
-            bar.update()
-    else:
-        with mp.get_context("spawn").Pool(workers, initializer=_worker_init) as pool:
-            for job, res in zip(jobs, pool.imap(_worker, jobs, chunksize=2)):
-                results[(job[1], res[0])] = res[1:]
-                bar.update()
+    own_root = _VOICE_DATA.get("root")
+    # derived voices (train_vowel_length) in one folder that outlives no run: pool workers skip atexit
+    with tempfile.TemporaryDirectory(prefix="spikeline-espeak-") as voice_root:
+        try:
+            if workers == 1:
+                _worker_init(voice_root)
+                for job in jobs:
+                    results[(job[1], job[2])] = _worker(job)[1:]
+                    bar.update()
+            else:
+                with mp.get_context("spawn").Pool(workers, initializer=_worker_init, initargs=(voice_root,)) as pool:
+                    for job, res in zip(jobs, pool.imap(_worker, jobs, chunksize=2)):
+                        results[(job[1], res[0])] = res[1:]
+                        bar.update()
+        finally:
+            if own_root is None:
+                _VOICE_DATA.pop("root", None)
+            else:
+                _VOICE_DATA["root"] = own_root
     bar.close()
 
     meta = {"gender": np.array([s.gender for s in all_spk])}
@@ -631,6 +748,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-tempo-share", type=float, metavar="P",
                     help=f"share of the training words whose tempo is changed (default {GenParams.train_tempo_share}; "
                          f"0 = none)")
+    ap.add_argument("--train-vowel-length", type=int, nargs=2, metavar=("LO", "HI"),
+                    help=f"espeak-ng stressAdd units added to every training word's vowel lengths, a whole number "
+                         f"drawn uniformly per word, within {list(VOWEL_ADD_RANGE)} (default {GenParams.train_vowel_length}: "
+                         f"the voices' own)")
     ap.add_argument("--force", action="store_true", help="regenerate even if the files match")
     a = ap.parse_args(argv)
     params = GenParams()
@@ -642,6 +763,8 @@ def main(argv: list[str] | None = None) -> int:
         params = replace(params, train_tempo=tuple(a.train_tempo))
     if a.train_tempo_share is not None:
         params = replace(params, train_tempo_share=a.train_tempo_share)
+    if a.train_vowel_length:
+        params = replace(params, train_vowel_length=tuple(a.train_vowel_length))
     from sw.paths import resolve_data_root
 
     out_dir = resolve_data_root(a.out)
