@@ -271,7 +271,7 @@ def test_generate_without_rubberband_stops_before_any_work_naming_the_package(tm
         G.generate(tmp_path / "set", 2, 1, workers=1, progress=False)
     assert not (tmp_path / "set").exists()
     # a set that never goes below espeak's floor does not need it
-    fast_only = replace(G.GenParams(), speaker_rate=(120.0, 150.0))
+    fast_only = replace(G.GenParams().plain_training(), speaker_rate=(120.0, 150.0))
     with pytest.raises(RuntimeError, match="espeak-ng"):  # gets past the check, to the first word
         G.generate(tmp_path / "set", 1, 0, workers=1, progress=False, params=fast_only)
     # ... unless its training words' tempo is changed, which is Rubber Band's work too
@@ -342,7 +342,7 @@ def test_train_tempo_factor_only_for_a_share_of_the_training_words():
     assert not np.array_equal(f, [G.train_tempo_factor(1, 0, i, p) for i in range(2000)])
     # never a test or shifted word, never when off
     assert all(G.train_tempo_factor(0, s, i, p) == 1.0 for s in (1, 2, 3, 4) for i in range(50))
-    assert all(G.train_tempo_factor(0, 0, i, G.GenParams()) == 1.0 for i in range(50))
+    assert all(G.train_tempo_factor(0, 0, i, G.GenParams().plain_training()) == 1.0 for i in range(50))
     assert all(G.train_tempo_factor(0, 0, i, replace(p, train_tempo_share=0.0)) == 1.0 for i in range(50))
     for kw, field in (({"train_tempo": (1.4, 0.7)}, "train_tempo"), ({"train_tempo": (0.0, 1.4)}, "train_tempo"),
                       ({"train_tempo": (0.7, 5.0)}, "train_tempo"), ({"train_tempo_share": 1.5}, "train_tempo_share")):
@@ -353,7 +353,7 @@ def test_train_tempo_factor_only_for_a_share_of_the_training_words():
 def test_train_tempo_changes_no_other_draw_and_word_rates_report_the_rate_heard(tmp_path):
     """The tempo has its own generator: the draws of every word, changed or not, are those of the set
     without it; word_rates gives a changed training word its drawn rate times the factor."""
-    off = G.GenParams()
+    off = G.GenParams().plain_training()
     on = replace(off, train_tempo=(0.7, 1.4), train_tempo_share=0.5)
     spk = G.make_speakers(0, 2, 1)[0][0]
     for i in range(20):
@@ -394,7 +394,7 @@ def test_train_vowel_add_draws_whole_units_for_training_words_only():
     assert np.array_equal(a, [G.train_vowel_add(0, 0, i, p) for i in range(3000)])  # seeded
     assert not np.array_equal(a, [G.train_vowel_add(1, 0, i, p) for i in range(3000)])
     assert all(G.train_vowel_add(0, s, i, p) == 0 for s in (1, 2, 3, 4) for i in range(50))
-    assert all(G.train_vowel_add(0, 0, i, G.GenParams()) == 0 for i in range(50))
+    assert all(G.train_vowel_add(0, 0, i, G.GenParams().plain_training()) == 0 for i in range(50))
     # its own generator: the per-word draws and the tempo draws are those of the set without it
     spk = G.make_speakers(0, 2, 1)[0][0]
     both = replace(p, train_tempo=(0.7, 1.4), train_tempo_share=0.5)
@@ -456,8 +456,8 @@ def test_train_vowel_length_changes_the_training_words_only(tmp_path, monkeypatc
     (every one draws an add from (-100, -60), so none is the voice's own) are shorter; the manifest
     records the range.  The flag reaches the generator as whole numbers, negative ones included."""
     kw = dict(seed=0, workers=1, progress=False)
-    plain = G.generate(tmp_path / "plain", 4, 2, **kw)
-    p = replace(G.GenParams(), train_vowel_length=(-100, -60))
+    plain = G.generate(tmp_path / "plain", 4, 2, params=G.GenParams().plain_training(), **kw)
+    p = replace(G.GenParams().plain_training(), train_vowel_length=(-100, -60))
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     monkeypatch.setattr(tempfile, "tempdir", str(tmp))

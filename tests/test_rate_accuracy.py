@@ -27,7 +27,7 @@ def _manifest(root: Path, n_train=40, n_test=40, n_shifted=20, params=G.GenParam
 
 
 def test_rates_follow_each_split_s_parameters(tmp_path):
-    tr, te = _manifest(tmp_path)
+    tr, te = _manifest(tmp_path, params=G.GenParams().plain_training())  # heard = drawn (tempo: test_generate)
     j = G.GenParams().rate_jitter
     for split, spk, n in (("train", tr, 40), ("test", te, 40)):
         r = G.word_rates(tmp_path, split)
@@ -79,6 +79,8 @@ def test_rate_range_is_what_the_draws_reach():
     assert p.rate_range() == pytest.approx((72.0, 216.0))
     assert G.shifted_params(p, "fast").rate_range() == G.SHIFTS["fast"]["rate"]
     assert G.GenParams.from_dict(p.as_dict()) == p
+    assert p.heard_train_range() == pytest.approx((72.0 * 0.7, 216.0 * 1.4))  # the default: half played 0.7-1.4x
+    p = p.plain_training()
     assert p.heard_train_range() == p.rate_range()  # no tempo change: heard as drawn
     tempo = replace(p, train_tempo=(0.7, 1.4), train_tempo_share=0.5)
     assert tempo.heard_train_range() == pytest.approx((72.0 * 0.7, 216.0 * 1.4))

@@ -148,12 +148,17 @@ class GenParams:
     rate: tuple | None = None  # a shifted split: per-word rate drawn from here, ignoring the speaker
     # training words only: a share train_tempo_share of them is played faster or slower by a factor
     # drawn log-uniformly from train_tempo (Rubber Band, pitch kept; train_tempo_factor); None = off
-    train_tempo: tuple | None = None
-    train_tempo_share: float = 0.0
+    train_tempo: tuple | None = (0.7, 1.4)
+    train_tempo_share: float = 0.5
     # training words only: espeak-ng's own vowel lengths changed by an integer drawn uniformly from
     # train_vowel_length and added to every stress level's vowel length (a voice's stressAdd;
     # train_vowel_add); consonants keep theirs.  None = off
-    train_vowel_length: tuple | None = None
+    train_vowel_length: tuple | None = (-100, 100)
+
+    def plain_training(self) -> "GenParams":
+        """These parameters with the training words spoken as drawn: no tempo or vowel-length change
+        (the corpus before round 11 of ``docs/results.md`` section 4)."""
+        return replace(self, train_tempo=None, train_tempo_share=0.0, train_vowel_length=None)
 
     def validate(self) -> "GenParams":
         for name in ("speaker_rate", "pitch_female", "pitch_male", "speaker_range", "tract", "lead_s", "trail_s",
@@ -752,9 +757,12 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"espeak-ng stressAdd units added to every training word's vowel lengths, a whole number "
                          f"drawn uniformly per word, within {list(VOWEL_ADD_RANGE)} (default {GenParams.train_vowel_length}: "
                          f"the voices' own)")
+    ap.add_argument("--plain-training", action="store_true",
+                    help="training words spoken as drawn: no tempo or vowel-length change (the corpus before "
+                         "round 11; the flags above still apply)")
     ap.add_argument("--force", action="store_true", help="regenerate even if the files match")
     a = ap.parse_args(argv)
-    params = GenParams()
+    params = GenParams().plain_training() if a.plain_training else GenParams()
     if a.no_noise:
         params = replace(params, snr_db=None)
     elif a.snr_db:
