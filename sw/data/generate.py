@@ -17,18 +17,20 @@ Each utterance (all ranges are fields of :class:`GenParams`, recorded in the man
   (:func:`change_tempo`; generator version 3). Version 2 used librosa's phase vocoder,
   whose artefacts alone cost 12.7 points on words slowed inside the training range,
   against 3.8 for Rubber Band (``docs/results.md`` section 4, round 9);
-- (training words only, off by default: ``train_tempo``, ``--train-tempo``) with
-  probability ``train_tempo_share`` is played faster or slower by a factor drawn
-  log-uniformly from ``train_tempo``, by the same Rubber Band engine: the time
-  stretch of issue 11 moved before the cochlea, where the word-duration
+- (training words only: ``train_vowel_length``, ``--train-vowel-length``; default
+  -100..100) has espeak-ng's own vowel lengths changed: a whole number drawn
+  uniformly from ``train_vowel_length`` is added to every stress level's vowel length
+  (the voice's ``stressAdd``, :func:`vowel_variant`) while the consonants keep
+  theirs, as when speech gets faster or slower.  Its own generator
+  (:func:`train_vowel_add`);
+- (training words only: ``train_tempo``, ``--train-tempo``; default half of them,
+  0.7-1.4x) with probability ``train_tempo_share`` is played faster or slower by a
+  factor drawn log-uniformly from ``train_tempo``, by the same Rubber Band engine:
+  the time stretch of issue 11 moved before the cochlea, where the word-duration
   normalization (``sw.data.time_norm``) does not undo it.  Its own generator
-  (:func:`train_tempo_factor`), so no other draw changes.  Screened in round 10 of
-  ``docs/results.md`` section 4: it does not help the fast split;
-- (training words only, off by default: ``train_vowel_length``, ``--train-vowel-length``)
-  has espeak-ng's own vowel lengths changed: a whole number drawn uniformly from
-  ``train_vowel_length`` is added to every stress level's vowel length (the voice's
-  ``stressAdd``, :func:`vowel_variant`), while the consonants keep theirs, as in faster
-  or slower speech.  Its own generator (:func:`train_vowel_add`);
+  (:func:`train_tempo_factor`), so no other draw changes.  Together the two gain
+  6.2 points on the fast split (round 11 of ``docs/results.md`` section 4);
+  ``--plain-training`` (:meth:`GenParams.plain_training`) turns both off;
 - has espeak's own silence trimmed, then a random leading and trailing silence;
 - gets a loudness change of ``+- loudness_db`` against a fixed background-noise
   floor of ``snr_db`` (relative to the un-scaled speech; ``None`` = no noise).  The
