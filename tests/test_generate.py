@@ -401,7 +401,7 @@ def test_train_vowel_add_draws_whole_units_for_training_words_only():
     for i in range(20):
         assert G.draw_utterance(spk, p, G.sample_rng(0, 0, i)) == G.draw_utterance(spk, G.GenParams(), G.sample_rng(0, 0, i))
         assert G.train_tempo_factor(0, 0, i, both) == G.train_tempo_factor(0, 0, i, replace(both, train_vowel_length=None))
-    for bad in ((50, -50), (-101, 0), (0, 101), (-10.5, 10)):
+    for bad in ((50, -50), (-101, 0), (0, 101), (-10.5, 10), ("a", "b")):
         with pytest.raises(ValueError, match="train_vowel_length"):
             replace(G.GenParams(), train_vowel_length=bad).validate()
     assert replace(G.GenParams(), train_vowel_length=(-100.0, 100.0)).validate()  # whole floats (JSON) are fine

@@ -125,8 +125,8 @@ VARIANTS = {
 
 
 MAX_TEMPO = 4.0  # change_tempo's range is [1 / MAX_TEMPO, MAX_TEMPO]
-# train_vowel_length's bounds, in espeak-ng stressAdd units: -100 still speaks every word (the shortest
-# stress length of the languages used is 120); at -160 espeak-ng's lengths wrap ("seven" lasts 9 s)
+# train_vowel_length's bounds, in espeak-ng stressAdd units: every variant of VARIANTS still speaks
+# every word at -100 and +100 (tested); at -160 espeak-ng's lengths wrap ("seven" lasts 9 s)
 VOWEL_ADD_RANGE = (-100, 100)
 
 
@@ -183,7 +183,7 @@ class GenParams:
         if not 0 <= self.train_tempo_share <= 1:
             raise ValueError(f"generator parameter train_tempo_share: must be in [0, 1], got {self.train_tempo_share!r}")
         v = self.train_vowel_length
-        if v is not None and not (all(float(x).is_integer() for x in v)
+        if v is not None and not (all(isinstance(x, (int, float)) and float(x).is_integer() for x in v)
                                   and VOWEL_ADD_RANGE[0] <= v[0] <= v[1] <= VOWEL_ADD_RANGE[1]):
             raise ValueError(f"generator parameter train_vowel_length: need whole espeak-ng stressAdd units in "
                              f"[{VOWEL_ADD_RANGE[0]}, {VOWEL_ADD_RANGE[1]}], got {v!r}")
