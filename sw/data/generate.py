@@ -757,8 +757,8 @@ def main(argv: list[str] | None = None) -> int:
                          f"0 = none)")
     ap.add_argument("--train-vowel-length", type=int, nargs=2, metavar=("LO", "HI"),
                     help=f"espeak-ng stressAdd units added to every training word's vowel lengths, a whole number "
-                         f"drawn uniformly per word, within {list(VOWEL_ADD_RANGE)} (default {GenParams.train_vowel_length}: "
-                         f"the voices' own)")
+                         f"drawn uniformly per word, within {list(VOWEL_ADD_RANGE)} (default {GenParams.train_vowel_length}; "
+                         f"0 0 = the voices' own)")
     ap.add_argument("--plain-training", action="store_true",
                     help="training words spoken as drawn: no tempo or vowel-length change (the corpus before "
                          "round 11; the flags above still apply)")
