@@ -82,8 +82,9 @@ from sw.data import cochlea
 GENERATOR_VERSION = 3
 # Versions whose draws (rates, pitches, speakers, ...) equal this code's: version 3 changed only
 # how words slower than ESPEAK_MIN_RATE are stretched, so word_rates still reads version-2 sets.
-# (The training words' tempo change, train_tempo, came later without a new version: off, every
-# word is version 3's, bit for bit; on, the manifest's generator parameters say so.)
+# (The training words' tempo and vowel-length changes, train_tempo and train_vowel_length, came
+# later without a new version: with both off, GenParams.plain_training, every word is version 3's,
+# bit for bit; they are on by default since round 11, and the manifest's generator parameters say so.)
 SAME_DRAWS = (2, 3)
 RUBBERBAND_PACKAGE = "rubberband-cli"  # Debian package of the `rubberband` command (pyrubberband runs it)
 # About 0.2 s of wall time per word on 2 idle cores (0.36 CPU-s a word, bench/cochlea.py);
