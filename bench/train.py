@@ -1,7 +1,7 @@
 """Training throughput: the project's trainer vs a plain conv1d yardstick vs --no-delays, in one run.
 
     python bench/train.py [--data auto|random|offline|<SHD dir>] [--samples 512] [--batch 64]
-                          [--epochs 4] [--threads 2] [--shards N] [--unsharded] [--oracle]
+                          [--epochs 4] [--threads 2] [--shards N] [--unsharded] [--oracle] [--late]
                           [--json build/bench_train.json]
     python bench/train.py --synapse-sweep [--threads 1]     # event vs dense synapse by input density
 
@@ -18,6 +18,9 @@ load hits all alike), best of ``--epochs``:
 * ``yardstick-1t`` (with ``--threads`` > 1): the same on one intra-op thread; the
   last line compares the trainer with the faster of the two yardstick rows;
 * ``no-delays``: ``DelayNet`` with delay 0 only;
+* ``late``, ``late-nofloor`` (``--late``): ``delays`` at the last epoch's Gaussian width
+  (``sigma_final``), with and without the floor that keeps the kernel's far taps out of
+  float32's subnormal range (without it, late epochs ran about twice as long);
 * ``oracle`` (``--oracle``): ``DelayNet`` on the unfused path (autograd LIF loop,
   dense synapse), the pre-#10 style.
 
@@ -28,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import resource
 import sys
 import time
@@ -131,6 +135,8 @@ def main(argv=None) -> int:
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--oracle", action="store_true", help="also time the unfused autograd path")
+    ap.add_argument("--late", action="store_true", help="also time the learnable delays at their last epoch's width "
+                    "(sigma_final), with and without the kernel's floor (sw.models.delay.KERNEL_LOG_FLOOR)")
     ap.add_argument("--shards", type=int, default=None, help="batch shards of the delay models (default: train.shards)")
     ap.add_argument("--unsharded", action="store_true", help="also time the delay model unsharded (intra-op threads)")
     ap.add_argument("--json", default="build/bench_train.json")
@@ -162,6 +168,14 @@ def main(argv=None) -> int:
         m = build_model(cfg, C, n_classes)[0]
         m.shards = 1  # the same model on intra-op threads only (the pre-shard path)
         models["unsharded"] = m
+    if a.late:  # learnable delays at the end of training: the Gaussian at sigma_final, with and without the floor
+        for k, floor in (("late", None), ("late-nofloor", -math.inf)):
+            m = build_model(cfg, C, n_classes)[0]
+            m.set_delay_width(1, 2)  # the last epoch's width
+            if floor is not None:
+                for syn in m.synapses:
+                    syn.kernel_log_floor = floor
+            models[k] = m
     if a.oracle:
         m = build_model({**cfg, "train": {**cfg["train"], "synapse": "dense"}}, C, n_classes)[0]
         for L in m.layers:
@@ -171,7 +185,7 @@ def main(argv=None) -> int:
     opts = {k: torch.optim.Adam(m.parameters(), lr=1e-3) for k, m in models.items()}
 
     def use_threads(k, m):  # what each trainer does with a.threads cores
-        if k in ("delays", "no-delays"):  # sw.trainer: batch shards on a.threads workers (sw.models.parallel)
+        if k in ("delays", "no-delays", "late", "late-nofloor"):  # sw.trainer: batch shards on a.threads workers (sw.models.parallel)
             m.set_threads(a.threads, a.shards)
         else:  # the yardstick, the unsharded and the oracle path: intra-op threads
             torch.set_num_threads(1 if k == "yardstick-1t" else a.threads)
@@ -197,15 +211,20 @@ def main(argv=None) -> int:
     rows = {k: {"samples_per_wall_s": len(yt) / min(wall[k]), "samples_per_cpu_s": len(yt) / min(cpu[k]),
                 "best_wall_s": min(wall[k]), "best_cpu_s": min(cpu[k])} for k in models}
     y0 = rows["yardstick"]
-    print(f"\n{'model':>10} {'samples/s (wall)':>17} {'samples/s (CPU)':>16} {'x yardstick wall':>17} {'x yardstick CPU':>16}")
+    print(f"\n{'model':>12} {'samples/s (wall)':>17} {'samples/s (CPU)':>16} {'x yardstick wall':>17} {'x yardstick CPU':>16}")
     for k, r in rows.items():
         r["x_yardstick_wall"] = r["samples_per_wall_s"] / y0["samples_per_wall_s"]
         r["x_yardstick_cpu"] = r["samples_per_cpu_s"] / y0["samples_per_cpu_s"]
-        print(f"{k:>10} {r['samples_per_wall_s']:17.1f} {r['samples_per_cpu_s']:16.1f} "
+        print(f"{k:>12} {r['samples_per_wall_s']:17.1f} {r['samples_per_cpu_s']:16.1f} "
               f"{r['x_yardstick_wall']:16.2f}x {r['x_yardstick_cpu']:15.2f}x")
     best = max((k for k in rows if k.startswith("yardstick")), key=lambda k: rows[k]["samples_per_wall_s"])
     print(f"delays / faster yardstick ({best}): wall {rows['delays']['samples_per_wall_s'] / rows[best]['samples_per_wall_s']:.2f}x")
     print(f"delays / no-delays: wall {rows['delays']['samples_per_wall_s'] / rows['no-delays']['samples_per_wall_s']:.2f}x")
+    if "late" in rows:
+        print(f"late epoch (sigma {cfg['model']['sigma_final']}) / first: wall "
+              f"{rows['late']['samples_per_wall_s'] / rows['delays']['samples_per_wall_s']:.2f}x; kernel floor / "
+              f"no floor: wall {rows['late']['samples_per_wall_s'] / rows['late-nofloor']['samples_per_wall_s']:.2f}x, "
+              f"CPU {rows['late']['samples_per_cpu_s'] / rows['late-nofloor']['samples_per_cpu_s']:.2f}x")
     if "oracle" in rows:
         print(f"delays / oracle (unfused): wall {rows['delays']['samples_per_wall_s'] / rows['oracle']['samples_per_wall_s']:.2f}x, "
               f"CPU {rows['delays']['samples_per_cpu_s'] / rows['oracle']['samples_per_cpu_s']:.2f}x")

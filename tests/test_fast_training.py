@@ -2,6 +2,8 @@
 functions looped with autograd (same numbers, same gradients), the event-driven
 and dense synapse against an explicit delayed sum, and the training features
 built on them (rate regulariser, low-bit weights, per-layer max delay, devices)."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -201,6 +203,39 @@ def test_learnable_delays_train_positions_and_export_bit_exact():
     assert np.array_equal(integer_forward(m, X).readout, ref.readout)
     assert np.array_equal(rec["spikes"][0].detach().numpy().astype(bool), ref.spikes(0))
     assert np.array_equal(logits.argmax(1).numpy(), ref.predictions)
+
+
+@pytest.mark.parametrize("sigma", [4.0, 0.5, 0.2])
+def test_learnable_delay_kernel_is_the_gaussian_without_subnormals(sigma):
+    from sw.models.delay import KERNEL_LOG_FLOOR
+
+    syn = _net(delay_mode="learnable").synapses[0]
+    syn.train()
+    syn.sigma.fill_(sigma)
+    g = syn._kernel().detach()
+    # the normalized Gaussian in float64, independent of the module's arithmetic
+    k = np.arange(syn.K)
+    z = -0.5 * ((k - syn.pos.detach().clamp(0, syn.K - 1).double().numpy()[..., None]) / sigma) ** 2
+    want = np.exp(z) / np.exp(z).sum(-1, keepdims=True)
+    tiny = torch.finfo(torch.float32).tiny
+    assert not bool(((g != 0) & (g.abs() < tiny)).any())  # no subnormal tap
+    assert np.allclose(g.numpy(), want, rtol=1e-5, atol=2 * math.exp(KERNEL_LOG_FLOOR))
+    assert np.array_equal(g.numpy() == 0, z <= KERNEL_LOG_FLOOR)  # zero exactly below the floor
+
+
+@pytest.mark.parametrize("sigma", [0.04, 1e-3])
+def test_learnable_delay_kernel_narrower_than_the_floor_is_the_rounded_tap(sigma):
+    # every tap of so narrow a Gaussian underflows; the nearest one is kept (it was 0 / 0 = nan)
+    syn = _net(delay_mode="learnable").synapses[0]
+    with torch.no_grad():
+        syn.pos_u.copy_(torch.rand(syn.pos_u.shape, generator=torch.Generator().manual_seed(3)))
+    syn.train()
+    syn.sigma.fill_(sigma)
+    g = syn._kernel()
+    assert torch.isfinite(g).all()
+    assert torch.equal(g.detach(), torch.nn.functional.one_hot(syn.level(), syn.K).to(g.dtype))
+    g.sum().backward()  # finite gradients
+    assert torch.isfinite(syn.pos_u.grad).all()
 
 
 def test_cli_flags_reach_the_config_and_train(tmp_path):
