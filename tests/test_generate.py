@@ -407,6 +407,71 @@ def test_train_vowel_add_draws_whole_units_for_training_words_only():
     assert replace(G.GenParams(), train_vowel_length=(-100.0, 100.0)).validate()  # whole floats (JSON) are fine
 
 
+def test_train_rate_of_draws_rates_inside_the_training_range_for_a_share_of_training_words():
+    p = replace(G.GenParams(), train_rate=(140.0, 216.0), train_rate_share=0.4)
+    r = [G.train_rate_of(0, 0, i, p) for i in range(3000)]
+    v = np.array([x for x in r if x is not None])
+    assert abs(len(v) / 3000 - 0.4) < 0.04  # se 0.009
+    assert v.min() >= 140 and v.max() <= 216 and abs(v.mean() - 178) < 2.5  # uniform: sd 22, se 0.7
+    assert r == [G.train_rate_of(0, 0, i, p) for i in range(3000)]  # seeded
+    assert r != [G.train_rate_of(1, 0, i, p) for i in range(3000)]
+    assert all(G.train_rate_of(0, s, i, p) is None for s in (1, 2, 3, 4) for i in range(50))  # training only
+    assert all(G.train_rate_of(0, 0, i, G.GenParams()) is None for i in range(50))  # off by default
+    assert all(G.train_rate_of(0, 0, i, p.plain_training()) is None for i in range(50))
+    # its own generator: every other draw is the set's without it
+    spk = G.make_speakers(0, 2, 1)[0][0]
+    for i in range(20):
+        assert G.draw_utterance(spk, p, G.sample_rng(0, 0, i)) == G.draw_utterance(spk, G.GenParams(), G.sample_rng(0, 0, i))
+        assert G.train_tempo_factor(0, 0, i, p) == G.train_tempo_factor(0, 0, i, G.GenParams())
+        assert G.train_vowel_add(0, 0, i, p) == G.train_vowel_add(0, 0, i, G.GenParams())
+    # the range may not widen the training range (72..216 words/min): the shifted splits stay outside it
+    assert p.rate_range() == G.GenParams().rate_range()
+    for kw, field in (({"train_rate": (140.0, 230.0)}, "train_rate"), ({"train_rate": (60.0, 100.0)}, "train_rate"),
+                      ({"train_rate": (200.0, 150.0)}, "train_rate"), ({"train_rate_share": 1.5}, "train_rate_share"),
+                      ({"train_rate_share": "half"}, "train_rate_share")):
+        with pytest.raises(ValueError, match=field):
+            replace(p, **kw).validate()
+
+
+def test_word_rates_report_a_training_word_s_own_rate(tmp_path):
+    p = replace(G.GenParams().plain_training(), train_rate=(200.0, 216.0), train_rate_share=0.5)
+    root = tmp_path / "set"
+    root.mkdir()
+    tr, te = G.make_speakers(0, 4, 2, p)
+    man = {"params": G._params(40, 20, 0, 4, 2, 20, p),
+           "speakers": {"train": [asdict(s) for s in tr], "test": [asdict(s) for s in te]}}
+    (root / "manifest.json").write_text(json.dumps(man))
+    own = [G.train_rate_of(0, 0, i, p) for i in range(40)]
+    drawn = [G.draw_utterance(G.speaker_of(i, tr), p, G.sample_rng(0, 0, i)).rate for i in range(40)]
+    assert np.allclose(G.word_rates(root, "train"), [d if o is None else o for o, d in zip(own, drawn)])
+    assert any(o is None for o in own) and any(o is not None for o in own)
+
+
+def test_train_rate_flags_reach_the_generator_and_a_bad_range_names_the_field(tmp_path, monkeypatch, capsys):
+    assert G.main(["--out", str(tmp_path / "bad"), "--shifted", "0", "--train-rate", "140", "230"]) == 2
+    assert "train_rate" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    seen = {}
+    monkeypatch.setattr(G, "generate", lambda *a, **k: seen.update(k) or (tmp_path / "a", tmp_path / "b"))
+    assert G.main(["--out", str(tmp_path / "cli"), "--train-rate", "150", "216", "--train-rate-share", "0.3"]) == 0
+    assert (seen["params"].train_rate, seen["params"].train_rate_share) == ((150.0, 216.0), 0.3)
+
+
+@needs_espeak
+def test_a_training_word_given_a_faster_rate_is_spoken_faster_by_espeak(monkeypatch):
+    p = replace(G.GenParams().plain_training(), snr_db=None)
+    spk = G.make_speakers(0, 2, 1)[0][0]
+    seen = []
+    real = G.espeak
+    monkeypatch.setattr(G, "espeak", lambda text, voice, rate, *a: seen.append(rate) or real(text, voice, rate, *a))
+    i = 7
+    drawn = G.draw_utterance(spk, p, G.sample_rng(0, 0, i)).rate
+    span = lambda a: np.ptp(np.flatnonzero(np.abs(a) > 1e-3 * np.abs(a).max()))
+    plain = G.synth_audio(i, spk, G.sample_rng(0, 0, i), p)
+    fast = G.synth_audio(i, spk, G.sample_rng(0, 0, i), p, rate=216.0)
+    assert seen == [round(drawn), 216] and drawn < 190
+    assert span(fast) < 0.95 * span(plain)
+
+
 def test_with_stress_add_adds_to_a_variant_s_own_values_or_appends_them():
     assert G.with_stress_add("name a\nstressAdd 10 10 0 0 0 0 -30 -30 // c\nx 1", -40).splitlines() == [
         "name a", "stressAdd -30 -30 -40 -40 -40 -40 -70 -70", "x 1"]

@@ -157,17 +157,24 @@ class GenParams:
     # train_vowel_length and added to every stress level's vowel length (a voice's stressAdd;
     # train_vowel_add); consonants keep theirs.  None = off
     train_vowel_length: tuple | None = (-100, 100)
+    # training words only: a share train_rate_share of them is spoken at a rate drawn uniformly from
+    # train_rate instead of its speaker's (train_rate_of), so more of them are spoken fast (or slow) by
+    # espeak-ng itself.  The range must lie inside rate_range(): the training range, and the shifted
+    # splits' distance from it, stay as they are.  None = off
+    train_rate: tuple | None = None
+    train_rate_share: float = 0.0
 
     def plain_training(self) -> "GenParams":
         """These parameters with the training words spoken as drawn: no tempo or vowel-length change
         (the corpus before round 11 of ``docs/results.md`` section 4)."""
-        return replace(self, train_tempo=None, train_tempo_share=0.0, train_vowel_length=None)
+        return replace(self, train_tempo=None, train_tempo_share=0.0, train_vowel_length=None, train_rate=None,
+                       train_rate_share=0.0)
 
     def validate(self) -> "GenParams":
         for name in ("speaker_rate", "pitch_female", "pitch_male", "speaker_range", "tract", "lead_s", "trail_s",
-                     "snr_db", "rate", "train_tempo", "train_vowel_length"):
+                     "snr_db", "rate", "train_tempo", "train_vowel_length", "train_rate"):
             v = getattr(self, name)
-            if v is None and name in ("snr_db", "rate", "train_tempo", "train_vowel_length"):
+            if v is None and name in ("snr_db", "rate", "train_tempo", "train_vowel_length", "train_rate"):
                 continue
             if not (isinstance(v, (tuple, list)) and len(v) == 2 and v[0] <= v[1]):
                 raise ValueError(f"generator parameter {name}: need a (lo, hi) range with lo <= hi, got {v!r}")
@@ -183,6 +190,15 @@ class GenParams:
                              f"{MAX_TEMPO:g}] (change_tempo), got {self.train_tempo!r}")
         if not 0 <= self.train_tempo_share <= 1:
             raise ValueError(f"generator parameter train_tempo_share: must be in [0, 1], got {self.train_tempo_share!r}")
+        if not (isinstance(self.train_rate_share, (int, float)) and 0 <= self.train_rate_share <= 1):
+            raise ValueError(f"generator parameter train_rate_share: must be in [0, 1], got {self.train_rate_share!r}")
+        if self.train_rate is not None:
+            lo, hi = (self.speaker_rate[0] * (1 - self.rate_jitter), self.speaker_rate[1] * (1 + self.rate_jitter))
+            if not (all(isinstance(x, (int, float)) for x in self.train_rate)
+                    and lo - 1e-9 <= self.train_rate[0] and self.train_rate[1] <= hi + 1e-9):
+                raise ValueError(f"generator parameter train_rate: must lie inside the speakers' rates "
+                                 f"[{lo:g}, {hi:g}] words/min (speaker_rate x (1 +- rate_jitter)), got "
+                                 f"{self.train_rate!r}")
         v = self.train_vowel_length
         if v is not None and not (all(isinstance(x, (int, float)) and float(x).is_integer() for x in v)
                                   and VOWEL_ADD_RANGE[0] <= v[0] <= v[1] <= VOWEL_ADD_RANGE[1]):
@@ -451,16 +467,22 @@ def word_rates(root: str | Path, split: str, n: int | None = None) -> np.ndarray
     n = counts[split] if n is None else min(int(n), counts[split])
     # synth_audio's first draws from the word's generator are draw_utterance's
     # the rate heard: a training word's tempo factor (train_tempo) multiplies the spoken one
-    return np.array([draw_utterance(speaker_of(i, spk), prm, sample_rng(p["seed"], sid, i)).rate
-                     * train_tempo_factor(p["seed"], sid, i, prm) for i in range(n)])
+    def spoken(i):
+        r = train_rate_of(p["seed"], sid, i, prm)
+        return draw_utterance(speaker_of(i, spk), prm, sample_rng(p["seed"], sid, i)).rate if r is None else r
+    return np.array([spoken(i) * train_tempo_factor(p["seed"], sid, i, prm) for i in range(n)])
 
 
 def synth_audio(label: int, speaker: Speaker, rng: np.random.Generator,
-                params: GenParams = GenParams(), tempo: float = 1.0, vowel_add: int = 0) -> np.ndarray:
+                params: GenParams = GenParams(), tempo: float = 1.0, vowel_add: int = 0,
+                rate: float | None = None) -> np.ndarray:
     """48 kHz audio of one utterance of ``WORDS[label]`` by ``speaker``, played ``tempo`` times
     faster (:func:`train_tempo_factor`; 1 = as drawn), its vowels lengthened by ``vowel_add``
-    stressAdd units (:func:`train_vowel_add`; 0 = the voice's own)."""
+    stressAdd units (:func:`train_vowel_add`; 0 = the voice's own), spoken at ``rate`` words/min
+    (:func:`train_rate_of`; None = the drawn rate)."""
     u = draw_utterance(speaker, params, rng)
+    if rate is not None:
+        u = replace(u, rate=float(rate))
     spoken = max(u.rate, ESPEAK_MIN_RATE)
     wav = trim_silence(espeak(WORDS[label], speaker.voice(label), int(round(spoken)), u.pitch, u.pitch_range,
                               vowel_add))
@@ -527,6 +549,18 @@ def train_tempo_factor(seed: int, split: int, index: int, params: GenParams) -> 
     return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
 
 
+def train_rate_of(seed: int, split: int, index: int, params: GenParams) -> float | None:
+    """The rate (words/min) of word ``index`` when it is not its speaker's (None = the drawn rate): a
+    training word (split 0) is given one with probability ``params.train_rate_share``, drawn uniformly
+    from ``params.train_rate``.  Its own generator, so every other draw stays as it was."""
+    if split != 0 or params.train_rate is None or params.train_rate_share <= 0:
+        return None
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(split), int(index), 0x4A7E]))
+    if not rng.random() < params.train_rate_share:
+        return None
+    return float(rng.uniform(*params.train_rate))
+
+
 def train_vowel_add(seed: int, split: int, index: int, params: GenParams) -> int:
     """The stressAdd units added to the vowel lengths of word ``index`` (0 = the voice's own): a training
     word (split 0) draws a whole number uniformly from ``params.train_vowel_length``.  Its own
@@ -549,7 +583,7 @@ def synth_sample(seed: int, split: int, index: int, speakers: list[Speaker], par
     label = index % len(WORDS)
     speaker = speaker_of(index, speakers)
     audio = synth_audio(label, speaker, rng, params, train_tempo_factor(seed, split, index, params),
-                        train_vowel_add(seed, split, index, params))
+                        train_vowel_add(seed, split, index, params), train_rate_of(seed, split, index, params))
     times, units = cochlea.audio_to_spikes(audio, cochlea.SAMPLE_RATE, seed=int(rng.integers(2**32)))
     return times, units, label, speaker.sid
 
@@ -760,8 +794,13 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"espeak-ng stressAdd units added to every training word's vowel lengths, a whole number "
                          f"drawn uniformly per word, within {list(VOWEL_ADD_RANGE)} (default {GenParams.train_vowel_length}; "
                          f"0 0 = the voices' own)")
+    ap.add_argument("--train-rate", type=float, nargs=2, metavar=("LO", "HI"),
+                    help="rates (words/min) of the training words given one other than their speaker's, drawn "
+                         "uniformly; inside the speakers' rates (default off)")
+    ap.add_argument("--train-rate-share", type=float, metavar="P",
+                    help=f"share of the training words spoken at a --train-rate rate (default {GenParams.train_rate_share})")
     ap.add_argument("--plain-training", action="store_true",
-                    help="training words spoken as drawn: no tempo or vowel-length change (the corpus before "
+                    help="training words spoken as drawn: no tempo, vowel-length or rate change (the corpus before "
                          "round 11; the flags above still apply)")
     ap.add_argument("--force", action="store_true", help="regenerate even if the files match")
     a = ap.parse_args(argv)
@@ -776,6 +815,10 @@ def main(argv: list[str] | None = None) -> int:
         params = replace(params, train_tempo_share=a.train_tempo_share)
     if a.train_vowel_length:
         params = replace(params, train_vowel_length=tuple(a.train_vowel_length))
+    if a.train_rate:
+        params = replace(params, train_rate=tuple(a.train_rate))
+    if a.train_rate_share is not None:
+        params = replace(params, train_rate_share=a.train_rate_share)
     from sw.paths import resolve_data_root
 
     out_dir = resolve_data_root(a.out)
