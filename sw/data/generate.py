@@ -31,6 +31,11 @@ Each utterance (all ranges are fields of :class:`GenParams`, recorded in the man
   (:func:`train_tempo_factor`), so no other draw changes.  Together the two gain
   6.2 points on the fast split (round 11 of ``docs/results.md`` section 4);
   ``--plain-training`` (:meth:`GenParams.plain_training`) turns both off;
+- (training words only: ``train_rate``, ``--train-rate``; off by default) with
+  probability ``train_rate_share`` is spoken at a rate drawn uniformly from
+  ``train_rate`` instead of its speaker's: more words spoken fast (or slow) by
+  espeak-ng itself, the training range unchanged (the range must lie inside it).
+  Its own generator (:func:`train_rate_of`);
 - has espeak's own silence trimmed, then a random leading and trailing silence;
 - gets a loudness change of ``+- loudness_db`` against a fixed background-noise
   floor of ``snr_db`` (relative to the un-scaled speech; ``None`` = no noise).  The
