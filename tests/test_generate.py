@@ -350,6 +350,18 @@ def test_train_tempo_factor_only_for_a_share_of_the_training_words():
             replace(G.GenParams(), **kw).validate()
 
 
+def _manifest_only_set(tmp_path, params):
+    """A set folder holding only the manifest of 40 training / 20 test words (4 / 2 speakers, seed 0):
+    enough for word_rates, which recomputes every draw from it."""
+    root = tmp_path / "set"
+    root.mkdir()
+    tr, te = G.make_speakers(0, 4, 2, params)
+    man = {"params": G._params(40, 20, 0, 4, 2, 20, params),
+           "speakers": {"train": [asdict(s) for s in tr], "test": [asdict(s) for s in te]}}
+    (root / "manifest.json").write_text(json.dumps(man))
+    return root, tr, te
+
+
 def test_train_tempo_changes_no_other_draw_and_word_rates_report_the_rate_heard(tmp_path):
     """The tempo has its own generator: the draws of every word, changed or not, are those of the set
     without it; word_rates gives a changed training word its drawn rate times the factor."""
@@ -358,12 +370,7 @@ def test_train_tempo_changes_no_other_draw_and_word_rates_report_the_rate_heard(
     spk = G.make_speakers(0, 2, 1)[0][0]
     for i in range(20):
         assert G.draw_utterance(spk, on, G.sample_rng(0, 0, i)) == G.draw_utterance(spk, off, G.sample_rng(0, 0, i))
-    root = tmp_path / "set"
-    root.mkdir()
-    tr, te = G.make_speakers(0, 4, 2, on)
-    man = {"params": G._params(40, 20, 0, 4, 2, 20, on),
-           "speakers": {"train": [asdict(s) for s in tr], "test": [asdict(s) for s in te]}}
-    (root / "manifest.json").write_text(json.dumps(man))
+    root, tr, te = _manifest_only_set(tmp_path, on)
     heard = G.word_rates(root, "train")
     drawn = np.array([G.draw_utterance(G.speaker_of(i, tr), on, G.sample_rng(0, 0, i)).rate for i in range(40)])
     factor = np.array([G.train_tempo_factor(0, 0, i, on) for i in range(40)])
@@ -435,12 +442,7 @@ def test_train_rate_of_draws_rates_inside_the_training_range_for_a_share_of_trai
 
 def test_word_rates_report_a_training_word_s_own_rate(tmp_path):
     p = replace(G.GenParams().plain_training(), train_rate=(200.0, 216.0), train_rate_share=0.5)
-    root = tmp_path / "set"
-    root.mkdir()
-    tr, te = G.make_speakers(0, 4, 2, p)
-    man = {"params": G._params(40, 20, 0, 4, 2, 20, p),
-           "speakers": {"train": [asdict(s) for s in tr], "test": [asdict(s) for s in te]}}
-    (root / "manifest.json").write_text(json.dumps(man))
+    root, tr, te = _manifest_only_set(tmp_path, p)
     own = [G.train_rate_of(0, 0, i, p) for i in range(40)]
     drawn = [G.draw_utterance(G.speaker_of(i, tr), p, G.sample_rng(0, 0, i)).rate for i in range(40)]
     assert np.allclose(G.word_rates(root, "train"), [d if o is None else o for o, d in zip(own, drawn)])
