@@ -208,7 +208,10 @@ def test_bad_generator_parameters_are_named():
 def test_manifest_params_record_every_generator_parameter():
     p = G.GenParams()
     m = G._params(10, 5, 0, 40, 10, 3, p)
-    assert m["generator"] == p.as_dict() and set(m["generator"]) == set(G.GenParams.__dataclass_fields__)
+    # every parameter, except a later field at its off value (G.OFF_IF_ABSENT), which from_dict restores
+    assert m["generator"] == p.as_dict() and G.GenParams.from_dict(m["generator"]) == p
+    assert set(m["generator"]) | set(G.OFF_IF_ABSENT) == set(G.GenParams.__dataclass_fields__)
+    assert G._params(10, 5, 0, 40, 10, 3, replace(p, train_rate=(150.0, 200.0), train_rate_share=0.2)) != m
     assert m["shifts"]["slow"]["rate"] == list(G.SHIFTS["slow"]["rate"]) and m["n_shifted"] == 3
     assert m["generator_version"] == 3 and {"espeak", "lauscher", "rubberband"} <= set(m)
     assert G._params(10, 5, 0, 40, 10, 3, replace(p, snr_db=None)) != m  # a change regenerates the cache
@@ -438,6 +441,17 @@ def test_train_rate_of_draws_rates_inside_the_training_range_for_a_share_of_trai
                       ({"train_rate_share": "half"}, "train_rate_share")):
         with pytest.raises(ValueError, match=field):
             replace(p, **kw).validate()
+
+
+def test_train_rate_off_leaves_the_manifest_as_before_and_on_round_trips():
+    # the generator fields of round 11's manifests: a set cached before train_rate still matches
+    assert list(G.GenParams().as_dict()) == [
+        "speaker_rate", "rate_jitter", "pitch_female", "pitch_male", "pitch_jitter", "speaker_range", "range_jitter",
+        "tract", "tract_jitter", "loudness_db", "lead_s", "trail_s", "snr_db", "rate", "train_tempo",
+        "train_tempo_share", "train_vowel_length"]
+    assert G.GenParams.from_dict(G.GenParams().as_dict()) == G.GenParams()
+    p = replace(G.GenParams(), train_rate=(140.0, 216.0), train_rate_share=0.4)
+    assert p.as_dict()["train_rate"] == [140.0, 216.0] and G.GenParams.from_dict(p.as_dict()) == p
 
 
 def test_word_rates_report_a_training_word_s_own_rate(tmp_path):

@@ -136,6 +136,11 @@ MAX_TEMPO = 4.0  # change_tempo's range is [1 / MAX_TEMPO, MAX_TEMPO]
 VOWEL_ADD_RANGE = (-100, 100)
 
 
+# Fields added after sets were cached, at their "off" value: left out of the manifest (from_dict reads
+# their absence as off), so a set made before them keeps matching and is not regenerated.
+OFF_IF_ABSENT = {"train_rate": None, "train_rate_share": 0.0}
+
+
 @dataclass(frozen=True)
 class GenParams:
     """Every random range of the generator (recorded in the manifest).  Ranges are ``(lo, hi)``."""
@@ -212,7 +217,8 @@ class GenParams:
         return self
 
     def as_dict(self) -> dict:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+        d = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+        return {k: v for k, v in d.items() if not (k in OFF_IF_ABSENT and v == OFF_IF_ABSENT[k])}
 
     @classmethod
     def from_dict(cls, d: dict) -> "GenParams":
