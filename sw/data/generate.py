@@ -203,7 +203,7 @@ class GenParams:
         if not (isinstance(self.train_rate_share, (int, float)) and 0 <= self.train_rate_share <= 1):
             raise ValueError(f"generator parameter train_rate_share: must be in [0, 1], got {self.train_rate_share!r}")
         if self.train_rate is not None:
-            lo, hi = (self.speaker_rate[0] * (1 - self.rate_jitter), self.speaker_rate[1] * (1 + self.rate_jitter))
+            lo, hi = replace(self, rate=None).rate_range()  # the speakers' rates, also for a shifted split
             if not (all(isinstance(x, (int, float)) for x in self.train_rate)
                     and lo - 1e-9 <= self.train_rate[0] and self.train_rate[1] <= hi + 1e-9):
                 raise ValueError(f"generator parameter train_rate: must lie inside the speakers' rates "
