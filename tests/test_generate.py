@@ -210,7 +210,7 @@ def test_manifest_params_record_every_generator_parameter():
     m = G._params(10, 5, 0, 40, 10, 3, p)
     # every parameter, except a later field at its off value (G.OFF_IF_ABSENT), which from_dict restores
     assert m["generator"] == p.as_dict() and G.GenParams.from_dict(m["generator"]) == p
-    assert set(m["generator"]) | set(G.OFF_IF_ABSENT) == set(G.GenParams.__dataclass_fields__)
+    assert set(m["generator"]) == set(G.GenParams.__dataclass_fields__)  # the default has every field on
     assert G._params(10, 5, 0, 40, 10, 3, replace(p, train_rate=(150.0, 200.0), train_rate_share=0.2)) != m
     assert m["shifts"]["slow"]["rate"] == list(G.SHIFTS["slow"]["rate"]) and m["n_shifted"] == 3
     assert m["generator_version"] == 3 and {"espeak", "lauscher", "rubberband"} <= set(m)
@@ -426,29 +426,42 @@ def test_train_rate_of_draws_rates_inside_the_training_range_for_a_share_of_trai
     assert r == [G.train_rate_of(0, 0, i, p) for i in range(3000)]  # seeded
     assert r != [G.train_rate_of(1, 0, i, p) for i in range(3000)]
     assert all(G.train_rate_of(0, s, i, p) is None for s in (1, 2, 3, 4) for i in range(50))  # training only
-    assert all(G.train_rate_of(0, 0, i, G.GenParams()) is None for i in range(50))  # off by default
+    assert all(G.train_rate_of(0, 0, i, replace(p, train_rate_share=0.0)) is None for i in range(50))
     assert all(G.train_rate_of(0, 0, i, p.plain_training()) is None for i in range(50))
     # its own generator: every other draw is the set's without it
-    spk = G.make_speakers(0, 2, 1)[0][0]
+    spk, off = G.make_speakers(0, 2, 1)[0][0], replace(p, train_rate=None, train_rate_share=0.0)
     for i in range(20):
-        assert G.draw_utterance(spk, p, G.sample_rng(0, 0, i)) == G.draw_utterance(spk, G.GenParams(), G.sample_rng(0, 0, i))
-        assert G.train_tempo_factor(0, 0, i, p) == G.train_tempo_factor(0, 0, i, G.GenParams())
-        assert G.train_vowel_add(0, 0, i, p) == G.train_vowel_add(0, 0, i, G.GenParams())
+        assert G.draw_utterance(spk, p, G.sample_rng(0, 0, i)) == G.draw_utterance(spk, off, G.sample_rng(0, 0, i))
+        assert G.train_tempo_factor(0, 0, i, p) == G.train_tempo_factor(0, 0, i, off)
+        assert G.train_vowel_add(0, 0, i, p) == G.train_vowel_add(0, 0, i, off)
     # the range may not widen the training range (72..216 words/min): the shifted splits stay outside it
     assert p.rate_range() == G.GenParams().rate_range()
     for kw, field in (({"train_rate": (140.0, 230.0)}, "train_rate"), ({"train_rate": (60.0, 100.0)}, "train_rate"),
                       ({"train_rate": (200.0, 150.0)}, "train_rate"), ({"train_rate_share": 1.5}, "train_rate_share"),
-                      ({"train_rate_share": "half"}, "train_rate_share")):
+                      ({"train_rate_share": "half"}, "train_rate_share"), ({"train_rate": None}, "train_rate"),
+                      ({"speaker_rate": (90.0, 170.0)}, "train_rate")):  # up to 204 wpm: 216 lies outside
         with pytest.raises(ValueError, match=field):
             replace(p, **kw).validate()
 
 
+def test_the_default_draws_every_training_word_s_rate_over_the_whole_training_range():
+    p = G.GenParams()
+    assert p.train_rate == p.rate_range() and p.train_rate_share == 1.0  # round 13's default
+    r = np.array([G.train_rate_of(0, 0, i, p) for i in range(3000)])
+    assert r.min() >= 72 and r.max() <= 216 and abs(r.mean() - 144) < 3  # uniform: sd 41.6, se 0.8
+    assert ((r > 170).mean() > 0.28) and ((r < 90).mean() > 0.10)  # the speakers give 15 % and 6 % (docstring)
+
+
 def test_train_rate_off_leaves_the_manifest_as_before_and_on_round_trips():
-    # the generator fields of round 11's manifests: a set cached before train_rate still matches
-    assert list(G.GenParams().as_dict()) == [
+    # the generator fields of round 11's manifests: a set cached before train_rate reads as off
+    round11 = [
         "speaker_rate", "rate_jitter", "pitch_female", "pitch_male", "pitch_jitter", "speaker_range", "range_jitter",
         "tract", "tract_jitter", "loudness_db", "lead_s", "trail_s", "snr_db", "rate", "train_tempo",
         "train_tempo_share", "train_vowel_length"]
+    off = replace(G.GenParams(), train_rate=None, train_rate_share=0.0)
+    assert list(off.as_dict()) == round11 and G.GenParams.from_dict(off.as_dict()) == off
+    # so it differs from today's default, and make sim regenerates it instead of mistaking it for one
+    assert G.GenParams.from_dict(off.as_dict()) != G.GenParams() and G.GenParams().as_dict() != off.as_dict()
     assert G.GenParams.from_dict(G.GenParams().as_dict()) == G.GenParams()
     p = replace(G.GenParams(), train_rate=(140.0, 216.0), train_rate_share=0.4)
     assert p.as_dict()["train_rate"] == [140.0, 216.0] and G.GenParams.from_dict(p.as_dict()) == p

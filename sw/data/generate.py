@@ -31,11 +31,14 @@ Each utterance (all ranges are fields of :class:`GenParams`, recorded in the man
   (:func:`train_tempo_factor`), so no other draw changes.  Together the two gain
   6.2 points on the fast split (round 11 of ``docs/results.md`` section 4);
   ``--plain-training`` (:meth:`GenParams.plain_training`) turns both off;
-- (training words only: ``train_rate``, ``--train-rate``; off by default) with
-  probability ``train_rate_share`` is spoken at a rate drawn uniformly from
-  ``train_rate`` instead of its speaker's: more words spoken fast (or slow) by
-  espeak-ng itself, the training range unchanged (the range must lie inside it).
-  Its own generator (:func:`train_rate_of`);
+- (training words only: ``train_rate``, ``--train-rate``; default every one of
+  them, 72-216 wpm) with probability ``train_rate_share`` is spoken at a rate drawn
+  uniformly from ``train_rate`` instead of its speaker's: more words spoken fast and
+  slow by espeak-ng itself, the training range unchanged (the range must lie inside
+  it).  The speakers' own rates pile up in the middle of the range (15 % of the
+  words above 170 wpm, 6 % below 90); drawn uniformly, 32 % and 13 %.  Its own
+  generator (:func:`train_rate_of`), so no other draw changes (round 13 of
+  ``docs/results.md`` section 4);
 - has espeak's own silence trimmed, then a random leading and trailing silence;
 - gets a loudness change of ``+- loudness_db`` against a fixed background-noise
   floor of ``snr_db`` (relative to the un-scaled speech; ``None`` = no noise).  The
@@ -136,8 +139,9 @@ MAX_TEMPO = 4.0  # change_tempo's range is [1 / MAX_TEMPO, MAX_TEMPO]
 VOWEL_ADD_RANGE = (-100, 100)
 
 
-# Fields added after sets were cached, at their "off" value: left out of the manifest (from_dict reads
-# their absence as off), so a set made before them keeps matching and is not regenerated.
+# Fields added after sets were cached, with their "off" value: left out of the manifest when off, and
+# from_dict reads their absence as off (not as today's default), so an older manifest still describes
+# its own set exactly.
 OFF_IF_ABSENT = {"train_rate": None, "train_rate_share": 0.0}
 
 
@@ -170,12 +174,13 @@ class GenParams:
     # training words only: a share train_rate_share of them is spoken at a rate drawn uniformly from
     # train_rate instead of its speaker's (train_rate_of), so more of them are spoken fast (or slow) by
     # espeak-ng itself.  The range must lie inside rate_range(): the training range, and the shifted
-    # splits' distance from it, stay as they are.  None = off
-    train_rate: tuple | None = None
-    train_rate_share: float = 0.0
+    # splits' distance from it, stay as they are.  None = off.  Default: every training word, drawn
+    # over the whole of rate_range() (72..216 wpm), so both ends get more words than the speakers give
+    train_rate: tuple | None = (72.0, 216.0)
+    train_rate_share: float = 1.0
 
     def plain_training(self) -> "GenParams":
-        """These parameters with the training words spoken as drawn: no tempo or vowel-length change
+        """These parameters with the training words spoken as drawn: no tempo, vowel-length or rate change
         (the corpus before round 11 of ``docs/results.md`` section 4)."""
         return replace(self, train_tempo=None, train_tempo_share=0.0, train_vowel_length=None, train_rate=None,
                        train_rate_share=0.0)
@@ -202,6 +207,9 @@ class GenParams:
             raise ValueError(f"generator parameter train_tempo_share: must be in [0, 1], got {self.train_tempo_share!r}")
         if not (isinstance(self.train_rate_share, (int, float)) and 0 <= self.train_rate_share <= 1):
             raise ValueError(f"generator parameter train_rate_share: must be in [0, 1], got {self.train_rate_share!r}")
+        if self.train_rate is None and self.train_rate_share > 0:
+            raise ValueError(f"generator parameter train_rate: a share of {self.train_rate_share!r} of the training "
+                             f"words needs a rate range (train_rate_share 0 for none)")
         if self.train_rate is not None:
             lo, hi = replace(self, rate=None).rate_range()  # the speakers' rates, also for a shifted split
             if not (all(isinstance(x, (int, float)) for x in self.train_rate)
@@ -223,6 +231,7 @@ class GenParams:
     @classmethod
     def from_dict(cls, d: dict) -> "GenParams":
         """The inverse of :meth:`as_dict` (a manifest's ``params.generator``), validated."""
+        d = {**OFF_IF_ABSENT, **d}  # a field added later is off in a manifest made before it
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}).validate()
 
     def rate_range(self) -> tuple[float, float]:
@@ -806,10 +815,11 @@ def main(argv: list[str] | None = None) -> int:
                          f"drawn uniformly per word, within {list(VOWEL_ADD_RANGE)} (default {GenParams.train_vowel_length}; "
                          f"0 0 = the voices' own)")
     ap.add_argument("--train-rate", type=float, nargs=2, metavar=("LO", "HI"),
-                    help="rates (words/min) of the training words given one other than their speaker's, drawn "
-                         "uniformly; inside the speakers' rates (default off)")
+                    help=f"rates (words/min) of the training words given one other than their speaker's, drawn "
+                         f"uniformly; inside the speakers' rates (default {GenParams.train_rate}, all of them)")
     ap.add_argument("--train-rate-share", type=float, metavar="P",
-                    help=f"share of the training words spoken at a --train-rate rate (default {GenParams.train_rate_share})")
+                    help=f"share of the training words spoken at a --train-rate rate (default {GenParams.train_rate_share}; "
+                         f"0 = every word at its speaker's rate)")
     ap.add_argument("--plain-training", action="store_true",
                     help="training words spoken as drawn: no tempo, vowel-length or rate change (the corpus before "
                          "round 11; the flags above still apply)")
