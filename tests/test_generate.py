@@ -2,7 +2,7 @@
 import json
 import shutil
 import tempfile
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 
 import h5py
 import numpy as np
@@ -210,7 +210,7 @@ def test_manifest_params_record_every_generator_parameter():
     m = G._params(10, 5, 0, 40, 10, 3, p)
     # every parameter, except a later field at its off value (G.OFF_IF_ABSENT), which from_dict restores
     assert m["generator"] == p.as_dict() and G.GenParams.from_dict(m["generator"]) == p
-    assert set(m["generator"]) == set(G.GenParams.__dataclass_fields__)  # the default has every field on
+    assert set(m["generator"]) | set(G.OFF_IF_ABSENT) == set(G.GenParams.__dataclass_fields__)
     assert G._params(10, 5, 0, 40, 10, 3, replace(p, train_rate=(150.0, 200.0), train_rate_share=0.2)) != m
     assert m["shifts"]["slow"]["rate"] == list(G.SHIFTS["slow"]["rate"]) and m["n_shifted"] == 3
     assert m["generator_version"] == 3 and {"espeak", "lauscher", "rubberband"} <= set(m)
@@ -426,6 +426,7 @@ def test_train_rate_of_draws_rates_inside_the_training_range_for_a_share_of_trai
     assert r == [G.train_rate_of(0, 0, i, p) for i in range(3000)]  # seeded
     assert r != [G.train_rate_of(1, 0, i, p) for i in range(3000)]
     assert all(G.train_rate_of(0, s, i, p) is None for s in (1, 2, 3, 4) for i in range(50))  # training only
+    assert all(G.train_rate_of(0, 0, i, G.GenParams()) is None for i in range(50))  # off by default
     assert all(G.train_rate_of(0, 0, i, replace(p, train_rate_share=0.0)) is None for i in range(50))
     assert all(G.train_rate_of(0, 0, i, p.plain_training()) is None for i in range(50))
     # its own generator: every other draw is the set's without it
@@ -444,9 +445,8 @@ def test_train_rate_of_draws_rates_inside_the_training_range_for_a_share_of_trai
             replace(p, **kw).validate()
 
 
-def test_the_default_draws_every_training_word_s_rate_over_the_whole_training_range():
-    p = G.GenParams()
-    assert p.train_rate == p.rate_range() and p.train_rate_share == 1.0  # round 13's default
+def test_train_rate_over_the_whole_training_range_fills_both_ends():
+    p = replace(G.GenParams(), train_rate=G.GenParams().rate_range(), train_rate_share=1.0).validate()  # round 13
     r = np.array([G.train_rate_of(0, 0, i, p) for i in range(3000)])
     assert r.min() >= 72 and r.max() <= 216 and abs(r.mean() - 144) < 3  # uniform: sd 41.6, se 0.8
     assert ((r > 170).mean() > 0.28) and ((r < 90).mean() > 0.10)  # the speakers give 15 % and 6 % (docstring)
@@ -458,11 +458,15 @@ def test_train_rate_off_leaves_the_manifest_as_before_and_on_round_trips():
         "speaker_rate", "rate_jitter", "pitch_female", "pitch_male", "pitch_jitter", "speaker_range", "range_jitter",
         "tract", "tract_jitter", "loudness_db", "lead_s", "trail_s", "snr_db", "rate", "train_tempo",
         "train_tempo_share", "train_vowel_length"]
-    off = replace(G.GenParams(), train_rate=None, train_rate_share=0.0)
-    assert list(off.as_dict()) == round11 and G.GenParams.from_dict(off.as_dict()) == off
-    # so it differs from today's default, and make sim regenerates it instead of mistaking it for one
-    assert G.GenParams.from_dict(off.as_dict()) != G.GenParams() and G.GenParams().as_dict() != off.as_dict()
+    assert list(G.GenParams().as_dict()) == round11
     assert G.GenParams.from_dict(G.GenParams().as_dict()) == G.GenParams()
+    # absent means off, not the class default: were the default turned on, an old set still reads as off
+    @dataclass(frozen=True)
+    class OnByDefault(G.GenParams):
+        train_rate: tuple | None = (72.0, 216.0)
+        train_rate_share: float = 1.0
+    old = OnByDefault.from_dict(G.GenParams().as_dict())
+    assert (old.train_rate, old.train_rate_share) == (None, 0.0) and "train_rate" in OnByDefault().as_dict()
     p = replace(G.GenParams(), train_rate=(140.0, 216.0), train_rate_share=0.4)
     assert p.as_dict()["train_rate"] == [140.0, 216.0] and G.GenParams.from_dict(p.as_dict()) == p
 

@@ -31,14 +31,14 @@ Each utterance (all ranges are fields of :class:`GenParams`, recorded in the man
   (:func:`train_tempo_factor`), so no other draw changes.  Together the two gain
   6.2 points on the fast split (round 11 of ``docs/results.md`` section 4);
   ``--plain-training`` (:meth:`GenParams.plain_training`) turns both off;
-- (training words only: ``train_rate``, ``--train-rate``; default every one of
-  them, 72-216 wpm) with probability ``train_rate_share`` is spoken at a rate drawn
-  uniformly from ``train_rate`` instead of its speaker's: more words spoken fast and
-  slow by espeak-ng itself, the training range unchanged (the range must lie inside
-  it).  The speakers' own rates pile up in the middle of the range (15 % of the
-  words above 170 wpm, 6 % below 90); drawn uniformly, 32 % and 13 %.  Its own
-  generator (:func:`train_rate_of`), so no other draw changes (round 13 of
-  ``docs/results.md`` section 4);
+- (training words only: ``train_rate``, ``--train-rate``; off by default) with
+  probability ``train_rate_share`` is spoken at a rate drawn uniformly from
+  ``train_rate`` instead of its speaker's: more words spoken fast (or slow) by
+  espeak-ng itself, the training range unchanged (the range must lie inside it).
+  The speakers' own rates pile up in the middle of the range (15 % of the words
+  above 170 wpm, 6 % below 90); drawn uniformly over all of it, 32 % and 13 %.
+  Its own generator (:func:`train_rate_of`), so no other draw changes (rounds 12
+  and 13 of ``docs/results.md`` section 4);
 - has espeak's own silence trimmed, then a random leading and trailing silence;
 - gets a loudness change of ``+- loudness_db`` against a fixed background-noise
   floor of ``snr_db`` (relative to the un-scaled speech; ``None`` = no noise).  The
@@ -174,10 +174,9 @@ class GenParams:
     # training words only: a share train_rate_share of them is spoken at a rate drawn uniformly from
     # train_rate instead of its speaker's (train_rate_of), so more of them are spoken fast (or slow) by
     # espeak-ng itself.  The range must lie inside rate_range(): the training range, and the shifted
-    # splits' distance from it, stay as they are.  None = off.  Default: every training word, drawn
-    # over the whole of rate_range() (72..216 wpm), so both ends get more words than the speakers give
-    train_rate: tuple | None = (72.0, 216.0)
-    train_rate_share: float = 1.0
+    # splits' distance from it, stay as they are.  None = off
+    train_rate: tuple | None = None
+    train_rate_share: float = 0.0
 
     def plain_training(self) -> "GenParams":
         """These parameters with the training words spoken as drawn: no tempo, vowel-length or rate change
@@ -816,7 +815,7 @@ def main(argv: list[str] | None = None) -> int:
                          f"0 0 = the voices' own)")
     ap.add_argument("--train-rate", type=float, nargs=2, metavar=("LO", "HI"),
                     help=f"rates (words/min) of the training words given one other than their speaker's, drawn "
-                         f"uniformly; inside the speakers' rates (default {GenParams.train_rate}, all of them)")
+                         f"uniformly; inside the speakers' rates (default {GenParams.train_rate}: off)")
     ap.add_argument("--train-rate-share", type=float, metavar="P",
                     help=f"share of the training words spoken at a --train-rate rate (default {GenParams.train_rate_share}; "
                          f"0 = every word at its speaker's rate)")
