@@ -489,6 +489,52 @@ def test_train_rate_flags_reach_the_generator_and_a_bad_range_names_the_field(tm
     assert (seen["params"].train_rate, seen["params"].train_rate_share) == ((150.0, 216.0), 0.3)
 
 
+def test_train_snr_db_moves_only_the_training_words_noise_floor():
+    p = replace(G.GenParams(), train_snr_db=(10.0, 40.0)).validate()
+    spk = G.make_speakers(0, 2, 1)[0][0]
+    on = [G.draw_utterance(spk, p.split_params(0), G.sample_rng(0, 0, i)) for i in range(400)]
+    off = [G.draw_utterance(spk, G.GenParams(), G.sample_rng(0, 0, i)) for i in range(400)]
+    snr = np.array([u.snr_db for u in on])
+    assert snr.min() >= 10 and snr.max() <= 40 and (snr < 20).mean() > 0.25  # uniform: a third below 20
+    # the same draws in the same order, the floor mapped from 20..40 onto 10..40
+    assert all(replace(a, snr_db=None) == replace(b, snr_db=None) for a, b in zip(on, off))
+    assert np.allclose(snr, 10 + (np.array([u.snr_db for u in off]) - 20) * 30 / 20)
+    # test and shifted words keep theirs; the noisy split stays outside the training range
+    assert p.split_params(1) == p and p.split_params(1).snr_db == (20.0, 40.0)
+    assert G.shifted_params(p, "noisy").split_params(G.SHIFT_SPLIT_ID["noisy"]).snr_db == G.SHIFTS["noisy"]["snr_db"]
+    assert G.GenParams().split_params(0) == G.GenParams() and p.plain_training().train_snr_db is None
+    for bad in ((5.0, 40.0), (40.0, 20.0), ("a", "b"), (10.0,)):
+        with pytest.raises(ValueError, match="train_snr_db"):
+            replace(G.GenParams(), train_snr_db=bad).validate()
+    # off: absent from the manifest, as before it existed; on: recorded and read back
+    assert "train_snr_db" not in G.GenParams().as_dict() and G.GenParams.from_dict(p.as_dict()) == p
+
+
+def test_synth_sample_draws_a_training_word_with_the_training_snr_range(monkeypatch):
+    seen = []
+    monkeypatch.setattr(G, "synth_audio", lambda label, spk, rng, prm, *a: seen.append(prm.snr_db) or np.zeros(8))
+    monkeypatch.setattr(G.cochlea, "audio_to_spikes", lambda *a, **k: (np.zeros(0), np.zeros(0, np.int64)))
+    p = replace(G.GenParams(), train_snr_db=(12.0, 30.0))
+    tr, te = G.make_speakers(0, 2, 1)
+    G.synth_sample(0, 0, 3, tr, p)
+    G.synth_sample(0, 1, 3, te, p)
+    G.synth_sample(0, 4, 3, te, G.shifted_params(p, "noisy"))
+    assert seen == [(12.0, 30.0), (20.0, 40.0), (0.0, 10.0)]
+
+
+def test_train_snr_db_flag_reaches_the_generator_and_a_bad_range_names_the_field(tmp_path, monkeypatch, capsys):
+    assert G.main(["--out", str(tmp_path / "bad"), "--shifted", "0", "--train-snr-db", "5", "40"]) == 2
+    assert "train_snr_db" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    assert G.main(["--out", str(tmp_path / "bad"), "--no-noise", "--train-snr-db", "10", "40"]) == 2
+    assert "--no-noise" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    seen = {}
+    monkeypatch.setattr(G, "generate", lambda *a, **k: seen.update(k) or (tmp_path / "a", tmp_path / "b"))
+    assert G.main(["--out", str(tmp_path / "cli"), "--train-snr-db", "10", "40"]) == 0
+    assert (seen["params"].snr_db, seen["params"].train_snr_db) == ((20.0, 40.0), (10.0, 40.0))
+    assert G.main(["--out", str(tmp_path / "cli"), "--no-noise"]) == 0
+    assert (seen["params"].snr_db, seen["params"].train_snr_db) == (None, None)
+
+
 @needs_espeak
 def test_a_training_word_given_a_faster_rate_is_spoken_faster_by_espeak(monkeypatch):
     p = replace(G.GenParams().plain_training(), snr_db=None)

@@ -43,7 +43,10 @@ Each utterance (all ranges are fields of :class:`GenParams`, recorded in the man
 - gets a loudness change of ``+- loudness_db`` against a fixed background-noise
   floor of ``snr_db`` (relative to the un-scaled speech; ``None`` = no noise).  The
   cochlea's RmsNormalizer (as in SHD) removes absolute level, so loudness acts
-  through the noise floor and the silence share of the clip;
+  through the noise floor and the silence share of the clip.  A training word
+  draws its floor from ``train_snr_db`` instead when that is set
+  (``--train-snr-db``, off by default; :meth:`GenParams.split_params`), which must
+  stay above the noisy split's SNRs;
 - is resampled from 22.05 kHz to 48 kHz with the tract factor (a +-7 % formant
   and duration perturbation) and goes through :func:`sw.data.cochlea.audio_to_spikes`.
 
@@ -142,7 +145,7 @@ VOWEL_ADD_RANGE = (-100, 100)
 # Fields added after sets were cached, with their "off" value: left out of the manifest when off, and
 # from_dict reads their absence as off (not as today's default), so an older manifest still describes
 # its own set exactly.
-OFF_IF_ABSENT = {"train_rate": None, "train_rate_share": 0.0}
+OFF_IF_ABSENT = {"train_rate": None, "train_rate_share": 0.0, "train_snr_db": None}
 
 
 @dataclass(frozen=True)
@@ -177,18 +180,30 @@ class GenParams:
     # splits' distance from it, stay as they are.  None = off
     train_rate: tuple | None = None
     train_rate_share: float = 0.0
+    # training words only: their background-noise SNR range, when other than snr_db (split_params).  It
+    # must stay above the noisy split's SNRs, so that split stays outside the training range.  None = snr_db
+    train_snr_db: tuple | None = None
 
     def plain_training(self) -> "GenParams":
         """These parameters with the training words spoken as drawn: no tempo, vowel-length or rate change
         (the corpus before round 11 of ``docs/results.md`` section 4)."""
         return replace(self, train_tempo=None, train_tempo_share=0.0, train_vowel_length=None, train_rate=None,
-                       train_rate_share=0.0)
+                       train_rate_share=0.0, train_snr_db=None)
+
+    def split_params(self, split: int) -> "GenParams":
+        """The parameters a word of ``split`` (0 = training) is drawn with: a training word's SNR range
+        is ``train_snr_db`` when set.  Only the range changes, not the draw order, so every other draw
+        of the word is the one it has without ``train_snr_db``."""
+        if split == 0 and self.train_snr_db is not None:
+            return replace(self, snr_db=self.train_snr_db)
+        return self
 
     def validate(self) -> "GenParams":
         for name in ("speaker_rate", "pitch_female", "pitch_male", "speaker_range", "tract", "lead_s", "trail_s",
-                     "snr_db", "rate", "train_tempo", "train_vowel_length", "train_rate"):
+                     "snr_db", "rate", "train_tempo", "train_vowel_length", "train_rate", "train_snr_db"):
             v = getattr(self, name)
-            if v is None and name in ("snr_db", "rate", "train_tempo", "train_vowel_length", "train_rate"):
+            if v is None and name in ("snr_db", "rate", "train_tempo", "train_vowel_length", "train_rate",
+                                      "train_snr_db"):
                 continue
             if not (isinstance(v, (tuple, list)) and len(v) == 2 and v[0] <= v[1]):
                 raise ValueError(f"generator parameter {name}: need a (lo, hi) range with lo <= hi, got {v!r}")
@@ -216,6 +231,12 @@ class GenParams:
                 raise ValueError(f"generator parameter train_rate: must lie inside the speakers' rates "
                                  f"[{lo:g}, {hi:g}] words/min (speaker_rate x (1 +- rate_jitter)), got "
                                  f"{self.train_rate!r}")
+        noisy_hi = SHIFTS["noisy"]["snr_db"][1]
+        if self.train_snr_db is not None and not (all(isinstance(x, (int, float)) for x in self.train_snr_db)
+                                                  and self.train_snr_db[0] >= noisy_hi):
+            raise ValueError(f"generator parameter train_snr_db: must lie above the noisy split's SNRs (up to "
+                             f"{noisy_hi:g} dB), so that split stays outside the training range, got "
+                             f"{self.train_snr_db!r}")
         v = self.train_vowel_length
         if v is not None and not (all(isinstance(x, (int, float)) and float(x).is_integer() for x in v)
                                   and VOWEL_ADD_RANGE[0] <= v[0] <= v[1] <= VOWEL_ADD_RANGE[1]):
@@ -601,7 +622,7 @@ def synth_sample(seed: int, split: int, index: int, speakers: list[Speaker], par
     rng = sample_rng(seed, split, index)
     label = index % len(WORDS)
     speaker = speaker_of(index, speakers)
-    audio = synth_audio(label, speaker, rng, params, train_tempo_factor(seed, split, index, params),
+    audio = synth_audio(label, speaker, rng, params.split_params(split), train_tempo_factor(seed, split, index, params),
                         train_vowel_add(seed, split, index, params), train_rate_of(seed, split, index, params))
     times, units = cochlea.audio_to_spikes(audio, cochlea.SAMPLE_RATE, seed=int(rng.integers(2**32)))
     return times, units, label, speaker.sid
@@ -803,6 +824,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--snr-db", type=float, nargs=2, metavar=("LO", "HI"),
                     help=f"background-noise SNR range of train/test in dB (default {GenParams.snr_db})")
     ap.add_argument("--no-noise", action="store_true", help="no background noise in train/test")
+    ap.add_argument("--train-snr-db", type=float, nargs=2, metavar=("LO", "HI"),
+                    help=f"background-noise SNR range of the training words in dB, when other than --snr-db's; "
+                         f"above the noisy split's {SHIFTS['noisy']['snr_db'][1]:g} dB (default "
+                         f"{GenParams.train_snr_db}: as --snr-db)")
     ap.add_argument("--train-tempo", type=float, nargs=2, metavar=("LO", "HI"),
                     help=f"tempo factors of the training words played faster or slower, drawn log-uniformly "
                          f"(default {GenParams.train_tempo})")
@@ -826,9 +851,14 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     params = GenParams().plain_training() if a.plain_training else GenParams()
     if a.no_noise:
-        params = replace(params, snr_db=None)
+        if a.train_snr_db:
+            print("error: --no-noise and --train-snr-db contradict each other", file=sys.stderr)
+            return 2
+        params = replace(params, snr_db=None, train_snr_db=None)
     elif a.snr_db:
         params = replace(params, snr_db=tuple(a.snr_db))
+    if a.train_snr_db:
+        params = replace(params, train_snr_db=tuple(a.train_snr_db))
     if a.train_tempo:
         params = replace(params, train_tempo=tuple(a.train_tempo))
     if a.train_tempo_share is not None:
