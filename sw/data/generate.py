@@ -185,8 +185,8 @@ class GenParams:
     train_snr_db: tuple | None = None
 
     def plain_training(self) -> "GenParams":
-        """These parameters with the training words spoken as drawn: no tempo, vowel-length or rate change
-        (the corpus before round 11 of ``docs/results.md`` section 4)."""
+        """These parameters with the training words spoken as drawn: no tempo, vowel-length or rate change,
+        and the test words' noise floor (the corpus before round 11 of ``docs/results.md`` section 4)."""
         return replace(self, train_tempo=None, train_tempo_share=0.0, train_vowel_length=None, train_rate=None,
                        train_rate_share=0.0, train_snr_db=None)
 
@@ -845,8 +845,8 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"share of the training words spoken at a --train-rate rate (default {GenParams.train_rate_share}; "
                          f"0 = every word at its speaker's rate)")
     ap.add_argument("--plain-training", action="store_true",
-                    help="training words spoken as drawn: no tempo, vowel-length or rate change (the corpus before "
-                         "round 11; the flags above still apply)")
+                    help="training words spoken as drawn: no tempo, vowel-length or rate change, and the test "
+                         "words' noise floor (the corpus before round 11; the flags above still apply)")
     ap.add_argument("--force", action="store_true", help="regenerate even if the files match")
     a = ap.parse_args(argv)
     params = GenParams().plain_training() if a.plain_training else GenParams()
