@@ -199,11 +199,11 @@ class GenParams:
         return self
 
     def validate(self) -> "GenParams":
+        optional = ("snr_db", "rate", "train_tempo", "train_vowel_length", "train_rate", "train_snr_db")  # None = off
         for name in ("speaker_rate", "pitch_female", "pitch_male", "speaker_range", "tract", "lead_s", "trail_s",
-                     "snr_db", "rate", "train_tempo", "train_vowel_length", "train_rate", "train_snr_db"):
+                     *optional):
             v = getattr(self, name)
-            if v is None and name in ("snr_db", "rate", "train_tempo", "train_vowel_length", "train_rate",
-                                      "train_snr_db"):
+            if v is None and name in optional:
                 continue
             if not (isinstance(v, (tuple, list)) and len(v) == 2 and v[0] <= v[1]):
                 raise ValueError(f"generator parameter {name}: need a (lo, hi) range with lo <= hi, got {v!r}")
