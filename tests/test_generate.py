@@ -2,7 +2,7 @@
 import json
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, replace
 
 import h5py
 import numpy as np
@@ -188,7 +188,8 @@ def test_shifted_splits_lie_outside_the_training_range():
     train_lo = p.speaker_rate[0] * (1 - p.rate_jitter)
     train_hi = p.speaker_rate[1] * (1 + p.rate_jitter)
     assert G.SHIFTS["slow"]["rate"][1] < train_lo and G.SHIFTS["fast"]["rate"][0] > train_hi
-    assert G.SHIFTS["noisy"]["snr_db"][1] < p.snr_db[0]
+    assert G.SHIFTS["noisy"]["snr_db"][1] < p.snr_db[0] and G.SHIFTS["noisy"]["snr_db"][1] <= p.train_snr_db[0]
+    assert train_lo <= p.train_rate[0] and p.train_rate[1] <= train_hi  # the default's training-only rates
     spk = G.make_speakers(0, 2, 1)[1][0]
     for name in ("slow", "fast"):
         lo, hi = G.SHIFTS[name]["rate"]
@@ -426,7 +427,7 @@ def test_train_rate_of_draws_rates_inside_the_training_range_for_a_share_of_trai
     assert r == [G.train_rate_of(0, 0, i, p) for i in range(3000)]  # seeded
     assert r != [G.train_rate_of(1, 0, i, p) for i in range(3000)]
     assert all(G.train_rate_of(0, s, i, p) is None for s in (1, 2, 3, 4) for i in range(50))  # training only
-    assert all(G.train_rate_of(0, 0, i, G.GenParams()) is None for i in range(50))  # off by default
+    assert all(G.train_rate_of(0, 0, i, replace(p, train_rate=None, train_rate_share=0.0)) is None for i in range(50))
     assert all(G.train_rate_of(0, 0, i, replace(p, train_rate_share=0.0)) is None for i in range(50))
     assert all(G.train_rate_of(0, 0, i, p.plain_training()) is None for i in range(50))
     # its own generator: every other draw is the set's without it
@@ -458,17 +459,16 @@ def test_train_rate_off_leaves_the_manifest_as_before_and_on_round_trips():
         "speaker_rate", "rate_jitter", "pitch_female", "pitch_male", "pitch_jitter", "speaker_range", "range_jitter",
         "tract", "tract_jitter", "loudness_db", "lead_s", "trail_s", "snr_db", "rate", "train_tempo",
         "train_tempo_share", "train_vowel_length"]
-    assert list(G.GenParams().as_dict()) == round11
+    off = replace(G.GenParams(), train_rate=None, train_rate_share=0.0, train_snr_db=None)
+    assert list(off.as_dict()) == round11
+    assert list(G.GenParams().as_dict()) == [*round11, "train_rate", "train_rate_share", "train_snr_db"]
     assert G.GenParams.from_dict(G.GenParams().as_dict()) == G.GenParams()
-    # absent means off, not the class default: were the default turned on, an old set still reads as off
-    @dataclass(frozen=True)
-    class OnByDefault(G.GenParams):
-        train_rate: tuple | None = (72.0, 216.0)
-        train_rate_share: float = 1.0
-    old = OnByDefault.from_dict(G.GenParams().as_dict())
-    assert (old.train_rate, old.train_rate_share) == (None, 0.0) and "train_rate" in OnByDefault().as_dict()
+    # absent means off, not the class default (now on): a set cached before these fields still reads as off
+    old = G.GenParams.from_dict({k: v for k, v in G.GenParams().as_dict().items() if k in round11})
+    assert old == off and (old.train_rate, old.train_rate_share, old.train_snr_db) == (None, 0.0, None)
     p = replace(G.GenParams(), train_rate=(140.0, 216.0), train_rate_share=0.4)
     assert p.as_dict()["train_rate"] == [140.0, 216.0] and G.GenParams.from_dict(p.as_dict()) == p
+    assert G.GenParams.from_dict(off.as_dict()) == off
 
 
 def test_word_rates_report_a_training_word_s_own_rate(tmp_path):
@@ -490,7 +490,8 @@ def test_train_rate_flags_reach_the_generator_and_a_bad_range_names_the_field(tm
 
 
 def test_train_snr_db_moves_only_the_training_words_noise_floor():
-    p = replace(G.GenParams(), train_snr_db=(10.0, 40.0)).validate()
+    p = G.GenParams().validate()
+    assert p.train_snr_db == (10.0, 40.0)  # the default since round 14
     spk = G.make_speakers(0, 2, 1)[0][0]
     on = [G.draw_utterance(spk, p.split_params(0), G.sample_rng(0, 0, i)) for i in range(400)]
     off = [G.draw_utterance(spk, G.GenParams(), G.sample_rng(0, 0, i)) for i in range(400)]
@@ -502,12 +503,13 @@ def test_train_snr_db_moves_only_the_training_words_noise_floor():
     # test and shifted words keep theirs; the noisy split stays outside the training range
     assert p.split_params(1) == p and p.split_params(1).snr_db == (20.0, 40.0)
     assert G.shifted_params(p, "noisy").split_params(G.SHIFT_SPLIT_ID["noisy"]).snr_db == G.SHIFTS["noisy"]["snr_db"]
-    assert G.GenParams().split_params(0) == G.GenParams() and p.plain_training().train_snr_db is None
+    off = replace(p, train_snr_db=None)
+    assert off.split_params(0) == off and p.plain_training().train_snr_db is None
     for bad in ((5.0, 40.0), (40.0, 20.0), ("a", "b"), (10.0,)):
         with pytest.raises(ValueError, match="train_snr_db"):
             replace(G.GenParams(), train_snr_db=bad).validate()
     # off: absent from the manifest, as before it existed; on: recorded and read back
-    assert "train_snr_db" not in G.GenParams().as_dict() and G.GenParams.from_dict(p.as_dict()) == p
+    assert "train_snr_db" not in off.as_dict() and G.GenParams.from_dict(p.as_dict()) == p
 
 
 def test_synth_sample_draws_a_training_word_with_the_training_snr_range(monkeypatch):
@@ -529,8 +531,14 @@ def test_train_snr_db_flag_reaches_the_generator_and_a_bad_range_names_the_field
     assert "--no-noise" in capsys.readouterr().err and not (tmp_path / "bad").exists()
     seen = {}
     monkeypatch.setattr(G, "generate", lambda *a, **k: seen.update(k) or (tmp_path / "a", tmp_path / "b"))
-    assert G.main(["--out", str(tmp_path / "cli"), "--train-snr-db", "10", "40"]) == 0
-    assert (seen["params"].snr_db, seen["params"].train_snr_db) == ((20.0, 40.0), (10.0, 40.0))
+    assert G.main(["--out", str(tmp_path / "cli"), "--train-snr-db", "15", "40"]) == 0
+    assert (seen["params"].snr_db, seen["params"].train_snr_db) == ((20.0, 40.0), (15.0, 40.0))
+    assert G.main(["--out", str(tmp_path / "cli")]) == 0
+    assert (seen["params"].snr_db, seen["params"].train_snr_db) == ((20.0, 40.0), (10.0, 40.0))  # the default
+    assert G.main(["--out", str(tmp_path / "cli"), "--snr-db", "25", "35"]) == 0  # train and test alike
+    assert (seen["params"].snr_db, seen["params"].split_params(0).snr_db) == ((25.0, 35.0), (25.0, 35.0))
+    assert G.main(["--out", str(tmp_path / "cli"), "--snr-db", "25", "35", "--train-snr-db", "12", "30"]) == 0
+    assert (seen["params"].snr_db, seen["params"].train_snr_db) == ((25.0, 35.0), (12.0, 30.0))
     assert G.main(["--out", str(tmp_path / "cli"), "--no-noise"]) == 0
     assert (seen["params"].snr_db, seen["params"].train_snr_db) == (None, None)
 

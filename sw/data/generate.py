@@ -18,7 +18,8 @@ Each utterance (all ranges are fields of :class:`GenParams`, recorded in the man
   whose artefacts alone cost 12.7 points on words slowed inside the training range,
   against 3.8 for Rubber Band (``docs/results.md`` section 4, round 9);
 - (training words only: ``train_vowel_length``, ``--train-vowel-length``; default
-  -100..100) has espeak-ng's own vowel lengths changed: a whole number drawn
+  -100..50, so two thirds of the words are shortened, as espeak-ng's fast speech
+  is) has espeak-ng's own vowel lengths changed: a whole number drawn
   uniformly from ``train_vowel_length`` is added to every stress level's vowel length
   (the voice's ``stressAdd``, :func:`vowel_variant`) while the consonants keep
   theirs, as when speech gets faster or slower.  Its own generator
@@ -30,23 +31,26 @@ Each utterance (all ranges are fields of :class:`GenParams`, recorded in the man
   normalization (``sw.data.time_norm``) does not undo it.  Its own generator
   (:func:`train_tempo_factor`), so no other draw changes.  Together the two gain
   6.2 points on the fast split (round 11 of ``docs/results.md`` section 4);
-  ``--plain-training`` (:meth:`GenParams.plain_training`) turns both off;
-- (training words only: ``train_rate``, ``--train-rate``; off by default) with
+  ``--plain-training`` (:meth:`GenParams.plain_training`) turns these two and the
+  two below off;
+- (training words only: ``train_rate``, ``--train-rate``; by default every
+  training word, over the whole training range 72-216 wpm) with
   probability ``train_rate_share`` is spoken at a rate drawn uniformly from
   ``train_rate`` instead of its speaker's: more words spoken fast (or slow) by
   espeak-ng itself, the training range unchanged (the range must lie inside it).
   The speakers' own rates pile up in the middle of the range (15 % of the words
   above 170 wpm, 6 % below 90); drawn uniformly over all of it, 32 % and 13 %.
   Its own generator (:func:`train_rate_of`), so no other draw changes (rounds 12
-  and 13 of ``docs/results.md`` section 4);
+  to 14 of ``docs/results.md`` section 4);
 - has espeak's own silence trimmed, then a random leading and trailing silence;
 - gets a loudness change of ``+- loudness_db`` against a fixed background-noise
   floor of ``snr_db`` (relative to the un-scaled speech; ``None`` = no noise).  The
   cochlea's RmsNormalizer (as in SHD) removes absolute level, so loudness acts
   through the noise floor and the silence share of the clip.  A training word
   draws its floor from ``train_snr_db`` instead when that is set
-  (``--train-snr-db``, off by default; :meth:`GenParams.split_params`), which must
-  stay above the noisy split's SNRs;
+  (``--train-snr-db``, default 10-40 dB; :meth:`GenParams.split_params`), which must
+  stay above the noisy split's SNRs (0-10 dB).  The three training-only defaults
+  above are round 14's ``univ`` recipe (``docs/results.md`` section 4);
 - is resampled from 22.05 kHz to 48 kHz with the tract factor (a +-7 % formant
   and duration perturbation) and goes through :func:`sw.data.cochlea.audio_to_spikes`.
 
@@ -173,16 +177,16 @@ class GenParams:
     # training words only: espeak-ng's own vowel lengths changed by an integer drawn uniformly from
     # train_vowel_length and added to every stress level's vowel length (a voice's stressAdd;
     # train_vowel_add); consonants keep theirs.  None = off
-    train_vowel_length: tuple | None = (-100, 100)
+    train_vowel_length: tuple | None = (-100, 50)
     # training words only: a share train_rate_share of them is spoken at a rate drawn uniformly from
     # train_rate instead of its speaker's (train_rate_of), so more of them are spoken fast (or slow) by
     # espeak-ng itself.  The range must lie inside rate_range(): the training range, and the shifted
     # splits' distance from it, stay as they are.  None = off
-    train_rate: tuple | None = None
-    train_rate_share: float = 0.0
+    train_rate: tuple | None = (72.0, 216.0)  # = rate_range(): the whole training range
+    train_rate_share: float = 1.0
     # training words only: their background-noise SNR range, when other than snr_db (split_params).  It
     # must stay above the noisy split's SNRs, so that split stays outside the training range.  None = snr_db
-    train_snr_db: tuple | None = None
+    train_snr_db: tuple | None = (10.0, 40.0)
 
     def plain_training(self) -> "GenParams":
         """These parameters with the training words spoken as drawn: no tempo, vowel-length or rate change,
@@ -822,12 +826,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--test-speakers", type=int, default=DEFAULT_TEST_SPEAKERS,
                     help=f"speakers of the test split, disjoint from training (default {DEFAULT_TEST_SPEAKERS})")
     ap.add_argument("--snr-db", type=float, nargs=2, metavar=("LO", "HI"),
-                    help=f"background-noise SNR range of train/test in dB (default {GenParams.snr_db})")
+                    help=f"background-noise SNR range of train/test in dB (default {GenParams.snr_db} for the test "
+                         f"words; the training words' is --train-snr-db's, unless only --snr-db is given)")
     ap.add_argument("--no-noise", action="store_true", help="no background noise in train/test")
     ap.add_argument("--train-snr-db", type=float, nargs=2, metavar=("LO", "HI"),
                     help=f"background-noise SNR range of the training words in dB, when other than --snr-db's; "
                          f"above the noisy split's {SHIFTS['noisy']['snr_db'][1]:g} dB (default "
-                         f"{GenParams.train_snr_db}: as --snr-db)")
+                         f"{GenParams.train_snr_db})")
     ap.add_argument("--train-tempo", type=float, nargs=2, metavar=("LO", "HI"),
                     help=f"tempo factors of the training words played faster or slower, drawn log-uniformly "
                          f"(default {GenParams.train_tempo})")
@@ -840,7 +845,7 @@ def main(argv: list[str] | None = None) -> int:
                          f"0 0 = the voices' own)")
     ap.add_argument("--train-rate", type=float, nargs=2, metavar=("LO", "HI"),
                     help=f"rates (words/min) of the training words given one other than their speaker's, drawn "
-                         f"uniformly; inside the speakers' rates (default {GenParams.train_rate}: off)")
+                         f"uniformly; inside the speakers' rates (default {GenParams.train_rate})")
     ap.add_argument("--train-rate-share", type=float, metavar="P",
                     help=f"share of the training words spoken at a --train-rate rate (default {GenParams.train_rate_share}; "
                          f"0 = every word at its speaker's rate)")
@@ -855,8 +860,8 @@ def main(argv: list[str] | None = None) -> int:
             print("error: --no-noise and --train-snr-db contradict each other", file=sys.stderr)
             return 2
         params = replace(params, snr_db=None, train_snr_db=None)
-    elif a.snr_db:
-        params = replace(params, snr_db=tuple(a.snr_db))
+    elif a.snr_db:  # train and test alike, unless --train-snr-db says otherwise
+        params = replace(params, snr_db=tuple(a.snr_db), train_snr_db=None)
     if a.train_snr_db:
         params = replace(params, train_snr_db=tuple(a.train_snr_db))
     if a.train_tempo:
