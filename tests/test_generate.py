@@ -626,3 +626,51 @@ def test_train_vowel_length_changes_the_training_words_only(tmp_path, monkeypatc
     monkeypatch.setattr(G, "generate", lambda *a, **k: seen.update(k) or (tmp_path / "a", tmp_path / "b"))
     assert G.main(["--out", str(tmp_path / "cli"), "--shifted", "0", "--train-vowel-length", "-100", "60"]) == 0
     assert seen["params"].train_vowel_length == (-100, 60)
+
+
+def test_train_vowel_tilt_lengthens_slow_words_vowels_and_shortens_fast_ones():
+    p = replace(G.GenParams(), train_vowel_length=(-100, 50), train_vowel_tilt=50.0).validate()
+    draws = {r: np.array([G.train_vowel_add(0, 0, i, p, r) for i in range(3000)]) for r in (72.0, 144.0, 216.0)}
+    # the range moves by 50 units at either end of 72..216 wpm, its ends kept in VOWEL_ADD_RANGE
+    assert (draws[72.0].min(), draws[72.0].max()) == (-50, 100) and abs(draws[72.0].mean() - 25) < 3
+    assert (draws[144.0].min(), draws[144.0].max()) == (-100, 50) and abs(draws[144.0].mean() + 25) < 3
+    assert (draws[216.0].min(), draws[216.0].max()) == (-100, 0) and abs(draws[216.0].mean() + 50) < 3
+    off = replace(p, train_vowel_tilt=0.0)  # off: the rate plays no part, as before the field existed
+    assert all(G.train_vowel_add(0, 0, i, off, r) == G.train_vowel_add(0, 0, i, off) for i in range(50) for r in (72, 216))
+    assert all(G.train_vowel_add(0, s, i, p, 72.0) == 0 for s in (1, 2, 3, 4) for i in range(20))  # training only
+    with pytest.raises(ValueError, match="rate"):
+        G.train_vowel_add(0, 0, 1, p)
+    for bad in (-10.0, 150.0, "a"):
+        with pytest.raises(ValueError, match="train_vowel_tilt"):
+            replace(p, train_vowel_tilt=bad).validate()
+    assert "train_vowel_tilt" not in G.GenParams().as_dict() and G.GenParams.from_dict(p.as_dict()) == p
+    assert p.plain_training().train_vowel_tilt == 0.0
+
+
+def test_synth_sample_tilts_a_training_word_s_vowels_by_its_own_rate(monkeypatch):
+    seen = []
+    monkeypatch.setattr(G, "synth_audio", lambda label, spk, rng, prm, tempo, vowel, rate: seen.append((vowel, rate))
+                        or np.zeros(8))
+    monkeypatch.setattr(G.cochlea, "audio_to_spikes", lambda *a, **k: (np.zeros(0), np.zeros(0, np.int64)))
+    tr, te = G.make_speakers(0, 2, 1)
+    p = replace(G.GenParams(), train_vowel_tilt=50.0)
+    q = replace(p, train_rate=None, train_rate_share=0.0)  # every word at its speaker's drawn rate
+    for i in range(6):
+        G.synth_sample(0, 0, i, tr, p)
+        G.synth_sample(0, 0, i, tr, q)
+        G.synth_sample(0, 1, i, te, p)
+    for i in range(6):
+        (v_p, r_p), (v_q, r_q), (v_t, r_t) = seen[3 * i: 3 * i + 3]
+        assert r_p == G.train_rate_of(0, 0, i, p) and v_p == G.train_vowel_add(0, 0, i, p, r_p)
+        drawn = G.draw_utterance(G.speaker_of(i, tr), q.split_params(0), G.sample_rng(0, 0, i)).rate
+        assert r_q is None and v_q == G.train_vowel_add(0, 0, i, q, drawn)
+        assert (v_t, r_t) == (0, None)
+
+
+def test_train_vowel_tilt_flag_reaches_the_generator_and_a_bad_value_names_the_field(tmp_path, monkeypatch, capsys):
+    assert G.main(["--out", str(tmp_path / "bad"), "--shifted", "0", "--train-vowel-tilt", "-5"]) == 2
+    assert "train_vowel_tilt" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    seen = {}
+    monkeypatch.setattr(G, "generate", lambda *a, **k: seen.update(k) or (tmp_path / "a", tmp_path / "b"))
+    assert G.main(["--out", str(tmp_path / "cli"), "--train-vowel-tilt", "50"]) == 0
+    assert seen["params"].train_vowel_tilt == 50.0

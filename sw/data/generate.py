@@ -149,7 +149,7 @@ VOWEL_ADD_RANGE = (-100, 100)
 # Fields added after sets were cached, with their "off" value: left out of the manifest when off, and
 # from_dict reads their absence as off (not as today's default), so an older manifest still describes
 # its own set exactly.
-OFF_IF_ABSENT = {"train_rate": None, "train_rate_share": 0.0, "train_snr_db": None}
+OFF_IF_ABSENT = {"train_rate": None, "train_rate_share": 0.0, "train_snr_db": None, "train_vowel_tilt": 0.0}
 
 
 @dataclass(frozen=True)
@@ -187,12 +187,17 @@ class GenParams:
     # training words only: their background-noise SNR range, when other than snr_db (split_params).  It
     # must stay above the noisy split's SNRs, so that split stays outside the training range.  None = snr_db
     train_snr_db: tuple | None = (10.0, 40.0)
+    # training words only: train_vowel_length's range moved by this many stressAdd units towards longer
+    # vowels for a word spoken at the slow end of the training range, and as many towards shorter ones at
+    # the fast end (linear in the word's rate; train_vowel_add), as people lengthen vowels when they speak
+    # slowly.  0 = every word draws from train_vowel_length alike
+    train_vowel_tilt: float = 0.0
 
     def plain_training(self) -> "GenParams":
         """These parameters with the training words spoken as drawn: no tempo, vowel-length or rate change,
         and the test words' noise floor (the corpus before round 11 of ``docs/results.md`` section 4)."""
         return replace(self, train_tempo=None, train_tempo_share=0.0, train_vowel_length=None, train_rate=None,
-                       train_rate_share=0.0, train_snr_db=None)
+                       train_rate_share=0.0, train_snr_db=None, train_vowel_tilt=0.0)
 
     def split_params(self, split: int) -> "GenParams":
         """The parameters a word of ``split`` (0 = training) is drawn with: a training word's SNR range
@@ -241,6 +246,9 @@ class GenParams:
             raise ValueError(f"generator parameter train_snr_db: must lie above the noisy split's SNRs (up to "
                              f"{noisy_hi:g} dB), so that split stays outside the training range, got "
                              f"{self.train_snr_db!r}")
+        if not (isinstance(self.train_vowel_tilt, (int, float)) and 0 <= self.train_vowel_tilt <= VOWEL_ADD_RANGE[1]):
+            raise ValueError(f"generator parameter train_vowel_tilt: need stressAdd units in [0, {VOWEL_ADD_RANGE[1]}], "
+                             f"got {self.train_vowel_tilt!r}")
         v = self.train_vowel_length
         if v is not None and not (all(isinstance(x, (int, float)) and float(x).is_integer() for x in v)
                                   and VOWEL_ADD_RANGE[0] <= v[0] <= v[1] <= VOWEL_ADD_RANGE[1]):
@@ -605,14 +613,23 @@ def train_rate_of(seed: int, split: int, index: int, params: GenParams) -> float
     return float(rng.uniform(*params.train_rate))
 
 
-def train_vowel_add(seed: int, split: int, index: int, params: GenParams) -> int:
+def train_vowel_add(seed: int, split: int, index: int, params: GenParams, rate: float | None = None) -> int:
     """The stressAdd units added to the vowel lengths of word ``index`` (0 = the voice's own): a training
-    word (split 0) draws a whole number uniformly from ``params.train_vowel_length``.  Its own
-    generator, so every other draw (and every word of the other splits) stays as it was."""
+    word (split 0) draws a whole number uniformly from ``params.train_vowel_length``.  With
+    ``params.train_vowel_tilt`` that range is first moved by ``tilt * (mid - rate) / half`` units (``mid``
+    and ``half`` the centre and half-width of :meth:`GenParams.rate_range`; ``rate`` the word's, words/min):
+    longer vowels for slow words, shorter for fast ones, its ends kept inside :data:`VOWEL_ADD_RANGE`.
+    Its own generator, so every other draw (and every word of the other splits) stays as it was."""
     if split != 0 or params.train_vowel_length is None:
         return 0
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(split), int(index), 0x70E1]))
     lo, hi = params.train_vowel_length
+    if params.train_vowel_tilt:
+        if rate is None:
+            raise ValueError("train_vowel_add: train_vowel_tilt needs the word's rate")
+        r_lo, r_hi = params.rate_range()
+        shift = int(round(params.train_vowel_tilt * ((r_lo + r_hi) / 2 - rate) / ((r_hi - r_lo) / 2)))
+        lo, hi = (int(np.clip(x + shift, *VOWEL_ADD_RANGE)) for x in (lo, hi))
     return int(rng.integers(int(lo), int(hi) + 1))
 
 
@@ -626,8 +643,12 @@ def synth_sample(seed: int, split: int, index: int, speakers: list[Speaker], par
     rng = sample_rng(seed, split, index)
     label = index % len(WORDS)
     speaker = speaker_of(index, speakers)
-    audio = synth_audio(label, speaker, rng, params.split_params(split), train_tempo_factor(seed, split, index, params),
-                        train_vowel_add(seed, split, index, params), train_rate_of(seed, split, index, params))
+    word_params = params.split_params(split)
+    rate = train_rate_of(seed, split, index, params)
+    if split == 0 and params.train_vowel_tilt and rate is None:  # the speaker's drawn rate (a copy of the draws)
+        rate = draw_utterance(speaker, word_params, sample_rng(seed, split, index)).rate
+    audio = synth_audio(label, speaker, rng, word_params, train_tempo_factor(seed, split, index, params),
+                        train_vowel_add(seed, split, index, params, rate), train_rate_of(seed, split, index, params))
     times, units = cochlea.audio_to_spikes(audio, cochlea.SAMPLE_RATE, seed=int(rng.integers(2**32)))
     return times, units, label, speaker.sid
 
@@ -843,6 +864,10 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"espeak-ng stressAdd units added to every training word's vowel lengths, a whole number "
                          f"drawn uniformly per word, within {list(VOWEL_ADD_RANGE)} (default {GenParams.train_vowel_length}; "
                          f"0 0 = the voices' own)")
+    ap.add_argument("--train-vowel-tilt", type=float, metavar="UNITS",
+                    help=f"stressAdd units by which --train-vowel-length's range moves towards longer vowels for the "
+                         f"slowest training words and towards shorter ones for the fastest, linear in the rate "
+                         f"(default {GenParams.train_vowel_tilt}: off)")
     ap.add_argument("--train-rate", type=float, nargs=2, metavar=("LO", "HI"),
                     help=f"rates (words/min) of the training words given one other than their speaker's, drawn "
                          f"uniformly; inside the speakers' rates (default {GenParams.train_rate})")
@@ -870,6 +895,8 @@ def main(argv: list[str] | None = None) -> int:
         params = replace(params, train_tempo_share=a.train_tempo_share)
     if a.train_vowel_length:
         params = replace(params, train_vowel_length=tuple(a.train_vowel_length))
+    if a.train_vowel_tilt is not None:
+        params = replace(params, train_vowel_tilt=a.train_vowel_tilt)
     if a.train_rate:
         params = replace(params, train_rate=tuple(a.train_rate))
     if a.train_rate_share is not None:
