@@ -23,7 +23,10 @@ Each utterance (all ranges are fields of :class:`GenParams`, recorded in the man
   uniformly from ``train_vowel_length`` is added to every stress level's vowel length
   (the voice's ``stressAdd``, :func:`vowel_variant`) while the consonants keep
   theirs, as when speech gets faster or slower.  Its own generator
-  (:func:`train_vowel_add`);
+  (:func:`train_vowel_add`).  With ``train_vowel_tilt`` (``--train-vowel-tilt``,
+  off by default) the range moves with the word's rate: towards longer vowels
+  for slow words, shorter for fast ones (round 15 of ``docs/results.md``
+  section 4: no gain);
 - (training words only: ``train_tempo``, ``--train-tempo``; default half of them,
   0.7-1.4x) with probability ``train_tempo_share`` is played faster or slower by a
   factor drawn log-uniformly from ``train_tempo``, by the same Rubber Band engine:
