@@ -647,11 +647,12 @@ def synth_sample(seed: int, split: int, index: int, speakers: list[Speaker], par
     label = index % len(WORDS)
     speaker = speaker_of(index, speakers)
     word_params = params.split_params(split)
-    rate = train_rate_of(seed, split, index, params)
+    given_rate = train_rate_of(seed, split, index, params)
+    rate = given_rate
     if split == 0 and params.train_vowel_tilt and rate is None:  # the speaker's drawn rate (a copy of the draws)
         rate = draw_utterance(speaker, word_params, sample_rng(seed, split, index)).rate
     audio = synth_audio(label, speaker, rng, word_params, train_tempo_factor(seed, split, index, params),
-                        train_vowel_add(seed, split, index, params, rate), train_rate_of(seed, split, index, params))
+                        train_vowel_add(seed, split, index, params, rate), given_rate)
     times, units = cochlea.audio_to_spikes(audio, cochlea.SAMPLE_RATE, seed=int(rng.integers(2**32)))
     return times, units, label, speaker.sid
 
