@@ -27,7 +27,7 @@ DELAY_MODES = ("fixed", "learnable")
 # fields whose value may be null, or have a fixed set of values
 NULLABLE = {"data.limit", "data.time_norm", "budget.max_taps", "unlayered.forward_group", "model.layer_max_delay",
             "train.augment_stretch_rate", "train.augment_stretch_target", "train.augment_stretch_quiet",
-            "train.augment_loud"}
+            "train.augment_loud", "train.average_from"}
 # fields that are null (off) or an object of parameters, checked as a whole (data.time_norm: sw.data.time_norm)
 OPTIONAL_OBJECTS = {"data.time_norm"}
 # fields that take one number or a list with one number per (hidden) layer
@@ -128,6 +128,9 @@ def _check(cfg: dict) -> dict:
     if not (len(cs) == 2 and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in cs)
             and 0 < cs[0] <= cs[1] and math.isfinite(cs[1])):
         raise ConfigError("train.consistency_stretch", f"must be [lo, hi] with 0 < lo <= hi, got {cs!r}")
+    af = t["average_from"]  # weight averaging over the last epochs (sw.trainer.train)
+    if af is not None and not (isinstance(af, (int, float)) and not isinstance(af, bool) and 0 <= af < 1):
+        raise ConfigError("train.average_from", f"must be null (off) or a fraction of the epochs in [0, 1), got {af!r}")
     if not (0 <= t["weight_decay"] and math.isfinite(t["weight_decay"])):
         raise ConfigError("train.weight_decay", f"must be >= 0 and finite, got {t['weight_decay']!r}")
     if not 0 <= d["val_fraction"] < 1:

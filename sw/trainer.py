@@ -34,6 +34,8 @@ off) mixes in a cross-entropy on the running readout from step ``train.latency_l
 ``train.consistency_weight`` (default 0, off) adds the rate-consistency loss: every batch is forwarded
 together with a copy stretched once more in time by a factor log-uniform in ``train.consistency_stretch``
 (seeded per seed, epoch and sample), plus weight x :func:`consistency_loss` between the two outputs;
+``train.average_from`` (default null, off) makes the trained model the average of the weights after each
+epoch from that fraction of the epochs on (:func:`weight_averager`);
 ``train.label_smoothing`` (default 0, off) smooths the cross-entropy targets; ``train.decay_weights_only``
 (default false) restricts ``train.weight_decay`` to the synapse weights (:func:`param_groups`);
 ``model.delay_mode = "learnable"`` (``--delays learnable``) trains a DCLS-style
@@ -182,6 +184,8 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
     if pr["method"] == "none" or learnable:  # learnable delays have one tap per synapse by construction
         plan = {}
     budget_epoch = max(plan) if plan else 0  # the budget holds from the final pruning step on
+    warm = tc["low_bit_warmup"]
+    avg, avg_from = weight_averager(net, tc["average_from"], E, plan, budget_epoch, learnable, warm)
     history, start = [], 0
     last = ck_dir / "last.pt"
     cfg_json = json.dumps(cfg, sort_keys=True)
@@ -191,6 +195,8 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
         if old != cfg:
             raise ConfigError(",".join(_diff_fields(old, cfg)), f"differs from the checkpoint '{last}' being resumed")
         net.load_state_dict(ck["model"])
+        if avg is not None:
+            avg.load_state_dict(ck["avg"])
         opt.load_state_dict(ck["opt"])
         sched.load_state_dict(ck["sched"])
         torch.set_rng_state(ck["rng"])
@@ -204,7 +210,6 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
     B = tc["batch_size"]
     g = torch.Generator().manual_seed(cfg["seed"])
     calib = Xtr_t[torch.randperm(len(ytr_t), generator=g)[:128]].to(device, torch.float32)  # fixed, seeded batch of train
-    warm = tc["low_bit_warmup"]
     net.set_weight_bits(net.weight_bits_at(max(start - 1, 0), E, warm))  # low-bit weights: the warm phase's width
     if start == 0 and net.cfg.init_rate > 0:  # data-driven init
         mults = net.calibrate(calib, net.cfg.init_rate)
@@ -270,6 +275,8 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
             n_ok += int((logits.argmax(1) == yb).sum())
             bar.set_postfix(loss=f"{loss.item():.3f}")
         sched.step()
+        if avg is not None and epoch >= avg_from:
+            avg.update_parameters(net)
         model.eval()
         val_acc = evaluate(model, Xval, yval)[0] if len(yval) else float("nan")
         st = [mask_stats(s.mask, s.delays) for s in net.synapses]
@@ -282,14 +289,56 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
         _atomic_save({"config": cfg_json, "epoch": epoch + 1, "model": net.state_dict(), "opt": opt.state_dict(),
                       "sched": sched.state_dict(), "rng": torch.get_rng_state(),
                       "gen": model.gen.get_state() if hasattr(model, "gen") else torch.zeros(0, dtype=torch.uint8),
-                      "history": json.dumps(history)}, last)
+                      "history": json.dumps(history), "avg": avg.state_dict() if avg is not None else {}}, last)
         done_now += 1
         if stop_after is not None and done_now >= stop_after and epoch + 1 < E:
             log(f"stopping after {done_now} epoch(s) as asked; continue with --resume")
             return None
+    averaged = None
+    if avg is not None:  # the trained model is the average
+        with torch.no_grad():
+            for p, q in zip(net.parameters(), avg.module.parameters()):
+                p.copy_(q)
+        model.eval()
+        val_avg = evaluate(model, Xval, yval)[0] if len(yval) else float("nan")
+        averaged = {"epochs": E - avg_from, "first_epoch": avg_from + 1, "val_acc": val_avg,
+                    "val_acc_last_epoch": history[-1]["val_acc"]}
+        log(f"weights averaged over epochs {avg_from + 1}..{E}: val {history[-1]['val_acc']:.3f} (epoch {E}) "
+            f"-> {val_avg:.3f}")
     if net.cfg.spike_dropout > 0:
         end_spike_dropout(model, net, calib, log)
-    return finish(cfg, model, net, history, Xte, yte, t_start, t_data, log, progress, data_provenance(data))
+    return finish(cfg, model, net, history, Xte, yte, t_start, t_data, log, progress, data_provenance(data),
+                  averaged)
+
+
+def weight_averager(net, average_from: float | None, epochs: int, plan: dict, budget_epoch: int, learnable: bool,
+                    warm: float):
+    """``(averager, first)`` for ``train.average_from`` (``(None, None)`` when it is null): the weights
+    after every epoch from the 0-based epoch ``first = min(round(average_from * epochs), epochs - 1)`` on
+    are averaged uniformly (stochastic weight averaging over the tail of the cosine schedule;
+    ``torch.optim.swa_utils.AveragedModel``, parameters only: the pruning masks are the net's own), and
+    the average is the trained model. Learnable delay positions are averaged like weights; the delay
+    width of the last epoch is kept.
+
+    Pruning steps, the budget and the end of the low-bit warm phase prune and rescale the weights at
+    the start of an epoch, so averaging across one would mix two different nets: the averaging must
+    start at or after the last of them, else a :class:`ConfigError` names ``train.average_from``."""
+    if average_from is None:
+        return None, None
+    from torch.optim.swa_utils import AveragedModel
+
+    first = min(round(average_from * epochs), epochs - 1)
+    events = {budget_epoch: "the delay-tap budget"} if not learnable else {}
+    events.update(dict.fromkeys(plan, "a pruning step"))
+    if net.weight_bits_at(0, epochs, warm) != net.cfg.weight_bits:
+        events[round(warm * epochs)] = "the end of the low-bit warm phase (train.low_bit_warmup)"
+    late = {e: why for e, why in events.items() if e > first}
+    if late:
+        e = max(late)
+        raise ConfigError("train.average_from", f"averaging from epoch {first + 1} of {epochs} would mix the weights "
+                          f"from before and after {late[e]} at the start of epoch {e + 1}: start at or after "
+                          f"{e / epochs:g}")
+    return AveragedModel(net, use_buffers=False), first
 
 
 def end_spike_dropout(model, net, calib: torch.Tensor, log=print) -> list[float]:
@@ -322,7 +371,7 @@ def data_provenance(data) -> dict:
 
 
 def finish(cfg, model, net, history, Xte, yte, t_start, t_data, log=print, progress=True,
-           data_info: dict | None = None) -> dict:
+           data_info: dict | None = None, averaged: dict | None = None) -> dict:
     """Float/integer test accuracy, export, parity with hw.reference, summary table and JSON."""
     from hw.reference import simulate
 
@@ -356,7 +405,7 @@ def finish(cfg, model, net, history, Xte, yte, t_start, t_data, log=print, progr
                        "spike_density": float(ours.spikes[l].mean()) if L.spiking else None})
     summary = {
         "float_acc": float_acc, "float_unquantized_acc": float_unq_acc, "integer_acc": int_acc, "integer_torch_acc": float((ours.predictions == yte).mean()),
-        **extra, "test_samples": int(len(yte)), "parity": par,
+        **extra, **({"weight_average": averaged} if averaged else {}), "test_samples": int(len(yte)), "parity": par,
         "parameters_nonzero": sum(x["nonzero_taps"] for x in layers),
         "parameters_grid": sum(p.numel() for p in (s.weight for s in net.synapses)),
         "layers": layers, "float_spike_density": float_density, "history": history,

@@ -221,3 +221,58 @@ def test_spike_dropout_is_refused_for_the_unlayered_model():
     with pytest.raises(ConfigError, match="model.spike_dropout.*layered"):
         load_config(overrides={"model": {"spike_dropout": 0.1}, "mode": "unlayered"})
     assert load_config(overrides={"model": {"spike_dropout": 0.1}})["model"]["spike_dropout"] == 0.1
+
+
+# ---------------------------------------------------------------- train.average_from
+def _params(path) -> dict:
+    return torch.load(path, map_location="cpu", weights_only=True)["model"]
+
+
+def test_average_from_averages_the_last_epochs_weights(tmp_path):
+    """The averaged model's parameters are the mean of the weights that a plain run (averaging off, the
+    same trajectory) has after each averaged epoch, read from its per-epoch checkpoints."""
+    p = tmp_path / "tiny.json"
+    p.write_text(json.dumps({**TINY, "train": {**TINY["train"], "epochs": 4}}))
+    run = lambda out, *x: main(["--config", str(p), "--out", str(tmp_path / out), "--no-progress", *x])  # noqa: E731
+    snaps = []
+    for k in range(4):  # the plain run, one epoch at a time
+        assert run("plain", *(["--resume"] if k else []), "--stop-after", "1") == 0
+        snaps.append(_params(tmp_path / "plain" / "checkpoints" / "last.pt"))
+    assert run("avg", "--set", "train.average_from=0.5") == 0  # epochs 3 and 4 of 4
+    got = _params(tmp_path / "avg" / "checkpoints" / "final.pt")
+    _, net = build_model(_cfg(tmp_path), 5, 3)
+    names = [n for n, _ in net.named_parameters()]
+    assert names and all(n in got for n in names)
+    differs = False
+    for n in names:
+        want = (snaps[2][n].double() + snaps[3][n].double()) / 2
+        assert torch.allclose(got[n].double(), want, rtol=1e-6, atol=1e-7), n
+        differs |= not torch.equal(got[n], snaps[3][n])
+    assert differs  # not simply the last epoch's weights
+    s = json.loads((tmp_path / "avg" / "train_summary.json").read_text())
+    assert s["weight_average"]["epochs"] == 2 and s["weight_average"]["first_epoch"] == 3
+    assert s["parity"]["all_bit_exact"]  # the averaged net exports and matches hw.reference
+    # killed mid-average and resumed: the same bits
+    assert run("b", "--set", "train.average_from=0.5", "--stop-after", "3") == 0
+    assert run("b", "--set", "train.average_from=0.5", "--resume") == 0
+    assert ((tmp_path / "b" / "model.safetensors").read_bytes()
+            == (tmp_path / "avg" / "model.safetensors").read_bytes())
+
+
+@pytest.mark.parametrize("value", [1.0, -0.1, "x", True])
+def test_average_from_bad_values_name_the_field(value):
+    with pytest.raises(ConfigError, match="train.average_from"):
+        load_config(overrides={"train": {"average_from": value}})
+
+
+def test_average_from_refuses_to_mix_pruning_steps(tmp_path):
+    """On the fixed grid the pruning schedule rescales the weights: averaging across it is refused."""
+    over = {**TINY, "model": {**TINY["model"], "delay_mode": "fixed"},
+            "train": {**TINY["train"], "epochs": 4, "average_from": 0.25},
+            "prune": {"method": "synaptic", "k": 1, "max_levels": 2, "steps": 2, "start": 0.0, "end": 0.75}}
+    p = tmp_path / "fixed.json"
+    p.write_text(json.dumps(over))
+    from sw.trainer import train
+    with pytest.raises(ConfigError, match="train.average_from.*pruning step"):
+        train(load_config(p, overrides={"out": str(tmp_path / "o")}), progress=False, log=lambda *_: None)
+    assert not (tmp_path / "o" / "checkpoints").exists()  # refused before any training
