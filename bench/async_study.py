@@ -115,7 +115,7 @@ NEUTRAL = {"train.augment_fraction": 1.0, "train.shards": 1, "train.low_bit_warm
            "train.augment_warp": 0.0, "train.augment_stretch_target": None, "train.augment_stretch_quiet": None,
            "train.augment_loud": None,
            "train.label_smoothing": 0.0, "train.decay_weights_only": False,
-           "train.consistency_weight": 0.0, "train.consistency_stretch": [0.5, 2.0],
+           "train.consistency_weight": 0.0, "train.consistency_stretch": [0.5, 2.0], "train.average_from": None,
            "model.spike_dropout": 0.0, "data.time_norm": None}
 
 
