@@ -185,7 +185,7 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
         plan = {}
     budget_epoch = max(plan) if plan else 0  # the budget holds from the final pruning step on
     warm = tc["low_bit_warmup"]
-    avg, avg_from = weight_averager(net, tc["average_from"], E, plan, budget_epoch, learnable, warm)
+    avg, avg_from = weight_averager(net, tc["average_from"], E, plan, budget_epoch, learnable, warm, log)
     history, start = [], 0
     last = ck_dir / "last.pt"
     cfg_json = json.dumps(cfg, sort_keys=True)
@@ -312,32 +312,31 @@ def train(cfg: dict, resume: bool = False, stop_after: int | None = None, progre
 
 
 def weight_averager(net, average_from: float | None, epochs: int, plan: dict, budget_epoch: int, learnable: bool,
-                    warm: float):
+                    warm: float, log=print):
     """``(averager, first)`` for ``train.average_from`` (``(None, None)`` when it is null): the weights
-    after every epoch from the 0-based epoch ``first = min(round(average_from * epochs), epochs - 1)`` on
-    are averaged uniformly (stochastic weight averaging over the tail of the cosine schedule;
-    ``torch.optim.swa_utils.AveragedModel``, parameters only: the pruning masks are the net's own), and
-    the average is the trained model. Learnable delay positions are averaged like weights; the delay
-    width of the last epoch is kept.
+    after every epoch from the 0-based epoch ``first`` on are averaged uniformly (stochastic weight
+    averaging over the tail of the cosine schedule; ``torch.optim.swa_utils.AveragedModel``, parameters
+    only: the pruning masks are the net's own), and the average is the trained model. Learnable delay
+    positions are averaged like weights; the delay width of the last epoch is kept.
 
-    Pruning steps, the budget and the end of the low-bit warm phase prune and rescale the weights at
-    the start of an epoch, so averaging across one would mix two different nets: the averaging must
-    start at or after the last of them, else a :class:`ConfigError` names ``train.average_from``."""
+    ``first = min(round(average_from * epochs), epochs - 1)``, moved later when a pruning step, the
+    delay-tap budget or the end of the low-bit warm phase comes after it: these prune and rescale the
+    weights at the start of their epoch, and averaging across one would mix two different nets. So the
+    average always starts at or after the last of them (logged when moved)."""
     if average_from is None:
         return None, None
     from torch.optim.swa_utils import AveragedModel
 
     first = min(round(average_from * epochs), epochs - 1)
     events = {budget_epoch: "the delay-tap budget"} if not learnable else {}
-    events.update(dict.fromkeys(plan, "a pruning step"))
+    events.update(dict.fromkeys(plan, "the last pruning step"))
     if net.weight_bits_at(0, epochs, warm) != net.cfg.weight_bits:
         events[round(warm * epochs)] = "the end of the low-bit warm phase (train.low_bit_warmup)"
-    late = {e: why for e, why in events.items() if e > first}
-    if late:
-        e = max(late)
-        raise ConfigError("train.average_from", f"averaging from epoch {first + 1} of {epochs} would mix the weights "
-                          f"from before and after {late[e]} at the start of epoch {e + 1}: start at or after "
-                          f"{e / epochs:g}")
+    last = max(events, default=0)
+    if last > first:
+        log(f"weight averaging starts at epoch {last + 1}, after {events[last]}, not at {first + 1} "
+            f"(train.average_from)")
+        first = last
     return AveragedModel(net, use_buffers=False), first
 
 

@@ -8,7 +8,8 @@ import torch
 from sw.checkpoint import build_model
 from sw.config import ConfigError, load_config
 from sw.models.delay import mem_sum_loss
-from sw.trainer import main, param_groups, readout_loss
+from sw.prune import schedule
+from sw.trainer import main, param_groups, readout_loss, train
 
 TINY = {
     "data": {"source": "synthetic", "T": 30, "val_fraction": 0.2,
@@ -265,14 +266,16 @@ def test_average_from_bad_values_name_the_field(value):
         load_config(overrides={"train": {"average_from": value}})
 
 
-def test_average_from_refuses_to_mix_pruning_steps(tmp_path):
-    """On the fixed grid the pruning schedule rescales the weights: averaging across it is refused."""
+def test_average_from_starts_after_the_last_pruning_step(tmp_path):
+    """On the fixed grid the pruning schedule prunes and rescales the weights at the start of an epoch:
+    the average starts after its last step, not across it."""
     over = {**TINY, "model": {**TINY["model"], "delay_mode": "fixed"},
             "train": {**TINY["train"], "epochs": 4, "average_from": 0.25},
             "prune": {"method": "synaptic", "k": 1, "max_levels": 2, "steps": 2, "start": 0.0, "end": 0.75}}
     p = tmp_path / "fixed.json"
     p.write_text(json.dumps(over))
-    from sw.trainer import train
-    with pytest.raises(ConfigError, match="train.average_from.*pruning step"):
-        train(load_config(p, overrides={"out": str(tmp_path / "o")}), progress=False, log=lambda *_: None)
-    assert not (tmp_path / "o" / "checkpoints").exists()  # refused before any training
+    lines = []
+    s = train(load_config(p, overrides={"out": str(tmp_path / "o")}), progress=False, log=lines.append)
+    plan = schedule(load_config(p)["prune"], len(build_model(load_config(p), 5, 3)[1].cfg.delays), 4)
+    assert max(plan) == 3 and s["weight_average"]["first_epoch"] == 4  # 0.25 x 4 -> epoch 2, moved to 4
+    assert any("weight averaging starts at epoch 4, after the last pruning step" in x for x in lines)
