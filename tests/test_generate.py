@@ -354,6 +354,54 @@ def test_train_tempo_factor_only_for_a_share_of_the_training_words():
             replace(G.GenParams(), **kw).validate()
 
 
+def test_train_tempo_slow_share_changes_slowed_and_sped_up_words_with_their_own_shares():
+    """A changed word's factor is the one it has when every word is changed (share 1); which words are
+    changed follows the single-share rule, with the slow share for factors below 1."""
+    every = replace(G.GenParams(), train_tempo=(0.7, 1.4), train_tempo_share=1.0)
+    f1 = np.array([G.train_tempo_factor(0, 0, i, every) for i in range(2000)])
+    slow = f1 < 1
+    for s_slow, s_fast in ((1.0, 0.0), (0.75, 0.5), (0.2, 0.9), (0.0, 0.5)):
+        p = replace(every, train_tempo_share=s_fast, train_tempo_slow_share=s_slow).validate()
+        f = np.array([G.train_tempo_factor(0, 0, i, p) for i in range(2000)])
+        as_slow = [G.train_tempo_factor(0, 0, i, replace(every, train_tempo_share=s_slow)) for i in range(2000)]
+        as_fast = [G.train_tempo_factor(0, 0, i, replace(every, train_tempo_share=s_fast)) for i in range(2000)]
+        assert np.array_equal(f, np.where(slow, as_slow, as_fast))
+        changed = f != 1.0
+        assert np.array_equal(f[changed], f1[changed])
+        assert abs(changed[slow].mean() - s_slow) < 0.05 and abs(changed[~slow].mean() - s_fast) < 0.05  # se <= 0.016
+    # None: train_tempo_share for both, exactly as before the field existed
+    half = replace(every, train_tempo_share=0.5)
+    assert half.tempo_shares() == (0.5, 0.5)
+    assert [G.train_tempo_factor(0, 0, i, half) for i in range(200)] == \
+           [G.train_tempo_factor(0, 0, i, replace(half, train_tempo_slow_share=0.5)) for i in range(200)]
+    # only slowing: the heard range widens below and not above; never a test word
+    only_slow = replace(every, train_tempo_share=0.0, train_tempo_slow_share=1.0)
+    lo, hi = only_slow.rate_range()
+    assert only_slow.heard_train_range() == (lo * 0.7, hi)
+    assert replace(only_slow, train_tempo_slow_share=0.0).heard_train_range() == (lo, hi)
+    assert all(G.train_tempo_factor(0, s, i, only_slow) == 1.0 for s in (1, 2, 3, 4) for i in range(50))
+    assert G.GenParams().plain_training().tempo_shares() == (0.0, 0.0)
+    for bad in (1.5, -0.1, "most"):
+        with pytest.raises(ValueError, match="train_tempo_slow_share"):
+            replace(G.GenParams(), train_tempo_slow_share=bad).validate()
+    # off leaves the manifest as before; on round-trips
+    assert "train_tempo_slow_share" not in G.GenParams().as_dict()
+    q = replace(G.GenParams(), train_tempo_slow_share=0.75)
+    assert q.as_dict()["train_tempo_slow_share"] == 0.75 and G.GenParams.from_dict(q.as_dict()) == q
+
+
+def test_train_tempo_slow_share_flag_reaches_the_generator_and_a_bad_share_names_the_field(tmp_path, monkeypatch,
+                                                                                           capsys):
+    assert G.main(["--out", str(tmp_path / "bad"), "--shifted", "0", "--train-tempo-slow-share", "1.2"]) == 2
+    assert "train_tempo_slow_share" in capsys.readouterr().err and not (tmp_path / "bad").exists()
+    seen = {}
+    monkeypatch.setattr(G, "generate", lambda *a, **k: seen.update(k) or (tmp_path / "a", tmp_path / "b"))
+    assert G.main(["--out", str(tmp_path / "cli"), "--train-tempo-slow-share", "0.75"]) == 0
+    assert (seen["params"].train_tempo_share, seen["params"].train_tempo_slow_share) == (0.5, 0.75)
+    assert G.main(["--out", str(tmp_path / "cli")]) == 0
+    assert seen["params"].train_tempo_slow_share is None
+
+
 def _manifest_only_set(tmp_path, params):
     """A set folder holding only the manifest of 40 training / 20 test words (4 / 2 speakers, seed 0):
     enough for word_rates, which recomputes every draw from it."""

@@ -33,7 +33,9 @@ Each utterance (all ranges are fields of :class:`GenParams`, recorded in the man
   the time stretch of issue 11 moved before the cochlea, where the word-duration
   normalization (``sw.data.time_norm``) does not undo it.  Its own generator
   (:func:`train_tempo_factor`), so no other draw changes.  Together the two gain
-  6.2 points on the fast split (round 11 of ``docs/results.md`` section 4);
+  6.2 points on the fast split (round 11 of ``docs/results.md`` section 4).
+  ``train_tempo_slow_share`` (``--train-tempo-slow-share``, off by default) gives
+  the words drawn a slowing factor a share of their own (round 18);
   ``--plain-training`` (:meth:`GenParams.plain_training`) turns these two and the
   two below off;
 - (training words only: ``train_rate``, ``--train-rate``; by default every
@@ -152,7 +154,8 @@ VOWEL_ADD_RANGE = (-100, 100)
 # Fields added after sets were cached, with their "off" value: left out of the manifest when off, and
 # from_dict reads their absence as off (not as today's default), so an older manifest still describes
 # its own set exactly.
-OFF_IF_ABSENT = {"train_rate": None, "train_rate_share": 0.0, "train_snr_db": None, "train_vowel_tilt": 0.0}
+OFF_IF_ABSENT = {"train_rate": None, "train_rate_share": 0.0, "train_snr_db": None, "train_vowel_tilt": 0.0,
+                 "train_tempo_slow_share": None}
 
 
 @dataclass(frozen=True)
@@ -177,6 +180,9 @@ class GenParams:
     # drawn log-uniformly from train_tempo (Rubber Band, pitch kept; train_tempo_factor); None = off
     train_tempo: tuple | None = (0.7, 1.4)
     train_tempo_share: float = 0.5
+    # training words only: the share of the words drawn a slowing factor (< 1) that are slowed, when other
+    # than train_tempo_share (which then applies to the sped-up ones only).  None = train_tempo_share
+    train_tempo_slow_share: float | None = None
     # training words only: espeak-ng's own vowel lengths changed by an integer drawn uniformly from
     # train_vowel_length and added to every stress level's vowel length (a voice's stressAdd;
     # train_vowel_add); consonants keep theirs.  None = off
@@ -199,8 +205,9 @@ class GenParams:
     def plain_training(self) -> "GenParams":
         """These parameters with the training words spoken as drawn: no tempo, vowel-length or rate change,
         and the test words' noise floor (the corpus before round 11 of ``docs/results.md`` section 4)."""
-        return replace(self, train_tempo=None, train_tempo_share=0.0, train_vowel_length=None, train_rate=None,
-                       train_rate_share=0.0, train_snr_db=None, train_vowel_tilt=0.0)
+        return replace(self, train_tempo=None, train_tempo_share=0.0, train_tempo_slow_share=None,
+                       train_vowel_length=None, train_rate=None, train_rate_share=0.0, train_snr_db=None,
+                       train_vowel_tilt=0.0)
 
     def split_params(self, split: int) -> "GenParams":
         """The parameters a word of ``split`` (0 = training) is drawn with: a training word's SNR range
@@ -231,6 +238,10 @@ class GenParams:
                              f"{MAX_TEMPO:g}] (change_tempo), got {self.train_tempo!r}")
         if not 0 <= self.train_tempo_share <= 1:
             raise ValueError(f"generator parameter train_tempo_share: must be in [0, 1], got {self.train_tempo_share!r}")
+        slow = self.train_tempo_slow_share
+        if slow is not None and not (isinstance(slow, (int, float)) and 0 <= slow <= 1):
+            raise ValueError(f"generator parameter train_tempo_slow_share: must be in [0, 1] (or None = "
+                             f"train_tempo_share), got {slow!r}")
         if not (isinstance(self.train_rate_share, (int, float)) and 0 <= self.train_rate_share <= 1):
             raise ValueError(f"generator parameter train_rate_share: must be in [0, 1], got {self.train_rate_share!r}")
         if self.train_rate is None and self.train_rate_share > 0:
@@ -275,13 +286,22 @@ class GenParams:
             return float(self.rate[0]), float(self.rate[1])
         return self.speaker_rate[0] * (1 - self.rate_jitter), self.speaker_rate[1] * (1 + self.rate_jitter)
 
+    def tempo_shares(self) -> tuple[float, float]:
+        """The shares of the training words drawn a slowing and a speeding tempo factor that are changed
+        (:func:`train_tempo_factor`); ``(0, 0)`` when ``train_tempo`` is off."""
+        if self.train_tempo is None:
+            return 0.0, 0.0
+        slow = self.train_tempo_share if self.train_tempo_slow_share is None else self.train_tempo_slow_share
+        return float(slow), float(self.train_tempo_share)
+
     def heard_train_range(self) -> tuple[float, float]:
         """The lowest and highest rate a training word can be heard at: :meth:`rate_range` widened by
         the tempo factors when ``train_tempo`` changes some words (:func:`train_tempo_factor`)."""
         lo, hi = self.rate_range()
-        if self.train_tempo is None or self.train_tempo_share <= 0:
-            return lo, hi
-        return min(lo, lo * self.train_tempo[0]), max(hi, hi * self.train_tempo[1])
+        slow, fast = self.tempo_shares()
+        lo = min(lo, lo * self.train_tempo[0]) if slow > 0 else lo
+        hi = max(hi, hi * self.train_tempo[1]) if fast > 0 else hi
+        return lo, hi
 
 
 # Shifted test splits: one parameter outside the training range each.  Training
@@ -592,16 +612,20 @@ def sample_rng(seed: int, split: int, index: int) -> np.random.Generator:
 
 
 def train_tempo_factor(seed: int, split: int, index: int, params: GenParams) -> float:
-    """The tempo factor of word ``index`` (1 = unchanged): a training word (split 0) is changed with
-    probability ``params.train_tempo_share``, by a factor drawn log-uniformly from ``params.train_tempo``.
-    Its own generator, so every other draw (and every word of the other splits) stays as it was."""
-    if split != 0 or params.train_tempo is None or params.train_tempo_share <= 0:
+    """The tempo factor of word ``index`` (1 = unchanged): a training word (split 0) draws a factor
+    log-uniformly from ``params.train_tempo`` and is changed with probability ``params.train_tempo_share``
+    (``params.train_tempo_slow_share`` instead for a factor below 1, when set).  The draw that decides
+    comes first and the factor second, whatever the shares, so a changed word's factor is the same at
+    every share.  Its own generator, so every other draw (and every word of the other splits) stays as
+    it was."""
+    slow_share, fast_share = params.tempo_shares()
+    if split != 0 or max(slow_share, fast_share) <= 0:
         return 1.0
     rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(split), int(index), 0x7E3]))
-    if not rng.random() < params.train_tempo_share:
-        return 1.0
+    u = rng.random()
     lo, hi = params.train_tempo
-    return float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+    factor = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
+    return factor if u < (slow_share if factor < 1 else fast_share) else 1.0
 
 
 def train_rate_of(seed: int, split: int, index: int, params: GenParams) -> float | None:
@@ -719,7 +743,7 @@ def generate(out: str | Path, n_train: int, n_test: int, seed: int = 0, workers:
         raise ValueError(f"workers: must be >= 1, got {workers}")
     params = params.validate()
     slowest = min([params.rate_range()[0]] + [shifted_params(params, k).rate_range()[0] for k in SHIFTS if n_shifted])
-    tempo = n_train > 0 and params.train_tempo is not None and params.train_tempo_share > 0
+    tempo = n_train > 0 and max(params.tempo_shares()) > 0
     if (slowest < ESPEAK_MIN_RATE or tempo) and shutil.which("rubberband") is None:  # before minutes of work
         why = (f"words down to {slowest:g} words/min (below espeak-ng's {ESPEAK_MIN_RATE})"
                if slowest < ESPEAK_MIN_RATE else "the training words' tempo change (train_tempo)")
@@ -864,6 +888,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train-tempo-share", type=float, metavar="P",
                     help=f"share of the training words whose tempo is changed (default {GenParams.train_tempo_share}; "
                          f"0 = none)")
+    ap.add_argument("--train-tempo-slow-share", type=float, metavar="P",
+                    help="share of the training words drawn a slowing tempo factor (< 1) that are slowed, when "
+                         "other than --train-tempo-share's, which then applies to the sped-up ones only "
+                         "(default: --train-tempo-share's)")
     ap.add_argument("--train-vowel-length", type=int, nargs=2, metavar=("LO", "HI"),
                     help=f"espeak-ng stressAdd units added to every training word's vowel lengths, a whole number "
                          f"drawn uniformly per word, within {list(VOWEL_ADD_RANGE)} (default {GenParams.train_vowel_length}; "
@@ -897,6 +925,8 @@ def main(argv: list[str] | None = None) -> int:
         params = replace(params, train_tempo=tuple(a.train_tempo))
     if a.train_tempo_share is not None:
         params = replace(params, train_tempo_share=a.train_tempo_share)
+    if a.train_tempo_slow_share is not None:
+        params = replace(params, train_tempo_slow_share=a.train_tempo_slow_share)
     if a.train_vowel_length:
         params = replace(params, train_vowel_length=tuple(a.train_vowel_length))
     if a.train_vowel_tilt is not None:
