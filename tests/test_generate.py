@@ -335,7 +335,7 @@ def test_unbalanced_split_sizes_warn_naming_the_field(tmp_path, monkeypatch):
 
 
 def test_train_tempo_factor_only_for_a_share_of_the_training_words():
-    p = replace(G.GenParams(), train_tempo=(0.7, 1.4), train_tempo_share=0.5)
+    p = replace(G.GenParams(), train_tempo=(0.7, 1.4), train_tempo_share=0.5, train_tempo_slow_share=None)
     f = np.array([G.train_tempo_factor(0, 0, i, p) for i in range(2000)])
     changed = f != 1.0
     assert abs(changed.mean() - 0.5) < 0.04  # se 0.011
@@ -357,7 +357,7 @@ def test_train_tempo_factor_only_for_a_share_of_the_training_words():
 def test_train_tempo_slow_share_changes_slowed_and_sped_up_words_with_their_own_shares():
     """A changed word's factor is the one it has when every word is changed (share 1); which words are
     changed follows the single-share rule, with the slow share for factors below 1."""
-    every = replace(G.GenParams(), train_tempo=(0.7, 1.4), train_tempo_share=1.0)
+    every = replace(G.GenParams(), train_tempo=(0.7, 1.4), train_tempo_share=1.0, train_tempo_slow_share=None)
     f1 = np.array([G.train_tempo_factor(0, 0, i, every) for i in range(2000)])
     slow = f1 < 1
     for s_slow, s_fast in ((1.0, 0.0), (0.75, 0.5), (0.2, 0.9), (0.0, 0.5)):
@@ -384,9 +384,10 @@ def test_train_tempo_slow_share_changes_slowed_and_sped_up_words_with_their_own_
     for bad in (1.5, -0.1, "most"):
         with pytest.raises(ValueError, match="train_tempo_slow_share"):
             replace(G.GenParams(), train_tempo_slow_share=bad).validate()
-    # off leaves the manifest as before; on round-trips
-    assert "train_tempo_slow_share" not in G.GenParams().as_dict()
-    q = replace(G.GenParams(), train_tempo_slow_share=0.75)
+    # off leaves the manifest as before (a set cached before the field reads as off); on round-trips
+    off = replace(G.GenParams(), train_tempo_slow_share=None)
+    assert "train_tempo_slow_share" not in off.as_dict() and G.GenParams.from_dict(off.as_dict()) == off
+    q = G.GenParams()
     assert q.as_dict()["train_tempo_slow_share"] == 0.75 and G.GenParams.from_dict(q.as_dict()) == q
 
 
@@ -397,9 +398,12 @@ def test_train_tempo_slow_share_flag_reaches_the_generator_and_a_bad_share_names
     seen = {}
     monkeypatch.setattr(G, "generate", lambda *a, **k: seen.update(k) or (tmp_path / "a", tmp_path / "b"))
     assert G.main(["--out", str(tmp_path / "cli"), "--train-tempo-slow-share", "0.75"]) == 0
-    assert (seen["params"].train_tempo_share, seen["params"].train_tempo_slow_share) == (0.5, 0.75)
+    assert G.main(["--out", str(tmp_path / "cli"), "--train-tempo-slow-share", "0.3"]) == 0
+    assert (seen["params"].train_tempo_share, seen["params"].train_tempo_slow_share) == (0.5, 0.3)
     assert G.main(["--out", str(tmp_path / "cli")]) == 0
-    assert seen["params"].train_tempo_slow_share is None
+    assert seen["params"].train_tempo_slow_share == 0.75  # the default since round 18
+    assert G.main(["--out", str(tmp_path / "cli"), "--plain-training"]) == 0
+    assert seen["params"].tempo_shares() == (0.0, 0.0)
 
 
 def _manifest_only_set(tmp_path, params):
@@ -507,9 +511,10 @@ def test_train_rate_off_leaves_the_manifest_as_before_and_on_round_trips():
         "speaker_rate", "rate_jitter", "pitch_female", "pitch_male", "pitch_jitter", "speaker_range", "range_jitter",
         "tract", "tract_jitter", "loudness_db", "lead_s", "trail_s", "snr_db", "rate", "train_tempo",
         "train_tempo_share", "train_vowel_length"]
-    off = replace(G.GenParams(), train_rate=None, train_rate_share=0.0, train_snr_db=None)
+    off = replace(G.GenParams(), train_rate=None, train_rate_share=0.0, train_snr_db=None, train_tempo_slow_share=None)
     assert list(off.as_dict()) == round11
-    assert list(G.GenParams().as_dict()) == [*round11, "train_rate", "train_rate_share", "train_snr_db"]
+    assert list(G.GenParams().as_dict()) == [*round11[:-1], "train_tempo_slow_share", round11[-1], "train_rate",
+                                             "train_rate_share", "train_snr_db"]
     assert G.GenParams.from_dict(G.GenParams().as_dict()) == G.GenParams()
     # absent means off, not the class default (now on): a set cached before these fields still reads as off
     old = G.GenParams.from_dict({k: v for k, v in G.GenParams().as_dict().items() if k in round11})

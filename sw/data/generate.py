@@ -27,15 +27,17 @@ Each utterance (all ranges are fields of :class:`GenParams`, recorded in the man
   off by default) the range moves with the word's rate: towards longer vowels
   for slow words, shorter for fast ones (round 15 of ``docs/results.md``
   section 4: no gain);
-- (training words only: ``train_tempo``, ``--train-tempo``; default half of them,
-  0.7-1.4x) with probability ``train_tempo_share`` is played faster or slower by a
+- (training words only: ``train_tempo``, ``--train-tempo``; by default 0.7-1.4x,
+  three quarters of the words drawn a slowing factor and half of those drawn a
+  speeding one) with probability ``train_tempo_share`` is played faster or slower by a
   factor drawn log-uniformly from ``train_tempo``, by the same Rubber Band engine:
   the time stretch of issue 11 moved before the cochlea, where the word-duration
   normalization (``sw.data.time_norm``) does not undo it.  Its own generator
   (:func:`train_tempo_factor`), so no other draw changes.  Together the two gain
   6.2 points on the fast split (round 11 of ``docs/results.md`` section 4).
-  ``train_tempo_slow_share`` (``--train-tempo-slow-share``, off by default) gives
-  the words drawn a slowing factor a share of their own (round 18);
+  ``train_tempo_slow_share`` (``--train-tempo-slow-share``, 0.75 by default since
+  round 18) gives the words drawn a slowing factor a share of their own: more
+  slowed words bring the slow split within 5 points of the test split;
   ``--plain-training`` (:meth:`GenParams.plain_training`) turns these two and the
   two below off;
 - (training words only: ``train_rate``, ``--train-rate``; by default every
@@ -182,7 +184,7 @@ class GenParams:
     train_tempo_share: float = 0.5
     # training words only: the share of the words drawn a slowing factor (< 1) that are slowed, when other
     # than train_tempo_share (which then applies to the sped-up ones only).  None = train_tempo_share
-    train_tempo_slow_share: float | None = None
+    train_tempo_slow_share: float | None = 0.75
     # training words only: espeak-ng's own vowel lengths changed by an integer drawn uniformly from
     # train_vowel_length and added to every stress level's vowel length (a voice's stressAdd;
     # train_vowel_add); consonants keep theirs.  None = off
