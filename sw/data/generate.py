@@ -179,7 +179,8 @@ class GenParams:
     snr_db: tuple | None = (20.0, 40.0)  # background white noise; None = none
     rate: tuple | None = None  # a shifted split: per-word rate drawn from here, ignoring the speaker
     # training words only: a share train_tempo_share of them is played faster or slower by a factor
-    # drawn log-uniformly from train_tempo (Rubber Band, pitch kept; train_tempo_factor); None = off
+    # drawn log-uniformly from train_tempo (Rubber Band, pitch kept; train_tempo_factor); None = off.
+    # With train_tempo_slow_share set, that share applies to the words drawn a speeding factor only
     train_tempo: tuple | None = (0.7, 1.4)
     train_tempo_share: float = 0.5
     # training words only: the share of the words drawn a slowing factor (< 1) that are slowed, when other
@@ -888,12 +889,13 @@ def main(argv: list[str] | None = None) -> int:
                     help=f"tempo factors of the training words played faster or slower, drawn log-uniformly "
                          f"(default {GenParams.train_tempo})")
     ap.add_argument("--train-tempo-share", type=float, metavar="P",
-                    help=f"share of the training words whose tempo is changed (default {GenParams.train_tempo_share}; "
-                         f"0 = none)")
+                    help=f"share of the training words drawn a speeding tempo factor (> 1) that are sped up "
+                         f"(default {GenParams.train_tempo_share}; 0 = none); --train-tempo-slow-share is the "
+                         f"slowed ones'")
     ap.add_argument("--train-tempo-slow-share", type=float, metavar="P",
-                    help="share of the training words drawn a slowing tempo factor (< 1) that are slowed, when "
-                         "other than --train-tempo-share's, which then applies to the sped-up ones only "
-                         "(default: --train-tempo-share's)")
+                    help=f"share of the training words drawn a slowing tempo factor (< 1) that are slowed; "
+                         f"--train-tempo-share then applies to the sped-up ones only (default "
+                         f"{GenParams.train_tempo_slow_share}; give it --train-tempo-share's value for one share)")
     ap.add_argument("--train-vowel-length", type=int, nargs=2, metavar=("LO", "HI"),
                     help=f"espeak-ng stressAdd units added to every training word's vowel lengths, a whole number "
                          f"drawn uniformly per word, within {list(VOWEL_ADD_RANGE)} (default {GenParams.train_vowel_length}; "
