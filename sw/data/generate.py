@@ -37,7 +37,7 @@ Each utterance (all ranges are fields of :class:`GenParams`, recorded in the man
   6.2 points on the fast split (round 11 of ``docs/results.md`` section 4).
   ``train_tempo_slow_share`` (``--train-tempo-slow-share``, 0.75 by default since
   round 18) gives the words drawn a slowing factor a share of their own: more
-  slowed words bring the slow split within 5 points of the test split;
+  slowed words bring the slow and noisy splits closer to the test split;
   ``--plain-training`` (:meth:`GenParams.plain_training`) turns these two and the
   two below off;
 - (training words only: ``train_rate``, ``--train-rate``; by default every
