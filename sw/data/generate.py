@@ -36,8 +36,9 @@ Each utterance (all ranges are fields of :class:`GenParams`, recorded in the man
   (:func:`train_tempo_factor`), so no other draw changes.  Together the two gain
   6.2 points on the fast split (round 11 of ``docs/results.md`` section 4).
   ``train_tempo_slow_share`` (``--train-tempo-slow-share``, 0.75 by default since
-  round 18) gives the words drawn a slowing factor a share of their own: more
-  slowed words bring the slow and noisy splits closer to the test split;
+  round 18) gives the words drawn a slowing factor a share of their own: three
+  quarters instead of half brought the slow and noisy splits closer to the test
+  split (round 18); more still raise the slow split but lower the fast one (round 19);
   ``--plain-training`` (:meth:`GenParams.plain_training`) turns these two and the
   two below off;
 - (training words only: ``train_rate``, ``--train-rate``; by default every
